@@ -1,0 +1,129 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+use crate::state::State;
+use crate::store::KvError;
+
+/// Everything that can go wrong in parti.
+///
+/// Each variant says when it happens. The enum is `#[non_exhaustive]`: match
+/// with a wildcard arm so new variants do not break your build.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A [`Config`](crate::Config) field is out of range or inconsistent with
+    /// another field. Returned by `Config::validate` and `start()` before
+    /// anything is written to NATS.
+    #[error("invalid config: `{field}` {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A group name, worker-ID prefix or preferred ID cannot be used as a
+    /// NATS KV bucket or key name. Returned before anything is written.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A strategy was asked to place partitions on an empty set of workers.
+    #[error("no workers to assign partitions to")]
+    NoWorkers,
+    /// Two partitions share an id.
+    #[error("duplicate partition id {id:?}")]
+    DuplicatePartition {
+        /// The repeated id.
+        id: String,
+    },
+    /// A partition (or worker id) given to a strategy is unusable, e.g. an
+    /// empty id.
+    #[error("invalid partition {id:?}: {reason}")]
+    InvalidPartition {
+        /// The partition id.
+        id: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A custom [`AssignmentStrategy`](crate::strategy::AssignmentStrategy)
+    /// or [`PartitionSource`](crate::source::PartitionSource) failed.
+    #[error("{what} failed: {reason}")]
+    Plugin {
+        /// Which plug-in failed ("strategy", "partition source").
+        what: &'static str,
+        /// Its message.
+        reason: String,
+    },
+    /// `start()` did not see this worker's first assignment within
+    /// `Config::startup_timeout`. The manager was stopped.
+    #[error("startup timed out after {after:?} in state {state}")]
+    StartupTimeout {
+        /// How long it waited.
+        after: Duration,
+        /// The state it was stuck in.
+        state: State,
+    },
+    /// `wait_for_state` gave up.
+    #[error("state {wanted} not reached within {after:?} (now {current})")]
+    WaitTimeout {
+        /// The awaited state.
+        wanted: State,
+        /// How long it waited.
+        after: Duration,
+        /// The state when it gave up.
+        current: State,
+    },
+    /// Every worker ID from `<prefix>-0` to `<prefix>-<max_workers - 1>` is
+    /// held by a live worker.
+    #[error("no free worker id below {max_workers}")]
+    NoFreeWorkerId {
+        /// The configured `Config::max_workers`.
+        max_workers: u32,
+    },
+    /// A value found in one of the group's buckets could not be decoded. The
+    /// value is ignored; the last good state is kept.
+    #[error("corrupt value in bucket {bucket} key {key}: {reason}")]
+    Corrupt {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The decoding error.
+        reason: String,
+    },
+    /// A user callback panicked. The manager caught it and keeps working.
+    #[error("callback {callback} panicked: {message}")]
+    CallbackPanicked {
+        /// Which hook.
+        callback: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// An internal state transition not in the table of allowed transitions
+    /// was attempted. It was not applied. This is a bug in parti: please
+    /// report it.
+    #[error("invalid state transition {from} -> {to}")]
+    InvalidTransition {
+        /// Current state.
+        from: State,
+        /// Rejected target state.
+        to: State,
+    },
+    /// NATS has been unreachable for `for_` (reported at escalating
+    /// intervals while the worker is degraded).
+    #[error("NATS unavailable for {for_:?}")]
+    Degraded {
+        /// How long the outage has lasted.
+        for_: Duration,
+    },
+    /// The manager is stopped (or stopping) and cannot do what was asked.
+    #[error("manager is stopped")]
+    Stopped,
+    /// A KV operation failed. See [`KvError`] for the cases.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}

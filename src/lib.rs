@@ -1,0 +1,15 @@
+//! parti: share N partitions across a fleet of worker processes through NATS
+//! JetStream KV.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+mod error;
+mod state;
+pub mod store;
+pub mod strategy;
+mod types;
+
+pub use error::Error;
+pub use state::State;
+pub use types::{Assignment, AssignmentChange, Partition, Placement, RebalanceKind};

@@ -1,0 +1,305 @@
+//! Plain data types: partitions, placements, assignments.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A unit of work that exactly one worker owns at a time.
+///
+/// Partitions are identified by their `id`; the `weight` (default 1) tells
+/// weight-aware strategies how much load the partition carries.
+///
+/// ```
+/// use parti::Partition;
+/// let p = Partition::with_weight("orders.7", 5);
+/// assert_eq!(p.id(), "orders.7");
+/// assert_eq!(p.weight(), 5);
+/// assert_eq!(Partition::new("a").weight(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Partition {
+    id: String,
+    #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
+    weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn is_default_weight(w: &u32) -> bool {
+    *w == 1
+}
+
+impl Partition {
+    /// A partition of weight 1.
+    pub fn new(id: impl Into<String>) -> Self {
+        Partition {
+            id: id.into(),
+            weight: 1,
+        }
+    }
+
+    /// A partition with an explicit weight.
+    pub fn with_weight(id: impl Into<String>, weight: u32) -> Self {
+        Partition {
+            id: id.into(),
+            weight,
+        }
+    }
+
+    /// The partition's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The partition's weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// Which worker owns which partitions: worker id -> partitions.
+pub type Placement = BTreeMap<String, Vec<Partition>>;
+
+/// Why the leader published an assignment version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RebalanceKind {
+    /// The first assignment of a group, after the cold-start window.
+    ColdStart,
+    /// Workers joined or left gracefully.
+    PlannedScale,
+    /// A worker died; its partitions were reassigned at once.
+    Emergency,
+    /// Most of the group vanished at once and came back: handled like a cold
+    /// start.
+    Restart,
+    /// The partition source changed.
+    PartitionsChanged,
+    /// The second step of a handoff: partitions released by their previous
+    /// owners are granted to their new ones.
+    Handoff,
+    /// A worker that had fenced itself (lost NATS) got its partitions back.
+    Recovery,
+}
+
+impl fmt::Display for RebalanceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            RebalanceKind::ColdStart => "cold_start",
+            RebalanceKind::PlannedScale => "planned_scale",
+            RebalanceKind::Emergency => "emergency",
+            RebalanceKind::Restart => "restart",
+            RebalanceKind::PartitionsChanged => "partitions_changed",
+            RebalanceKind::Handoff => "handoff",
+            RebalanceKind::Recovery => "recovery",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AssignmentData {
+    version: u64,
+    epoch: u64,
+    /// Sorted by id.
+    partitions: Vec<Partition>,
+    /// `tokens[i]` is the fencing token of `partitions[i]`.
+    tokens: Vec<u64>,
+    reason: Option<RebalanceKind>,
+}
+
+/// This worker's partitions at one assignment version: a cheap, immutable
+/// snapshot (cloning it copies a pointer).
+///
+/// ```
+/// use parti::{Assignment, Partition};
+/// let a = Assignment::default();
+/// assert_eq!(a.version(), 0);
+/// assert!(a.partitions().is_empty());
+/// assert!(!a.contains("orders.1"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    data: Arc<AssignmentData>,
+}
+
+impl Assignment {
+    /// Builds an assignment from `(partition, token)` pairs; they are sorted
+    /// by partition id.
+    pub fn new(
+        version: u64,
+        epoch: u64,
+        reason: Option<RebalanceKind>,
+        partitions: impl IntoIterator<Item = (Partition, u64)>,
+    ) -> Self {
+        let mut pairs: Vec<(Partition, u64)> = partitions.into_iter().collect();
+        pairs.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        pairs.dedup_by(|a, b| a.0.id == b.0.id);
+        let (partitions, tokens) = pairs.into_iter().unzip();
+        Assignment {
+            data: Arc::new(AssignmentData {
+                version,
+                epoch,
+                partitions,
+                tokens,
+                reason,
+            }),
+        }
+    }
+
+    /// The assignment version: strictly increasing across every assignment
+    /// this worker applies, across leaders too. 0 means "nothing assigned yet".
+    pub fn version(&self) -> u64 {
+        self.data.version
+    }
+
+    /// The leader epoch that published this assignment.
+    pub fn epoch(&self) -> u64 {
+        self.data.epoch
+    }
+
+    /// Why this version was published (`None` before the first assignment).
+    pub fn reason(&self) -> Option<RebalanceKind> {
+        self.data.reason
+    }
+
+    /// The partitions, sorted by id.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.data.partitions
+    }
+
+    /// Whether the partition with this id is assigned to this worker.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index_of(id).is_some()
+    }
+
+    /// The fencing token of a partition this worker owns: a number that
+    /// strictly increases every time the partition changes owner. Make
+    /// downstream writes conditional on it (reject a write whose token is lower
+    /// than the highest seen) and a stale owner can never overwrite the newer
+    /// one's work.
+    pub fn token(&self, id: &str) -> Option<u64> {
+        self.index_of(id).map(|i| self.data.tokens[i])
+    }
+
+    /// Number of partitions.
+    pub fn len(&self) -> usize {
+        self.data.partitions.len()
+    }
+
+    /// Whether no partition is assigned.
+    pub fn is_empty(&self) -> bool {
+        self.data.partitions.is_empty()
+    }
+
+    /// `(partition, token)` pairs in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Partition, u64)> + '_ {
+        self.data
+            .partitions
+            .iter()
+            .zip(self.data.tokens.iter().copied())
+    }
+
+    fn index_of(&self, id: &str) -> Option<usize> {
+        self.data
+            .partitions
+            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .ok()
+    }
+}
+
+/// What changed for this worker between two consecutive assignments.
+#[derive(Clone, Debug)]
+pub struct AssignmentChange {
+    added: Vec<Partition>,
+    removed: Vec<Partition>,
+    previous: Assignment,
+    assignment: Assignment,
+}
+
+impl AssignmentChange {
+    /// The difference from `previous` to `current`.
+    pub fn between(previous: &Assignment, current: &Assignment) -> Self {
+        let added = current
+            .partitions()
+            .iter()
+            .filter(|p| !previous.contains(p.id()))
+            .cloned()
+            .collect();
+        let removed = previous
+            .partitions()
+            .iter()
+            .filter(|p| !current.contains(p.id()))
+            .cloned()
+            .collect();
+        AssignmentChange {
+            added,
+            removed,
+            previous: previous.clone(),
+            assignment: current.clone(),
+        }
+    }
+
+    /// Partitions this worker now owns and did not before.
+    pub fn added(&self) -> &[Partition] {
+        &self.added
+    }
+
+    /// Partitions this worker owned before and no longer does: stop working on
+    /// them before this callback returns.
+    pub fn removed(&self) -> &[Partition] {
+        &self.removed
+    }
+
+    /// The assignment before the change.
+    pub fn previous(&self) -> &Assignment {
+        &self.previous
+    }
+
+    /// The new full assignment.
+    pub fn assignment(&self) -> &Assignment {
+        &self.assignment
+    }
+
+    /// Whether nothing was added or removed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_lists_real_differences() {
+        let a = Assignment::new(
+            1,
+            1,
+            None,
+            [(Partition::new("a"), 1), (Partition::new("b"), 1)],
+        );
+        let b = Assignment::new(
+            2,
+            1,
+            None,
+            [(Partition::new("b"), 1), (Partition::new("c"), 2)],
+        );
+        let c = AssignmentChange::between(&a, &b);
+        assert_eq!(c.added(), &[Partition::new("c")]);
+        assert_eq!(c.removed(), &[Partition::new("a")]);
+        assert_eq!(b.token("c"), Some(2));
+        assert_eq!(b.token("a"), None);
+    }
+}
