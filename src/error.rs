@@ -120,6 +120,24 @@ pub enum Error {
         /// How long the outage has lasted.
         for_: Duration,
     },
+    /// A worker has not released partitions moved away from it within
+    /// `Config::handoff_timeout` (its release callback may be stuck). The
+    /// partitions are granted elsewhere only once it releases them or its
+    /// heartbeat lease expires.
+    #[error("worker {worker} has not released moved partitions after {waited:?}")]
+    HandoffTimeout {
+        /// The slow worker.
+        worker: String,
+        /// How long the leader has waited.
+        waited: Duration,
+    },
+    /// This worker's ID was taken over by another process (this process was
+    /// presumed dead). The manager stops.
+    #[error("worker id {worker} was taken over by another process")]
+    WorkerIdLost {
+        /// The lost ID.
+        worker: String,
+    },
     /// The manager is stopped (or stopping) and cannot do what was asked.
     #[error("manager is stopped")]
     Stopped,

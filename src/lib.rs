@@ -4,12 +4,18 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+mod config;
+pub mod core;
+mod names;
+pub mod wire;
 mod error;
 mod state;
 pub mod store;
 pub mod strategy;
 mod types;
 
+pub use config::Config;
 pub use error::Error;
+pub use names::BucketNames;
 pub use state::State;
 pub use types::{Assignment, AssignmentChange, Partition, Placement, RebalanceKind};

@@ -91,6 +91,9 @@ pub enum RebalanceKind {
     Handoff,
     /// A worker that had fenced itself (lost NATS) got its partitions back.
     Recovery,
+    /// A new leader found its predecessor's work unfinished (partitions
+    /// unowned or no longer in the source) and completed it.
+    Takeover,
 }
 
 impl fmt::Display for RebalanceKind {
@@ -103,6 +106,7 @@ impl fmt::Display for RebalanceKind {
             RebalanceKind::PartitionsChanged => "partitions_changed",
             RebalanceKind::Handoff => "handoff",
             RebalanceKind::Recovery => "recovery",
+            RebalanceKind::Takeover => "takeover",
         };
         f.write_str(s)
     }

@@ -1,0 +1,518 @@
+//! The leader's calculator: who is alive, when to rebalance, and what to
+//! publish. Pure: it never reads the clock or touches NATS; the leader thread
+//! feeds it events with `now` and carries out what it returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::ledger::{Addressee, KeyWrite, Ledger};
+use crate::strategy::AssignmentStrategy;
+use crate::wire::{AssignmentRecord, MetaRecord, WorkerRecord};
+use crate::{Config, Error, Partition, Placement, RebalanceKind};
+
+/// What the leader is doing, reflected in its [`State`](crate::State).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No assignment yet: waiting out the cold-start (or restart) window.
+    ColdStart,
+    /// A planned change is waiting out its window.
+    Scaling,
+    /// Handing partitions over.
+    Rebalancing,
+    /// Reassigning a dead worker's partitions.
+    Emergency,
+    /// Everything published and released.
+    Stable,
+}
+
+/// One publication round: keys to write at a new version.
+#[derive(Clone, Debug)]
+pub struct Publication {
+    /// The new version.
+    pub version: u64,
+    /// Why.
+    pub reason: RebalanceKind,
+    /// One record per changed worker key.
+    pub records: Vec<(String, AssignmentRecord)>,
+    /// The group summary.
+    pub meta: MetaRecord,
+}
+
+/// What the calculator asks the leader thread to do or report.
+#[derive(Debug)]
+pub enum Output {
+    /// Write these keys.
+    Publish(Publication),
+    /// Delete this worker's assignment key (it is dead or gone).
+    Clear(String),
+    /// A rebalance was computed (for logs and metrics).
+    Rebalanced {
+        /// The kind.
+        kind: RebalanceKind,
+        /// Partitions whose owner changes.
+        moved: usize,
+        /// Live workers in the new target.
+        workers: usize,
+    },
+    /// Workers were declared dead.
+    Died(Vec<String>),
+    /// Something worth an `on_error` report.
+    Report(Error),
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    addressee: Addressee,
+    applied: u64,
+    leaving: bool,
+    last_seen: Instant,
+    joined: Instant,
+}
+
+/// The leader's decision core.
+pub struct Calculator {
+    config: Config,
+    strategy: Arc<dyn AssignmentStrategy>,
+    leader: String,
+    epoch: u64,
+    started: Instant,
+    version: u64,
+    partitions: Vec<Partition>,
+    partitions_dirty: bool,
+    members: BTreeMap<String, Member>,
+    ledger: Ledger,
+    target: Option<Placement>,
+    restart_until: Option<Instant>,
+    emergency_due: bool,
+    emergency_active: bool,
+    last_rebalance: Option<Instant>,
+    pending_reason: Option<RebalanceKind>,
+    last_reason: RebalanceKind,
+    removal_times: BTreeMap<u64, Instant>,
+    unconfirmed: Option<u64>,
+    slow_reported: BTreeSet<(String, u64)>,
+    phase: Phase,
+}
+
+impl Calculator {
+    /// A calculator for a leader that took office at `now` with `epoch`.
+    pub fn new(
+        config: Config,
+        strategy: Arc<dyn AssignmentStrategy>,
+        leader: impl Into<String>,
+        epoch: u64,
+        now: Instant,
+        partitions: Vec<Partition>,
+    ) -> Self {
+        Calculator {
+            config,
+            strategy,
+            leader: leader.into(),
+            epoch,
+            started: now,
+            version: 0,
+            partitions: sorted(partitions),
+            partitions_dirty: false,
+            members: BTreeMap::new(),
+            ledger: Ledger::default(),
+            target: None,
+            restart_until: None,
+            emergency_due: false,
+            emergency_active: false,
+            last_rebalance: None,
+            pending_reason: None,
+            last_reason: RebalanceKind::ColdStart,
+            removal_times: BTreeMap::new(),
+            unconfirmed: None,
+            slow_reported: BTreeSet::new(),
+            phase: Phase::ColdStart,
+        }
+    }
+
+    /// Takes over the assignments a previous leader published, before the
+    /// first [`tick`](Self::tick). Their workers count as alive from `now`
+    /// until their heartbeats say otherwise (a new leader has not seen them
+    /// yet), so a stable group is not reshuffled.
+    pub fn adopt(&mut self, now: Instant, records: &BTreeMap<String, AssignmentRecord>, meta_version: u64) {
+        self.version = self.version.max(meta_version);
+        for (worker, record) in records {
+            self.version = self.version.max(record.version);
+            self.ledger.adopt(worker, record, false);
+            self.members.entry(worker.clone()).or_insert_with(|| Member {
+                addressee: Addressee {
+                    instance: record.instance.clone(),
+                    incarnation: record.incarnation,
+                },
+                applied: 0,
+                leaving: false,
+                last_seen: now,
+                joined: now,
+            });
+            if let Some(m) = self.members.get(worker) {
+                let addressee = m.addressee.clone();
+                let applied = m.applied;
+                self.ledger.observe(worker, &addressee, applied);
+            }
+        }
+        if !records.is_empty() {
+            let placement = self.ledger.placement();
+            let placed: BTreeSet<&str> = placement.values().flatten().map(|p| p.id()).collect();
+            let wanted: BTreeSet<&str> = self.partitions.iter().map(|p| p.id()).collect();
+            if placed != wanted {
+                self.pending_reason = Some(RebalanceKind::Takeover);
+                self.partitions_dirty = true;
+            }
+            self.target = Some(placement);
+            self.last_reason = RebalanceKind::Takeover;
+        }
+    }
+
+    /// A heartbeat (or the initial replay) of a worker's record.
+    pub fn observe_worker(&mut self, now: Instant, worker: &str, record: &WorkerRecord) {
+        let addressee = Addressee {
+            instance: record.instance.clone(),
+            incarnation: record.incarnation,
+        };
+        let member = self.members.entry(worker.to_string()).or_insert_with(|| Member {
+            addressee: addressee.clone(),
+            applied: 0,
+            leaving: false,
+            last_seen: now,
+            joined: now,
+        });
+        member.addressee = addressee.clone();
+        member.applied = record.applied;
+        member.leaving = record.leaving;
+        member.last_seen = now;
+        self.ledger.observe(worker, &addressee, record.applied);
+    }
+
+    /// A worker deleted its key: it left after releasing everything.
+    pub fn worker_gone(&mut self, worker: &str) {
+        self.members.remove(worker);
+        self.ledger.forget(worker);
+    }
+
+    /// The partition source's current list.
+    pub fn set_partitions(&mut self, partitions: Vec<Partition>) {
+        let partitions = sorted(partitions);
+        if partitions != self.partitions {
+            self.partitions = partitions;
+            self.partitions_dirty = true;
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The last version published (or adopted).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The leader thread wrote every key of publication `version`: until
+    /// then the phase stays `Rebalancing` or `Emergency`.
+    pub fn confirm_published(&mut self, version: u64) {
+        if self.unconfirmed.is_some_and(|v| v <= version) {
+            self.unconfirmed = None;
+            self.phase = self.compute_phase();
+        }
+    }
+
+    /// Live workers as the leader sees them.
+    pub fn members(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    /// Advances to `now`: declares the dead, rebalances when due, publishes
+    /// what the handoff rule allows.
+    pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.detect_deaths(now, &mut out);
+        if let Some(kind) = self.due(now) {
+            self.rebalance(now, kind, &mut out);
+        }
+        self.publish_step(now, &mut out);
+        self.report_slow_handoffs(now, &mut out);
+        self.phase = self.compute_phase();
+        out
+    }
+
+    /// When `tick` should run next, at the latest.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let dead_after = self.config.heartbeat_ttl + self.config.emergency_grace;
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for m in self.members.values() {
+            consider(m.last_seen + dead_after + Duration::from_millis(1));
+        }
+        if self.target.is_none() {
+            consider(self.started + self.config.cold_start_window);
+        }
+        if let Some(t) = self.restart_until {
+            consider(t);
+        }
+        if let Some(t) = self.window_deadline() {
+            consider(t);
+        }
+        if let Some((_, t)) = self.removal_times.iter().next() {
+            consider(*t + self.config.handoff_timeout);
+        }
+        next
+    }
+
+    fn detect_deaths(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let ttl = self.config.heartbeat_ttl;
+        let dead_after = ttl + self.config.emergency_grace;
+        let dead: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > dead_after)
+            .map(|(w, _)| w.clone())
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        let in_target: Vec<&String> = self.target.iter().flat_map(|t| t.keys()).collect();
+        let missing = in_target
+            .iter()
+            .filter(|w| {
+                self.members
+                    .get(w.as_str())
+                    .is_none_or(|m| now.saturating_duration_since(m.last_seen) > ttl)
+            })
+            .count();
+        let restart = in_target.len() > 1
+            && missing as f64 / in_target.len() as f64 > self.config.restart_ratio;
+        let held_work = dead.iter().any(|w| self.target.as_ref().is_some_and(|t| t.contains_key(w)));
+        for w in &dead {
+            self.members.remove(w);
+            if self.ledger.forget(w) {
+                out.push(Output::Clear(w.clone()));
+            }
+        }
+        out.push(Output::Died(dead));
+        if restart {
+            self.restart_until = Some(now + self.config.cold_start_window);
+            self.emergency_due = false;
+        } else if held_work && self.restart_until.is_none() {
+            self.emergency_due = true;
+        }
+    }
+
+    fn joiners(&self) -> impl Iterator<Item = &Member> {
+        let target = self.target.as_ref();
+        self.members
+            .iter()
+            .filter(move |(w, m)| !m.leaving && target.is_some_and(|t| !t.contains_key(*w)))
+            .map(|(_, m)| m)
+    }
+
+    fn window_deadline(&self) -> Option<Instant> {
+        let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+        for m in self.joiners() {
+            first = Some(first.map_or(m.joined, |f| f.min(m.joined)));
+            last = Some(last.map_or(m.joined, |l| l.max(m.joined)));
+        }
+        let window = self.config.planned_scale_window;
+        let deadline = (last? + window).min(first? + window * 3);
+        Some(match self.last_rebalance {
+            Some(t) => deadline.max(t + self.config.rebalance_cooldown),
+            None => deadline,
+        })
+    }
+
+    fn due(&self, now: Instant) -> Option<RebalanceKind> {
+        let Some(target) = &self.target else {
+            let open = now >= self.started + self.config.cold_start_window;
+            return (open && !self.members.is_empty()).then_some(RebalanceKind::ColdStart);
+        };
+        if let Some(until) = self.restart_until {
+            return (now >= until).then_some(RebalanceKind::Restart);
+        }
+        if self.emergency_due {
+            return Some(RebalanceKind::Emergency);
+        }
+        let departed = target.keys().any(|w| self.members.get(w).is_none_or(|m| m.leaving));
+        if departed {
+            return Some(RebalanceKind::PlannedScale);
+        }
+        if self.partitions_dirty {
+            return Some(self.pending_reason.unwrap_or(RebalanceKind::PartitionsChanged));
+        }
+        match self.window_deadline() {
+            Some(deadline) if now >= deadline => Some(RebalanceKind::PlannedScale),
+            _ => None,
+        }
+    }
+
+    fn rebalance(&mut self, now: Instant, kind: RebalanceKind, out: &mut Vec<Output>) {
+        let workers: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| !m.leaving)
+            .map(|(w, _)| w.clone())
+            .collect();
+        let previous = self.ledger.placement();
+        let mut target = if workers.is_empty() {
+            Placement::new()
+        } else {
+            match self.strategy.assign(&workers, &self.partitions, &previous) {
+                Ok(t) => t,
+                Err(e) => {
+                    out.push(Output::Report(e));
+                    return;
+                }
+            }
+        };
+        // Every live worker gets a key, even an empty one, so that it knows it
+        // is part of the group; a strategy that left a worker out or named an
+        // unknown one is corrected here rather than trusted.
+        target.retain(|w, _| workers.binary_search(w).is_ok());
+        for w in &workers {
+            target.entry(w.clone()).or_default();
+        }
+        let owner_before: BTreeMap<&str, &str> = previous
+            .iter()
+            .flat_map(|(w, ps)| ps.iter().map(move |p| (p.id(), w.as_str())))
+            .collect();
+        let moved = target
+            .iter()
+            .flat_map(|(w, ps)| ps.iter().map(move |p| (p.id(), w.as_str())))
+            .filter(|(id, w)| owner_before.get(id) != Some(w))
+            .count();
+        out.push(Output::Rebalanced {
+            kind,
+            moved,
+            workers: workers.len(),
+        });
+        self.target = Some(target);
+        self.last_rebalance = Some(now);
+        self.restart_until = None;
+        self.emergency_due = false;
+        self.emergency_active = kind == RebalanceKind::Emergency;
+        self.partitions_dirty = false;
+        self.pending_reason = Some(kind);
+    }
+
+    fn publish_step(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Some(target) = &self.target else { return };
+        let addressees: BTreeMap<String, Addressee> = self
+            .members
+            .iter()
+            .map(|(w, m)| (w.clone(), m.addressee.clone()))
+            .collect();
+        let version = self.version + 1;
+        let writes = self.ledger.step(target, &addressees, version);
+        if writes.is_empty() {
+            return;
+        }
+        self.version = version;
+        self.unconfirmed = Some(version);
+        let reason = self.pending_reason.take().unwrap_or(
+            if self.emergency_active {
+                RebalanceKind::Emergency
+            } else {
+                RebalanceKind::Handoff
+            },
+        );
+        self.last_reason = reason;
+        if writes.iter().any(|w| w.revoked > 0) {
+            self.removal_times.insert(version, now);
+        }
+        let records = writes
+            .into_iter()
+            .map(|w: KeyWrite| {
+                (
+                    w.worker,
+                    AssignmentRecord {
+                        version,
+                        epoch: self.epoch,
+                        reason,
+                        instance: w.addressee.instance,
+                        incarnation: w.addressee.incarnation,
+                        partitions: w.partitions,
+                    },
+                )
+            })
+            .collect();
+        let counts = self.ledger.counts();
+        let owned = self.ledger.owned_ids().len();
+        out.push(Output::Publish(Publication {
+            version,
+            reason,
+            records,
+            meta: MetaRecord {
+                version,
+                epoch: self.epoch,
+                reason,
+                leader: self.leader.clone(),
+                workers: counts,
+                partitions: self.partitions.len(),
+                unassigned: self.partitions.len().saturating_sub(owned),
+            },
+        }));
+    }
+
+    fn report_slow_handoffs(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let timeout = self.config.handoff_timeout;
+        let oldest_pending = self.ledger.unreleased_since(u64::MAX);
+        if oldest_pending.is_empty() {
+            self.removal_times.clear();
+            return;
+        }
+        let expired: Vec<u64> = self
+            .removal_times
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= timeout)
+            .map(|(v, _)| *v)
+            .collect();
+        for version in expired {
+            for worker in self.ledger.unreleased_since(version) {
+                if self.slow_reported.insert((worker.clone(), version)) {
+                    out.push(Output::Report(Error::HandoffTimeout {
+                        worker,
+                        waited: timeout,
+                    }));
+                }
+            }
+            self.removal_times.remove(&version);
+        }
+    }
+
+    fn compute_phase(&mut self) -> Phase {
+        let Some(target) = &self.target else {
+            return Phase::ColdStart;
+        };
+        if self.restart_until.is_some() {
+            return Phase::Scaling;
+        }
+        let published = self.ledger.placement();
+        // Removals are published at once, so a key holding as many partitions
+        // as its target holds exactly its target.
+        let settled = target
+            .iter()
+            .all(|(w, ps)| published.get(w).is_some_and(|have| have.len() == ps.len()));
+        if !settled || self.emergency_due || self.unconfirmed.is_some() {
+            return if self.emergency_active || self.emergency_due {
+                Phase::Emergency
+            } else {
+                Phase::Rebalancing
+            };
+        }
+        self.emergency_active = false;
+        if self.window_deadline().is_some() {
+            return Phase::Scaling;
+        }
+        Phase::Stable
+    }
+}
+
+fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {
+    partitions.sort_by(|a, b| a.id().cmp(b.id()));
+    partitions.dedup_by(|a, b| a.id() == b.id());
+    partitions
+}

@@ -1,0 +1,320 @@
+//! Unit tests of the calculator with explicit instants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::calculator::{Calculator, Output, Phase, Publication};
+use crate::strategy::AssignmentStrategy;
+use crate::wire::{AssignmentRecord, WorkerRecord};
+use crate::{Config, Error, Partition, Placement, RebalanceKind};
+
+/// Sticky and balanced enough for these tests: keeps previous owners under
+/// the cap, deals the rest in order.
+struct StickyDeal;
+
+impl AssignmentStrategy for StickyDeal {
+    fn assign(&self, workers: &[String], partitions: &[Partition], previous: &Placement) -> Result<Placement, Error> {
+        let n = workers.len();
+        let cap = partitions.len().div_ceil(n);
+        let mut out: Placement = workers.iter().map(|w| (w.clone(), Vec::new())).collect();
+        let mut rest = Vec::new();
+        for p in partitions {
+            let owner = previous.iter().find(|(_, ps)| ps.contains(p)).map(|(w, _)| w);
+            match owner.and_then(|w| out.get_mut(w)) {
+                Some(v) if v.len() < cap => v.push(p.clone()),
+                _ => rest.push(p.clone()),
+            }
+        }
+        for p in rest {
+            let (_, v) = out.iter_mut().min_by_key(|(_, v)| v.len()).ok_or(Error::NoWorkers)?;
+            v.push(p);
+        }
+        Ok(out)
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn config() -> Config {
+    Config {
+        heartbeat_interval: MS * 100,
+        heartbeat_ttl: MS * 300,
+        emergency_grace: MS * 100,
+        cold_start_window: MS * 1000,
+        planned_scale_window: MS * 500,
+        rebalance_cooldown: MS * 200,
+        handoff_timeout: MS * 2000,
+        ..Config::default()
+    }
+}
+
+fn parts(n: usize) -> Vec<Partition> {
+    (0..n).map(|i| Partition::new(format!("p{i:02}"))).collect()
+}
+
+/// A little world: the calculator plus workers that acknowledge what they
+/// are sent, as a real worker's heartbeat would.
+struct World {
+    calc: Calculator,
+    now: Instant,
+    /// worker -> (applied version, latest record)
+    workers: BTreeMap<String, (u64, Option<AssignmentRecord>)>,
+    published: Vec<Publication>,
+    cleared: Vec<String>,
+    kinds: Vec<RebalanceKind>,
+    phases: Vec<Phase>,
+    acking: bool,
+}
+
+impl World {
+    fn new(n_parts: usize) -> Self {
+        let now = Instant::now();
+        World {
+            calc: Calculator::new(config(), Arc::new(StickyDeal), "w0", 1, now, parts(n_parts)),
+            now,
+            workers: BTreeMap::new(),
+            published: Vec::new(),
+            cleared: Vec::new(),
+            kinds: Vec::new(),
+            phases: Vec::new(),
+            acking: true,
+        }
+    }
+
+    fn join(&mut self, w: &str) {
+        self.workers.insert(w.to_string(), (0, None));
+    }
+
+    fn beat(&mut self, w: &str) {
+        let (applied, _) = self.workers[w].clone();
+        let rec = WorkerRecord {
+            instance: format!("i-{w}"),
+            incarnation: 0,
+            seq: 0,
+            applied,
+            leaving: false,
+            host: String::new(),
+            pid: 0,
+        };
+        self.calc.observe_worker(self.now, w, &rec);
+    }
+
+    /// Advances time in 50 ms steps; live workers beat every 100 ms and apply
+    /// what they were sent (acknowledged in the next beat).
+    fn run(&mut self, for_: Duration) {
+        let end = self.now + for_;
+        while self.now < end {
+            self.now += MS * 50;
+            let names: Vec<String> = self.workers.keys().cloned().collect();
+            for w in &names {
+                if self.acking {
+                    let v = self.workers[w].1.as_ref().map_or(0, |r| r.version);
+                    self.workers.get_mut(w).unwrap().0 = v;
+                }
+                self.beat(w);
+            }
+            for out in self.calc.tick(self.now) {
+                match out {
+                    Output::Publish(p) => {
+                        for (w, rec) in &p.records {
+                            if let Some(slot) = self.workers.get_mut(w) {
+                                slot.1 = Some(rec.clone());
+                            }
+                        }
+                        self.published.push(p);
+                    }
+                    Output::Clear(w) => self.cleared.push(w),
+                    Output::Rebalanced { kind, .. } => self.kinds.push(kind),
+                    _ => {}
+                }
+            }
+            let phase = self.calc.phase();
+            if self.phases.last() != Some(&phase) {
+                self.phases.push(phase);
+            }
+            if let Some(p) = self.published.last() {
+                self.calc.confirm_published(p.version);
+            }
+        }
+    }
+
+    /// Current owners of each partition according to the workers' latest
+    /// records.
+    fn owners(&self) -> BTreeMap<String, Vec<String>> {
+        let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (w, (_, rec)) in &self.workers {
+            for p in rec.iter().flat_map(|r| r.partitions.iter()) {
+                owners.entry(p.id.clone()).or_default().push(w.clone());
+            }
+        }
+        owners
+    }
+
+    fn assert_each_owned_once(&self, n: usize) {
+        let owners = self.owners();
+        assert_eq!(owners.len(), n, "every partition owned: {owners:?}");
+        for (p, ws) in owners {
+            assert_eq!(ws.len(), 1, "{p} owned by {ws:?}");
+        }
+    }
+}
+
+#[test]
+fn cold_start_publishes_only_after_the_window() {
+    let mut w = World::new(12);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 900);
+    assert!(w.published.is_empty());
+    assert_eq!(w.calc.phase(), Phase::ColdStart);
+    w.run(MS * 200);
+    assert_eq!(w.published.len(), 1);
+    assert_eq!(w.published[0].reason, RebalanceKind::ColdStart);
+    assert_eq!(w.published[0].records.len(), 3);
+    w.assert_each_owned_once(12);
+    w.run(MS * 300);
+    assert_eq!(w.calc.phase(), Phase::Stable);
+    assert_eq!(w.published.len(), 1, "a stable group publishes nothing");
+}
+
+#[test]
+fn join_waits_the_window_then_revokes_before_granting() {
+    let mut w = World::new(12);
+    w.join("w0");
+    w.join("w1");
+    w.run(MS * 1100);
+    w.join("w2");
+    w.run(MS * 200);
+    assert_eq!(w.calc.phase(), Phase::Scaling);
+    let before = w.published.len();
+    w.run(MS * 250);
+    assert_eq!(w.published.len(), before, "still inside the planned window");
+    w.run(MS * 500);
+    assert!(w.phases.contains(&Phase::Rebalancing));
+    assert_eq!(w.calc.phase(), Phase::Stable);
+    let rounds = &w.published[before..];
+    assert!(rounds.len() >= 2, "revocation and grant are separate rounds");
+    // The first round gives w2 nothing it must wait for.
+    let first_w2 = rounds[0].records.iter().find(|(n, _)| n == "w2").unwrap();
+    assert!(first_w2.1.partitions.is_empty());
+    assert_eq!(rounds[0].reason, RebalanceKind::PlannedScale);
+    assert_eq!(rounds.last().unwrap().reason, RebalanceKind::Handoff);
+    w.assert_each_owned_once(12);
+    assert_eq!(w.owners().values().filter(|o| o[0] == "w2").count(), 4);
+}
+
+#[test]
+fn no_partition_is_granted_while_its_old_owner_has_not_acknowledged() {
+    let mut w = World::new(6);
+    w.join("w0");
+    w.join("w1");
+    w.run(MS * 1100);
+    w.acking = false;
+    w.join("w2");
+    w.run(MS * 1500);
+    let w2 = w.workers["w2"].1.clone().unwrap();
+    assert!(w2.partitions.is_empty(), "nothing granted without acks");
+    assert_eq!(w.calc.phase(), Phase::Rebalancing);
+    w.acking = true;
+    w.run(MS * 300);
+    assert_eq!(w.calc.phase(), Phase::Stable);
+    w.assert_each_owned_once(6);
+}
+
+#[test]
+fn a_dead_worker_triggers_an_emergency_after_ttl_plus_grace() {
+    let mut w = World::new(9);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let before = w.published.len();
+    w.workers.remove("w2");
+    let died_at = w.now;
+    w.run(MS * 350);
+    assert_eq!(w.published.len(), before, "not dead before ttl + grace");
+    w.run(MS * 200);
+    assert!(w.now - died_at <= MS * 600);
+    assert_eq!(w.kinds.last(), Some(&RebalanceKind::Emergency));
+    assert!(w.phases.contains(&Phase::Emergency));
+    assert_eq!(w.cleared, vec!["w2".to_string()]);
+    w.assert_each_owned_once(9);
+    assert_eq!(w.calc.phase(), Phase::Stable);
+}
+
+#[test]
+fn most_of_the_group_vanishing_is_a_restart_not_an_emergency() {
+    let mut w = World::new(8);
+    for n in ["w0", "w1", "w2", "w3"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    for n in ["w1", "w2", "w3"] {
+        w.workers.remove(n);
+    }
+    w.run(MS * 600);
+    assert!(!w.kinds.contains(&RebalanceKind::Emergency));
+    assert_eq!(w.calc.phase(), Phase::Scaling);
+    for n in ["w4", "w5", "w6"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    assert_eq!(w.kinds.iter().filter(|k| **k == RebalanceKind::Restart).count(), 1);
+    assert_eq!(w.kinds.len(), 2, "cold start + one restart: {:?}", w.kinds);
+    w.assert_each_owned_once(8);
+}
+
+#[test]
+fn leaving_worker_is_drained_at_once() {
+    let mut w = World::new(6);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let rec = WorkerRecord {
+        instance: "i-w2".into(),
+        incarnation: 0,
+        seq: 9,
+        applied: w.workers["w2"].0,
+        leaving: true,
+        host: String::new(),
+        pid: 0,
+    };
+    w.calc.observe_worker(w.now, "w2", &rec);
+    let outs = w.calc.tick(w.now);
+    let published = outs.iter().find_map(|o| match o {
+        Output::Publish(p) => Some(p),
+        _ => None,
+    });
+    let p = published.expect("published at once");
+    let w2 = p.records.iter().find(|(n, _)| n == "w2").unwrap();
+    assert!(w2.1.partitions.is_empty());
+}
+
+#[test]
+fn a_new_leader_adopts_without_reshuffling_and_continues_versions() {
+    let mut w = World::new(10);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let owners = w.owners();
+    let records: BTreeMap<String, AssignmentRecord> =
+        w.workers.iter().map(|(n, (_, r))| (n.clone(), r.clone().unwrap())).collect();
+    let last = w.calc.version();
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(10));
+    next.adopt(w.now, &records, last);
+    w.calc = next;
+    let before = w.published.len();
+    w.run(MS * 1000);
+    assert_eq!(w.published.len(), before, "nothing to publish");
+    assert_eq!(w.owners(), owners);
+    // A join after the takeover publishes a higher version.
+    w.join("w3");
+    w.run(MS * 1500);
+    assert!(w.published[before].version > last);
+    let versions: BTreeSet<u64> = w.published.iter().map(|p| p.version).collect();
+    assert_eq!(versions.len(), w.published.len(), "versions never repeat");
+}

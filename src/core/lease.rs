@@ -1,0 +1,398 @@
+//! The leader lease, as a pure state machine.
+//!
+//! Acquisition is a KV `create` when the key is absent, or a compare-and-set
+//! takeover of a revision this follower has watched stay unchanged for the
+//! whole lease TTL (the server sweeps expired keys on its own schedule, so
+//! waiting for expiry alone would be slow). A holder renews every third of the
+//! TTL and considers itself leader only until 3/4 of the TTL after the *send*
+//! time of its last confirmed renewal: by the time a follower can take over,
+//! the old leader has already stopped acting.
+
+use std::time::{Duration, Instant};
+
+use crate::store::Revision;
+use crate::wire::LeaderRecord;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Observed {
+    Unknown,
+    Absent,
+    Present {
+        revision: Revision,
+        record: LeaderRecord,
+        since: Instant,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    revision: Revision,
+    epoch: u64,
+    confirmed: Instant,
+    next_renew: Instant,
+}
+
+/// A KV operation the election thread should perform.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseAction {
+    /// Read the leader key and report it with [`LeaseCore::observe`].
+    Read,
+    /// `create(leader, record)`.
+    Create(LeaderRecord),
+    /// `update(leader, record, revision)` to take over a stale lease.
+    Takeover {
+        /// The stale revision.
+        revision: Revision,
+        /// The new record.
+        record: LeaderRecord,
+    },
+    /// `update(leader, record, revision)` to renew.
+    Renew {
+        /// The current revision.
+        revision: Revision,
+        /// The record (carrying the epoch).
+        record: LeaderRecord,
+    },
+}
+
+/// The outcome of a [`LeaseAction`] write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written at this revision.
+    Written(Revision),
+    /// Lost a create or compare-and-set race.
+    Conflict,
+    /// Timed out or failed: it may or may not have been written.
+    Unknown,
+}
+
+/// Something the manager should know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// This worker now leads with this epoch.
+    Acquired {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// This worker no longer leads.
+    Lost,
+    /// The lease is held by someone (maybe this worker) with this epoch.
+    Epoch(u64),
+}
+
+/// The election state machine of one worker.
+#[derive(Debug)]
+pub struct LeaseCore {
+    worker: String,
+    instance: String,
+    ttl: Duration,
+    renew_every: Duration,
+    step_down_after: Duration,
+    observed: Observed,
+    held: Option<Held>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+impl LeaseCore {
+    /// A follower that has not looked at the key yet.
+    pub fn new(worker: &str, instance: &str, ttl: Duration) -> Self {
+        LeaseCore {
+            worker: worker.to_string(),
+            instance: instance.to_string(),
+            ttl,
+            renew_every: ttl / 3,
+            step_down_after: ttl * 3 / 4,
+            observed: Observed::Unknown,
+            held: None,
+            in_flight: false,
+            retry_at: None,
+        }
+    }
+
+    /// Whether this worker holds the lease.
+    pub fn is_leader(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// The epoch of the lease this worker holds.
+    pub fn epoch(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.epoch)
+    }
+
+    /// The revision of the held lease (for a conditional release).
+    pub fn held_revision(&self) -> Option<Revision> {
+        self.held.as_ref().map(|h| h.revision)
+    }
+
+    fn record(&self, epoch: u64) -> LeaderRecord {
+        LeaderRecord {
+            worker: self.worker.clone(),
+            instance: self.instance.clone(),
+            epoch,
+        }
+    }
+
+    /// The key as seen by a watch or a read (`None`: absent or deleted).
+    pub fn observe(&mut self, now: Instant, seen: Option<(Revision, LeaderRecord)>) -> Vec<LeaseEvent> {
+        let mut events = Vec::new();
+        match seen {
+            None => {
+                self.observed = Observed::Absent;
+                if self.held.take().is_some() {
+                    events.push(LeaseEvent::Lost);
+                }
+            }
+            Some((revision, record)) => {
+                let mine = record.instance == self.instance;
+                if let Some(held) = &mut self.held {
+                    if !mine {
+                        self.held = None;
+                        events.push(LeaseEvent::Lost);
+                    } else if revision > held.revision {
+                        // Our own write whose answer we missed: adopt its
+                        // revision, but not as a confirmation (send time
+                        // unknown).
+                        held.revision = revision;
+                    }
+                }
+                let unchanged = matches!(&self.observed, Observed::Present { revision: r, .. } if *r == revision);
+                if !unchanged {
+                    events.push(LeaseEvent::Epoch(record.effective_epoch(revision)));
+                    self.observed = Observed::Present {
+                        revision,
+                        record,
+                        since: now,
+                    };
+                }
+            }
+        }
+        events
+    }
+
+    /// Steps down when the lease can no longer be trusted.
+    pub fn tick(&mut self, now: Instant) -> Vec<LeaseEvent> {
+        match &self.held {
+            Some(h) if now >= h.confirmed + self.step_down_after => {
+                self.held = None;
+                self.observed = Observed::Unknown;
+                vec![LeaseEvent::Lost]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The write to perform now, if any. At most one is in flight.
+    pub fn poll(&mut self, now: Instant) -> Option<LeaseAction> {
+        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
+            return None;
+        }
+        let action = if let Some(h) = &self.held {
+            (now >= h.next_renew).then(|| LeaseAction::Renew {
+                revision: h.revision,
+                record: self.record(h.epoch),
+            })
+        } else {
+            match &self.observed {
+                Observed::Unknown => Some(LeaseAction::Read),
+                Observed::Absent => Some(LeaseAction::Create(self.record(0))),
+                Observed::Present {
+                    revision,
+                    record,
+                    since,
+                } => (record.instance == self.instance || now >= *since + self.ttl).then(|| {
+                    LeaseAction::Takeover {
+                        revision: *revision,
+                        record: self.record(0),
+                    }
+                }),
+            }
+        };
+        self.in_flight = action.is_some();
+        action
+    }
+
+    /// The result of the action returned by [`poll`](Self::poll), which was
+    /// sent at `sent`.
+    pub fn on_result(&mut self, now: Instant, sent: Instant, action: &LeaseAction, outcome: WriteOutcome) -> Vec<LeaseEvent> {
+        self.in_flight = false;
+        self.retry_at = None;
+        let mut events = Vec::new();
+        match (action, outcome) {
+            (LeaseAction::Read, _) => {}
+            (LeaseAction::Renew { .. }, WriteOutcome::Written(revision)) => {
+                if let Some(h) = &mut self.held {
+                    h.revision = revision;
+                    h.confirmed = h.confirmed.max(sent);
+                    h.next_renew = sent + self.renew_every;
+                }
+            }
+            (LeaseAction::Renew { .. }, WriteOutcome::Conflict) => {
+                if self.held.take().is_some() {
+                    events.push(LeaseEvent::Lost);
+                }
+                self.observed = Observed::Unknown;
+            }
+            (LeaseAction::Renew { .. }, WriteOutcome::Unknown) => {
+                if let Some(h) = &mut self.held {
+                    // Retry soon; a renewal that landed shows up as a
+                    // conflict on the retry, resolved by the next read.
+                    h.next_renew = now + self.renew_every / 4;
+                }
+                self.observed = Observed::Unknown;
+            }
+            (_, WriteOutcome::Written(revision)) => {
+                self.held = Some(Held {
+                    revision,
+                    epoch: revision,
+                    confirmed: sent,
+                    next_renew: sent + self.renew_every,
+                });
+                events.push(LeaseEvent::Acquired { epoch: revision });
+            }
+            (_, WriteOutcome::Conflict) => self.observed = Observed::Unknown,
+            (_, WriteOutcome::Unknown) => {
+                self.observed = Observed::Unknown;
+                self.retry_at = Some(now + self.renew_every / 2);
+            }
+        }
+        events
+    }
+
+    /// A read failed; try again a little later.
+    pub fn read_failed(&mut self, now: Instant) {
+        self.in_flight = false;
+        self.retry_at = Some(now + self.renew_every / 2);
+    }
+
+    /// When to call `poll`/`tick` next, at the latest.
+    pub fn next_deadline(&self, now: Instant) -> Instant {
+        if let Some(t) = self.retry_at {
+            return t.max(now);
+        }
+        match (&self.held, &self.observed) {
+            (Some(h), _) => h.next_renew.min(h.confirmed + self.step_down_after),
+            (None, Observed::Present { since, .. }) => *since + self.ttl,
+            (None, _) => now,
+        }
+    }
+
+    /// Forgets leadership without a write (used when stopping after the key
+    /// was released or when NATS is gone).
+    pub fn resign(&mut self) -> bool {
+        self.held.take().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(3);
+
+    fn rec(instance: &str, epoch: u64) -> LeaderRecord {
+        LeaderRecord {
+            worker: format!("w-{instance}"),
+            instance: instance.into(),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn creates_when_absent_and_renews() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-a", "a", TTL);
+        assert_eq!(l.poll(t0), Some(LeaseAction::Read));
+        l.on_result(t0, t0, &LeaseAction::Read, WriteOutcome::Unknown);
+        l.observe(t0, None);
+        let create = l.poll(t0).unwrap();
+        assert!(matches!(create, LeaseAction::Create(_)));
+        let ev = l.on_result(t0, t0, &create, WriteOutcome::Written(7));
+        assert_eq!(ev, vec![LeaseEvent::Acquired { epoch: 7 }]);
+        assert_eq!(l.poll(t0 + Duration::from_millis(500)), None);
+        let renew = l.poll(t0 + TTL / 3).unwrap();
+        assert_eq!(
+            renew,
+            LeaseAction::Renew {
+                revision: 7,
+                record: rec("a", 7)
+            }
+        );
+    }
+
+    #[test]
+    fn follower_takes_over_only_after_a_full_ttl_unchanged() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-b", "b", TTL);
+        l.observe(t0, Some((5, rec("a", 5))));
+        assert_eq!(l.poll(t0 + TTL - Duration::from_millis(1)), None);
+        // A renewal resets the clock.
+        l.observe(t0 + Duration::from_secs(1), Some((6, rec("a", 5))));
+        assert_eq!(l.poll(t0 + TTL), None);
+        let t = t0 + Duration::from_secs(1) + TTL;
+        assert_eq!(
+            l.poll(t),
+            Some(LeaseAction::Takeover {
+                revision: 6,
+                record: rec("b", 0)
+            })
+        );
+    }
+
+    #[test]
+    fn leader_steps_down_before_a_follower_can_take_over() {
+        let t0 = Instant::now();
+        let mut leader = LeaseCore::new("w-a", "a", TTL);
+        leader.observe(t0, None);
+        let a = leader.poll(t0).unwrap();
+        leader.on_result(t0, t0, &a, WriteOutcome::Written(1));
+        let mut follower = LeaseCore::new("w-b", "b", TTL);
+        // The follower sees the write a little later than it was sent.
+        let seen = t0 + Duration::from_millis(10);
+        follower.observe(seen, Some((1, rec("a", 0))));
+        // Every renewal fails from now on.
+        let mut t = t0;
+        let mut stepped_down_at = None;
+        while t < t0 + TTL * 2 {
+            if let Some(act) = leader.poll(t) {
+                leader.on_result(t, t, &act, WriteOutcome::Unknown);
+            }
+            if leader.tick(t) == vec![LeaseEvent::Lost] {
+                stepped_down_at = Some(t);
+                break;
+            }
+            t += Duration::from_millis(10);
+        }
+        let stepped = stepped_down_at.expect("leader stepped down");
+        let takeover_possible = seen + TTL;
+        assert!(stepped < takeover_possible);
+        assert_eq!(follower.poll(stepped), None);
+        assert!(matches!(
+            follower.poll(takeover_possible),
+            Some(LeaseAction::Takeover { .. })
+        ));
+    }
+
+    #[test]
+    fn seeing_another_holder_deposes() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-a", "a", TTL);
+        l.observe(t0, None);
+        let a = l.poll(t0).unwrap();
+        l.on_result(t0, t0, &a, WriteOutcome::Written(1));
+        let ev = l.observe(t0, Some((2, rec("b", 0))));
+        assert!(ev.contains(&LeaseEvent::Lost));
+        assert!(!l.is_leader());
+    }
+
+    #[test]
+    fn renew_conflict_deposes() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-a", "a", TTL);
+        l.observe(t0, None);
+        let a = l.poll(t0).unwrap();
+        l.on_result(t0, t0, &a, WriteOutcome::Written(1));
+        let r = l.poll(t0 + TTL).unwrap();
+        assert_eq!(l.on_result(t0 + TTL, t0 + TTL, &r, WriteOutcome::Conflict), vec![LeaseEvent::Lost]);
+    }
+}

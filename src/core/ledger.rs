@@ -1,0 +1,373 @@
+//! The leader's ledger of what each worker may hold, and the
+//! revoke-before-grant rule.
+//!
+//! A partition may be granted to a worker only when no other worker can still
+//! be working on it: it is in nobody else's published assignment, and every
+//! worker it was removed from has acknowledged (in its heartbeat) the version
+//! that removed it. Partitions that do not move are never touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::wire::{AssignmentRecord, OwnedPartition};
+use crate::{Partition, Placement};
+
+/// The process incarnation an assignment is addressed to.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Addressee {
+    /// Process nonce.
+    pub instance: String,
+    /// Fencing incarnation of that process.
+    pub incarnation: u32,
+}
+
+/// What may still be running on a worker besides its published partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Unreleased {
+    /// Partition id -> version that removed it, not yet acknowledged.
+    Known(BTreeMap<String, u64>),
+    /// Adopted from a previous leader: the worker has not acknowledged its
+    /// latest version, so it may hold anything nobody else was given.
+    Unknown,
+}
+
+/// The leader's view of one worker's key.
+#[derive(Clone, Debug)]
+struct WorkerKey {
+    addressee: Addressee,
+    /// Version last written for this addressee; 0 = never.
+    version: u64,
+    /// Published partitions with their tokens.
+    partitions: BTreeMap<String, (Partition, u64)>,
+    unreleased: Unreleased,
+}
+
+impl WorkerKey {
+    fn empty(addressee: Addressee) -> Self {
+        WorkerKey {
+            addressee,
+            version: 0,
+            partitions: BTreeMap::new(),
+            unreleased: Unreleased::Known(BTreeMap::new()),
+        }
+    }
+
+    fn may_hold(&self, id: &str) -> bool {
+        self.partitions.contains_key(id)
+            || match &self.unreleased {
+                Unreleased::Known(ids) => ids.contains_key(id),
+                Unreleased::Unknown => true,
+            }
+    }
+}
+
+/// One worker's record to write in a publication round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyWrite {
+    /// Worker ID (the key).
+    pub worker: String,
+    /// Who it is addressed to.
+    pub addressee: Addressee,
+    /// Partitions with tokens.
+    pub partitions: Vec<OwnedPartition>,
+    /// How many partitions this write removes.
+    pub revoked: usize,
+    /// How many it grants.
+    pub granted: usize,
+}
+
+/// The leader's bookkeeping of published assignments and releases.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    keys: BTreeMap<String, WorkerKey>,
+}
+
+impl Ledger {
+    /// Takes over what a previous leader published. Workers that have not yet
+    /// acknowledged their record's version count as possibly holding anything
+    /// unowned, until they do.
+    pub fn adopt(&mut self, worker: &str, record: &AssignmentRecord, acked: bool) {
+        let partitions = record
+            .partitions
+            .iter()
+            .map(|p| (p.id.clone(), (p.partition(), p.token)))
+            .collect();
+        self.keys.insert(
+            worker.to_string(),
+            WorkerKey {
+                addressee: Addressee {
+                    instance: record.instance.clone(),
+                    incarnation: record.incarnation,
+                },
+                version: record.version,
+                partitions,
+                unreleased: if acked {
+                    Unreleased::Known(BTreeMap::new())
+                } else {
+                    Unreleased::Unknown
+                },
+            },
+        );
+    }
+
+    /// A heartbeat from `worker` as `addressee` that has applied `applied`.
+    /// A new addressee (restarted process or new incarnation) holds nothing:
+    /// its old key is void and it will be sent a fresh one.
+    pub fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) {
+        match self.keys.get_mut(worker) {
+            Some(key) if key.addressee == *addressee => {
+                if applied >= key.version {
+                    key.unreleased = Unreleased::Known(BTreeMap::new());
+                } else if let Unreleased::Known(ids) = &mut key.unreleased {
+                    ids.retain(|_, removed_at| *removed_at > applied);
+                }
+            }
+            _ => {
+                self.keys
+                    .insert(worker.to_string(), WorkerKey::empty(addressee.clone()));
+            }
+        }
+    }
+
+    /// The worker is dead or gone: nothing it held blocks anyone any more.
+    /// Returns whether it had a key.
+    pub fn forget(&mut self, worker: &str) -> bool {
+        self.keys.remove(worker).is_some()
+    }
+
+    /// Whether the worker has been written a key for its current addressee.
+    pub fn has_key(&self, worker: &str) -> bool {
+        self.keys.get(worker).is_some_and(|k| k.version > 0)
+    }
+
+    /// The highest version of any key.
+    pub fn max_version(&self) -> u64 {
+        self.keys.values().map(|k| k.version).max().unwrap_or(0)
+    }
+
+    /// The published placement (workers with a key, their partitions).
+    pub fn placement(&self) -> Placement {
+        self.keys
+            .iter()
+            .map(|(w, k)| (w.clone(), k.partitions.values().map(|(p, _)| p.clone()).collect()))
+            .collect()
+    }
+
+    /// Published partition count per worker.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.keys
+            .iter()
+            .map(|(w, k)| (w.clone(), k.partitions.len()))
+            .collect()
+    }
+
+    /// Partition ids that are in somebody's published key.
+    pub fn owned_ids(&self) -> BTreeSet<&str> {
+        self.keys
+            .values()
+            .flat_map(|k| k.partitions.keys().map(String::as_str))
+            .collect()
+    }
+
+    /// Whether some worker may still hold a partition removed from it.
+    pub fn has_unreleased(&self) -> bool {
+        self.keys.values().any(|k| match &k.unreleased {
+            Unreleased::Known(ids) => !ids.is_empty(),
+            Unreleased::Unknown => true,
+        })
+    }
+
+    /// Workers with removals not acknowledged since before `version`
+    /// (for handoff-timeout reports).
+    pub fn unreleased_since(&self, version: u64) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| match &k.unreleased {
+                Unreleased::Known(ids) => ids.values().any(|v| *v <= version),
+                Unreleased::Unknown => k.version <= version,
+            })
+            .map(|(w, _)| w.clone())
+            .collect()
+    }
+
+    /// Moves the published state one step towards `target` at `version`:
+    /// removals at once, grants only for partitions nobody else may hold.
+    /// `addressees` gives the live workers to write to (workers in `target`
+    /// must be among them). Returns the keys to write; empty when nothing
+    /// changes. Workers never written before get a key even when empty, so
+    /// they learn they are part of the group.
+    pub fn step(
+        &mut self,
+        target: &Placement,
+        addressees: &BTreeMap<String, Addressee>,
+        version: u64,
+    ) -> Vec<KeyWrite> {
+        let empty = Vec::new();
+        let mut writes = Vec::new();
+        for (worker, addressee) in addressees {
+            let desired = target.get(worker).unwrap_or(&empty);
+            let mut keep: BTreeMap<String, (Partition, u64)> = BTreeMap::new();
+            let mut granted = 0;
+            let current = self
+                .keys
+                .get(worker)
+                .filter(|k| k.addressee == *addressee);
+            for p in desired {
+                if let Some(kept) = current.and_then(|k| k.partitions.get(p.id())) {
+                    keep.insert(p.id().to_string(), (p.clone(), kept.1));
+                } else if self.free_for(worker, p.id()) {
+                    keep.insert(p.id().to_string(), (p.clone(), version));
+                    granted += 1;
+                }
+            }
+            let (removed, was_written): (Vec<String>, bool) = match current {
+                Some(k) => (
+                    k.partitions
+                        .keys()
+                        .filter(|id| !keep.contains_key(*id))
+                        .cloned()
+                        .collect(),
+                    k.version > 0,
+                ),
+                None => (Vec::new(), false),
+            };
+            let in_target = target.contains_key(worker);
+            if granted == 0 && removed.is_empty() && (was_written || !in_target) {
+                continue;
+            }
+            let key = self
+                .keys
+                .entry(worker.clone())
+                .or_insert_with(|| WorkerKey::empty(addressee.clone()));
+            if key.addressee != *addressee {
+                *key = WorkerKey::empty(addressee.clone());
+            }
+            if let Unreleased::Known(ids) = &mut key.unreleased {
+                for id in &removed {
+                    ids.insert(id.clone(), version);
+                }
+            }
+            key.version = version;
+            key.partitions = keep;
+            writes.push(KeyWrite {
+                worker: worker.clone(),
+                addressee: addressee.clone(),
+                partitions: key
+                    .partitions
+                    .values()
+                    .map(|(p, token)| OwnedPartition {
+                        id: p.id().to_string(),
+                        weight: p.weight(),
+                        token: *token,
+                    })
+                    .collect(),
+                revoked: removed.len(),
+                granted,
+            });
+        }
+        writes
+    }
+
+    fn free_for(&self, worker: &str, id: &str) -> bool {
+        self.keys
+            .iter()
+            .all(|(w, k)| w == worker || !k.may_hold(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: &str) -> Addressee {
+        Addressee {
+            instance: i.into(),
+            incarnation: 0,
+        }
+    }
+
+    fn placement(pairs: &[(&str, &[&str])]) -> Placement {
+        pairs
+            .iter()
+            .map(|(w, ps)| (w.to_string(), ps.iter().map(|p| Partition::new(*p)).collect()))
+            .collect()
+    }
+
+    fn ids(w: &KeyWrite) -> Vec<&str> {
+        w.partitions.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn revoke_then_grant_after_ack() {
+        let mut l = Ledger::default();
+        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let w = l.step(&placement(&[("a", &["1", "2"]), ("b", &[])]), &who, 1);
+        assert_eq!(w.len(), 2, "both get a first key");
+        // Move 2 from a to b: first only the revocation.
+        let target = placement(&[("a", &["1"]), ("b", &["2"])]);
+        let w = l.step(&target, &who, 2);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].worker, "a");
+        assert_eq!(ids(&w[0]), ["1"]);
+        // Nothing more until a acknowledges version 2.
+        assert!(l.step(&target, &who, 3).is_empty());
+        l.observe("a", &addr("ia"), 1);
+        assert!(l.step(&target, &who, 3).is_empty());
+        l.observe("a", &addr("ia"), 2);
+        let w = l.step(&target, &who, 3);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].worker, "b");
+        assert_eq!(w[0].partitions[0].token, 3, "token is the granting version");
+    }
+
+    #[test]
+    fn dead_worker_frees_its_partitions() {
+        let mut l = Ledger::default();
+        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        l.step(&placement(&[("a", &["1"]), ("b", &["2"])]), &who, 1);
+        let survivors: BTreeMap<_, _> = [("b".to_string(), addr("ib"))].into();
+        let target = placement(&[("b", &["1", "2"])]);
+        assert!(l.step(&target, &survivors, 2).is_empty(), "a may still hold 1");
+        l.forget("a");
+        let w = l.step(&target, &survivors, 2);
+        assert_eq!(ids(&w[0]), ["1", "2"]);
+        assert_eq!(w[0].partitions[1].token, 1, "unmoved partition keeps its token");
+    }
+
+    #[test]
+    fn adopted_unacked_worker_blocks_orphans() {
+        let mut l = Ledger::default();
+        let rec = AssignmentRecord {
+            version: 5,
+            epoch: 1,
+            reason: crate::RebalanceKind::PlannedScale,
+            instance: "ia".into(),
+            incarnation: 0,
+            partitions: vec![],
+        };
+        l.adopt("a", &rec, false);
+        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let target = placement(&[("a", &[]), ("b", &["9"])]);
+        let w = l.step(&target, &who, 6);
+        assert!(w.iter().all(|w| w.partitions.is_empty()), "9 may still run on a");
+        l.observe("a", &addr("ia"), 5);
+        let w = l.step(&target, &who, 7);
+        assert_eq!(ids(&w[0]), ["9"]);
+    }
+
+    #[test]
+    fn new_incarnation_gets_a_fresh_key_with_new_tokens() {
+        let mut l = Ledger::default();
+        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia"))].into();
+        let target = placement(&[("a", &["1"])]);
+        l.step(&target, &who, 1);
+        let fresh = Addressee {
+            instance: "ia".into(),
+            incarnation: 1,
+        };
+        l.observe("a", &fresh, 1);
+        let who: BTreeMap<_, _> = [("a".to_string(), fresh.clone())].into();
+        let w = l.step(&target, &who, 2);
+        assert_eq!(w[0].addressee, fresh);
+        assert_eq!(w[0].partitions[0].token, 2);
+    }
+}

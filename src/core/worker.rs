@@ -1,0 +1,409 @@
+//! One worker's own side, as a pure state machine: heartbeats (which also
+//! renew its ID), self-fencing, and which published assignments to apply.
+
+use std::time::{Duration, Instant};
+
+use crate::store::Revision;
+use crate::wire::{AssignmentRecord, WorkerRecord};
+use crate::{Assignment, Partition};
+
+/// What the heartbeat thread should write or read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BeatAction {
+    /// `update(own key, record, revision)`.
+    Update {
+        /// The record.
+        record: WorkerRecord,
+        /// Expected revision of the own key.
+        revision: Revision,
+    },
+    /// `create(own key, record)`: the key expired or was deleted.
+    Create(WorkerRecord),
+    /// Read the own key and report it with [`WorkerCore::own_key_read`].
+    ReadOwnKey,
+}
+
+/// Outcome of a heartbeat write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BeatOutcome {
+    /// Written at this revision.
+    Written(Revision),
+    /// The key is not at the expected revision (or exists, for a create).
+    Conflict,
+    /// Timed out or failed; it may have been written.
+    Unknown,
+}
+
+/// What the worker's shell must do after an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// Make this the current assignment and run the callbacks; report
+    /// [`WorkerCore::applied`] when they return.
+    Apply(Assignment),
+    /// Heartbeats are failing: release everything now (the assignment given
+    /// is empty), enter `Degraded`.
+    Fenced(Assignment),
+    /// Heartbeats are failing but the assignment is kept (opt-in
+    /// availability mode): enter `Degraded`.
+    Degraded,
+    /// A heartbeat got through again after a fence or an outage.
+    Recovered,
+    /// Another process holds this worker ID now. Fatal.
+    IdLost,
+}
+
+/// The worker-side state machine.
+#[derive(Debug)]
+pub struct WorkerCore {
+    instance: String,
+    incarnation: u32,
+    seq: u64,
+    revision: Option<Revision>,
+    applied: u64,
+    current: Assignment,
+    leaving: bool,
+    host: String,
+    pid: u32,
+    interval: Duration,
+    fence_after: Duration,
+    keep_on_outage: bool,
+    last_confirmed: Instant,
+    next_beat: Instant,
+    in_flight: bool,
+    degraded: bool,
+    fenced: bool,
+}
+
+impl WorkerCore {
+    /// A worker whose ID was just claimed at `revision`, at `now`.
+    pub fn new(
+        instance: &str,
+        revision: Revision,
+        now: Instant,
+        interval: Duration,
+        fence_after: Duration,
+        keep_on_outage: bool,
+    ) -> Self {
+        WorkerCore {
+            instance: instance.to_string(),
+            incarnation: 0,
+            seq: 0,
+            revision: Some(revision),
+            applied: 0,
+            current: Assignment::default(),
+            leaving: false,
+            host: std::env::var("HOSTNAME").unwrap_or_default(),
+            pid: std::process::id(),
+            interval,
+            fence_after,
+            keep_on_outage,
+            last_confirmed: now,
+            next_beat: now,
+            in_flight: false,
+            degraded: false,
+            fenced: false,
+        }
+    }
+
+    /// The record this worker writes now.
+    pub fn record(&self) -> WorkerRecord {
+        WorkerRecord {
+            instance: self.instance.clone(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            applied: self.applied,
+            leaving: self.leaving,
+            host: self.host.clone(),
+            pid: self.pid,
+        }
+    }
+
+    /// The assignment in force (what `Manager::assignment` returns).
+    pub fn current(&self) -> &Assignment {
+        &self.current
+    }
+
+    /// The last version whose callbacks returned.
+    pub fn applied_version(&self) -> u64 {
+        self.applied
+    }
+
+    /// Whether the worker is degraded (cannot confirm its heartbeat).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// Whether a first assignment has been applied in this incarnation.
+    pub fn has_assignment(&self) -> bool {
+        self.current.version() > 0 && !self.fenced
+    }
+
+    /// Announce a graceful departure in the next heartbeat (sent at once).
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.next_beat = now;
+    }
+
+    /// Whether the worker, leaving, holds nothing any more.
+    pub fn drained(&self) -> bool {
+        self.leaving && self.current.is_empty() && self.applied >= self.current.version()
+    }
+
+    /// A value was seen under this worker's assignment key (`None`: deleted).
+    pub fn on_assignment(&mut self, record: Option<&AssignmentRecord>) -> Option<WorkerEvent> {
+        let Some(record) = record else {
+            // The leader cleared our key: it declared us dead. Whatever we
+            // hold may be granted elsewhere, so release it and start a new
+            // incarnation.
+            return self.fence_now(true);
+        };
+        if record.instance != self.instance || record.incarnation != self.incarnation {
+            return None;
+        }
+        let newer = (record.epoch, record.version) > (self.current.epoch(), self.current.version());
+        if !newer {
+            return None;
+        }
+        let assignment = Assignment::new(
+            record.version,
+            record.epoch,
+            Some(record.reason),
+            record
+                .partitions
+                .iter()
+                .map(|p| (Partition::with_weight(p.id.clone(), p.weight), p.token)),
+        );
+        self.current = assignment.clone();
+        Some(WorkerEvent::Apply(assignment))
+    }
+
+    /// The callbacks for `version` returned: acknowledge it in a heartbeat at
+    /// once, so the leader can hand released partitions over.
+    pub fn applied(&mut self, now: Instant, version: u64) {
+        if version > self.applied {
+            self.applied = version;
+            self.next_beat = now;
+        }
+    }
+
+    fn fence_now(&mut self, always: bool) -> Option<WorkerEvent> {
+        if self.fenced && !always {
+            return None;
+        }
+        self.fenced = true;
+        self.degraded = true;
+        self.incarnation += 1;
+        self.next_beat = self.next_beat.min(self.last_confirmed + self.interval);
+        let released = Assignment::new(self.current.version(), self.current.epoch(), self.current.reason(), []);
+        self.current = released.clone();
+        Some(WorkerEvent::Fenced(released))
+    }
+
+    /// Checks the self-fencing deadline.
+    pub fn tick(&mut self, now: Instant) -> Option<WorkerEvent> {
+        if self.degraded || now < self.last_confirmed + self.fence_after {
+            return None;
+        }
+        if self.keep_on_outage {
+            self.degraded = true;
+            return Some(WorkerEvent::Degraded);
+        }
+        self.fence_now(false)
+    }
+
+    /// The heartbeat write to perform now, if any.
+    pub fn poll(&mut self, now: Instant) -> Option<BeatAction> {
+        if self.in_flight || now < self.next_beat {
+            return None;
+        }
+        self.in_flight = true;
+        self.seq += 1;
+        Some(match self.revision {
+            Some(revision) => BeatAction::Update {
+                record: self.record(),
+                revision,
+            },
+            None => BeatAction::ReadOwnKey,
+        })
+    }
+
+    /// The result of a write from [`poll`](Self::poll), sent at `sent`.
+    pub fn on_beat(&mut self, now: Instant, sent: Instant, outcome: BeatOutcome) -> Option<WorkerEvent> {
+        self.in_flight = false;
+        match outcome {
+            BeatOutcome::Written(revision) => {
+                self.revision = Some(revision);
+                self.last_confirmed = self.last_confirmed.max(sent);
+                self.next_beat = sent + self.interval;
+                if self.degraded {
+                    self.degraded = false;
+                    self.fenced = false;
+                    return Some(WorkerEvent::Recovered);
+                }
+                None
+            }
+            BeatOutcome::Conflict => {
+                self.revision = None;
+                self.next_beat = now;
+                None
+            }
+            BeatOutcome::Unknown => {
+                // Try again soon, but not in a tight loop.
+                self.next_beat = now + (self.interval / 4).max(Duration::from_millis(10));
+                None
+            }
+        }
+    }
+
+    /// The own key as read after a conflict (`None`: absent): decides between
+    /// re-creating it, adopting a write whose answer was lost, and giving up
+    /// the ID.
+    pub fn own_key_read(&mut self, now: Instant, found: Option<(Revision, WorkerRecord)>) -> Result<Option<BeatAction>, WorkerEvent> {
+        self.in_flight = false;
+        match found {
+            None => {
+                self.in_flight = true;
+                Ok(Some(BeatAction::Create(self.record())))
+            }
+            Some((revision, record)) if record.instance == self.instance => {
+                self.revision = Some(revision);
+                self.next_beat = now;
+                Ok(None)
+            }
+            Some(_) => Err(WorkerEvent::IdLost),
+        }
+    }
+
+    /// A read of the own key failed; retry later.
+    pub fn read_failed(&mut self, now: Instant) {
+        self.in_flight = false;
+        self.next_beat = now + (self.interval / 4).max(Duration::from_millis(10));
+    }
+
+    /// When to call `poll`/`tick` next, at the latest.
+    pub fn next_deadline(&self) -> Instant {
+        let fence = self.last_confirmed + self.fence_after;
+        if self.degraded {
+            self.next_beat
+        } else {
+            self.next_beat.min(fence)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::OwnedPartition;
+    use crate::RebalanceKind;
+
+    const I: Duration = Duration::from_millis(100);
+
+    fn core(now: Instant) -> WorkerCore {
+        WorkerCore::new("inst", 1, now, I, I * 3, false)
+    }
+
+    fn record(version: u64, epoch: u64, incarnation: u32, ids: &[&str]) -> AssignmentRecord {
+        AssignmentRecord {
+            version,
+            epoch,
+            reason: RebalanceKind::ColdStart,
+            instance: "inst".into(),
+            incarnation,
+            partitions: ids
+                .iter()
+                .map(|id| OwnedPartition {
+                    id: id.to_string(),
+                    weight: 1,
+                    token: version,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn applies_only_newer_assignments_addressed_to_it() {
+        let mut w = core(Instant::now());
+        assert!(matches!(w.on_assignment(Some(&record(2, 1, 0, &["a"]))), Some(WorkerEvent::Apply(_))));
+        assert_eq!(w.on_assignment(Some(&record(2, 1, 0, &["b"]))), None, "same version");
+        assert_eq!(w.on_assignment(Some(&record(1, 1, 0, &["b"]))), None, "older");
+        assert_eq!(w.on_assignment(Some(&record(3, 0, 0, &["b"]))), None, "older epoch");
+        assert_eq!(w.on_assignment(Some(&record(3, 1, 7, &["b"]))), None, "other incarnation");
+        let mut other = record(3, 1, 0, &["b"]);
+        other.instance = "someone-else".into();
+        assert_eq!(w.on_assignment(Some(&other)), None, "other process");
+        assert!(matches!(w.on_assignment(Some(&record(1, 2, 0, &["c"]))), Some(WorkerEvent::Apply(_))), "newer epoch wins");
+        assert!(w.current().contains("c"));
+    }
+
+    #[test]
+    fn fences_itself_before_the_ttl_and_ignores_its_old_assignment() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        w.on_assignment(Some(&record(2, 1, 0, &["a"])));
+        let act = w.poll(t0).unwrap();
+        assert!(matches!(act, BeatAction::Update { .. }));
+        w.on_beat(t0, t0, BeatOutcome::Written(2));
+        assert_eq!(w.tick(t0 + I * 2), None);
+        // Beats fail from now on.
+        let ev = w.tick(t0 + I * 3).unwrap();
+        match ev {
+            WorkerEvent::Fenced(a) => assert!(a.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert!(w.is_degraded());
+        // The key still says "a" for incarnation 0: not applied again.
+        assert_eq!(w.on_assignment(Some(&record(3, 1, 0, &["a"]))), None);
+        // A beat gets through: recovered, new incarnation announced.
+        let t = t0 + I * 4;
+        let act = w.poll(t).unwrap();
+        match &act {
+            BeatAction::Update { record, .. } => assert_eq!(record.incarnation, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.on_beat(t, t, BeatOutcome::Written(3)), Some(WorkerEvent::Recovered));
+        assert!(matches!(w.on_assignment(Some(&record(4, 1, 1, &["a"]))), Some(WorkerEvent::Apply(_))));
+    }
+
+    #[test]
+    fn keep_mode_degrades_without_releasing() {
+        let t0 = Instant::now();
+        let mut w = WorkerCore::new("inst", 1, t0, I, I * 3, true);
+        w.on_assignment(Some(&record(2, 1, 0, &["a"])));
+        assert_eq!(w.tick(t0 + I * 3), Some(WorkerEvent::Degraded));
+        assert!(w.current().contains("a"));
+    }
+
+    #[test]
+    fn conflict_then_read_decides() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        let _ = w.poll(t0);
+        w.on_beat(t0, t0, BeatOutcome::Conflict);
+        assert_eq!(w.poll(t0), Some(BeatAction::ReadOwnKey));
+        let mine = w.record();
+        assert_eq!(w.own_key_read(t0, Some((9, mine))), Ok(None));
+        let _ = w.poll(t0);
+        w.on_beat(t0, t0, BeatOutcome::Conflict);
+        let _ = w.poll(t0);
+        let mut theirs = w.record();
+        theirs.instance = "other".into();
+        assert_eq!(w.own_key_read(t0, Some((10, theirs))), Err(WorkerEvent::IdLost));
+        let _ = w.poll(t0);
+        assert!(matches!(w.own_key_read(t0, None), Ok(Some(BeatAction::Create(_)))));
+    }
+
+    #[test]
+    fn applied_triggers_an_immediate_beat() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        let _ = w.poll(t0);
+        w.on_beat(t0, t0, BeatOutcome::Written(2));
+        assert_eq!(w.poll(t0 + I / 2), None);
+        w.applied(t0 + I / 2, 5);
+        match w.poll(t0 + I / 2) {
+            Some(BeatAction::Update { record, .. }) => assert_eq!(record.applied, 5),
+            other => panic!("{other:?}"),
+        }
+    }
+}
