@@ -120,6 +120,11 @@ impl LeaseCore {
         self.held.as_ref().map(|h| h.epoch)
     }
 
+    /// Until when the held lease may be acted on (`None`: not leader).
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.held.as_ref().map(|h| h.confirmed + self.step_down_after)
+    }
+
     /// The revision of the held lease (for a conditional release).
     pub fn held_revision(&self) -> Option<Revision> {
         self.held.as_ref().map(|h| h.revision)

@@ -1,0 +1,105 @@
+//! The user's callbacks, and the thread that runs them in order.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::{AssignmentChange, Error, State};
+
+type ChangeHook = Box<dyn Fn(&AssignmentChange) + Send + Sync>;
+type StateHook = Box<dyn Fn(State, State) + Send + Sync>;
+type LeaderHook = Box<dyn Fn(bool) + Send + Sync>;
+type ErrorHook = Box<dyn Fn(&Error) + Send + Sync>;
+
+/// The registered hooks.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub assignment_changed: Option<ChangeHook>,
+    pub state_changed: Option<StateHook>,
+    pub leadership_changed: Option<LeaderHook>,
+    pub error: Option<ErrorHook>,
+}
+
+/// A unit of work for the callback thread.
+pub(crate) enum Job {
+    /// Run `on_assignment_changed`, then report `version` as applied.
+    Assignment(AssignmentChange),
+    State(State, State),
+    Leadership(bool),
+    Error(Error),
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
+impl Hooks {
+    fn run(&self, job: &Job) -> Result<(), Error> {
+        let (name, result) = match job {
+            Job::Assignment(change) => (
+                "on_assignment_changed",
+                self.assignment_changed
+                    .as_ref()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(change)))),
+            ),
+            Job::State(from, to) => (
+                "on_state_changed",
+                self.state_changed
+                    .as_ref()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*from, *to)))),
+            ),
+            Job::Leadership(lead) => (
+                "on_leadership_changed",
+                self.leadership_changed
+                    .as_ref()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*lead)))),
+            ),
+            Job::Error(e) => (
+                "on_error",
+                self.error
+                    .as_ref()
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(e)))),
+            ),
+        };
+        match result {
+            Some(Err(payload)) => Err(Error::CallbackPanicked {
+                callback: name,
+                message: panic_message(payload.as_ref()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Spawns the callback thread. It runs jobs in order and reports each applied
+/// assignment version on `applied`; it ends when every job sender is gone.
+pub(crate) fn spawn(
+    name: String,
+    hooks: Hooks,
+    jobs: Receiver<Job>,
+    applied: Sender<u64>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        for job in jobs.iter() {
+            let version = match &job {
+                Job::Assignment(c) => Some(c.assignment().version()),
+                _ => None,
+            };
+            if let Err(e) = hooks.run(&job) {
+                log::error!("{e}");
+                if !matches!(job, Job::Error(_)) {
+                    // Reported through on_error; a panic there is only logged.
+                    let _ = hooks.run(&Job::Error(e));
+                }
+            }
+            if let Some(v) = version {
+                let _ = applied.send(v);
+            }
+        }
+    })
+}

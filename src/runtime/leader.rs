@@ -1,0 +1,278 @@
+//! The leader thread: watches the workers' heartbeats, runs the calculator,
+//! and publishes assignments while this worker holds the lease.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{at, select_biased, Receiver};
+
+use crate::core::calculator::{Calculator, Output, Publication};
+use crate::names::META_KEY;
+use crate::runtime::shared::Shared;
+use crate::source::PartitionSource;
+use crate::store::{KvStore, Watch, WatchEvent};
+use crate::strategy::AssignmentStrategy;
+use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
+use crate::{Config, Error};
+
+/// Key a follower writes in the workers bucket to ask the leader to re-read
+/// the partition source.
+pub(crate) const REFRESH_KEY: &str = "_refresh";
+
+/// What a leader thread needs; cloned for each term.
+#[derive(Clone)]
+pub(crate) struct LeaderContext {
+    pub id: String,
+    pub config: Config,
+    pub strategy: Arc<dyn AssignmentStrategy>,
+    pub source: Arc<dyn PartitionSource>,
+    pub workers: Arc<dyn KvStore>,
+    pub assignments: Arc<dyn KvStore>,
+    pub refresh: Receiver<()>,
+}
+
+pub(crate) struct LeaderThread {
+    pub ctx: LeaderContext,
+    pub shared: Arc<Shared>,
+    pub epoch: u64,
+    pub stop: Receiver<()>,
+}
+
+/// Writes not yet confirmed, retried every tick.
+#[derive(Default)]
+struct Pending {
+    writes: BTreeMap<String, Vec<u8>>,
+    version: u64,
+}
+
+impl LeaderThread {
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        let name = format!("parti-leader-{}", self.ctx.id);
+        std::thread::Builder::new().name(name).spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let Some((mut calc, watch)) = self.take_office() else {
+            return;
+        };
+        let mut pending = Pending::default();
+        let retry = self.ctx.config.heartbeat_interval / 4;
+        loop {
+            let now = Instant::now();
+            let mut deadline = calc
+                .next_deadline()
+                .unwrap_or(now + self.ctx.config.heartbeat_interval);
+            if !pending.writes.is_empty() {
+                deadline = deadline.min(now + retry);
+            }
+            select_biased! {
+                recv(self.stop) -> _ => break,
+                recv(watch.events()) -> ev => match ev {
+                    Ok(ev) => {
+                        self.on_worker_event(&mut calc, ev);
+                        // Take everything already queued before deciding.
+                        while let Ok(ev) = watch.events().try_recv() {
+                            self.on_worker_event(&mut calc, ev);
+                        }
+                    }
+                    Err(_) => {
+                        self.shared.report(Error::Kv(crate::store::KvError::Unavailable(
+                            "workers watch ended".into(),
+                        )));
+                        break;
+                    }
+                },
+                recv(self.ctx.refresh) -> _ => self.refresh(&mut calc),
+                recv(at(deadline)) -> _ => {}
+            }
+            if !self.shared.lease_valid() {
+                break;
+            }
+            let outputs = calc.tick(Instant::now());
+            for out in outputs {
+                self.execute(&mut calc, &mut pending, out);
+            }
+            self.flush(&mut calc, &mut pending);
+            self.shared.set_leader_phase(Some(calc.phase()));
+        }
+    }
+
+    /// Learns the group as it is: live workers (the watch's replay) and what
+    /// the previous leader published.
+    fn take_office(&self) -> Option<(Calculator, Watch)> {
+        let ctx = &self.ctx;
+        let watch = match ctx.workers.watch(None) {
+            Ok(w) => w,
+            Err(e) => {
+                self.shared.report(Error::Kv(e));
+                return None;
+            }
+        };
+        let partitions = match ctx.source.partitions() {
+            Ok(p) => p,
+            Err(e) => {
+                self.shared.report(e);
+                Vec::new()
+            }
+        };
+        let now = Instant::now();
+        let mut calc = Calculator::new(
+            ctx.config.clone(),
+            ctx.strategy.clone(),
+            ctx.id.clone(),
+            self.epoch,
+            now,
+            partitions,
+        );
+        let replay_deadline = now + ctx.config.operation_timeout * 2;
+        loop {
+            select_biased! {
+                recv(self.stop) -> _ => return None,
+                recv(watch.events()) -> ev => match ev {
+                    Ok(WatchEvent::Synced) => break,
+                    Ok(ev) => self.on_worker_event(&mut calc, ev),
+                    Err(_) => return None,
+                },
+                recv(at(replay_deadline)) -> _ => {
+                    log::warn!("[{}] workers replay not finished in time; going on", ctx.id);
+                    break;
+                }
+            }
+        }
+        let (records, meta_version) = self.read_assignments();
+        calc.adopt(Instant::now(), &records, meta_version);
+        log::info!(
+            "[{}] leading epoch {}: {} workers known, {} assignment keys, version {}",
+            ctx.id,
+            self.epoch,
+            calc.members().len(),
+            records.len(),
+            calc.version()
+        );
+        Some((calc, watch))
+    }
+
+    fn read_assignments(&self) -> (BTreeMap<String, AssignmentRecord>, u64) {
+        let store = &self.ctx.assignments;
+        let mut records = BTreeMap::new();
+        let mut meta_version = 0;
+        let keys = match store.keys() {
+            Ok(k) => k,
+            Err(e) => {
+                self.shared.report(Error::Kv(e));
+                return (records, meta_version);
+            }
+        };
+        for key in keys {
+            let entry = match store.get(&key) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.shared.report(Error::Kv(e));
+                    continue;
+                }
+            };
+            if key == META_KEY {
+                match wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
+                    Ok(m) => meta_version = m.version,
+                    Err(e) => self.shared.report(e),
+                }
+                continue;
+            }
+            match wire::decode::<AssignmentRecord>(store.bucket(), &key, &entry.value) {
+                Ok(r) => {
+                    records.insert(key, r);
+                }
+                Err(e) => self.shared.report(e),
+            }
+        }
+        (records, meta_version)
+    }
+
+    fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
+        match ev {
+            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.refresh(calc),
+            WatchEvent::Put(entry) => {
+                match wire::decode::<WorkerRecord>(self.ctx.workers.bucket(), &entry.key, &entry.value) {
+                    Ok(rec) => calc.observe_worker(Instant::now(), &entry.key, &rec),
+                    Err(e) => self.shared.report(e),
+                }
+            }
+            WatchEvent::Delete { key, .. } if key != REFRESH_KEY => calc.worker_gone(&key),
+            _ => {}
+        }
+    }
+
+    fn refresh(&self, calc: &mut Calculator) {
+        match self.ctx.source.partitions() {
+            Ok(p) => calc.set_partitions(p),
+            Err(e) => self.shared.report(e),
+        }
+    }
+
+    fn execute(&self, calc: &mut Calculator, pending: &mut Pending, out: Output) {
+        let id = &self.ctx.id;
+        match out {
+            Output::Publish(Publication {
+                version,
+                records,
+                meta,
+                ..
+            }) => {
+                for (worker, record) in records {
+                    pending.writes.insert(worker, wire::encode(&record));
+                }
+                pending.writes.insert(META_KEY.to_string(), wire::encode(&meta));
+                pending.version = version;
+            }
+            Output::Clear(worker) => {
+                pending.writes.remove(&worker);
+                if let Err(e) = self.ctx.assignments.delete(&worker, None) {
+                    log::warn!("[{id}] clearing {worker}: {e}");
+                }
+            }
+            Output::Rebalanced {
+                kind,
+                moved,
+                workers,
+            } => log::info!(
+                "[{id}] rebalance {kind}: {moved} partitions move, {workers} workers, after version {}",
+                calc.version()
+            ),
+            Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
+            Output::Report(e) => self.shared.report(e),
+        }
+    }
+
+    /// Writes what is pending; confirms the publication once all landed.
+    fn flush(&self, calc: &mut Calculator, pending: &mut Pending) {
+        if pending.writes.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = pending.writes.keys().cloned().collect();
+        for key in keys {
+            // A deposed leader must not write: re-check the lease each time.
+            if !self.shared.lease_valid() {
+                return;
+            }
+            let Some(value) = pending.writes.get(&key) else { continue };
+            match self.ctx.assignments.put(&key, value) {
+                Ok(_) => {
+                    pending.writes.remove(&key);
+                }
+                Err(e) => log::debug!("[{}] publishing {key}: {e}", self.ctx.id),
+            }
+        }
+        if pending.writes.is_empty() {
+            calc.confirm_published(pending.version);
+        }
+    }
+}
+
+/// How long a leader waits between retries of failed writes.
+#[allow(dead_code)]
+pub(crate) fn retry_delay(config: &Config) -> Duration {
+    config.heartbeat_interval / 4
+}

@@ -1,0 +1,241 @@
+//! State shared between the manager's threads and its handle: the current
+//! state (derived from a few flags, transitions validated), the assignment
+//! snapshot, the leader flag.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::core::calculator::Phase;
+use crate::runtime::hooks::Job;
+use crate::{Assignment, AssignmentChange, Error, State};
+
+/// The inputs the state is derived from. Each thread owns some of them.
+#[derive(Clone, Copy, Debug)]
+struct Flags {
+    startup: Option<State>,
+    degraded: bool,
+    has_assignment: bool,
+    leader_phase: Option<Phase>,
+    shutdown: bool,
+}
+
+impl Flags {
+    fn state(&self) -> State {
+        if self.shutdown {
+            return State::Shutdown;
+        }
+        if let Some(s) = self.startup {
+            return s;
+        }
+        if self.degraded {
+            return State::Degraded;
+        }
+        if !self.has_assignment {
+            return State::WaitingAssignment;
+        }
+        match self.leader_phase {
+            Some(Phase::Scaling) | Some(Phase::ColdStart) => State::Scaling,
+            Some(Phase::Rebalancing) => State::Rebalancing,
+            Some(Phase::Emergency) => State::Emergency,
+            Some(Phase::Stable) | None => State::Stable,
+        }
+    }
+}
+
+struct StateCell {
+    flags: Flags,
+    state: State,
+}
+
+/// Shared by every thread of one manager.
+pub(crate) struct Shared {
+    worker_id: RwLock<String>,
+    cell: Mutex<StateCell>,
+    changed: Condvar,
+    assignment: RwLock<Assignment>,
+    leader: AtomicBool,
+    drained: AtomicBool,
+    lease_valid_until: Mutex<Option<Instant>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+}
+
+impl Shared {
+    pub fn new(jobs: Sender<Job>) -> Self {
+        Shared {
+            worker_id: RwLock::new(String::new()),
+            cell: Mutex::new(StateCell {
+                flags: Flags {
+                    startup: Some(State::Init),
+                    degraded: false,
+                    has_assignment: false,
+                    leader_phase: None,
+                    shutdown: false,
+                },
+                state: State::Init,
+            }),
+            changed: Condvar::new(),
+            assignment: RwLock::new(Assignment::default()),
+            leader: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
+            lease_valid_until: Mutex::new(None),
+            jobs: Mutex::new(Some(jobs)),
+        }
+    }
+
+    pub fn worker_id(&self) -> String {
+        self.worker_id.read().clone()
+    }
+
+    pub fn set_worker_id(&self, id: &str) {
+        *self.worker_id.write() = id.to_string();
+    }
+
+    /// Queues a job for the callback thread (dropped after shutdown).
+    pub fn send(&self, job: Job) {
+        if let Some(tx) = self.jobs.lock().as_ref() {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Reports an error through logs and `on_error`.
+    pub fn report(&self, error: Error) {
+        log::warn!("[{}] {error}", self.worker_id());
+        self.send(Job::Error(error));
+    }
+
+    /// Closes the job queue so the callback thread ends after the queued jobs.
+    pub fn close_jobs(&self) {
+        self.jobs.lock().take();
+    }
+
+    pub fn state(&self) -> State {
+        self.cell.lock().state
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Flags)) {
+        let mut cell = self.cell.lock();
+        let before = cell.flags;
+        f(&mut cell.flags);
+        let from = cell.state;
+        let to = cell.flags.state();
+        if from == to {
+            return;
+        }
+        if !from.can_transition_to(to) {
+            cell.flags = before;
+            drop(cell);
+            log::error!(
+                "[{}] invalid state transition {from} -> {to} (not applied)",
+                self.worker_id()
+            );
+            self.send(Job::Error(Error::InvalidTransition { from, to }));
+            return;
+        }
+        cell.state = to;
+        drop(cell);
+        log::info!("[{}] state {from} -> {to}", self.worker_id());
+        self.changed.notify_all();
+        self.send(Job::State(from, to));
+    }
+
+    /// Records a state of the startup sequence (`None` once it is over).
+    pub fn set_startup(&self, s: Option<State>) {
+        self.update(|f| f.startup = s);
+    }
+
+    pub fn set_degraded(&self, degraded: bool) {
+        self.update(|f| f.degraded = degraded);
+    }
+
+    pub fn set_leader_phase(&self, phase: Option<Phase>) {
+        self.update(|f| f.leader_phase = phase);
+    }
+
+    pub fn set_shutdown(&self) {
+        self.update(|f| f.shutdown = true);
+    }
+
+    /// Installs a new assignment snapshot and queues its callback.
+    pub fn install(&self, assignment: Assignment, has_assignment: bool) {
+        let change = {
+            let mut current = self.assignment.write();
+            let change = AssignmentChange::between(&current, &assignment);
+            *current = assignment;
+            change
+        };
+        self.update(|f| f.has_assignment = has_assignment);
+        self.send(Job::Assignment(change));
+    }
+
+    pub fn assignment(&self) -> Assignment {
+        self.assignment.read().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        if self.leader.swap(leader, Ordering::SeqCst) != leader {
+            log::info!(
+                "[{}] {}",
+                self.worker_id(),
+                if leader { "became leader" } else { "no longer leader" }
+            );
+            self.send(Job::Leadership(leader));
+        }
+    }
+
+    /// Blocks until `pred(state)` or the deadline; returns the last state and
+    /// whether the predicate held.
+    pub fn wait_until(&self, deadline: Instant, pred: impl Fn(State) -> bool) -> (State, bool) {
+        let mut cell = self.cell.lock();
+        loop {
+            if pred(cell.state) {
+                return (cell.state, true);
+            }
+            if Instant::now() >= deadline {
+                return (cell.state, false);
+            }
+            self.changed.wait_until(&mut cell, deadline);
+        }
+    }
+
+    /// The worker announced its departure and holds nothing any more.
+    pub fn set_drained(&self) {
+        self.drained.store(true, Ordering::SeqCst);
+        let _guard = self.cell.lock();
+        self.changed.notify_all();
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::SeqCst)
+    }
+
+    /// Blocks until drained or the deadline.
+    pub fn wait_drained(&self, deadline: Instant) -> bool {
+        let mut cell = self.cell.lock();
+        while !self.is_drained() {
+            if self.changed.wait_until(&mut cell, deadline).timed_out() {
+                return self.is_drained();
+            }
+        }
+        true
+    }
+
+    /// Records until when the leader may act on its lease.
+    pub fn set_lease_valid_until(&self, until: Option<Instant>) {
+        *self.lease_valid_until.lock() = until;
+    }
+
+    /// Whether the leader may still write (its lease cannot have been taken
+    /// over yet).
+    pub fn lease_valid(&self) -> bool {
+        self.lease_valid_until
+            .lock()
+            .is_some_and(|t| Instant::now() < t)
+    }
+}

@@ -1,0 +1,238 @@
+//! The heartbeat thread: renews this worker's ID with a heartbeat every
+//! interval, applies the assignments published for it, fences itself when
+//! its heartbeats cannot be confirmed, and drains on a graceful stop.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{at, never, select_biased, Receiver};
+
+use crate::core::worker::{BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
+use crate::runtime::shared::Shared;
+use crate::store::{KvError, KvStore, Watch, WatchEvent};
+use crate::wire::{self, AssignmentRecord, WorkerRecord};
+use crate::Error;
+
+/// What the manager can ask of the heartbeat thread.
+pub(crate) enum Command {
+    /// Announce the departure and release everything.
+    Leave,
+    /// Release everything now (the drain took too long), delete the key and
+    /// exit.
+    Quit,
+}
+
+pub(crate) struct WorkerThread {
+    pub id: String,
+    pub core: WorkerCore,
+    pub shared: Arc<Shared>,
+    pub workers: Arc<dyn KvStore>,
+    pub assignments: Arc<dyn KvStore>,
+    pub commands: Receiver<Command>,
+    pub applied: Receiver<u64>,
+    pub retry_every: Duration,
+}
+
+fn outcome(result: &Result<u64, KvError>) -> BeatOutcome {
+    match result {
+        Ok(rev) => BeatOutcome::Written(*rev),
+        Err(e) if e.is_conflict() => BeatOutcome::Conflict,
+        Err(_) => BeatOutcome::Unknown,
+    }
+}
+
+impl WorkerThread {
+    pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
+        let name = format!("parti-heartbeat-{}", self.id);
+        std::thread::Builder::new().name(name).spawn(move || self.run())
+    }
+
+    fn open_watch(&self) -> Option<Watch> {
+        match self.assignments.watch(Some(&self.id)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.shared.report(Error::Kv(e));
+                None
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let mut watch = self.open_watch();
+        let mut watch_retry = Instant::now() + self.retry_every;
+        let mut quitting = false;
+        loop {
+            let now = Instant::now();
+            let deadline = if watch.is_none() {
+                self.core.next_deadline().min(watch_retry)
+            } else {
+                self.core.next_deadline()
+            };
+            let events = watch.as_ref().map(|w| w.events().clone());
+            let events = events.unwrap_or_else(never);
+            select_biased! {
+                recv(self.commands) -> cmd => match cmd {
+                    Ok(Command::Leave) => self.core.leave(now),
+                    Ok(Command::Quit) | Err(_) => quitting = true,
+                },
+                recv(self.applied) -> v => {
+                    if let Ok(v) = v {
+                        self.core.applied(Instant::now(), v);
+                    }
+                }
+                recv(events) -> ev => match ev {
+                    Ok(ev) => self.on_watch(ev),
+                    Err(_) => {
+                        watch = None;
+                        watch_retry = now + self.retry_every;
+                    }
+                },
+                recv(at(deadline)) -> _ => {}
+            }
+            if quitting {
+                break;
+            }
+            if watch.is_none() && Instant::now() >= watch_retry {
+                watch = self.open_watch();
+                watch_retry = Instant::now() + self.retry_every;
+            }
+            if self.step().is_err() {
+                return;
+            }
+            if self.core.drained() && !self.shared.is_drained() {
+                self.shared.set_drained();
+            }
+        }
+        self.leave_group();
+    }
+
+    /// Releases what is still held, then deletes the key so the leader
+    /// forgets this worker at once.
+    fn leave_group(&mut self) {
+        if !self.core.current().is_empty() {
+            if let Some(WorkerEvent::Fenced(released)) = self.core.on_assignment(None) {
+                self.shared.install(released, false);
+            }
+        }
+        if let Err(e) = self.workers.delete(&self.id, None) {
+            log::warn!("[{}] could not delete worker key: {e}", self.id);
+        }
+    }
+
+    fn on_watch(&mut self, ev: WatchEvent) {
+        let event = match ev {
+            WatchEvent::Put(entry) => {
+                match wire::decode::<AssignmentRecord>(self.assignments.bucket(), &entry.key, &entry.value) {
+                    Ok(record) => self.core.on_assignment(Some(&record)),
+                    Err(e) => {
+                        self.shared.report(e);
+                        None
+                    }
+                }
+            }
+            WatchEvent::Delete { .. } => {
+                if self.core.current().version() == 0 {
+                    None
+                } else {
+                    self.core.on_assignment(None)
+                }
+            }
+            WatchEvent::Synced => None,
+        };
+        if let Some(event) = event {
+            self.handle(event);
+        }
+    }
+
+    fn handle(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Apply(a) => {
+                log::info!(
+                    "[{}] assignment v{} ({} partitions, {})",
+                    self.id,
+                    a.version(),
+                    a.len(),
+                    a.reason().map(|r| r.to_string()).unwrap_or_default()
+                );
+                self.shared.install(a, true);
+            }
+            WorkerEvent::Fenced(released) => {
+                log::warn!("[{}] heartbeat not confirmed: released all partitions", self.id);
+                self.shared.set_degraded(true);
+                self.shared.install(released, false);
+            }
+            WorkerEvent::Degraded => {
+                log::warn!("[{}] heartbeat not confirmed: keeping partitions (degraded)", self.id);
+                self.shared.set_degraded(true);
+            }
+            WorkerEvent::Recovered => {
+                log::info!("[{}] heartbeat confirmed again", self.id);
+                self.shared.set_degraded(false);
+            }
+            WorkerEvent::IdLost => {
+                if let Some(WorkerEvent::Fenced(released)) = self.core.on_assignment(None) {
+                    self.shared.install(released, false);
+                }
+                self.shared.report(Error::WorkerIdLost {
+                    worker: self.id.clone(),
+                });
+                self.shared.set_shutdown();
+            }
+        }
+    }
+
+    /// Runs the fencing check and at most a couple of heartbeat operations.
+    /// `Err` when the worker must stop (ID lost).
+    fn step(&mut self) -> Result<(), ()> {
+        if let Some(ev) = self.core.tick(Instant::now()) {
+            self.handle(ev);
+        }
+        let mut action = self.core.poll(Instant::now());
+        while let Some(a) = action.take() {
+            let sent = Instant::now();
+            match a {
+                BeatAction::Update { record, revision } => {
+                    let r = self.workers.update(&self.id, &wire::encode(&record), revision);
+                    self.after_write(sent, &r);
+                }
+                BeatAction::Create(record) => {
+                    let r = self.workers.create(&self.id, &wire::encode(&record));
+                    self.after_write(sent, &r);
+                }
+                BeatAction::ReadOwnKey => {
+                    let found = match self.workers.get(&self.id) {
+                        Ok(found) => found,
+                        Err(e) => {
+                            log::debug!("[{}] reading own key: {e}", self.id);
+                            self.core.read_failed(Instant::now());
+                            continue;
+                        }
+                    };
+                    let found = found.and_then(|entry| {
+                        wire::decode::<WorkerRecord>(self.workers.bucket(), &entry.key, &entry.value)
+                            .ok()
+                            .map(|r| (entry.revision, r))
+                    });
+                    match self.core.own_key_read(Instant::now(), found) {
+                        Ok(next) => action = next,
+                        Err(ev) => {
+                            self.handle(ev);
+                            return Err(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn after_write(&mut self, sent: Instant, result: &Result<u64, KvError>) {
+        if let Err(e) = result {
+            log::debug!("[{}] heartbeat: {e}", self.id);
+        }
+        if let Some(ev) = self.core.on_beat(Instant::now(), sent, outcome(result)) {
+            self.handle(ev);
+        }
+    }
+}
