@@ -1,0 +1,305 @@
+//! JetStream KV over the blocking `nats` 0.26 crate, hardened against the
+//! crate's known traps.
+//!
+//! - Every operation returns within the backend's operation deadline. Writes
+//!   are our own requests to `$KV.<bucket>.<key>` (with
+//!   `Nats-Expected-Last-Subject-Sequence` for create and compare-and-set);
+//!   the ack is parsed here, and an ack without a sequence is an error.
+//! - A write that times out is [`KvError::Timeout`]: its outcome is unknown
+//!   (it may still be applied after a reconnect).
+//! - Watches run on one hub thread per backend, with heartbeats, stall
+//!   detection and automatic re-watch from the last delivered revision.
+//!
+//! # Connections
+//! Options of an existing connection cannot be changed, so connect with
+//! [`connect`] or [`connect_options`]: they reconnect forever (the crate's
+//! default gives up after 60 attempts) and keep no reconnect buffer, so a
+//! write attempted while disconnected fails at once with
+//! [`KvError::Unavailable`] (certainly not written) instead of being sent
+//! later.
+//!
+//! # TLS
+//! The `nats` 0.26 crate pins rustls 0.22 / rustls-webpki 0.102, which carry
+//! CRL-handling advisories fixed in 0.103. Plain-TCP users (loopback, private
+//! networks) are not affected; TLS users should weigh that.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use parti::store::{BucketConfig, KvBackend};
+//! use parti::store::nats::{connect, NatsBackend};
+//!
+//! let conn = connect("nats://127.0.0.1:4222")?;
+//! let backend = NatsBackend::new(conn, Duration::from_secs(2));
+//! let store = backend.open(&BucketConfig::new("demo", None))?;
+//! let rev = store.create("greeting", b"hello")?;
+//! assert_eq!(store.get("greeting")?.map(|e| e.revision), Some(rev));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated (trap 9)
+
+mod bucket;
+mod consumer;
+mod link;
+mod watch;
+mod wire;
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nats::HeaderMap;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use self::link::Link;
+use self::wire::{AckOutcome, Op, StoredMsg};
+use super::{is_valid_key, BucketConfig, Entry, KvBackend, KvError, KvStore, Revision, Watch};
+
+/// Connection options suited to parti: reconnect forever, no reconnect
+/// buffer (a publish while disconnected fails at once instead of being sent
+/// later), and a client name.
+///
+/// Use these (or [`connect`]) to build the connection you hand to
+/// [`NatsBackend::new`]; an existing connection's options cannot be changed.
+pub fn connect_options() -> nats::Options {
+    nats::Options::new()
+        .with_name("parti")
+        .max_reconnects(None)
+        .reconnect_buffer_size(0)
+        .retry_on_failed_connect()
+}
+
+/// Connects to `url` with [`connect_options`].
+///
+/// With `retry_on_failed_connect`, this returns a connection even while the
+/// server is down; operations fail with [`KvError::Unavailable`] until it
+/// is reachable.
+pub fn connect(url: &str) -> io::Result<nats::Connection> {
+    connect_options().connect(url)
+}
+
+struct Shared {
+    link: Arc<Link>,
+    /// The watch hub, started with the first watch.
+    hub: Mutex<Option<crossbeam_channel::Sender<watch::Cmd>>>,
+    next_watch: AtomicU64,
+}
+
+/// Opens JetStream KV buckets over one NATS connection.
+///
+/// Threads: one flusher, plus one watch hub once a watch exists. Both end
+/// when the backend, its stores and their watches are dropped.
+#[derive(Clone)]
+pub struct NatsBackend {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for NatsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBackend")
+            .field("op_timeout", &self.shared.link.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsBackend {
+    /// A backend over `conn` (build it with [`connect_options`]); every
+    /// operation gives up after `op_timeout`.
+    pub fn new(conn: nats::Connection, op_timeout: Duration) -> Self {
+        NatsBackend {
+            shared: Arc::new(Shared {
+                link: Arc::new(Link::new(conn, op_timeout)),
+                hub: Mutex::new(None),
+                next_watch: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Opens a bucket as the concrete store type.
+    pub fn open_store(&self, config: &BucketConfig) -> Result<NatsStore, KvError> {
+        bucket::open(&self.shared.link, config)?;
+        Ok(NatsStore {
+            bucket: config.name.clone(),
+            stream: wire::stream_name(&config.name),
+            shared: self.shared.clone(),
+        })
+    }
+}
+
+impl KvBackend for NatsBackend {
+    fn open(&self, config: &BucketConfig) -> Result<Arc<dyn KvStore>, KvError> {
+        Ok(Arc::new(self.open_store(config)?))
+    }
+}
+
+/// One JetStream KV bucket. Cheap to share; see the [module docs](self).
+pub struct NatsStore {
+    bucket: String,
+    stream: String,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStore")
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsStore {
+    fn link(&self) -> &Link {
+        &self.shared.link
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), KvError> {
+        if is_valid_key(key) {
+            Ok(())
+        } else {
+            Err(KvError::Invalid(format!("invalid key {key:?}")))
+        }
+    }
+
+    /// Publishes a KV message and reads its ack.
+    fn write(
+        &self,
+        op: &'static str,
+        key: &str,
+        value: &[u8],
+        expected: Option<Revision>,
+        delete: bool,
+    ) -> Result<AckOutcome, KvError> {
+        let mut headers = HeaderMap::new();
+        if let Some(rev) = expected {
+            headers.insert(wire::EXPECTED_LAST_SUBJECT_SEQ, rev.to_string());
+        }
+        if delete {
+            headers.insert(wire::KV_OPERATION, "DEL".to_string());
+        }
+        let headers = (!headers.is_empty()).then_some(&headers);
+        let subject = wire::key_subject(&self.bucket, key);
+        let reply = self.link().request(op, &subject, headers, value)?;
+        wire::parse_ack(op, &self.stream, &reply.data)
+    }
+
+    /// The last message under `key`, marker or value.
+    fn last_msg(&self, key: &str) -> Result<Option<StoredMsg>, KvError> {
+        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
+        let body = json!({ "last_by_subj": wire::key_subject(&self.bucket, key) });
+        match self.link().api("get", &subject, &body)? {
+            Ok(reply) => wire::parse_msg_get(reply).map(Some),
+            Err(e) if e.err_code == link::ERR_NO_MESSAGE => Ok(None),
+            Err(e) if e.err_code == link::ERR_STREAM_NOT_FOUND => {
+                Err(KvError::NotFound(self.bucket.clone()))
+            }
+            Err(e) => Err(e.into_kv("get")),
+        }
+    }
+
+    fn hub(&self) -> Result<crossbeam_channel::Sender<watch::Cmd>, KvError> {
+        let mut hub = self.shared.hub.lock();
+        if let Some(tx) = hub.as_ref() {
+            return Ok(tx.clone());
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let link = self.shared.link.clone();
+        std::thread::Builder::new()
+            .name("parti-kv-watch".into())
+            .spawn(move || watch::run(link, rx))
+            .map_err(|e| KvError::Other(format!("cannot start the watch thread: {e}")))?;
+        *hub = Some(tx.clone());
+        Ok(tx)
+    }
+}
+
+impl KvStore for NatsStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn create(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
+        self.check_key(key)?;
+        let mut expected = 0;
+        // A deleted key keeps a marker: expect the marker's sequence instead
+        // of 0. Once more only, so a racing writer cannot make us loop.
+        for _ in 0..2 {
+            match self.write("create", key, value, Some(expected), false)? {
+                AckOutcome::Written(rev) => return Ok(rev),
+                AckOutcome::WrongLastSequence => {}
+            }
+            match self.last_msg(key)? {
+                Some(last) if last.op == Op::Delete && last.seq != expected => expected = last.seq,
+                // Expired between our write and the read.
+                None if expected != 0 => expected = 0,
+                _ => break,
+            }
+        }
+        Err(KvError::AlreadyExists(key.to_string()))
+    }
+
+    fn update(&self, key: &str, value: &[u8], expected: Revision) -> Result<Revision, KvError> {
+        self.check_key(key)?;
+        match self.write("update", key, value, Some(expected), false)? {
+            AckOutcome::Written(rev) => Ok(rev),
+            AckOutcome::WrongLastSequence => Err(KvError::RevisionMismatch {
+                key: key.to_string(),
+                expected,
+            }),
+        }
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
+        self.check_key(key)?;
+        match self.write("put", key, value, None, false)? {
+            AckOutcome::Written(rev) => Ok(rev),
+            AckOutcome::WrongLastSequence => Err(KvError::Other(
+                "put: unexpected sequence check failure".into(),
+            )),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        self.check_key(key)?;
+        Ok(self.last_msg(key)?.and_then(|m| {
+            (m.op == Op::Put).then(|| Entry {
+                key: key.to_string(),
+                value: m.data,
+                revision: m.seq,
+            })
+        }))
+    }
+
+    fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(), KvError> {
+        self.check_key(key)?;
+        match self.write("delete", key, b"", expected, true)? {
+            AckOutcome::Written(_) => Ok(()),
+            AckOutcome::WrongLastSequence => Err(KvError::RevisionMismatch {
+                key: key.to_string(),
+                expected: expected.unwrap_or(0),
+            }),
+        }
+    }
+
+    fn keys(&self) -> Result<Vec<String>, KvError> {
+        let deadline = Instant::now() + self.link().op_timeout;
+        bucket::live_keys(self.link(), &self.bucket, deadline)
+    }
+
+    fn watch(&self, key: Option<&str>) -> Result<Watch, KvError> {
+        if let Some(key) = key {
+            self.check_key(key)?;
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = self.shared.next_watch.fetch_add(1, Ordering::Relaxed);
+        let mut state = watch::WatchState::new(id, &self.bucket, key, tx);
+        state.start(self.link())?;
+        let hub = self.hub()?;
+        hub.send(watch::Cmd::Add(Box::new(state)))
+            .map_err(|_| KvError::Other("the watch thread has stopped".into()))?;
+        Ok(Watch::new(rx, move || {
+            // The hub may already be gone if everything else was dropped.
+            let _ = hub.send(watch::Cmd::Remove(id));
+        }))
+    }
+}
