@@ -138,6 +138,13 @@ pub enum Error {
         /// The lost ID.
         worker: String,
     },
+    /// `stop()` gave up waiting for a thread (most likely a user callback
+    /// that does not return); that thread was left running.
+    #[error("shutdown did not finish within {after:?}")]
+    ShutdownTimeout {
+        /// The configured `shutdown_timeout`.
+        after: Duration,
+    },
     /// The manager is stopped (or stopping) and cannot do what was asked.
     #[error("manager is stopped")]
     Stopped,

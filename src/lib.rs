@@ -5,8 +5,11 @@
 
 pub mod clock;
 mod config;
+mod manager;
 pub mod core;
 mod names;
+mod runtime;
+pub mod source;
 pub mod wire;
 mod error;
 mod state;
@@ -16,6 +19,7 @@ mod types;
 
 pub use config::Config;
 pub use error::Error;
+pub use manager::{Manager, ManagerBuilder};
 pub use names::BucketNames;
 pub use state::State;
 pub use types::{Assignment, AssignmentChange, Partition, Placement, RebalanceKind};

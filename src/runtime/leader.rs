@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{at, select_biased, Receiver};
 
@@ -269,10 +269,4 @@ impl LeaderThread {
             calc.confirm_published(pending.version);
         }
     }
-}
-
-/// How long a leader waits between retries of failed writes.
-#[allow(dead_code)]
-pub(crate) fn retry_delay(config: &Config) -> Duration {
-    config.heartbeat_interval / 4
 }

@@ -37,10 +37,12 @@ impl Flags {
             return State::WaitingAssignment;
         }
         match self.leader_phase {
-            Some(Phase::Scaling) | Some(Phase::ColdStart) => State::Scaling,
+            Some(Phase::Scaling) => State::Scaling,
             Some(Phase::Rebalancing) => State::Rebalancing,
             Some(Phase::Emergency) => State::Emergency,
-            Some(Phase::Stable) | None => State::Stable,
+            // ColdStart only lingers here until the leader thread publishes
+            // the phase that follows its first publication.
+            Some(Phase::Stable) | Some(Phase::ColdStart) | None => State::Stable,
         }
     }
 }

@@ -1,0 +1,489 @@
+//! The blocking [`Manager`] handle and its builder.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::core::lease::LeaseCore;
+use crate::core::worker::WorkerCore;
+use crate::names::{worker_number, BucketNames};
+use crate::runtime::election::ElectionThread;
+use crate::runtime::hooks::{self, Hooks};
+use crate::runtime::leader::{LeaderContext, REFRESH_KEY};
+use crate::runtime::shared::Shared;
+use crate::runtime::worker::{Command, WorkerThread};
+use crate::runtime::{claim, join_until};
+use crate::source::{PartitionSource, StaticSource};
+use crate::store::{BucketConfig, KvBackend, KvStore};
+use crate::strategy::AssignmentStrategy;
+use crate::wire::WorkerRecord;
+use crate::{Assignment, AssignmentChange, Config, Error, State};
+
+// The blocking `nats` client marks every item deprecated (in favour of its
+// async successor, which this synchronous library cannot use).
+#[allow(deprecated)]
+enum Backend {
+    Nats(nats::Connection),
+    Custom(Arc<dyn KvBackend>),
+}
+
+/// Configures and starts a [`Manager`]. Made by [`Manager::builder`].
+pub struct ManagerBuilder {
+    backend: Backend,
+    group: String,
+    config: Config,
+    source: Arc<dyn PartitionSource>,
+    strategy: Option<Arc<dyn AssignmentStrategy>>,
+    hooks: Hooks,
+    preferred_id: Option<String>,
+}
+
+impl ManagerBuilder {
+    /// A builder over any [`KvBackend`] (e.g. the in-memory one in tests).
+    pub fn with_backend(backend: Arc<dyn KvBackend>, group: impl Into<String>) -> Self {
+        ManagerBuilder::new(Backend::Custom(backend), group.into())
+    }
+
+    fn new(backend: Backend, group: String) -> Self {
+        ManagerBuilder {
+            backend,
+            group,
+            config: Config::default(),
+            source: Arc::new(StaticSource::default()),
+            strategy: None,
+            hooks: Hooks::default(),
+            preferred_id: None,
+        }
+    }
+
+    /// Timing and sizing (validated by `start`).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where the partitions come from (default: none).
+    pub fn partitions(mut self, source: impl PartitionSource + 'static) -> Self {
+        self.source = Arc::new(source);
+        self
+    }
+
+    /// How partitions are placed (default: the crate's default strategy).
+    pub fn strategy(mut self, strategy: impl AssignmentStrategy + 'static) -> Self {
+        self.strategy = Some(Arc::new(strategy));
+        self
+    }
+
+    /// Asks for this worker ID (e.g. `worker-3` from a StatefulSet ordinal).
+    /// Granted when free, or once its previous holder's heartbeat has stood
+    /// still for a heartbeat TTL; otherwise the lowest free ID is taken.
+    pub fn preferred_id(mut self, id: impl Into<String>) -> Self {
+        self.preferred_id = Some(id.into());
+        self
+    }
+
+    /// Called on the callback thread whenever this worker's partitions
+    /// change. Stop working on `removed()` partitions before returning: the
+    /// leader grants them to their next owner only after this returns.
+    pub fn on_assignment_changed(mut self, f: impl Fn(&AssignmentChange) + Send + Sync + 'static) -> Self {
+        self.hooks.assignment_changed = Some(Box::new(f));
+        self
+    }
+
+    /// Called on every state transition.
+    pub fn on_state_changed(mut self, f: impl Fn(State, State) + Send + Sync + 'static) -> Self {
+        self.hooks.state_changed = Some(Box::new(f));
+        self
+    }
+
+    /// Called when this worker becomes (`true`) or stops being the leader.
+    pub fn on_leadership_changed(mut self, f: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        self.hooks.leadership_changed = Some(Box::new(f));
+        self
+    }
+
+    /// Called for every error the manager works around (corrupt values, KV
+    /// failures, panicking callbacks, outages).
+    pub fn on_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.hooks.error = Some(Box::new(f));
+        self
+    }
+
+    fn validate(&self) -> Result<BucketNames, Error> {
+        self.config.validate()?;
+        let names = BucketNames::for_group(&self.group)?;
+        if let Some(id) = &self.preferred_id {
+            let ok = worker_number(&self.config.worker_id_prefix, id)
+                .is_some_and(|n| n < self.config.max_workers);
+            if !ok {
+                return Err(Error::InvalidName {
+                    name: id.clone(),
+                    reason: format!(
+                        "preferred id must be {}-<n> with n below max_workers ({})",
+                        self.config.worker_id_prefix, self.config.max_workers
+                    ),
+                });
+            }
+        }
+        Ok(names)
+    }
+
+    /// Joins the group: claims an ID, takes part in the election, and blocks
+    /// until this worker holds its first assignment (which can be empty).
+    ///
+    /// # Errors
+    /// - [`Error::InvalidConfig`] / [`Error::InvalidName`]: rejected before
+    ///   anything is written to NATS.
+    /// - [`Error::Kv`]: NATS unreachable or a bucket with a conflicting
+    ///   configuration.
+    /// - [`Error::NoFreeWorkerId`]: the group is full.
+    /// - [`Error::StartupTimeout`]: no assignment within
+    ///   `startup_timeout + cold_start_window`; everything started is stopped.
+    pub fn start(self) -> Result<Manager, Error> {
+        let names = self.validate()?;
+        let config = self.config.clone();
+        let backend: Arc<dyn KvBackend> = match self.backend {
+            Backend::Nats(nc) => Arc::new(crate::store::nats::NatsBackend::new(nc, config.operation_timeout)),
+            Backend::Custom(b) => b,
+        };
+        let bucket = |name: &str, max_age: Option<Duration>| {
+            let mut c = BucketConfig::new(name, max_age);
+            c.replicas = config.replicas;
+            backend.open(&c)
+        };
+        let workers = bucket(&names.workers, Some(config.worker_id_ttl))?;
+        let leader_store = bucket(&names.leader, Some(config.election_ttl))?;
+        let assignments = bucket(&names.assignments, None)?;
+
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared::new(jobs_tx));
+        let callbacks = hooks::spawn(format!("parti-callbacks-{}", self.group), self.hooks, jobs_rx, applied_tx)
+            .map_err(spawn_error)?;
+        let started = Instant::now();
+        let startup_deadline = started + config.startup_timeout + config.cold_start_window;
+        shared.set_startup(Some(State::ClaimingId));
+
+        let instance = new_instance_id();
+        let record = WorkerRecord {
+            instance: instance.clone(),
+            incarnation: 0,
+            seq: 0,
+            applied: 0,
+            leaving: false,
+            host: std::env::var("HOSTNAME").unwrap_or_default(),
+            pid: std::process::id(),
+        };
+        let fail = |shared: &Shared, callbacks: JoinHandle<()>, e: Error| {
+            shared.set_shutdown();
+            shared.close_jobs();
+            join_until(callbacks, Instant::now() + config.shutdown_timeout);
+            Err(e)
+        };
+        let (id, revision) = match claim::claim(
+            workers.as_ref(),
+            &config,
+            self.preferred_id.as_deref(),
+            &record,
+            startup_deadline,
+        ) {
+            Ok(claimed) => claimed,
+            Err(e) => return fail(&shared, callbacks, e),
+        };
+        shared.set_worker_id(&id);
+        log::info!("[{id}] joined group {} as instance {instance}", self.group);
+        shared.set_startup(Some(State::Election));
+
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let core = WorkerCore::new(
+            &instance,
+            revision,
+            Instant::now(),
+            config.heartbeat_interval,
+            config.self_fence_after(),
+            false,
+        );
+        let retry_every = config.heartbeat_interval;
+        let worker_thread = WorkerThread {
+            id: id.clone(),
+            core,
+            shared: shared.clone(),
+            workers: workers.clone(),
+            assignments: assignments.clone(),
+            commands: cmd_rx,
+            applied: applied_rx,
+            retry_every,
+        }
+        .spawn();
+        let worker_thread = match worker_thread {
+            Ok(h) => h,
+            Err(e) => return fail(&shared, callbacks, spawn_error(e)),
+        };
+        let (refresh_tx, refresh_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let strategy = self
+            .strategy
+            .unwrap_or_else(|| Arc::new(crate::strategy::default_strategy()));
+        let election = ElectionThread {
+            id: id.clone(),
+            core: LeaseCore::new(&id, &instance, config.election_ttl),
+            shared: shared.clone(),
+            store: leader_store,
+            stop: stop_rx,
+            leader: LeaderContext {
+                id: id.clone(),
+                config: config.clone(),
+                strategy,
+                source: self.source,
+                workers: workers.clone(),
+                assignments,
+                refresh: refresh_rx,
+            },
+            retry_every,
+        }
+        .spawn();
+        let threads = Threads {
+            worker_cmd: cmd_tx,
+            worker: worker_thread,
+            election_stop: None,
+            election: None,
+            callbacks,
+        };
+        let manager = Manager {
+            shared,
+            config,
+            group: self.group,
+            worker_id: id,
+            workers,
+            refresh: refresh_tx,
+            threads: Mutex::new(None),
+        };
+        let mut threads = threads;
+        match election {
+            Ok(h) => {
+                threads.election = Some(h);
+                threads.election_stop = Some(stop_tx);
+            }
+            Err(e) => {
+                *manager.threads.lock() = Some(threads);
+                let _ = manager.stop();
+                return Err(spawn_error(e));
+            }
+        }
+        *manager.threads.lock() = Some(threads);
+        let (state, ok) = manager.shared.wait_until(startup_deadline, |s| {
+            s.is_assigned() || s == State::Shutdown
+        });
+        if !ok || state == State::Shutdown {
+            let _ = manager.stop();
+            return Err(Error::StartupTimeout {
+                after: started.elapsed(),
+                state,
+            });
+        }
+        Ok(manager)
+    }
+}
+
+fn spawn_error(e: std::io::Error) -> Error {
+    Error::Kv(crate::store::KvError::Other(format!("cannot spawn thread: {e}")))
+}
+
+/// A process-unique, practically random nonce: tells this process from any
+/// other that ever held the same worker ID.
+fn new_instance_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let local = 0u8;
+    let seed = format!(
+        "{nanos}-{}-{}-{:p}-{:?}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        &local,
+        std::thread::current().id()
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+struct Threads {
+    worker_cmd: Sender<Command>,
+    worker: JoinHandle<()>,
+    election_stop: Option<Sender<()>>,
+    election: Option<JoinHandle<()>>,
+    callbacks: JoinHandle<()>,
+}
+
+/// A member of a group of workers sharing partitions.
+///
+/// `Manager` is `Send + Sync`: share it with `Arc<Manager>`. Every method is
+/// cheap except [`stop`](Manager::stop) and
+/// [`wait_for_state`](Manager::wait_for_state), which block for bounded times.
+///
+/// ```no_run
+/// use parti::{Config, Manager, Partition};
+/// use parti::source::StaticSource;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let nc = parti::store::nats::connect("127.0.0.1:4222")?;
+/// let manager = Manager::builder(nc, "orders")
+///     .partitions(StaticSource::new((0..64).map(|i| Partition::new(format!("orders.{i}")))))
+///     .on_assignment_changed(|c| println!("+{:?} -{:?}", c.added(), c.removed()))
+///     .start()?;
+/// for p in manager.assignment().partitions() {
+///     println!("{} owns {}", manager.worker_id(), p.id());
+/// }
+/// manager.stop()?;
+/// # Ok(()) }
+/// ```
+pub struct Manager {
+    shared: Arc<Shared>,
+    config: Config,
+    group: String,
+    worker_id: String,
+    workers: Arc<dyn KvStore>,
+    refresh: Sender<()>,
+    threads: Mutex<Option<Threads>>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("group", &self.group)
+            .field("worker_id", &self.worker_id)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// A builder for a member of `group` over a NATS connection. The group
+    /// name (validated by `start`) names the KV buckets. Prefer a connection
+    /// made with [`store::nats::connect`](crate::store::nats::connect): it
+    /// reconnects forever instead of giving up after 60 attempts.
+    #[allow(deprecated)]
+    pub fn builder(nc: nats::Connection, group: impl Into<String>) -> ManagerBuilder {
+        ManagerBuilder::new(Backend::Nats(nc), group.into())
+    }
+
+    /// This worker's stable ID, e.g. `worker-3`.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// The group name.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Whether this worker currently leads the group.
+    pub fn is_leader(&self) -> bool {
+        self.shared.is_leader()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    /// This worker's partitions now: a cheap snapshot.
+    pub fn assignment(&self) -> Assignment {
+        self.shared.assignment()
+    }
+
+    /// Blocks until the manager is in `state`, or `timeout` passes
+    /// ([`Error::WaitTimeout`]).
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> Result<(), Error> {
+        let (current, ok) = self
+            .shared
+            .wait_until(Instant::now() + timeout, |s| s == state);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::WaitTimeout {
+                wanted: state,
+                after: timeout,
+                current,
+            })
+        }
+    }
+
+    /// Asks the leader to re-read the partition source; it rebalances if the
+    /// list changed. Works from any worker.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`] after `stop`; [`Error::Kv`] when the request could
+    /// not be written.
+    pub fn refresh_partitions(&self) -> Result<(), Error> {
+        if self.threads.lock().is_none() {
+            return Err(Error::Stopped);
+        }
+        if self.is_leader() {
+            let _ = self.refresh.send(());
+            return Ok(());
+        }
+        self.workers
+            .put(REFRESH_KEY, new_instance_id().as_bytes())
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+
+    /// Leaves the group gracefully: announces the departure, waits until the
+    /// leader has moved this worker's partitions away (they are released
+    /// through `on_assignment_changed` first), then stops every thread.
+    /// Returns within `Config::shutdown_timeout`, even while NATS is
+    /// unreachable (then partitions are released locally). Idempotent.
+    pub fn stop(&self) -> Result<(), Error> {
+        let Some(mut threads) = self.threads.lock().take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        // Keep a reserve for releasing locally, deleting our key and the
+        // lease, each bounded by the operation timeout.
+        let reserve = (self.config.operation_timeout * 3).min(self.config.shutdown_timeout / 2);
+        if self.shared.state().is_assigned() {
+            let _ = threads.worker_cmd.send(Command::Leave);
+            if !self.shared.wait_drained(deadline - reserve) {
+                log::warn!("[{}] drain not finished in time; releasing locally", self.worker_id);
+            }
+        }
+        let _ = threads.worker_cmd.send(Command::Quit);
+        let mut clean = join_until(threads.worker, deadline);
+        drop(threads.election_stop.take());
+        if let Some(h) = threads.election.take() {
+            clean &= join_until(h, deadline);
+        }
+        self.shared.set_shutdown();
+        self.shared.close_jobs();
+        clean &= join_until(threads.callbacks, deadline);
+        log::info!("[{}] stopped", self.worker_id);
+        if clean {
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                after: self.config.shutdown_timeout,
+            })
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+impl State {
+    /// Whether a worker in this state holds an assignment.
+    pub fn is_assigned(self) -> bool {
+        matches!(
+            self,
+            State::Stable | State::Scaling | State::Rebalancing | State::Emergency
+        )
+    }
+}
