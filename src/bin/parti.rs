@@ -1,0 +1,166 @@
+//! `parti`: run a worker or inspect a group from the command line.
+//!
+//! ```text
+//! parti worker --server URL --group G --partitions N [--preferred-id ID] [--set FIELD=DURATION]...
+//! ```
+//! `worker` joins the group and prints one JSON line per event (started,
+//! assignment, state, leader, error) until it is killed or its standard
+//! input closes, then stops gracefully.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use parti::source::StaticSource;
+use parti::{Config, Manager, Partition};
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: parti worker --server URL --group G --partitions N [--preferred-id ID] [--set FIELD=DURATION]..."
+    );
+    ExitCode::from(2)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        return secs.parse::<f64>().ok().map(Duration::from_secs_f64);
+    }
+    None
+}
+
+fn set_field(config: &mut Config, assignment: &str) -> Result<(), String> {
+    let (field, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("--set wants FIELD=VALUE, got {assignment:?}"))?;
+    if field == "restart_ratio" {
+        config.restart_ratio = value.parse().map_err(|_| format!("bad ratio {value:?}"))?;
+        return Ok(());
+    }
+    let d = parse_duration(value).ok_or_else(|| format!("bad duration {value:?} (use 200ms or 2s)"))?;
+    let slot = match field {
+        "heartbeat_interval" => &mut config.heartbeat_interval,
+        "heartbeat_ttl" => &mut config.heartbeat_ttl,
+        "worker_id_ttl" => &mut config.worker_id_ttl,
+        "election_ttl" => &mut config.election_ttl,
+        "cold_start_window" => &mut config.cold_start_window,
+        "planned_scale_window" => &mut config.planned_scale_window,
+        "emergency_grace" => &mut config.emergency_grace,
+        "rebalance_cooldown" => &mut config.rebalance_cooldown,
+        "startup_timeout" => &mut config.startup_timeout,
+        "shutdown_timeout" => &mut config.shutdown_timeout,
+        "operation_timeout" => &mut config.operation_timeout,
+        "handoff_timeout" => &mut config.handoff_timeout,
+        other => return Err(format!("unknown config field {other:?}")),
+    };
+    *slot = d;
+    Ok(())
+}
+
+fn emit(line: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn worker(args: &[String]) -> Result<(), String> {
+    let mut server = "127.0.0.1:4222".to_string();
+    let mut group = None;
+    let mut partitions = 0usize;
+    let mut preferred = None;
+    let mut config = Config::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => server = value()?,
+            "--group" => group = Some(value()?),
+            "--partitions" => partitions = value()?.parse().map_err(|_| "bad --partitions".to_string())?,
+            "--preferred-id" => preferred = Some(value()?),
+            "--set" => set_field(&mut config, &value()?)?,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    let group = group.ok_or("--group is required")?;
+    let nc = parti::store::nats::connect(&server).map_err(|e| format!("connect {server}: {e}"))?;
+    let mut builder = Manager::builder(nc, group)
+        .config(config)
+        .partitions(StaticSource::new((0..partitions).map(|i| Partition::new(format!("p{i}")))))
+        .on_assignment_changed(|c| {
+            let ids: Vec<&str> = c.assignment().partitions().iter().map(|p| p.id()).collect();
+            emit(serde_json::json!({
+                "event": "assignment",
+                "version": c.assignment().version(),
+                "epoch": c.assignment().epoch(),
+                "partitions": ids,
+                "added": c.added().len(),
+                "removed": c.removed().len(),
+            }));
+        })
+        .on_state_changed(|from, to| {
+            emit(serde_json::json!({"event": "state", "from": from.to_string(), "to": to.to_string()}))
+        })
+        .on_leadership_changed(|leader| emit(serde_json::json!({"event": "leader", "is_leader": leader})))
+        .on_error(|e| emit(serde_json::json!({"event": "error", "message": e.to_string()})));
+    if let Some(id) = preferred {
+        builder = builder.preferred_id(id);
+    }
+    let manager = builder.start().map_err(|e| e.to_string())?;
+    emit(serde_json::json!({"event": "started", "worker": manager.worker_id()}));
+    // Run until stdin closes (the parent says "stop" by closing it).
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+    manager.stop().map_err(|e| e.to_string())?;
+    emit(serde_json::json!({"event": "stopped"}));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let _ = env_logger_init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        return usage();
+    };
+    let result = match cmd.as_str() {
+        "worker" => worker(&args[1..]),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("parti: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr when `RUST_LOG` is set; a tiny logger keeps the binary
+/// free of extra dependencies.
+fn env_logger_init() -> Result<(), log::SetLoggerError> {
+    struct Stderr(log::LevelFilter);
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= self.0
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                eprintln!("{} {} {}", r.level(), r.target(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let level = match std::env::var("RUST_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("warn") => log::LevelFilter::Warn,
+        Ok(_) => log::LevelFilter::Info,
+        Err(_) => log::LevelFilter::Off,
+    };
+    log::set_max_level(level);
+    log::set_logger(Box::leak(Box::new(Stderr(level))))
+}

@@ -1,0 +1,338 @@
+//! Helpers for tests of whole groups on a real nats-server: workers in child
+//! processes (the `parti worker` binary, killable with SIGKILL), in-process
+//! managers with short windows, and an observer of the group's buckets.
+#![allow(dead_code)] // each test crate uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use parti::source::StaticSource;
+use parti::store::nats::NatsBackend;
+use parti::store::{BucketConfig, KvBackend, KvStore, WatchEvent};
+use parti::wire::{AssignmentRecord, MetaRecord};
+use parti::{Config, Manager, Partition, RebalanceKind, State};
+
+/// Windows short enough for tests, long enough for a loaded 2-core machine.
+pub fn fast_config() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_ttl: Duration::from_millis(800),
+        worker_id_ttl: Duration::from_secs(3),
+        election_ttl: Duration::from_millis(1200),
+        cold_start_window: Duration::from_millis(1500),
+        planned_scale_window: Duration::from_millis(1000),
+        emergency_grace: Duration::from_millis(300),
+        rebalance_cooldown: Duration::from_millis(300),
+        startup_timeout: Duration::from_secs(10),
+        shutdown_timeout: Duration::from_secs(5),
+        operation_timeout: Duration::from_millis(300),
+        handoff_timeout: Duration::from_secs(3),
+        ..Config::default()
+    }
+}
+
+/// `--set` flags that give a child worker `config`'s timings.
+pub fn config_flags(config: &Config) -> Vec<String> {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    [
+        ("heartbeat_interval", config.heartbeat_interval),
+        ("heartbeat_ttl", config.heartbeat_ttl),
+        ("worker_id_ttl", config.worker_id_ttl),
+        ("election_ttl", config.election_ttl),
+        ("cold_start_window", config.cold_start_window),
+        ("planned_scale_window", config.planned_scale_window),
+        ("emergency_grace", config.emergency_grace),
+        ("rebalance_cooldown", config.rebalance_cooldown),
+        ("startup_timeout", config.startup_timeout),
+        ("shutdown_timeout", config.shutdown_timeout),
+        ("operation_timeout", config.operation_timeout),
+        ("handoff_timeout", config.handoff_timeout),
+    ]
+    .iter()
+    .flat_map(|(f, d)| ["--set".to_string(), format!("{f}={}", ms(*d))])
+    .collect()
+}
+
+pub fn partitions(n: usize) -> Vec<Partition> {
+    (0..n).map(|i| Partition::new(format!("p{i}"))).collect()
+}
+
+/// Records the states an in-process manager went through.
+#[derive(Clone, Default)]
+pub struct StateLog(pub Arc<Mutex<Vec<State>>>);
+
+impl StateLog {
+    pub fn states(&self) -> Vec<State> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn saw(&self, s: State) -> bool {
+        self.0.lock().unwrap().contains(&s)
+    }
+}
+
+/// Starts an in-process manager on `url`.
+pub fn start_manager(url: &str, group: &str, n: usize, config: &Config) -> (Manager, StateLog) {
+    let log = StateLog::default();
+    log.0.lock().unwrap().push(State::Init);
+    let l = log.clone();
+    let nc = parti::store::nats::connect(url).expect("connect");
+    let m = Manager::builder(nc, group)
+        .config(config.clone())
+        .partitions(StaticSource::new(partitions(n)))
+        .on_state_changed(move |_, to| l.0.lock().unwrap().push(to))
+        .start()
+        .expect("manager start");
+    (m, log)
+}
+
+/// One JSON event line of a child worker.
+pub type Event = serde_json::Value;
+
+/// A worker running in a child process.
+pub struct ChildWorker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl ChildWorker {
+    pub fn spawn(url: &str, group: &str, n: usize, config: &Config, preferred: Option<&str>) -> ChildWorker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_parti"));
+        cmd.args(["worker", "--server", url, "--group", group, "--partitions", &n.to_string()])
+            .args(config_flags(config))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(id) = preferred {
+            cmd.args(["--preferred-id", id]);
+        }
+        let mut child = cmd.spawn().expect("spawn parti worker");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(ev) = serde_json::from_str::<Event>(&line) {
+                    sink.lock().unwrap().push(ev);
+                }
+            }
+        });
+        ChildWorker { child, stdin, events }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn worker_id(&self) -> Option<String> {
+        self.events()
+            .iter()
+            .find(|e| e["event"] == "started")
+            .and_then(|e| e["worker"].as_str().map(String::from))
+    }
+
+    pub fn wait_started(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(id) = self.worker_id() {
+                return id;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("child worker did not start within {timeout:?}: {:?}", self.events());
+    }
+
+    /// The partitions of the last applied assignment.
+    pub fn partitions(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "assignment")
+            .map(|e| {
+                e["partitions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.events()
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "leader")
+            .is_some_and(|e| e["is_leader"] == true)
+    }
+
+    pub fn saw_state(&self, s: State) -> bool {
+        let s = s.to_string();
+        self.events().iter().any(|e| e["event"] == "state" && e["to"] == s.as_str())
+    }
+
+    pub fn versions(&self) -> Vec<u64> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == "assignment")
+            .filter_map(|e| e["version"].as_u64())
+            .collect()
+    }
+
+    /// SIGKILL: no goodbye, no cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Graceful stop: close stdin and wait for the process to exit.
+    pub fn stop(&mut self, timeout: Duration) -> bool {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn write_line(&mut self, s: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = writeln!(stdin, "{s}");
+        }
+    }
+}
+
+impl Drop for ChildWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Owners of each partition among what several workers report.
+pub fn owners(reports: &[(String, Vec<String>)]) -> BTreeMap<String, Vec<String>> {
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (w, ps) in reports {
+        for p in ps {
+            owners.entry(p.clone()).or_default().push(w.clone());
+        }
+    }
+    owners
+}
+
+/// Whether each of `n` partitions `p0..` is reported by exactly one worker.
+pub fn exactly_once(reports: &[(String, Vec<String>)], n: usize) -> bool {
+    let o = owners(reports);
+    o.len() == n && o.values().all(|v| v.len() == 1)
+}
+
+pub fn manager_report(ms: &[&Manager]) -> Vec<(String, Vec<String>)> {
+    ms.iter()
+        .map(|m| {
+            (
+                m.worker_id().to_string(),
+                m.assignment().partitions().iter().map(|p| p.id().to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Watches a group's `_meta` record from the outside and keeps every version
+/// published, with its reason.
+pub struct Observer {
+    _backend: NatsBackend,
+    _watch: parti::store::Watch,
+    metas: Arc<Mutex<Vec<(Instant, MetaRecord)>>>,
+    store: Arc<dyn KvStore>,
+}
+
+impl Observer {
+    pub fn new(url: &str, group: &str) -> Observer {
+        let backend = NatsBackend::new(parti::store::nats::connect(url).expect("connect"), Duration::from_secs(2));
+        let store = backend
+            .open(&BucketConfig::new(format!("parti-{group}-assignments"), None))
+            .expect("open assignments bucket");
+        let watch = store.watch(Some("_meta")).expect("watch _meta");
+        let metas = Arc::new(Mutex::new(Vec::new()));
+        let sink = metas.clone();
+        let rx = watch.events().clone();
+        std::thread::spawn(move || {
+            for ev in rx.iter() {
+                if let WatchEvent::Put(e) = ev {
+                    if let Ok(m) = serde_json::from_slice::<MetaRecord>(&e.value) {
+                        sink.lock().unwrap().push((Instant::now(), m));
+                    }
+                }
+            }
+        });
+        Observer {
+            _backend: backend,
+            _watch: watch,
+            metas,
+            store,
+        }
+    }
+
+    pub fn metas(&self) -> Vec<MetaRecord> {
+        self.metas.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Every `_meta` seen, with the instant it arrived.
+    pub fn timed_metas(&self) -> Vec<(Instant, MetaRecord)> {
+        self.metas.lock().unwrap().clone()
+    }
+
+    /// The reasons of every published version, in order, handoff steps left
+    /// out.
+    pub fn rebalances(&self) -> Vec<RebalanceKind> {
+        let mut kinds: Vec<RebalanceKind> = Vec::new();
+        let mut last_version = 0;
+        for m in self.metas() {
+            if m.version > last_version && m.reason != RebalanceKind::Handoff {
+                kinds.push(m.reason);
+            }
+            last_version = last_version.max(m.version);
+        }
+        kinds
+    }
+
+    /// The assignment records in the bucket now.
+    pub fn records(&self) -> BTreeMap<String, AssignmentRecord> {
+        let mut out = BTreeMap::new();
+        for k in self.store.keys().unwrap_or_default() {
+            if k == "_meta" {
+                continue;
+            }
+            if let Ok(Some(e)) = self.store.get(&k) {
+                if let Ok(r) = serde_json::from_slice(&e.value) {
+                    out.insert(k, r);
+                }
+            }
+        }
+        out
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
