@@ -149,7 +149,11 @@ fn env_logger_init() -> Result<(), log::SetLoggerError> {
         }
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
-                eprintln!("{} {} {}", r.level(), r.target(), r.args());
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() % 100_000)
+                    .unwrap_or_default();
+                eprintln!("{ms:>5} {} {} {}", r.level(), r.target(), r.args());
             }
         }
         fn flush(&self) {}

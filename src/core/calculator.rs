@@ -84,6 +84,9 @@ pub struct Calculator {
     ledger: Ledger,
     target: Option<Placement>,
     restart_until: Option<Instant>,
+    /// A new leader has not seen the adopted workers yet: no planned
+    /// rebalance before it knows who is really alive.
+    settle_until: Option<Instant>,
     emergency_due: bool,
     emergency_active: bool,
     last_rebalance: Option<Instant>,
@@ -118,6 +121,7 @@ impl Calculator {
             ledger: Ledger::default(),
             target: None,
             restart_until: None,
+            settle_until: None,
             emergency_due: false,
             emergency_active: false,
             last_rebalance: None,
@@ -156,6 +160,10 @@ impl Calculator {
             }
         }
         if !records.is_empty() {
+            // Half an interval past the death verdict, so that deaths are
+            // known before any planned window may close.
+            let settle = self.config.heartbeat_ttl + self.config.emergency_grace + self.config.heartbeat_interval / 2;
+            self.settle_until = Some(now + settle);
             let placement = self.ledger.placement();
             let placed: BTreeSet<&str> = placement.values().flatten().map(|p| p.id()).collect();
             let wanted: BTreeSet<&str> = self.partitions.iter().map(|p| p.id()).collect();
@@ -318,11 +326,14 @@ impl Calculator {
             last = Some(last.map_or(m.joined, |l| l.max(m.joined)));
         }
         let window = self.config.planned_scale_window;
-        let deadline = (last? + window).min(first? + window * 3);
-        Some(match self.last_rebalance {
-            Some(t) => deadline.max(t + self.config.rebalance_cooldown),
-            None => deadline,
-        })
+        let mut deadline = (last? + window).min(first? + window * 3);
+        if let Some(t) = self.last_rebalance {
+            deadline = deadline.max(t + self.config.rebalance_cooldown);
+        }
+        if let Some(t) = self.settle_until {
+            deadline = deadline.max(t);
+        }
+        Some(deadline)
     }
 
     fn due(&self, now: Instant) -> Option<RebalanceKind> {

@@ -318,3 +318,40 @@ fn a_new_leader_adopts_without_reshuffling_and_continues_versions() {
     let versions: BTreeSet<u64> = w.published.iter().map(|p| p.version).collect();
     assert_eq!(versions.len(), w.published.len(), "versions never repeat");
 }
+
+#[test]
+fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
+    let mut w = World::new(8);
+    for n in ["w0", "w1", "w2", "w3"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let records: BTreeMap<String, AssignmentRecord> =
+        w.workers.iter().map(|(n, (_, r))| (n.clone(), r.clone().unwrap())).collect();
+    // The whole fleet is killed; new processes with new ids appear and one
+    // of them takes office, finding the old assignment.
+    w.workers.clear();
+    for n in ["w4", "w5", "w6", "w7"] {
+        w.join(n);
+    }
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w4", 9, w.now, parts(8));
+    // The replay still shows the old workers' keys.
+    for n in ["w0", "w1", "w2", "w3"] {
+        let rec = WorkerRecord {
+            instance: format!("i-{n}"),
+            incarnation: 0,
+            seq: 0,
+            applied: 1,
+            leaving: false,
+            host: String::new(),
+            pid: 0,
+        };
+        next.observe_worker(w.now, n, &rec);
+    }
+    next.adopt(w.now, &records, 1);
+    w.calc = next;
+    w.kinds.clear();
+    w.run(MS * 3000);
+    assert_eq!(w.kinds, vec![RebalanceKind::Restart]);
+    w.assert_each_owned_once(8);
+}

@@ -92,6 +92,9 @@ pub struct LeaseCore {
     held: Option<Held>,
     in_flight: bool,
     retry_at: Option<Instant>,
+    /// Highest revision observed or written: older watch events (e.g. a
+    /// replay that arrives after our own takeover) are stale and ignored.
+    max_seen: Revision,
 }
 
 impl LeaseCore {
@@ -107,6 +110,7 @@ impl LeaseCore {
             held: None,
             in_flight: false,
             retry_at: None,
+            max_seen: 0,
         }
     }
 
@@ -138,10 +142,17 @@ impl LeaseCore {
         }
     }
 
-    /// The key as seen by a watch or a read (`None`: absent or deleted).
-    pub fn observe(&mut self, now: Instant, seen: Option<(Revision, LeaderRecord)>) -> Vec<LeaseEvent> {
+    /// The key as seen by a watch or a read: `record` is `None` when the key
+    /// is absent or deleted; `revision` is the revision of the value or of
+    /// the delete marker (0 when a read found nothing). Observations older
+    /// than what this worker has already seen are ignored.
+    pub fn observe(&mut self, now: Instant, revision: Revision, record: Option<LeaderRecord>) -> Vec<LeaseEvent> {
         let mut events = Vec::new();
-        match seen {
+        if revision != 0 && revision < self.max_seen {
+            return events;
+        }
+        self.max_seen = self.max_seen.max(revision);
+        match record.map(|r| (revision, r)) {
             None => {
                 self.observed = Observed::Absent;
                 if self.held.take().is_some() {
@@ -226,6 +237,7 @@ impl LeaseCore {
         match (action, outcome) {
             (LeaseAction::Read, _) => {}
             (LeaseAction::Renew { .. }, WriteOutcome::Written(revision)) => {
+                self.max_seen = self.max_seen.max(revision);
                 if let Some(h) = &mut self.held {
                     h.revision = revision;
                     h.confirmed = h.confirmed.max(sent);
@@ -247,6 +259,7 @@ impl LeaseCore {
                 self.observed = Observed::Unknown;
             }
             (_, WriteOutcome::Written(revision)) => {
+                self.max_seen = self.max_seen.max(revision);
                 self.held = Some(Held {
                     revision,
                     epoch: revision,
@@ -309,7 +322,7 @@ mod tests {
         let mut l = LeaseCore::new("w-a", "a", TTL);
         assert_eq!(l.poll(t0), Some(LeaseAction::Read));
         l.on_result(t0, t0, &LeaseAction::Read, WriteOutcome::Unknown);
-        l.observe(t0, None);
+        l.observe(t0, 0, None);
         let create = l.poll(t0).unwrap();
         assert!(matches!(create, LeaseAction::Create(_)));
         let ev = l.on_result(t0, t0, &create, WriteOutcome::Written(7));
@@ -329,10 +342,10 @@ mod tests {
     fn follower_takes_over_only_after_a_full_ttl_unchanged() {
         let t0 = Instant::now();
         let mut l = LeaseCore::new("w-b", "b", TTL);
-        l.observe(t0, Some((5, rec("a", 5))));
+        l.observe(t0, 5, Some(rec("a", 5)));
         assert_eq!(l.poll(t0 + TTL - Duration::from_millis(1)), None);
         // A renewal resets the clock.
-        l.observe(t0 + Duration::from_secs(1), Some((6, rec("a", 5))));
+        l.observe(t0 + Duration::from_secs(1), 6, Some(rec("a", 5)));
         assert_eq!(l.poll(t0 + TTL), None);
         let t = t0 + Duration::from_secs(1) + TTL;
         assert_eq!(
@@ -348,13 +361,13 @@ mod tests {
     fn leader_steps_down_before_a_follower_can_take_over() {
         let t0 = Instant::now();
         let mut leader = LeaseCore::new("w-a", "a", TTL);
-        leader.observe(t0, None);
+        leader.observe(t0, 0, None);
         let a = leader.poll(t0).unwrap();
         leader.on_result(t0, t0, &a, WriteOutcome::Written(1));
         let mut follower = LeaseCore::new("w-b", "b", TTL);
         // The follower sees the write a little later than it was sent.
         let seen = t0 + Duration::from_millis(10);
-        follower.observe(seen, Some((1, rec("a", 0))));
+        follower.observe(seen, 1, Some(rec("a", 0)));
         // Every renewal fails from now on.
         let mut t = t0;
         let mut stepped_down_at = None;
@@ -382,19 +395,32 @@ mod tests {
     fn seeing_another_holder_deposes() {
         let t0 = Instant::now();
         let mut l = LeaseCore::new("w-a", "a", TTL);
-        l.observe(t0, None);
+        l.observe(t0, 0, None);
         let a = l.poll(t0).unwrap();
         l.on_result(t0, t0, &a, WriteOutcome::Written(1));
-        let ev = l.observe(t0, Some((2, rec("b", 0))));
+        let ev = l.observe(t0, 2, Some(rec("b", 0)));
         assert!(ev.contains(&LeaseEvent::Lost));
         assert!(!l.is_leader());
+    }
+
+    #[test]
+    fn a_stale_replay_after_our_takeover_is_ignored() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-b", "b", TTL);
+        l.observe(t0, 4, Some(rec("a", 2)));
+        let t = t0 + TTL;
+        let act = l.poll(t).unwrap();
+        l.on_result(t, t, &act, WriteOutcome::Written(5));
+        assert!(l.observe(t, 4, Some(rec("a", 2))).is_empty());
+        assert!(l.observe(t, 3, None).is_empty());
+        assert!(l.is_leader());
     }
 
     #[test]
     fn renew_conflict_deposes() {
         let t0 = Instant::now();
         let mut l = LeaseCore::new("w-a", "a", TTL);
-        l.observe(t0, None);
+        l.observe(t0, 0, None);
         let a = l.poll(t0).unwrap();
         l.on_result(t0, t0, &a, WriteOutcome::Written(1));
         let r = l.poll(t0 + TTL).unwrap();

@@ -34,8 +34,10 @@ enum Unreleased {
 #[derive(Clone, Debug)]
 struct WorkerKey {
     addressee: Addressee,
-    /// Version last written for this addressee; 0 = never.
+    /// Version of the last write to this key.
     version: u64,
+    /// Whether the key was written for the current addressee.
+    written: bool,
     /// Published partitions with their tokens.
     partitions: BTreeMap<String, (Partition, u64)>,
     unreleased: Unreleased,
@@ -46,6 +48,7 @@ impl WorkerKey {
         WorkerKey {
             addressee,
             version: 0,
+            written: false,
             partitions: BTreeMap::new(),
             unreleased: Unreleased::Known(BTreeMap::new()),
         }
@@ -99,6 +102,7 @@ impl Ledger {
                     incarnation: record.incarnation,
                 },
                 version: record.version,
+                written: true,
                 partitions,
                 unreleased: if acked {
                     Unreleased::Known(BTreeMap::new())
@@ -113,18 +117,15 @@ impl Ledger {
     /// A new addressee (restarted process or new incarnation) holds nothing:
     /// its old key is void and it will be sent a fresh one.
     pub fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) {
-        match self.keys.get_mut(worker) {
-            Some(key) if key.addressee == *addressee => {
-                if applied >= key.version {
-                    key.unreleased = Unreleased::Known(BTreeMap::new());
-                } else if let Unreleased::Known(ids) = &mut key.unreleased {
-                    ids.retain(|_, removed_at| *removed_at > applied);
-                }
-            }
-            _ => {
-                self.keys
-                    .insert(worker.to_string(), WorkerKey::empty(addressee.clone()));
-            }
+        let Some(key) = self.keys.get_mut(worker) else {
+            return;
+        };
+        if key.addressee != *addressee {
+            *key = WorkerKey::empty(addressee.clone());
+        } else if applied >= key.version {
+            key.unreleased = Unreleased::Known(BTreeMap::new());
+        } else if let Unreleased::Known(ids) = &mut key.unreleased {
+            ids.retain(|_, removed_at| *removed_at > applied);
         }
     }
 
@@ -136,7 +137,7 @@ impl Ledger {
 
     /// Whether the worker has been written a key for its current addressee.
     pub fn has_key(&self, worker: &str) -> bool {
-        self.keys.get(worker).is_some_and(|k| k.version > 0)
+        self.keys.get(worker).is_some_and(|k| k.written)
     }
 
     /// The highest version of any key.
@@ -226,7 +227,7 @@ impl Ledger {
                         .filter(|id| !keep.contains_key(*id))
                         .cloned()
                         .collect(),
-                    k.version > 0,
+                    k.written,
                 ),
                 None => (Vec::new(), false),
             };
@@ -247,6 +248,7 @@ impl Ledger {
                 }
             }
             key.version = version;
+            key.written = true;
             key.partitions = keep;
             writes.push(KeyWrite {
                 worker: worker.clone(),

@@ -64,15 +64,15 @@ impl ElectionThread {
                 recv(events) -> ev => match ev {
                     Ok(WatchEvent::Put(entry)) => {
                         match wire::decode::<LeaderRecord>(self.store.bucket(), &entry.key, &entry.value) {
-                            Ok(rec) => lease_events = self.core.observe(now, Some((entry.revision, rec))),
+                            Ok(rec) => lease_events = self.core.observe(Instant::now(), entry.revision, Some(rec)),
                             Err(e) => self.shared.report(e),
                         }
                     }
-                    Ok(WatchEvent::Delete { .. }) => lease_events = self.core.observe(now, None),
+                    Ok(WatchEvent::Delete { revision, .. }) => lease_events = self.core.observe(Instant::now(), revision, None),
                     Ok(WatchEvent::Synced) => {}
                     Err(_) => {
                         watch = None;
-                        watch_retry = now + self.retry_every;
+                        watch_retry = Instant::now() + self.retry_every;
                     }
                 },
                 recv(at(deadline)) -> _ => {}
@@ -111,30 +111,30 @@ impl ElectionThread {
 
     fn execute(&mut self, action: &LeaseAction) -> Vec<LeaseEvent> {
         let sent = Instant::now();
+        log::debug!("[{}] lease action {action:?}", self.id);
         let result: Result<u64, KvError> = match action {
             LeaseAction::Read => {
                 return match self.store.get(LEADER_KEY) {
                     Ok(found) => {
-                        let seen = found.and_then(|e| {
-                            match wire::decode::<LeaderRecord>(self.store.bucket(), &e.key, &e.value) {
-                                Ok(rec) => Some((e.revision, rec)),
+                        let (revision, seen) = match found {
+                            None => (0, None),
+                            Some(e) => match wire::decode::<LeaderRecord>(self.store.bucket(), &e.key, &e.value) {
+                                Ok(rec) => (e.revision, Some(rec)),
                                 Err(err) => {
-                                    // A corrupt lease is treated as a lease held
-                                    // by nobody we know: taken over after a TTL.
+                                    // A corrupt lease counts as held by nobody
+                                    // we know: taken over after a TTL.
                                     self.shared.report(err);
-                                    Some((
-                                        e.revision,
-                                        LeaderRecord {
-                                            worker: String::new(),
-                                            instance: String::new(),
-                                            epoch: 0,
-                                        },
-                                    ))
+                                    let nobody = LeaderRecord {
+                                        worker: String::new(),
+                                        instance: String::new(),
+                                        epoch: 0,
+                                    };
+                                    (e.revision, Some(nobody))
                                 }
-                            }
-                        });
+                            },
+                        };
                         let mut evs = self.core.on_result(Instant::now(), sent, action, WriteOutcome::Unknown);
-                        evs.extend(self.core.observe(Instant::now(), seen));
+                        evs.extend(self.core.observe(Instant::now(), revision, seen));
                         evs
                     }
                     Err(e) => {

@@ -94,6 +94,9 @@ impl LeaderThread {
             for out in outputs {
                 self.execute(&mut calc, &mut pending, out);
             }
+            // Show the phase while the writes are under way (an emergency
+            // lasts until its assignment is written).
+            self.shared.set_leader_phase(Some(calc.phase()));
             self.flush(&mut calc, &mut pending);
             self.shared.set_leader_phase(Some(calc.phase()));
         }

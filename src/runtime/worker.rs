@@ -63,7 +63,6 @@ impl WorkerThread {
         let mut watch_retry = Instant::now() + self.retry_every;
         let mut quitting = false;
         loop {
-            let now = Instant::now();
             let deadline = if watch.is_none() {
                 self.core.next_deadline().min(watch_retry)
             } else {
@@ -73,7 +72,7 @@ impl WorkerThread {
             let events = events.unwrap_or_else(never);
             select_biased! {
                 recv(self.commands) -> cmd => match cmd {
-                    Ok(Command::Leave) => self.core.leave(now),
+                    Ok(Command::Leave) => self.core.leave(Instant::now()),
                     Ok(Command::Quit) | Err(_) => quitting = true,
                 },
                 recv(self.applied) -> v => {
@@ -85,7 +84,7 @@ impl WorkerThread {
                     Ok(ev) => self.on_watch(ev),
                     Err(_) => {
                         watch = None;
-                        watch_retry = now + self.retry_every;
+                        watch_retry = Instant::now() + self.retry_every;
                     }
                 },
                 recv(at(deadline)) -> _ => {}
