@@ -71,6 +71,19 @@ pub struct Config {
     pub handoff_timeout: Duration,
     /// Replicas of the group's KV buckets in a JetStream cluster (default 1).
     pub replicas: usize,
+    /// What a worker does when it cannot confirm its heartbeat (NATS
+    /// unreachable) for 3/4 of `heartbeat_ttl`.
+    ///
+    /// `false` (the default, exclusivity): it releases every partition
+    /// (`on_assignment_changed` fires with them removed) and enters
+    /// `Degraded`, so no two workers ever own a partition at once; it gets
+    /// them back when NATS returns.
+    ///
+    /// `true` (availability, opt-in): it keeps processing its cached
+    /// assignment while `Degraded`. If the outage is only on its side, the
+    /// leader may meanwhile give its partitions to others: delivery becomes
+    /// at-least-once. Use fencing tokens downstream if that matters.
+    pub keep_assignment_on_outage: bool,
 }
 
 impl Default for Config {
@@ -92,6 +105,7 @@ impl Default for Config {
             max_workers: 1024,
             handoff_timeout: Duration::from_secs(10),
             replicas: 1,
+            keep_assignment_on_outage: false,
         }
     }
 }

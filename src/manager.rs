@@ -204,7 +204,7 @@ impl ManagerBuilder {
             Instant::now(),
             config.heartbeat_interval,
             config.self_fence_after(),
-            false,
+            config.keep_assignment_on_outage,
         );
         let retry_every = config.heartbeat_interval;
         let worker_thread = WorkerThread {
@@ -216,6 +216,8 @@ impl ManagerBuilder {
             commands: cmd_rx,
             applied: applied_rx,
             retry_every,
+            fence_after: config.self_fence_after(),
+            degraded: None,
         }
         .spawn();
         let worker_thread = match worker_thread {

@@ -90,6 +90,10 @@ pub struct Calculator {
     emergency_due: bool,
     emergency_active: bool,
     last_rebalance: Option<Instant>,
+    /// When the last heartbeat of anyone arrived: the leader's own beats
+    /// arrive every interval, so a long silence means this leader is blind
+    /// (its watch or link is down), not that everyone died.
+    last_heard: Instant,
     pending_reason: Option<RebalanceKind>,
     last_reason: RebalanceKind,
     removal_times: BTreeMap<u64, Instant>,
@@ -125,6 +129,7 @@ impl Calculator {
             emergency_due: false,
             emergency_active: false,
             last_rebalance: None,
+            last_heard: now,
             pending_reason: None,
             last_reason: RebalanceKind::ColdStart,
             removal_times: BTreeMap::new(),
@@ -178,6 +183,15 @@ impl Calculator {
 
     /// A heartbeat (or the initial replay) of a worker's record.
     pub fn observe_worker(&mut self, now: Instant, worker: &str, record: &WorkerRecord) {
+        if self.is_blind(now) {
+            // Recovery grace: heartbeats were missing only from this
+            // leader's point of view, so every member starts afresh.
+            log::info!("leader hears heartbeats again after {:?}", now - self.last_heard);
+            for m in self.members.values_mut() {
+                m.last_seen = m.last_seen.max(now);
+            }
+        }
+        self.last_heard = now;
         let addressee = Addressee {
             instance: record.instance.clone(),
             incarnation: record.incarnation,
@@ -272,7 +286,14 @@ impl Calculator {
         next
     }
 
+    fn is_blind(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_heard) > self.config.heartbeat_interval * 3
+    }
+
     fn detect_deaths(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.is_blind(now) {
+            return;
+        }
         let ttl = self.config.heartbeat_ttl;
         let dead_after = ttl + self.config.emergency_grace;
         let dead: Vec<String> = self

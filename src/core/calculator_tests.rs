@@ -355,3 +355,22 @@ fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
     assert_eq!(w.kinds, vec![RebalanceKind::Restart]);
     w.assert_each_owned_once(8);
 }
+
+#[test]
+fn a_blind_leader_declares_nobody_dead() {
+    let mut w = World::new(6);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let kinds = w.kinds.len();
+    // The leader hears nothing at all for longer than ttl + grace ...
+    let saved = std::mem::take(&mut w.workers);
+    w.run(MS * 1000);
+    assert_eq!(w.kinds.len(), kinds, "no verdict while blind");
+    // ... then hears everyone again: nobody was dead.
+    w.workers = saved;
+    w.run(MS * 1000);
+    assert_eq!(w.kinds.len(), kinds, "{:?}", w.kinds);
+    w.assert_each_owned_once(6);
+}

@@ -52,6 +52,16 @@ pub enum WorkerEvent {
     IdLost,
 }
 
+/// How long after entering `Degraded` the `n`-th outage alert is due (the
+/// first at once, then 30 s, 2 min, 5 min, 10 min, and every 10 min after).
+pub fn degraded_alert_at(n: u32) -> Duration {
+    const STEPS: [u64; 5] = [0, 30, 120, 300, 600];
+    match STEPS.get(n as usize) {
+        Some(s) => Duration::from_secs(*s),
+        None => Duration::from_secs(600 * u64::from(n - 3)),
+    }
+}
+
 /// The worker-side state machine.
 #[derive(Debug)]
 pub struct WorkerCore {
@@ -391,6 +401,12 @@ mod tests {
         assert_eq!(w.own_key_read(t0, Some((10, theirs))), Err(WorkerEvent::IdLost));
         let _ = w.poll(t0);
         assert!(matches!(w.own_key_read(t0, None), Ok(Some(BeatAction::Create(_)))));
+    }
+
+    #[test]
+    fn degraded_alerts_escalate() {
+        let at: Vec<u64> = (0..7).map(|n| degraded_alert_at(n).as_secs()).collect();
+        assert_eq!(at, vec![0, 30, 120, 300, 600, 1200, 1800]);
     }
 
     #[test]

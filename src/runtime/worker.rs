@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select_biased, Receiver};
 
-use crate::core::worker::{BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
+use crate::core::worker::{degraded_alert_at, BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
 use crate::runtime::shared::Shared;
 use crate::store::{KvError, KvStore, Watch, WatchEvent};
 use crate::wire::{self, AssignmentRecord, WorkerRecord};
@@ -32,6 +32,10 @@ pub(crate) struct WorkerThread {
     pub commands: Receiver<Command>,
     pub applied: Receiver<u64>,
     pub retry_every: Duration,
+    /// How long heartbeats had failed when the worker became degraded.
+    pub fence_after: Duration,
+    /// Since when heartbeats fail, and how many alerts were raised.
+    pub degraded: Option<(Instant, u32)>,
 }
 
 fn outcome(result: &Result<u64, KvError>) -> BeatOutcome {
@@ -63,11 +67,13 @@ impl WorkerThread {
         let mut watch_retry = Instant::now() + self.retry_every;
         let mut quitting = false;
         loop {
-            let deadline = if watch.is_none() {
-                self.core.next_deadline().min(watch_retry)
-            } else {
-                self.core.next_deadline()
-            };
+            let mut deadline = self.core.next_deadline();
+            if watch.is_none() {
+                deadline = deadline.min(watch_retry);
+            }
+            if let Some((since, n)) = self.degraded {
+                deadline = deadline.min(since + degraded_alert_at(n));
+            }
             let events = watch.as_ref().map(|w| w.events().clone());
             let events = events.unwrap_or_else(never);
             select_biased! {
@@ -99,6 +105,7 @@ impl WorkerThread {
             if self.step().is_err() {
                 return;
             }
+            self.raise_alerts();
             if self.core.drained() && !self.shared.is_drained() {
                 self.shared.set_drained();
             }
@@ -116,6 +123,22 @@ impl WorkerThread {
         }
         if let Err(e) = self.workers.delete(&self.id, None) {
             log::warn!("[{}] could not delete worker key: {e}", self.id);
+        }
+    }
+
+    /// Reports an ongoing outage through `on_error` at escalating intervals.
+    fn raise_alerts(&mut self) {
+        match (self.core.is_degraded(), &mut self.degraded) {
+            (false, d) => *d = None,
+            (true, None) => self.degraded = Some((Instant::now(), 0)),
+            (true, Some(_)) => {}
+        }
+        if let Some((since, n)) = &mut self.degraded {
+            if Instant::now() >= *since + degraded_alert_at(*n) {
+                *n += 1;
+                let for_ = since.elapsed() + self.fence_after;
+                self.shared.report(Error::Degraded { for_ });
+            }
         }
     }
 
