@@ -1,7 +1,8 @@
 //! `parti`: run a worker or inspect a group from the command line.
 //!
 //! ```text
-//! parti worker --server URL --group G --partitions N [--preferred-id ID] [--set FIELD=DURATION]...
+//! parti worker --server URL --group G --partitions N [--preferred-id ID]
+//!              [--release-ms MS] [--set FIELD=DURATION]...
 //! ```
 //! `worker` joins the group and prints one JSON line per event (started,
 //! assignment, state, leader, error) until it is killed or its standard
@@ -16,7 +17,7 @@ use parti::{Config, Manager, Partition};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: parti worker --server URL --group G --partitions N [--preferred-id ID] [--set FIELD=DURATION]..."
+        "usage: parti worker --server URL --group G --partitions N [--preferred-id ID] [--release-ms MS] [--set FIELD=DURATION]..."
     );
     ExitCode::from(2)
 }
@@ -65,11 +66,19 @@ fn emit(line: serde_json::Value) {
     let _ = out.flush();
 }
 
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
 fn worker(args: &[String]) -> Result<(), String> {
     let mut server = "127.0.0.1:4222".to_string();
     let mut group = None;
     let mut partitions = 0usize;
     let mut preferred = None;
+    let mut release_ms = 0u64;
     let mut config = Config::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -79,6 +88,7 @@ fn worker(args: &[String]) -> Result<(), String> {
             "--group" => group = Some(value()?),
             "--partitions" => partitions = value()?.parse().map_err(|_| "bad --partitions".to_string())?,
             "--preferred-id" => preferred = Some(value()?),
+            "--release-ms" => release_ms = value()?.parse().map_err(|_| "bad --release-ms".to_string())?,
             "--set" => set_field(&mut config, &value()?)?,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -88,15 +98,24 @@ fn worker(args: &[String]) -> Result<(), String> {
     let mut builder = Manager::builder(nc, group)
         .config(config)
         .partitions(StaticSource::new((0..partitions).map(|i| Partition::new(format!("p{i}")))))
-        .on_assignment_changed(|c| {
-            let ids: Vec<&str> = c.assignment().partitions().iter().map(|p| p.id()).collect();
+        .on_assignment_changed(move |c| {
+            // Ownership of added partitions starts when this is called; of
+            // removed ones it ends when this returns (after the simulated
+            // release work).
+            let begin = unix_micros();
+            if !c.removed().is_empty() && release_ms > 0 {
+                std::thread::sleep(Duration::from_millis(release_ms));
+            }
+            let ids = |ps: &[Partition]| ps.iter().map(|p| p.id().to_string()).collect::<Vec<_>>();
             emit(serde_json::json!({
                 "event": "assignment",
                 "version": c.assignment().version(),
                 "epoch": c.assignment().epoch(),
-                "partitions": ids,
-                "added": c.added().len(),
-                "removed": c.removed().len(),
+                "partitions": ids(c.assignment().partitions()),
+                "added": ids(c.added()),
+                "removed": ids(c.removed()),
+                "t_begin": begin,
+                "t_end": unix_micros(),
             }));
         })
         .on_state_changed(|from, to| {
@@ -108,7 +127,7 @@ fn worker(args: &[String]) -> Result<(), String> {
         builder = builder.preferred_id(id);
     }
     let manager = builder.start().map_err(|e| e.to_string())?;
-    emit(serde_json::json!({"event": "started", "worker": manager.worker_id()}));
+    emit(serde_json::json!({"event": "started", "worker": manager.worker_id(), "t": unix_micros()}));
     // Run until stdin closes (the parent says "stop" by closing it).
     for line in std::io::stdin().lock().lines() {
         if line.is_err() {

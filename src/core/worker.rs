@@ -164,7 +164,11 @@ impl WorkerCore {
         let Some(record) = record else {
             // The leader cleared our key: it declared us dead. Whatever we
             // hold may be granted elsewhere, so release it and start a new
-            // incarnation.
+            // incarnation. Holding nothing, there is nothing to do: the
+            // leader sees our next heartbeat as a join.
+            if self.current.is_empty() {
+                return None;
+            }
             return self.fence_now(true);
         };
         if record.instance != self.instance || record.incarnation != self.incarnation {

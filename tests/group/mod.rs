@@ -3,6 +3,8 @@
 //! managers with short windows, and an observer of the group's buckets.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod ledger;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -96,12 +98,27 @@ pub struct ChildWorker {
     child: Child,
     stdin: Option<ChildStdin>,
     events: Arc<Mutex<Vec<Event>>>,
+    /// Wall-clock micros of the SIGKILL, if it was killed.
+    pub killed_at: Option<u64>,
 }
 
 impl ChildWorker {
     pub fn spawn(url: &str, group: &str, n: usize, config: &Config, preferred: Option<&str>) -> ChildWorker {
+        Self::spawn_with(url, group, n, config, preferred, &[])
+    }
+
+    /// Like `spawn`, with extra `parti worker` flags.
+    pub fn spawn_with(
+        url: &str,
+        group: &str,
+        n: usize,
+        config: &Config,
+        preferred: Option<&str>,
+        extra: &[&str],
+    ) -> ChildWorker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_parti"));
         cmd.args(["worker", "--server", url, "--group", group, "--partitions", &n.to_string()])
+            .args(extra)
             .args(config_flags(config))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -122,7 +139,12 @@ impl ChildWorker {
                 }
             }
         });
-        ChildWorker { child, stdin, events }
+        ChildWorker {
+            child,
+            stdin,
+            events,
+            killed_at: None,
+        }
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -187,6 +209,12 @@ impl ChildWorker {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.killed_at.get_or_insert_with(unix_micros);
+    }
+
+    /// A label unique to this process (worker IDs are reused by restarts).
+    pub fn label(&self) -> String {
+        format!("{}#{}", self.worker_id().unwrap_or_default(), self.child.id())
     }
 
     pub fn pid(&self) -> u32 {
@@ -322,6 +350,13 @@ impl Observer {
         }
         out
     }
+}
+
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
 }
 
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
