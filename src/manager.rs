@@ -218,6 +218,8 @@ impl ManagerBuilder {
             retry_every,
             fence_after: config.self_fence_after(),
             degraded: None,
+            callbacks: Default::default(),
+            handoff_timeout: config.handoff_timeout,
         }
         .spawn();
         let worker_thread = match worker_thread {

@@ -82,6 +82,7 @@ pub struct WorkerCore {
     in_flight: bool,
     degraded: bool,
     fenced: bool,
+    suspended: bool,
 }
 
 impl WorkerCore {
@@ -112,6 +113,7 @@ impl WorkerCore {
             in_flight: false,
             degraded: false,
             fenced: false,
+            suspended: false,
         }
     }
 
@@ -225,9 +227,29 @@ impl WorkerCore {
         self.fence_now(false)
     }
 
+    /// Whether heartbeats are suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// Stops heartbeats (a release callback is stuck past the handoff
+    /// timeout): the leader then declares this worker dead once its lease
+    /// expires, and only then grants its partitions elsewhere.
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+    }
+
+    /// Heartbeats again (the stuck callback returned).
+    pub fn resume(&mut self, now: Instant) {
+        if self.suspended {
+            self.suspended = false;
+            self.next_beat = now;
+        }
+    }
+
     /// The heartbeat write to perform now, if any.
     pub fn poll(&mut self, now: Instant) -> Option<BeatAction> {
-        if self.in_flight || now < self.next_beat {
+        if self.in_flight || self.suspended || now < self.next_beat {
             return None;
         }
         self.in_flight = true;
@@ -405,6 +427,18 @@ mod tests {
         assert_eq!(w.own_key_read(t0, Some((10, theirs))), Err(WorkerEvent::IdLost));
         let _ = w.poll(t0);
         assert!(matches!(w.own_key_read(t0, None), Ok(Some(BeatAction::Create(_)))));
+    }
+
+    #[test]
+    fn suspended_worker_stops_beating_and_fences() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        w.on_assignment(Some(&record(2, 1, 0, &["a"])));
+        w.suspend();
+        assert_eq!(w.poll(t0 + I * 2), None);
+        assert!(matches!(w.tick(t0 + I * 3), Some(WorkerEvent::Fenced(_))));
+        w.resume(t0 + I * 4);
+        assert!(w.poll(t0 + I * 4).is_some());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! interval, applies the assignments published for it, fences itself when
 //! its heartbeats cannot be confirmed, and drains on a graceful stop.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +37,10 @@ pub(crate) struct WorkerThread {
     pub fence_after: Duration,
     /// Since when heartbeats fail, and how many alerts were raised.
     pub degraded: Option<(Instant, u32)>,
+    /// When each assignment callback still running was queued.
+    pub callbacks: VecDeque<Instant>,
+    /// A callback may run this long before heartbeats are suspended.
+    pub handoff_timeout: Duration,
 }
 
 fn outcome(result: &Result<u64, KvError>) -> BeatOutcome {
@@ -74,6 +79,9 @@ impl WorkerThread {
             if let Some((since, n)) = self.degraded {
                 deadline = deadline.min(since + degraded_alert_at(n));
             }
+            if let Some(since) = self.callbacks.front() {
+                deadline = deadline.min(*since + self.handoff_timeout);
+            }
             let events = watch.as_ref().map(|w| w.events().clone());
             let events = events.unwrap_or_else(never);
             select_biased! {
@@ -83,6 +91,10 @@ impl WorkerThread {
                 },
                 recv(self.applied) -> v => {
                     if let Ok(v) = v {
+                        self.callbacks.pop_front();
+                        if self.callbacks.is_empty() {
+                            self.core.resume(Instant::now());
+                        }
                         self.core.applied(Instant::now(), v);
                     }
                 }
@@ -106,6 +118,7 @@ impl WorkerThread {
                 return;
             }
             self.raise_alerts();
+            self.watch_callbacks();
             if self.core.drained() && !self.shared.is_drained() {
                 self.shared.set_drained();
             }
@@ -118,12 +131,31 @@ impl WorkerThread {
     fn leave_group(&mut self) {
         if !self.core.current().is_empty() {
             if let Some(WorkerEvent::Fenced(released)) = self.core.on_assignment(None) {
-                self.shared.install(released, false);
+                self.install(released, false);
             }
         }
         if let Err(e) = self.workers.delete(&self.id, None) {
             log::warn!("[{}] could not delete worker key: {e}", self.id);
         }
+    }
+
+    /// A callback stuck past the handoff timeout: stop heartbeating, so the
+    /// leader grants what it holds elsewhere only after its lease expired.
+    fn watch_callbacks(&mut self) {
+        let Some(since) = self.callbacks.front() else { return };
+        let waited = since.elapsed();
+        if waited >= self.handoff_timeout && !self.core.is_suspended() {
+            self.core.suspend();
+            self.shared.report(Error::HandoffTimeout {
+                worker: self.id.clone(),
+                waited,
+            });
+        }
+    }
+
+    fn install(&mut self, assignment: crate::Assignment, has_assignment: bool) {
+        self.callbacks.push_back(Instant::now());
+        self.shared.install(assignment, has_assignment);
     }
 
     /// Reports an ongoing outage through `on_error` at escalating intervals.
@@ -177,12 +209,12 @@ impl WorkerThread {
                     a.len(),
                     a.reason().map(|r| r.to_string()).unwrap_or_default()
                 );
-                self.shared.install(a, true);
+                self.install(a, true);
             }
             WorkerEvent::Fenced(released) => {
                 log::warn!("[{}] heartbeat not confirmed: released all partitions", self.id);
                 self.shared.set_degraded(true);
-                self.shared.install(released, false);
+                self.install(released, false);
             }
             WorkerEvent::Degraded => {
                 log::warn!("[{}] heartbeat not confirmed: keeping partitions (degraded)", self.id);
@@ -194,7 +226,7 @@ impl WorkerThread {
             }
             WorkerEvent::IdLost => {
                 if let Some(WorkerEvent::Fenced(released)) = self.core.on_assignment(None) {
-                    self.shared.install(released, false);
+                    self.install(released, false);
                 }
                 self.shared.report(Error::WorkerIdLost {
                     worker: self.id.clone(),
