@@ -528,7 +528,10 @@ impl Calculator {
         let settled = target
             .iter()
             .all(|(w, ps)| published.get(w).is_some_and(|have| have.len() == ps.len()));
-        if !settled || self.emergency_due || self.unconfirmed.is_some() {
+        // An emergency lasts until its assignment is written; a cold start
+        // whose first round granted everything is simply done.
+        let writing_emergency = self.emergency_active && self.unconfirmed.is_some();
+        if !settled || self.emergency_due || writing_emergency {
             return if self.emergency_active || self.emergency_due {
                 Phase::Emergency
             } else {
