@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use parti::store::nats::{connect, NatsBackend};
 use parti::store::{BucketConfig, KvBackend, KvError, KvStore, Watch, WatchEvent};
-use support::{wait_until, NatsServer, TcpProxy};
+use support::{wait_until, NatsCluster, NatsServer, TcpProxy};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Scheduling slack on a loaded 2-core machine.
@@ -224,4 +224,50 @@ fn opening_a_bucket_with_another_config_names_the_difference() {
         }
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn a_replicated_bucket_keeps_working_when_a_cluster_node_dies() {
+    let mut cluster = NatsCluster::start(3);
+    let backend = NatsBackend::new(connect(&cluster.urls()).expect("connect"), OP_TIMEOUT);
+    let mut config = BucketConfig::new("r3", None);
+    config.replicas = 3;
+    // Right after start-up the cluster may still be placing its meta leader.
+    let mut opened = None;
+    assert!(wait_until(Duration::from_secs(20), || {
+        opened = backend.open(&config).ok();
+        opened.is_some()
+    }));
+    let s = opened.expect("opened");
+    let watch = s.watch(None).expect("watch");
+    assert_eq!(
+        watch.events().recv_timeout(Duration::from_secs(5)),
+        Ok(WatchEvent::Synced)
+    );
+    let r1 = s.put("k", b"1").expect("put");
+
+    cluster.kill(0);
+    let mut r2 = 0;
+    assert!(
+        wait_until(Duration::from_secs(30), || match s.update("k", b"2", r1) {
+            Ok(r) => {
+                r2 = r;
+                true
+            }
+            // An unknown outcome may have been applied: then k is at a newer revision.
+            Err(_) => match s.get("k") {
+                Ok(Some(e)) if e.revision > r1 => {
+                    r2 = e.revision;
+                    true
+                }
+                _ => false,
+            },
+        }),
+        "no write succeeded with one node down"
+    );
+    assert_eq!(s.get("k").expect("get").map(|e| e.revision), Some(r2));
+    let want: BTreeMap<String, Vec<u8>> = [("k".to_string(), b"2".to_vec())].into();
+    let revisions = wait_for_values(&watch, &want, Duration::from_secs(30));
+    assert_strictly_increasing(&revisions);
+    assert_eq!(s.create("k", b"x"), Err(KvError::AlreadyExists("k".into())));
 }
