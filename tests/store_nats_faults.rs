@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,13 +69,11 @@ fn a_frozen_server_makes_writes_time_out_not_hang() {
     let server = NatsServer::start();
     let s = store(&server.url(), "frozen");
     s.put("k", b"v").expect("put while up");
-    let pid = server.pid().expect("server pid").to_string();
-    let stop = Command::new("kill").args(["-STOP", &pid]).status();
-    assert!(stop.map(|s| s.success()).unwrap_or(false), "kill -STOP");
+    server.freeze();
     let started = Instant::now();
     let result = s.put("k", b"w");
     let took = started.elapsed();
-    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    server.thaw();
     assert!(
         matches!(result, Err(KvError::Timeout { op: "put", .. })),
         "{result:?}"
