@@ -167,6 +167,37 @@ impl NatsServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Freezes the server with SIGSTOP (it keeps its sockets but answers
+    /// nothing, like a hung host) and waits until every thread has stopped.
+    pub fn freeze(&self) {
+        let pid = self.pid().expect("server running");
+        signal(pid, "-STOP");
+        let stopped = wait_until(Duration::from_secs(5), || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|tasks| {
+                    tasks.flatten().all(|t| {
+                        std::fs::read_to_string(t.path().join("stat"))
+                            .ok()
+                            .and_then(|stat| {
+                                // State follows the parenthesised command name.
+                                let after = stat.rsplit_once(')')?.1;
+                                after.split_whitespace().next().map(|s| s == "T")
+                            })
+                            .unwrap_or(false)
+                    })
+                })
+                .unwrap_or(false)
+        });
+        assert!(stopped, "nats-server {pid} did not stop");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "-CONT");
+        }
+    }
+
     /// Kills the server with SIGKILL (no clean shutdown) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -224,6 +255,14 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill").args([sig, &pid.to_string()]).status();
+    assert!(
+        status.map(|s| s.success()).unwrap_or(false),
+        "kill {sig} {pid} failed"
+    );
 }
 
 /// Whether a server at `url` accepts a connection and answers

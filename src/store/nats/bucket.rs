@@ -112,7 +112,7 @@ fn compare(want: &BucketConfig, have: &StreamConfig) -> Result<(), KvError> {
         ));
     }
     let subject = wire::key_subject(&want.name, ">");
-    if !have.subjects.iter().any(|s| *s == subject) {
+    if !have.subjects.contains(&subject) {
         diffs.push(format!(
             "subjects are {:?}, wanted {subject:?}",
             have.subjects

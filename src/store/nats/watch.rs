@@ -212,6 +212,11 @@ impl WatchState {
     }
 
     fn restart(&mut self, link: &Link, now: Instant) -> bool {
+        log::debug!(
+            "parti: re-watch of {} after revision {}",
+            self.filter,
+            self.last_seq
+        );
         match self.start(link) {
             Ok(alive) => alive,
             Err(e) => {
