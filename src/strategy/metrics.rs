@@ -78,12 +78,11 @@ pub fn minimum_moves(previous: &Placement, workers: &[String], partitions: &[Par
     let mut orphans = 0;
     let existing: BTreeSet<&str> = partitions.iter().map(Partition::id).collect();
     for id in &existing {
-        match before.get(id) {
-            Some(w) => match kept.get_mut(w) {
+        if let Some(w) = before.get(id) {
+            match kept.get_mut(w) {
                 Some(k) => *k += 1,
                 None => orphans += 1,
-            },
-            None => {}
+            }
         }
     }
     let n = live.len();
