@@ -203,7 +203,9 @@ proptest! {
         }
     }
 
-    /// With slack (ε > 0) a leave still moves only the leaver's partitions.
+    /// With slack (ε > 0) a leave moves the leaver's partitions, plus only
+    /// what lifts survivors to the new floor ⌊(1−ε)·N/n⌋ when the leave
+    /// raised it above what they held.
     #[test]
     fn bounded_load_with_slack_is_sticky_on_leave(
         n_workers in 2usize..20,
@@ -218,7 +220,33 @@ proptest! {
         let gone = &ws[usize::from(victim) % n_workers];
         let rest: Vec<String> = ws.iter().filter(|w| *w != gone).cloned().collect();
         let after = s.assign(&rest, &ps, &before).unwrap();
-        prop_assert_eq!(moved(&before, &after), before[gone].len());
+        let floor = ((1.0 - eps) * n_parts as f64 / rest.len() as f64).floor() as usize;
+        let lifted: usize = rest.iter().map(|w| floor.saturating_sub(before[w].len())).sum();
+        let m = moved(&before, &after);
+        prop_assert!(m <= before[gone].len() + lifted, "moved {} > {} + {}", m, before[gone].len(), lifted);
+        for w in &rest {
+            prop_assert!(after[w].len() >= floor, "{} below the floor", w);
+        }
+    }
+
+    /// With slack, a join gives the newcomer at least the floor and moves
+    /// only what it receives.
+    #[test]
+    fn bounded_load_with_slack_feeds_a_newcomer(
+        n_workers in 1usize..20,
+        n_parts in 0usize..300,
+        eps in 0.0f64..0.5,
+    ) {
+        let s = BoundedLoad::with_epsilon(eps);
+        let ws: Vec<String> = (0..n_workers).map(|i| format!("w{i}")).collect();
+        let ps: Vec<Partition> = (0..n_parts).map(|i| Partition::new(format!("p{i}"))).collect();
+        let before = s.assign(&ws, &ps, &Placement::new()).unwrap();
+        let mut more = ws.clone();
+        more.push("new".to_string());
+        let after = s.assign(&more, &ps, &before).unwrap();
+        let floor = ((1.0 - eps) * n_parts as f64 / more.len() as f64).floor() as usize;
+        prop_assert!(after["new"].len() >= floor);
+        prop_assert_eq!(moved(&before, &after), after["new"].len());
     }
 }
 

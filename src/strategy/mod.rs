@@ -10,9 +10,13 @@
 mod bounded_load;
 mod common;
 mod consistent_hash;
+mod fill;
 mod metrics;
+mod plan;
 mod ring;
 mod round_robin;
+mod shed;
+mod skip_list;
 
 pub use bounded_load::BoundedLoad;
 pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
