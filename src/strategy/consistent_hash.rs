@@ -71,9 +71,11 @@ impl AssignmentStrategy for ConsistentHash {
         let workers = sorted_workers(workers)?;
         let parts = keyed_partitions(partitions)?;
         let ring = Ring::new(&workers, self.virtual_nodes);
+        // Partitions come sorted by hash, so successors only advance.
+        let mut successors = ring.successors_of_sorted();
         let owner: Vec<u32> = parts
             .iter()
-            .map(|k| ring.owners[ring.successor(k.hash)])
+            .map(|k| ring.owners[successors.next(k.hash)])
             .collect();
         Ok(build_placement(&workers, &parts, &owner))
     }

@@ -29,12 +29,14 @@ impl Plan<'_> {
                 open -= 1;
             }
         }
+        let mut successors = self.ring.successors_of_sorted();
         for i in 0..self.parts.len() {
             if self.owner[i] != NO_OWNER {
                 continue;
             }
             let w = if open > 0 {
-                let pos = skip.next_open(self.ring.successor(self.parts[i].hash));
+                // Partitions come in hash order, so successors only advance.
+                let pos = skip.next_open(successors.next(self.parts[i].hash));
                 self.ring.owners[pos] as usize
             } else if when_full == WhenAllFull::Stop {
                 return;

@@ -1,14 +1,10 @@
 //! The working state of one BoundedLoad `assign` call: who owns what so far,
 //! loads, and the ring used to rank workers for each partition.
 
-use std::cmp::Ordering;
-use std::collections::HashMap;
-
-use xxhash_rust::xxh3::Xxh3Builder;
-
-use super::common::{effective_weight, Keyed, NO_OWNER};
+use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
 use super::ring::Ring;
 use crate::Placement;
+use std::cmp::Ordering;
 
 pub(crate) struct Plan<'a> {
     /// Partitions in canonical `(hash, id)` order.
@@ -146,23 +142,19 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
 
 fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
-    if previous.is_empty() {
-        return owner;
-    }
-    let mut index: HashMap<&str, u32, Xxh3Builder> =
-        HashMap::with_capacity_and_hasher(parts.len(), Xxh3Builder::new());
-    for (i, k) in parts.iter().enumerate() {
-        index.insert(k.part.id(), i as u32);
-    }
     for (worker, held) in previous {
         let Ok(w) = workers.binary_search(&worker.as_str()) else {
             continue;
         };
         for p in held {
-            if let Some(&i) = index.get(p.id()) {
-                let slot = &mut owner[i as usize];
-                if *slot == NO_OWNER {
-                    *slot = w as u32;
+            // `parts` is sorted by (hash, id): a binary search on integers
+            // beats building a map of every id on each call.
+            let hash = key_hash(p.id());
+            let found =
+                parts.binary_search_by(|k| k.hash.cmp(&hash).then_with(|| k.part.id().cmp(p.id())));
+            if let Ok(i) = found {
+                if owner[i] == NO_OWNER {
+                    owner[i] = w as u32;
                 }
             }
         }

@@ -30,13 +30,33 @@ impl Ring {
         self.points.len()
     }
 
-    /// Index of the first virtual node at or after `hash`, wrapping to 0.
-    pub(crate) fn successor(&self, hash: u64) -> usize {
-        let i = self.points.partition_point(|&p| p < hash);
-        if i == self.points.len() {
+    /// Successors of ascending hashes, in one merge-like pass instead of a
+    /// binary search per hash.
+    pub(crate) fn successors_of_sorted(&self) -> SortedSuccessors<'_> {
+        SortedSuccessors {
+            points: &self.points,
+            cursor: 0,
+        }
+    }
+}
+
+/// Yields [`Ring::successor`] for a non-decreasing sequence of hashes.
+pub(crate) struct SortedSuccessors<'a> {
+    points: &'a [u64],
+    cursor: usize,
+}
+
+impl SortedSuccessors<'_> {
+    /// Same as [`Ring::successor`], provided `hash` is not smaller than the
+    /// one asked before.
+    pub(crate) fn next(&mut self, hash: u64) -> usize {
+        while self.cursor < self.points.len() && self.points[self.cursor] < hash {
+            self.cursor += 1;
+        }
+        if self.cursor == self.points.len() {
             0
         } else {
-            i
+            self.cursor
         }
     }
 }
