@@ -142,21 +142,26 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
 
 fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
-    for (worker, held) in previous {
-        let Ok(w) = workers.binary_search(&worker.as_str()) else {
-            continue;
-        };
-        for p in held {
-            // `parts` is sorted by (hash, id): a binary search on integers
-            // beats building a map of every id on each call.
-            let hash = key_hash(p.id());
-            let found =
-                parts.binary_search_by(|k| k.hash.cmp(&hash).then_with(|| k.part.id().cmp(p.id())));
-            if let Ok(i) = found {
-                if owner[i] == NO_OWNER {
-                    owner[i] = w as u32;
-                }
-            }
+    // (hash, id, worker) for every partition a live worker held, sorted the
+    // way `parts` is, then matched in one merge pass: sequential access
+    // instead of a lookup per partition.
+    let mut held: Vec<(u64, &str, u32)> = Vec::new();
+    for (worker, list) in previous {
+        if let Ok(w) = workers.binary_search(&worker.as_str()) {
+            held.extend(list.iter().map(|p| (key_hash(p.id()), p.id(), w as u32)));
+        }
+    }
+    // For a partition listed twice, the smaller worker index (first in id
+    // order) comes first and wins.
+    held.sort_unstable();
+    let mut j = 0;
+    for (i, k) in parts.iter().enumerate() {
+        let key = (k.hash, k.part.id());
+        while j < held.len() && (held[j].0, held[j].1) < key {
+            j += 1;
+        }
+        if j < held.len() && (held[j].0, held[j].1) == key {
+            owner[i] = held[j].2;
         }
     }
     owner
