@@ -1,8 +1,38 @@
 //! Placement strategies: which worker gets which partitions.
+//!
+//! - [`BoundedLoad`] (the default): sticky and balanced, near-minimal movement.
+//! - [`ConsistentHash`]: stateless ring, small movement, unbounded loads.
+//! - [`RoundRobin`]: perfectly balanced by count, not sticky.
+//!
+//! [`moved`] and [`minimum_moves`] measure a rebalance. `docs/strategies.md`
+//! explains each strategy with measured numbers.
+
+mod bounded_load;
+mod common;
+mod consistent_hash;
+mod fill;
+mod metrics;
+mod plan;
+mod ring;
+mod round_robin;
+mod shed;
+mod skip_list;
+
+pub use bounded_load::BoundedLoad;
+pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
+pub use metrics::{minimum_moves, moved};
+pub use round_robin::RoundRobin;
 
 use crate::{Error, Partition, Placement};
 
 /// Computes a placement of `partitions` over `workers`.
+///
+/// Every implementation in this module returns an entry for every distinct
+/// worker (possibly with no partitions), lists each worker's partitions sorted
+/// by id, ignores repeated worker ids, and fails with [`Error::NoWorkers`]
+/// when `workers` is empty, [`Error::DuplicatePartition`] when two partitions
+/// share an id, and [`Error::InvalidPartition`] for an empty partition or
+/// worker id.
 pub trait AssignmentStrategy: Send + Sync {
     /// `previous` is the placement currently in force (empty on cold start);
     /// sticky strategies use it to move as little as possible.
@@ -19,46 +49,5 @@ pub trait AssignmentStrategy: Send + Sync {
 
 /// The strategy a manager uses when none is given.
 pub(crate) fn default_strategy() -> impl AssignmentStrategy {
-    fallback::EvenSticky
-}
-
-mod fallback {
-    //! Temporary default until the bounded-load strategy lands.
-    use super::*;
-
-    pub struct EvenSticky;
-
-    impl AssignmentStrategy for EvenSticky {
-        fn assign(&self, workers: &[String], partitions: &[Partition], previous: &Placement) -> Result<Placement, Error> {
-            let mut workers: Vec<String> = workers.to_vec();
-            workers.sort();
-            workers.dedup();
-            if workers.is_empty() {
-                return Err(Error::NoWorkers);
-            }
-            let mut parts: Vec<Partition> = partitions.to_vec();
-            parts.sort();
-            let n = workers.len();
-            let base = parts.len() / n;
-            let extra = parts.len() % n;
-            let cap = |i: usize| base + usize::from(i < extra);
-            let mut out: Placement = workers.iter().map(|w| (w.clone(), Vec::new())).collect();
-            let mut rest = Vec::new();
-            for p in parts {
-                let owner = previous.iter().find(|(_, ps)| ps.iter().any(|q| q.id() == p.id())).map(|(w, _)| w.clone());
-                let slot = owner.and_then(|w| workers.iter().position(|x| *x == w).map(|i| (w, i)));
-                match slot {
-                    Some((w, i)) if out[&w].len() < cap(i) => out.get_mut(&w).map(|v| v.push(p)).unwrap_or(()),
-                    _ => rest.push(p),
-                }
-            }
-            for p in rest {
-                let i = (0..n).find(|i| out[&workers[*i]].len() < cap(*i)).unwrap_or(0);
-                if let Some(v) = out.get_mut(&workers[i]) {
-                    v.push(p);
-                }
-            }
-            Ok(out)
-        }
-    }
+    BoundedLoad::default()
 }

@@ -1,0 +1,54 @@
+//! Every strategy, ours and the public crates', placing the same partitions
+//! at 1K×10, 10K×200 and 100K×1000: `cargo bench --bench strategies`.
+//!
+//! The two rendezvous crates sort all workers for every partition, so one
+//! 100K×1000 placement takes several seconds; they are left out of that size
+//! unless `PARTI_BENCH_SLOW=1` is set (`placement_report` times them once).
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use parti::strategy::{AssignmentStrategy, BoundedLoad};
+use parti::Placement;
+
+#[path = "../examples/placement_report.rs"]
+#[allow(dead_code)]
+mod report;
+
+fn sizes(c: &mut Criterion) {
+    let slow_ok = std::env::var_os("PARTI_BENCH_SLOW").is_some();
+    for (n_parts, n_workers) in [(1_000, 10), (10_000, 200), (100_000, 1_000)] {
+        let big = n_parts >= 100_000;
+        let mut group = c.benchmark_group(format!("{}Kx{n_workers}", n_parts / 1000));
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(if big { 3 } else { 2 }));
+        if big {
+            group.sample_size(10);
+        }
+        let parts = report::partitions(n_parts);
+        let workers = report::workers(n_workers);
+        let none = Placement::new();
+        for (name, strategy) in report::all_strategies() {
+            let sorts_all_workers = name.contains("hrw") || name.contains("rendezvous");
+            if big && sorts_all_workers && !slow_ok {
+                continue;
+            }
+            group.bench_function(BenchmarkId::new("cold", name), |b| {
+                b.iter(|| strategy.assign(&workers, &parts, &none))
+            });
+        }
+        // The sticky path the leader takes on every rebalance: one worker
+        // joined, the previous placement in force.
+        let s = BoundedLoad::default();
+        let before = s.assign(&workers, &parts, &none).expect("valid input");
+        let mut joined = workers.clone();
+        joined.push("worker-new".to_string());
+        group.bench_function(BenchmarkId::new("join", "parti BoundedLoad (ε=0)"), |b| {
+            b.iter(|| s.assign(&joined, &parts, &before))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, sizes);
+criterion_main!(benches);

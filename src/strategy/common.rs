@@ -1,0 +1,110 @@
+//! Validation, hashing and output building shared by every strategy, so each
+//! strategy only decides *who owns what*.
+
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use crate::{Error, Partition, Placement};
+
+/// Sentinel for "no owner yet" in owner vectors indexed by partition.
+pub(crate) const NO_OWNER: u32 = u32::MAX;
+
+/// Ring position of a key (partition id or worker id).
+///
+/// Part of the placement contract: changing it moves partitions in every
+/// deployment, so the golden tests pin its output.
+pub(crate) fn key_hash(id: &str) -> u64 {
+    xxh3_64(id.as_bytes())
+}
+
+/// Ring position of virtual node `index` of `worker`. Seeds start at 1 so that
+/// no virtual node coincides with `key_hash(worker)`.
+pub(crate) fn vnode_hash(worker: &str, index: u32) -> u64 {
+    xxh3_64_with_seed(worker.as_bytes(), u64::from(index) + 1)
+}
+
+/// A validated partition with its ring position.
+#[derive(Clone, Copy)]
+pub(crate) struct Keyed<'a> {
+    pub(crate) hash: u64,
+    pub(crate) part: &'a Partition,
+}
+
+/// Workers sorted by id and deduplicated, so that the result never depends on
+/// the order (or repetition) the caller lists them in.
+pub(crate) fn sorted_workers(workers: &[String]) -> Result<Vec<&str>, Error> {
+    if workers.is_empty() {
+        return Err(Error::NoWorkers);
+    }
+    if workers.iter().any(String::is_empty) {
+        return Err(Error::InvalidPartition {
+            id: String::new(),
+            reason: "empty worker id".to_string(),
+        });
+    }
+    let mut sorted: Vec<&str> = workers.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    Ok(sorted)
+}
+
+/// Partitions with their hashes, sorted by `(hash, id)`: a canonical order
+/// that is much cheaper to reach than sorting by id (integer compares first)
+/// and that makes duplicate ids adjacent.
+pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>>, Error> {
+    let mut keyed = Vec::with_capacity(partitions.len());
+    for part in partitions {
+        if part.id().is_empty() {
+            return Err(Error::InvalidPartition {
+                id: String::new(),
+                reason: "empty partition id".to_string(),
+            });
+        }
+        keyed.push(Keyed {
+            hash: key_hash(part.id()),
+            part,
+        });
+    }
+    keyed.sort_unstable_by(|a, b| {
+        a.hash
+            .cmp(&b.hash)
+            .then_with(|| a.part.id().cmp(b.part.id()))
+    });
+    if let Some(pair) = keyed.windows(2).find(|w| w[0].part.id() == w[1].part.id()) {
+        return Err(Error::DuplicatePartition {
+            id: pair[0].part.id().to_string(),
+        });
+    }
+    Ok(keyed)
+}
+
+/// The weight strategies balance on. A weight of 0 counts as 1: a partition
+/// that costs nothing would otherwise be free to pile up on one worker, and
+/// capacity arithmetic stays strictly positive.
+pub(crate) fn effective_weight(part: &Partition) -> u64 {
+    u64::from(part.weight().max(1))
+}
+
+/// Turns `owner[i]` (a worker index for `parts[i]`) into a [`Placement`] in
+/// which every worker appears, each list sorted by partition id.
+pub(crate) fn build_placement(workers: &[&str], parts: &[Keyed<'_>], owner: &[u32]) -> Placement {
+    let mut counts = vec![0usize; workers.len()];
+    for &o in owner {
+        if let Some(c) = counts.get_mut(o as usize) {
+            *c += 1;
+        }
+    }
+    let mut lists: Vec<Vec<Partition>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
+    for (k, &o) in parts.iter().zip(owner) {
+        if let Some(list) = lists.get_mut(o as usize) {
+            list.push(k.part.clone());
+        }
+    }
+    for list in &mut lists {
+        list.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    }
+    workers
+        .iter()
+        .zip(lists)
+        .map(|(w, list)| ((*w).to_string(), list))
+        .collect()
+}

@@ -1,0 +1,168 @@
+//! The working state of one BoundedLoad `assign` call: who owns what so far,
+//! loads, and the ring used to rank workers for each partition.
+
+use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
+use super::ring::Ring;
+use crate::Placement;
+use std::cmp::Ordering;
+
+pub(crate) struct Plan<'a> {
+    /// Partitions in canonical `(hash, id)` order.
+    pub(crate) parts: Vec<Keyed<'a>>,
+    /// Effective weight of `parts[i]`.
+    pub(crate) weights: Vec<u64>,
+    /// Worker index owning `parts[i]`, or `NO_OWNER`.
+    pub(crate) owner: Vec<u32>,
+    /// Total weight each worker currently owns.
+    pub(crate) load: Vec<u64>,
+    pub(crate) ring: Ring,
+    /// Each worker's virtual-node hashes, sorted, `vnodes` per worker in
+    /// worker order.
+    points: Vec<u64>,
+    /// Ring index of each worker's virtual nodes, same layout as `points`.
+    positions: Vec<u32>,
+    vnodes: usize,
+}
+
+impl<'a> Plan<'a> {
+    /// Starts from `previous`: each partition owned by the first live worker
+    /// (in id order) that listed it; dead workers and unknown partitions are
+    /// ignored.
+    pub(crate) fn new(
+        workers: &[&str],
+        parts: Vec<Keyed<'a>>,
+        previous: &Placement,
+        vnodes: u32,
+    ) -> Self {
+        let weights: Vec<u64> = parts.iter().map(|k| effective_weight(k.part)).collect();
+        let owner = previous_owners(workers, &parts, previous);
+        let mut load = vec![0u64; workers.len()];
+        for (&o, &w) in owner.iter().zip(&weights) {
+            if o != NO_OWNER {
+                load[o as usize] += w;
+            }
+        }
+        let ring = Ring::new(workers, vnodes);
+        let vnodes = vnodes as usize;
+        let mut points = vec![0u64; ring.len()];
+        let mut positions = vec![0u32; ring.len()];
+        let mut filled = vec![0usize; workers.len()];
+        // The ring is sorted, so each worker's slice comes out sorted too.
+        for (pos, (&p, &w)) in ring.points.iter().zip(&ring.owners).enumerate() {
+            let w = w as usize;
+            points[w * vnodes + filled[w]] = p;
+            positions[w * vnodes + filled[w]] = pos as u32;
+            filled[w] += 1;
+        }
+        Plan {
+            parts,
+            weights,
+            owner,
+            load,
+            ring,
+            points,
+            positions,
+            vnodes,
+        }
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.load.len()
+    }
+
+    /// Ring indexes of worker `w`'s virtual nodes.
+    pub(crate) fn positions_of(&self, w: usize) -> &[u32] {
+        &self.positions[w * self.vnodes..(w + 1) * self.vnodes]
+    }
+
+    /// Sorted ring points of the workers for which `pick` holds.
+    pub(crate) fn points_where(&self, pick: impl Fn(usize) -> bool) -> Vec<u64> {
+        self.ring
+            .points
+            .iter()
+            .zip(&self.ring.owners)
+            .filter(|&(_, &w)| pick(w as usize))
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
+    /// Partitions of the workers marked in `from`, as `(worker, priority,
+    /// partition)` sorted by worker and then in the order they should be
+    /// shed: first those much closer on the ring to one of `receivers` than
+    /// to their owner, i.e. those a receiver would own had it been there all
+    /// along.
+    pub(crate) fn shed_order(&self, from: &[bool], receivers: &[u64]) -> Vec<(u32, i128, u32)> {
+        let mut order = Vec::new();
+        for (i, (&o, k)) in self.owner.iter().zip(&self.parts).enumerate() {
+            if o == NO_OWNER || !from[o as usize] {
+                continue;
+            }
+            let w = o as usize;
+            let own = &self.points[w * self.vnodes..(w + 1) * self.vnodes];
+            let priority = i128::from(distance_to_next(receivers, k.hash))
+                - i128::from(distance_to_next(own, k.hash));
+            order.push((o, priority, i as u32));
+        }
+        order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
+            Ordering::Equal => a.1.cmp(&b.1).then(a.2.cmp(&b.2)),
+            other => other,
+        });
+        order
+    }
+
+    /// Takes partition `i` away from its owner.
+    pub(crate) fn release(&mut self, i: usize) {
+        let o = self.owner[i];
+        if o != NO_OWNER {
+            self.load[o as usize] -= self.weights[i];
+            self.owner[i] = NO_OWNER;
+        }
+    }
+
+    /// Total weight of the partitions without an owner.
+    pub(crate) fn unowned_weight(&self) -> u64 {
+        self.owner
+            .iter()
+            .zip(&self.weights)
+            .filter(|&(&o, _)| o == NO_OWNER)
+            .map(|(_, &w)| w)
+            .sum()
+    }
+}
+
+/// Clockwise ring distance from `hash` to the next of `points` (sorted); the
+/// same for every hash when there are no points.
+fn distance_to_next(points: &[u64], hash: u64) -> u64 {
+    let i = points.partition_point(|&p| p < hash);
+    match points.get(i).or_else(|| points.first()) {
+        Some(&p) => p.wrapping_sub(hash),
+        None => 0,
+    }
+}
+
+fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
+    let mut owner = vec![NO_OWNER; parts.len()];
+    // (hash, id, worker) for every partition a live worker held, sorted the
+    // way `parts` is, then matched in one merge pass: sequential access
+    // instead of a lookup per partition.
+    let mut held: Vec<(u64, &str, u32)> = Vec::new();
+    for (worker, list) in previous {
+        if let Ok(w) = workers.binary_search(&worker.as_str()) {
+            held.extend(list.iter().map(|p| (key_hash(p.id()), p.id(), w as u32)));
+        }
+    }
+    // For a partition listed twice, the smaller worker index (first in id
+    // order) comes first and wins.
+    held.sort_unstable();
+    let mut j = 0;
+    for (i, k) in parts.iter().enumerate() {
+        let key = (k.hash, k.part.id());
+        while j < held.len() && (held[j].0, held[j].1) < key {
+            j += 1;
+        }
+        if j < held.len() && (held[j].0, held[j].1) == key {
+            owner[i] = held[j].2;
+        }
+    }
+    owner
+}

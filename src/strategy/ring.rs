@@ -1,0 +1,62 @@
+//! A hash ring of virtual nodes, shared by the ring-based strategies.
+
+use super::common::vnode_hash;
+
+/// Virtual nodes of `workers` sorted by position. `owners[i]` is the index (in
+/// the worker slice the ring was built from) of the worker at `points[i]`.
+pub(crate) struct Ring {
+    pub(crate) points: Vec<u64>,
+    pub(crate) owners: Vec<u32>,
+}
+
+impl Ring {
+    /// Builds the ring with `vnodes` points per worker.
+    pub(crate) fn new(workers: &[&str], vnodes: u32) -> Ring {
+        let mut nodes: Vec<(u64, u32)> = Vec::with_capacity(workers.len() * vnodes as usize);
+        for (w, id) in workers.iter().enumerate() {
+            for v in 0..vnodes {
+                nodes.push((vnode_hash(id, v), w as u32));
+            }
+        }
+        // Ties (equal positions) are broken by worker index, which follows
+        // worker id order: still platform independent.
+        nodes.sort_unstable();
+        let (points, owners) = nodes.into_iter().unzip();
+        Ring { points, owners }
+    }
+
+    /// Number of virtual nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Successors of ascending hashes, in one merge-like pass instead of a
+    /// binary search per hash.
+    pub(crate) fn successors_of_sorted(&self) -> SortedSuccessors<'_> {
+        SortedSuccessors {
+            points: &self.points,
+            cursor: 0,
+        }
+    }
+}
+
+/// Yields [`Ring::successor`] for a non-decreasing sequence of hashes.
+pub(crate) struct SortedSuccessors<'a> {
+    points: &'a [u64],
+    cursor: usize,
+}
+
+impl SortedSuccessors<'_> {
+    /// Same as [`Ring::successor`], provided `hash` is not smaller than the
+    /// one asked before.
+    pub(crate) fn next(&mut self, hash: u64) -> usize {
+        while self.cursor < self.points.len() && self.points[self.cursor] < hash {
+            self.cursor += 1;
+        }
+        if self.cursor == self.points.len() {
+            0
+        } else {
+            self.cursor
+        }
+    }
+}

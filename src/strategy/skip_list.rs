@@ -1,0 +1,43 @@
+//! Skipping full workers on the ring in amortised constant time.
+
+/// Finds the next open ring position at or after a given one, wrapping
+/// around. `next[i] == i` marks an open position; closed positions point
+/// forward, and `next[len] == len` is the wrap-around sentinel.
+pub(crate) struct SkipList {
+    next: Vec<u32>,
+}
+
+impl SkipList {
+    pub(crate) fn new(len: usize) -> Self {
+        SkipList {
+            next: (0..=len as u32).collect(),
+        }
+    }
+
+    pub(crate) fn close(&mut self, positions: &[u32]) {
+        for &p in positions {
+            self.next[p as usize] = p + 1;
+        }
+    }
+
+    /// Callers guarantee at least one position is open.
+    pub(crate) fn next_open(&mut self, from: usize) -> usize {
+        let end = self.next.len() - 1;
+        let found = self.find(from);
+        if found == end {
+            self.find(0)
+        } else {
+            found
+        }
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        // Path halving keeps chains of closed positions short.
+        while self.next[i] as usize != i {
+            let grand = self.next[self.next[i] as usize];
+            self.next[i] = grand;
+            i = grand as usize;
+        }
+        i
+    }
+}
