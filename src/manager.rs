@@ -181,6 +181,7 @@ impl ManagerBuilder {
             shared.set_shutdown();
             shared.close_jobs();
             join_until(callbacks, Instant::now() + config.shutdown_timeout);
+            backend.close();
             Err(e)
         };
         let (id, revision) = match claim::claim(
@@ -262,6 +263,7 @@ impl ManagerBuilder {
             group: self.group,
             worker_id: id,
             workers,
+            backend: backend.clone(),
             refresh: refresh_tx,
             threads: Mutex::new(None),
         };
@@ -351,6 +353,7 @@ pub struct Manager {
     group: String,
     worker_id: String,
     workers: Arc<dyn KvStore>,
+    backend: Arc<dyn KvBackend>,
     refresh: Sender<()>,
     threads: Mutex<Option<Threads>>,
 }
@@ -370,6 +373,9 @@ impl Manager {
     /// name (validated by `start`) names the KV buckets. Prefer a connection
     /// made with [`store::nats::connect`](crate::store::nats::connect): it
     /// reconnects forever instead of giving up after 60 attempts.
+    ///
+    /// The manager owns the connection and closes it when it stops, so give
+    /// it a connection of its own (not a clone of one you keep using).
     #[allow(deprecated)]
     pub fn builder(nc: nats::Connection, group: impl Into<String>) -> ManagerBuilder {
         ManagerBuilder::new(Backend::Nats(nc), group.into())
@@ -465,6 +471,7 @@ impl Manager {
         self.shared.set_shutdown();
         self.shared.close_jobs();
         clean &= join_until(threads.callbacks, deadline);
+        self.backend.close();
         log::info!("[{}] stopped", self.worker_id);
         if clean {
             Ok(())

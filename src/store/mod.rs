@@ -204,6 +204,11 @@ pub trait KvBackend: Send + Sync {
     /// bucket that exists with a different config is [`KvError::Invalid`],
     /// naming the difference.
     fn open(&self, config: &BucketConfig) -> Result<Arc<dyn KvStore>, KvError>;
+
+    /// Releases the backend's connection, without blocking. Called by a
+    /// manager's `stop()` on the backend it was built with. The default does
+    /// nothing.
+    fn close(&self) {}
 }
 
 /// Whether `key` is a valid KV key: non-empty, `[-/_=.a-zA-Z0-9]`, not

@@ -131,6 +131,27 @@ impl KvBackend for NatsBackend {
     fn open(&self, config: &BucketConfig) -> Result<Arc<dyn KvStore>, KvError> {
         Ok(Arc::new(self.open_store(config)?))
     }
+
+    /// Closes the connection (and every clone of it) when the server answers
+    /// within the operation deadline. Merely dropping a connected
+    /// `nats::Connection` leaves its reader thread blocked until the server's
+    /// next PING (minutes); closing it is immediate. During an outage the
+    /// connection is left to be dropped instead: `close` would wait for a
+    /// PONG without any deadline, while a dropped connection's reconnect loop
+    /// notices on its own that it is no longer wanted.
+    fn close(&self) {
+        let link = &self.shared.link;
+        let reachable = link
+            .conn
+            .request_timeout("$JS.API.INFO", b"", link.op_timeout)
+            .is_ok();
+        if reachable {
+            let conn = link.conn.clone();
+            let _ = std::thread::Builder::new()
+                .name("parti-kv-close".into())
+                .spawn(move || conn.close());
+        }
+    }
 }
 
 /// One JetStream KV bucket. Cheap to share; see the [module docs](self).
