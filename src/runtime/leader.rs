@@ -50,7 +50,9 @@ struct Pending {
 impl LeaderThread {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("parti-leader-{}", self.ctx.id);
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
     }
 
     fn run(self) {
@@ -198,7 +200,11 @@ impl LeaderThread {
         match ev {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.refresh(calc),
             WatchEvent::Put(entry) => {
-                match wire::decode::<WorkerRecord>(self.ctx.workers.bucket(), &entry.key, &entry.value) {
+                match wire::decode::<WorkerRecord>(
+                    self.ctx.workers.bucket(),
+                    &entry.key,
+                    &entry.value,
+                ) {
                     Ok(rec) => calc.observe_worker(Instant::now(), &entry.key, &rec),
                     Err(e) => self.shared.report(e),
                 }
@@ -260,7 +266,9 @@ impl LeaderThread {
             if !self.shared.lease_valid() {
                 return;
             }
-            let Some(value) = pending.writes.get(&key) else { continue };
+            let Some(value) = pending.writes.get(&key) else {
+                continue;
+            };
             match self.ctx.assignments.put(&key, value) {
                 Ok(_) => {
                     pending.writes.remove(&key);

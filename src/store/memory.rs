@@ -101,7 +101,7 @@ struct Watcher {
 
 impl Watcher {
     fn wants(&self, key: &str) -> bool {
-        self.key.as_deref().map_or(true, |k| k == key)
+        self.key.as_deref().is_none_or(|k| k == key)
     }
 }
 
@@ -116,7 +116,7 @@ impl Bucket {
     fn is_live(&self, record: &Record, now: Instant) -> bool {
         self.config
             .max_age
-            .map_or(true, |age| now < record.written + age)
+            .is_none_or(|age| now < record.written + age)
     }
 
     /// The key's last record unless it expired.
@@ -461,7 +461,7 @@ impl KvStore for MemoryStore {
                 .records
                 .iter()
                 .filter(|(k, r)| {
-                    r.value.is_some() && b.is_live(r, now) && key.map_or(true, |w| w == *k)
+                    r.value.is_some() && b.is_live(r, now) && key.is_none_or(|w| w == *k)
                 })
                 .collect();
             current.sort_by_key(|(_, r)| r.revision);
