@@ -248,6 +248,15 @@ impl ChildWorker {
         self.child.id()
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Graceful stop: close stdin and wait for the process to exit.
     pub fn stop(&mut self, timeout: Duration) -> bool {
         drop(self.stdin.take());
@@ -313,6 +322,7 @@ pub struct Observer {
     _backend: NatsBackend,
     _watch: parti::store::Watch,
     metas: Arc<Mutex<Vec<(Instant, MetaRecord)>>>,
+    writes: Arc<Mutex<Vec<(Instant, String, AssignmentRecord)>>>,
     store: Arc<dyn KvStore>,
 }
 
@@ -328,16 +338,20 @@ impl Observer {
                 None,
             ))
             .expect("open assignments bucket");
-        let watch = store.watch(Some("_meta")).expect("watch _meta");
+        let watch = store.watch(None).expect("watch assignments");
         let metas = Arc::new(Mutex::new(Vec::new()));
-        let sink = metas.clone();
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (meta_sink, write_sink) = (metas.clone(), writes.clone());
         let rx = watch.events().clone();
         std::thread::spawn(move || {
             for ev in rx.iter() {
-                if let WatchEvent::Put(e) = ev {
+                let WatchEvent::Put(e) = ev else { continue };
+                if e.key == "_meta" {
                     if let Ok(m) = serde_json::from_slice::<MetaRecord>(&e.value) {
-                        sink.lock().unwrap().push((Instant::now(), m));
+                        meta_sink.lock().unwrap().push((Instant::now(), m));
                     }
+                } else if let Ok(r) = serde_json::from_slice::<AssignmentRecord>(&e.value) {
+                    write_sink.lock().unwrap().push((Instant::now(), e.key.clone(), r));
                 }
             }
         });
@@ -345,6 +359,7 @@ impl Observer {
             _backend: backend,
             _watch: watch,
             metas,
+            writes,
             store,
         }
     }
@@ -356,6 +371,17 @@ impl Observer {
             .iter()
             .map(|(_, m)| m.clone())
             .collect()
+    }
+
+    /// Every worker-key write seen (after the initial replay too), with the
+    /// instant it arrived.
+    pub fn writes(&self) -> Vec<(Instant, String, AssignmentRecord)> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// The highest version published so far.
+    pub fn last_version(&self) -> u64 {
+        self.metas().iter().map(|m| m.version).max().unwrap_or(0)
     }
 
     /// Every `_meta` seen, with the instant it arrived.
