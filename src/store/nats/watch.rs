@@ -117,7 +117,7 @@ impl WatchState {
             headers_only: false,
             heartbeat: Some(HEARTBEAT),
         };
-        let created = consumer::create(link, "watch", &spec)?;
+        let created = consumer::create(link, "watch", &spec, link.deadline())?;
         self.active = Some(Active {
             sub,
             consumer: created.name,
@@ -221,11 +221,15 @@ impl WatchState {
             Ok(alive) => alive,
             Err(e) => {
                 log::debug!("parti: re-watch of {} failed: {e}", self.filter);
-                self.retry_at = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_RETRY);
+                self.retry_later(now);
                 true
             }
         }
+    }
+
+    fn retry_later(&mut self, now: Instant) {
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
     }
 
     fn deadline(&self) -> Instant {
@@ -306,10 +310,8 @@ pub(crate) fn run(link: Arc<Link>, cmds: Receiver<Cmd>) {
             Woke::Lost(i) => {
                 // The subscription ended under us (connection closed):
                 // retry later rather than spin.
-                let w = &mut watches[i];
-                w.stop(&link);
-                w.retry_at = Instant::now() + w.backoff;
-                w.backoff = (w.backoff * 2).min(MAX_RETRY);
+                watches[i].stop(&link);
+                watches[i].retry_later(Instant::now());
             }
         }
     }
