@@ -292,3 +292,27 @@ fn a_large_replay_arrives_complete_in_order_then_synced() {
     assert_eq!(revisions.len(), KEYS);
     assert_strictly_increasing(&revisions);
 }
+
+#[test]
+fn closing_the_connection_ends_watches() {
+    let server = NatsServer::start();
+    let conn = connect(&server.url()).expect("connect");
+    let backend = NatsBackend::new(conn.clone(), OP_TIMEOUT);
+    let s = backend
+        .open(&BucketConfig::new("closed", None))
+        .expect("open");
+    let watch = s.watch(None).expect("watch");
+    assert_eq!(
+        watch.events().recv_timeout(Duration::from_secs(5)),
+        Ok(WatchEvent::Synced)
+    );
+    conn.close();
+    let ended = wait_until(Duration::from_secs(10), || {
+        matches!(
+            watch.events().try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    });
+    assert!(ended, "the watch channel stayed open after close()");
+    assert!(matches!(s.put("k", b"v"), Err(KvError::Unavailable(_))));
+}

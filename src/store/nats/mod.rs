@@ -88,6 +88,9 @@ struct Shared {
 
 /// Opens JetStream KV buckets over one NATS connection.
 ///
+/// Watches outlive outages and cuts; they end (their channel disconnects)
+/// only when the connection is closed.
+///
 /// Threads: one flusher, plus one watch hub once a watch exists. Both end
 /// when the backend, its stores and their watches are dropped.
 #[derive(Clone)]

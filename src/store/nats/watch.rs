@@ -58,6 +58,8 @@ pub(crate) struct WatchState {
     /// for those.
     replayed: HashSet<String>,
     active: Option<Active>,
+    /// The connection was closed for good: the watch ends.
+    closed: bool,
     last_heard: Instant,
     retry_at: Instant,
     backoff: Duration,
@@ -89,6 +91,7 @@ impl WatchState {
             synced: false,
             replayed: HashSet::new(),
             active: None,
+            closed: false,
             last_heard: now,
             retry_at: now,
             backoff: FIRST_RETRY,
@@ -100,10 +103,12 @@ impl WatchState {
     pub(crate) fn start(&mut self, link: &Link) -> Result<bool, KvError> {
         self.stop(link);
         let deliver = link.conn.new_inbox();
-        let sub = link
-            .conn
-            .subscribe(&deliver)
-            .map_err(|e| KvError::Unavailable(format!("watch: NATS connection: {e}")))?;
+        let sub = link.conn.subscribe(&deliver).map_err(|e| {
+            // Subscribing works while disconnected; it fails only on a
+            // closed connection, which never comes back.
+            self.closed = e.kind() == std::io::ErrorKind::NotConnected;
+            KvError::Unavailable(format!("watch: NATS connection: {e}"))
+        })?;
         let start = if self.last_seq == 0 {
             Start::LastPerSubject
         } else {
@@ -222,7 +227,8 @@ impl WatchState {
             Err(e) => {
                 log::debug!("parti: re-watch of {} failed: {e}", self.filter);
                 self.retry_later(now);
-                true
+                // Dropping the sender tells the user the watch is over.
+                !self.closed
             }
         }
     }
