@@ -125,6 +125,13 @@ fn wait_for_values(watch: &Watch, want: &BTreeMap<String, Vec<u8>>, within: Dura
     revisions
 }
 
+fn values(pairs: &[(&str, &[u8; 1])]) -> BTreeMap<String, Vec<u8>> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect()
+}
+
 fn assert_strictly_increasing(revisions: &[u64]) {
     assert!(
         revisions.windows(2).all(|w| w[0] < w[1]),
@@ -156,10 +163,7 @@ fn a_watcher_keeps_delivering_after_a_server_restart() {
         "writer did not recover"
     );
     writer.put("later", b"3").expect("put");
-    let want: BTreeMap<String, Vec<u8>> = [("before", b"1"), ("after", b"2"), ("later", b"3")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_vec()))
-        .collect();
+    let want = values(&[("before", b"1"), ("after", b"2"), ("later", b"3")]);
     let revisions = wait_for_values(&watch, &want, Duration::from_secs(30));
     assert_strictly_increasing(&revisions);
 }
@@ -190,10 +194,7 @@ fn a_watcher_keeps_delivering_after_a_12s_client_side_cut() {
     proxy.restore();
     writer.put("after", b"4").expect("put");
 
-    let want: BTreeMap<String, Vec<u8>> = [("a", b"3"), ("during", b"2"), ("after", b"4")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_vec()))
-        .collect();
+    let want = values(&[("a", b"3"), ("during", b"2"), ("after", b"4")]);
     let revisions = wait_for_values(&watch, &want, Duration::from_secs(30));
     assert_strictly_increasing(&revisions);
     // Still live afterwards.
@@ -263,8 +264,55 @@ fn a_replicated_bucket_keeps_working_when_a_cluster_node_dies() {
         "no write succeeded with one node down"
     );
     assert_eq!(s.get("k").expect("get").map(|e| e.revision), Some(r2));
-    let want: BTreeMap<String, Vec<u8>> = [("k".to_string(), b"2".to_vec())].into();
+    let want = values(&[("k", b"2")]);
     let revisions = wait_for_values(&watch, &want, Duration::from_secs(30));
     assert_strictly_increasing(&revisions);
     assert_eq!(s.create("k", b"x"), Err(KvError::AlreadyExists("k".into())));
+}
+
+#[test]
+fn a_large_replay_arrives_complete_in_order_then_synced() {
+    // Enough bytes for the server to ask for flow control during the replay.
+    const KEYS: usize = 3000;
+    let server = NatsServer::start();
+    let writer = store(&server.url(), "big");
+    let value = vec![b'x'; 1024];
+    for i in 0..KEYS {
+        writer.put(&format!("k{i}"), &value).expect("put");
+    }
+    let watch = store(&server.url(), "big").watch(None).expect("watch");
+    let mut revisions = Vec::new();
+    loop {
+        match watch.events().recv_timeout(Duration::from_secs(10)) {
+            Ok(WatchEvent::Put(e)) => revisions.push(e.revision),
+            Ok(WatchEvent::Synced) => break,
+            other => panic!("unexpected {other:?} after {} puts", revisions.len()),
+        }
+    }
+    assert_eq!(revisions.len(), KEYS);
+    assert_strictly_increasing(&revisions);
+}
+
+#[test]
+fn closing_the_connection_ends_watches() {
+    let server = NatsServer::start();
+    let conn = connect(&server.url()).expect("connect");
+    let backend = NatsBackend::new(conn.clone(), OP_TIMEOUT);
+    let s = backend
+        .open(&BucketConfig::new("closed", None))
+        .expect("open");
+    let watch = s.watch(None).expect("watch");
+    assert_eq!(
+        watch.events().recv_timeout(Duration::from_secs(5)),
+        Ok(WatchEvent::Synced)
+    );
+    conn.close();
+    let ended = wait_until(Duration::from_secs(10), || {
+        matches!(
+            watch.events().try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    });
+    assert!(ended, "the watch channel stayed open after close()");
+    assert!(matches!(s.put("k", b"v"), Err(KvError::Unavailable(_))));
 }

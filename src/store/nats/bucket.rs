@@ -45,8 +45,9 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     if config.replicas == 0 {
         return Err(KvError::Invalid("replicas must be at least 1".into()));
     }
+    let deadline = link.deadline();
     let stream = wire::stream_name(&config.name);
-    if let Some(existing) = info(link, &stream)? {
+    if let Some(existing) = info(link, &stream, deadline)? {
         return compare(config, &existing);
     }
     let max_age = config.max_age.map_or(0, nanos);
@@ -73,10 +74,10 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
         "allow_direct": true,
     });
     let subject = format!("$JS.API.STREAM.CREATE.{stream}");
-    match link.api("open", &subject, &body)? {
+    match link.api("open", &subject, &body, deadline)? {
         Ok(_) => Ok(()),
         // Someone created it first, with another config.
-        Err(e) if e.err_code == ERR_STREAM_EXISTS => match info(link, &stream)? {
+        Err(e) if e.err_code == ERR_STREAM_EXISTS => match info(link, &stream, deadline)? {
             Some(existing) => compare(config, &existing),
             None => Err(e.into_kv("open")),
         },
@@ -84,9 +85,9 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     }
 }
 
-fn info(link: &Link, stream: &str) -> Result<Option<StreamConfig>, KvError> {
+fn info(link: &Link, stream: &str, deadline: Instant) -> Result<Option<StreamConfig>, KvError> {
     let subject = format!("$JS.API.STREAM.INFO.{stream}");
-    match link.api("open", &subject, &json!({}))? {
+    match link.api("open", &subject, &json!({}), deadline)? {
         Ok(value) => StreamInfo::deserialize(value)
             .map(|i| Some(i.config))
             .map_err(|e| KvError::Other(format!("open: unreadable stream info: {e}"))),
@@ -136,9 +137,6 @@ pub(crate) fn live_keys(
     bucket: &str,
     deadline: Instant,
 ) -> Result<Vec<String>, KvError> {
-    if !is_valid_bucket(bucket) {
-        return Err(KvError::Invalid(format!("invalid bucket name {bucket:?}")));
-    }
     let stream = wire::stream_name(bucket);
     let filter = wire::key_subject(bucket, ">");
     let prefix = format!("$KV.{bucket}.");
@@ -155,7 +153,7 @@ pub(crate) fn live_keys(
         headers_only: true,
         heartbeat: None,
     };
-    let created = consumer::create(link, "keys", &spec)?;
+    let created = consumer::create(link, "keys", &spec, deadline)?;
     let mut keys = Vec::new();
     let mut pending = created.num_pending;
     while pending > 0 {

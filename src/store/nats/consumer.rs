@@ -2,7 +2,7 @@
 //! `keys()`. We create them through the JetStream API ourselves so every call
 //! has a deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
@@ -43,7 +43,12 @@ pub(crate) struct Created {
 /// request that never arrived.
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(5);
 
-pub(crate) fn create(link: &Link, op: &'static str, spec: &Spec<'_>) -> Result<Created, KvError> {
+pub(crate) fn create(
+    link: &Link,
+    op: &'static str,
+    spec: &Spec<'_>,
+    deadline: Instant,
+) -> Result<Created, KvError> {
     let mut config = json!({
         "deliver_subject": spec.deliver,
         "filter_subject": spec.filter,
@@ -67,7 +72,7 @@ pub(crate) fn create(link: &Link, op: &'static str, spec: &Spec<'_>) -> Result<C
     }
     let body = json!({ "stream_name": spec.stream, "config": config });
     let subject = format!("$JS.API.CONSUMER.CREATE.{}", spec.stream);
-    match link.api(op, &subject, &body)? {
+    match link.api(op, &subject, &body, deadline)? {
         Ok(reply) => Created::deserialize(reply)
             .map_err(|e| KvError::Other(format!("{op}: unreadable consumer reply: {e}"))),
         Err(e) if e.err_code == super::link::ERR_STREAM_NOT_FOUND => {

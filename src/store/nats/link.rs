@@ -10,9 +10,9 @@
 
 use std::io;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use nats::{HeaderMap, Message};
 use serde::Deserialize;
 use serde_json::Value;
@@ -75,9 +75,8 @@ impl Link {
 
     /// Asks the flusher to push buffered bytes out now.
     pub(crate) fn kick(&self) {
-        match self.flush_kick.try_send(()) {
-            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-        }
+        // Full: a flush is already due. Disconnected: no flusher thread.
+        let _ = self.flush_kick.try_send(());
     }
 
     /// Publishes without waiting for anything (fire and forget).
@@ -91,7 +90,12 @@ impl Link {
         }
     }
 
-    /// One request, answered within `op_timeout` or reported as
+    /// The deadline of an operation starting now.
+    pub(crate) fn deadline(&self) -> Instant {
+        Instant::now() + self.op_timeout
+    }
+
+    /// One request, answered by `deadline` or reported as
     /// [`KvError::Timeout`] (outcome unknown) or [`KvError::Unavailable`].
     pub(crate) fn request(
         &self,
@@ -99,6 +103,7 @@ impl Link {
         subject: &str,
         headers: Option<&HeaderMap>,
         body: &[u8],
+        deadline: Instant,
     ) -> Result<Message, KvError> {
         let inbox = self.conn.new_inbox();
         let sub = self.conn.subscribe(&inbox).map_err(unavailable)?;
@@ -108,7 +113,7 @@ impl Link {
             .publish_with_reply_or_headers(subject, Some(&inbox), headers, body)
             .map_err(unavailable)?;
         self.kick();
-        match sub.next_timeout(self.op_timeout) {
+        match sub.next_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(msg) if msg.is_no_responders() => Err(KvError::Unavailable(format!(
                 "no responders for {subject} (JetStream down or stream missing)"
             ))),
@@ -128,8 +133,9 @@ impl Link {
         op: &'static str,
         subject: &str,
         body: &Value,
+        deadline: Instant,
     ) -> Result<Result<Value, JsError>, KvError> {
-        let msg = self.request(op, subject, None, body.to_string().as_bytes())?;
+        let msg = self.request(op, subject, None, body.to_string().as_bytes(), deadline)?;
         let value: Value = serde_json::from_slice(&msg.data)
             .map_err(|e| KvError::Other(format!("{op}: unreadable reply from server: {e}")))?;
         if let Some(err) = value.get("error") {

@@ -88,6 +88,9 @@ struct Shared {
 
 /// Opens JetStream KV buckets over one NATS connection.
 ///
+/// Watches outlive outages and cuts; they end (their channel disconnects)
+/// only when the connection is closed.
+///
 /// Threads: one flusher, plus one watch hub once a watch exists. Both end
 /// when the backend, its stores and their watches are dropped.
 #[derive(Clone)]
@@ -106,6 +109,9 @@ impl std::fmt::Debug for NatsBackend {
 impl NatsBackend {
     /// A backend over `conn` (build it with [`connect_options`]); every
     /// operation gives up after `op_timeout`.
+    ///
+    /// Starts the flusher thread (see the type's docs); the watch hub
+    /// starts with the first [`KvStore::watch`].
     pub fn new(conn: nats::Connection, op_timeout: Duration) -> Self {
         NatsBackend {
             shared: Arc::new(Shared {
@@ -190,6 +196,7 @@ impl NatsStore {
         value: &[u8],
         expected: Option<Revision>,
         delete: bool,
+        deadline: Instant,
     ) -> Result<AckOutcome, KvError> {
         let mut headers = HeaderMap::new();
         if let Some(rev) = expected {
@@ -200,15 +207,17 @@ impl NatsStore {
         }
         let headers = (!headers.is_empty()).then_some(&headers);
         let subject = wire::key_subject(&self.bucket, key);
-        let reply = self.link().request(op, &subject, headers, value)?;
+        let reply = self
+            .link()
+            .request(op, &subject, headers, value, deadline)?;
         wire::parse_ack(op, &self.stream, &reply.data)
     }
 
     /// The last message under `key`, marker or value.
-    fn last_msg(&self, key: &str) -> Result<Option<StoredMsg>, KvError> {
+    fn last_msg(&self, key: &str, deadline: Instant) -> Result<Option<StoredMsg>, KvError> {
         let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
         let body = json!({ "last_by_subj": wire::key_subject(&self.bucket, key) });
-        match self.link().api("get", &subject, &body)? {
+        match self.link().api("get", &subject, &body, deadline)? {
             Ok(reply) => wire::parse_msg_get(reply).map(Some),
             Err(e) if e.err_code == link::ERR_NO_MESSAGE => Ok(None),
             Err(e) if e.err_code == link::ERR_STREAM_NOT_FOUND => {
@@ -241,15 +250,17 @@ impl KvStore for NatsStore {
 
     fn create(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
         self.check_key(key)?;
+        // One deadline for all rounds.
+        let deadline = self.link().deadline();
         let mut expected = 0;
         // A deleted key keeps a marker: expect the marker's sequence instead
         // of 0. Once more only, so a racing writer cannot make us loop.
         for _ in 0..2 {
-            match self.write("create", key, value, Some(expected), false)? {
+            match self.write("create", key, value, Some(expected), false, deadline)? {
                 AckOutcome::Written(rev) => return Ok(rev),
                 AckOutcome::WrongLastSequence => {}
             }
-            match self.last_msg(key)? {
+            match self.last_msg(key, deadline)? {
                 Some(last) if last.op == Op::Delete && last.seq != expected => expected = last.seq,
                 // Expired between our write and the read.
                 None if expected != 0 => expected = 0,
@@ -261,7 +272,14 @@ impl KvStore for NatsStore {
 
     fn update(&self, key: &str, value: &[u8], expected: Revision) -> Result<Revision, KvError> {
         self.check_key(key)?;
-        match self.write("update", key, value, Some(expected), false)? {
+        match self.write(
+            "update",
+            key,
+            value,
+            Some(expected),
+            false,
+            self.link().deadline(),
+        )? {
             AckOutcome::Written(rev) => Ok(rev),
             AckOutcome::WrongLastSequence => Err(KvError::RevisionMismatch {
                 key: key.to_string(),
@@ -272,7 +290,7 @@ impl KvStore for NatsStore {
 
     fn put(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
         self.check_key(key)?;
-        match self.write("put", key, value, None, false)? {
+        match self.write("put", key, value, None, false, self.link().deadline())? {
             AckOutcome::Written(rev) => Ok(rev),
             AckOutcome::WrongLastSequence => Err(KvError::Other(
                 "put: unexpected sequence check failure".into(),
@@ -282,7 +300,7 @@ impl KvStore for NatsStore {
 
     fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
         self.check_key(key)?;
-        Ok(self.last_msg(key)?.and_then(|m| {
+        Ok(self.last_msg(key, self.link().deadline())?.and_then(|m| {
             (m.op == Op::Put).then(|| Entry {
                 key: key.to_string(),
                 value: m.data,
@@ -293,7 +311,7 @@ impl KvStore for NatsStore {
 
     fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(), KvError> {
         self.check_key(key)?;
-        match self.write("delete", key, b"", expected, true)? {
+        match self.write("delete", key, b"", expected, true, self.link().deadline())? {
             AckOutcome::Written(_) => Ok(()),
             AckOutcome::WrongLastSequence => Err(KvError::RevisionMismatch {
                 key: key.to_string(),
@@ -303,8 +321,7 @@ impl KvStore for NatsStore {
     }
 
     fn keys(&self) -> Result<Vec<String>, KvError> {
-        let deadline = Instant::now() + self.link().op_timeout;
-        bucket::live_keys(self.link(), &self.bucket, deadline)
+        bucket::live_keys(self.link(), &self.bucket, self.link().deadline())
     }
 
     fn watch(&self, key: Option<&str>) -> Result<Watch, KvError> {

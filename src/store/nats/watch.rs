@@ -58,6 +58,8 @@ pub(crate) struct WatchState {
     /// for those.
     replayed: HashSet<String>,
     active: Option<Active>,
+    /// The connection was closed for good: the watch ends.
+    closed: bool,
     last_heard: Instant,
     retry_at: Instant,
     backoff: Duration,
@@ -89,6 +91,7 @@ impl WatchState {
             synced: false,
             replayed: HashSet::new(),
             active: None,
+            closed: false,
             last_heard: now,
             retry_at: now,
             backoff: FIRST_RETRY,
@@ -100,10 +103,12 @@ impl WatchState {
     pub(crate) fn start(&mut self, link: &Link) -> Result<bool, KvError> {
         self.stop(link);
         let deliver = link.conn.new_inbox();
-        let sub = link
-            .conn
-            .subscribe(&deliver)
-            .map_err(|e| KvError::Unavailable(format!("watch: NATS connection: {e}")))?;
+        let sub = link.conn.subscribe(&deliver).map_err(|e| {
+            // Subscribing works while disconnected; it fails only on a
+            // closed connection, which never comes back.
+            self.closed = e.kind() == std::io::ErrorKind::NotConnected;
+            KvError::Unavailable(format!("watch: NATS connection: {e}"))
+        })?;
         let start = if self.last_seq == 0 {
             Start::LastPerSubject
         } else {
@@ -117,7 +122,7 @@ impl WatchState {
             headers_only: false,
             heartbeat: Some(HEARTBEAT),
         };
-        let created = consumer::create(link, "watch", &spec)?;
+        let created = consumer::create(link, "watch", &spec, link.deadline())?;
         self.active = Some(Active {
             sub,
             consumer: created.name,
@@ -221,11 +226,16 @@ impl WatchState {
             Ok(alive) => alive,
             Err(e) => {
                 log::debug!("parti: re-watch of {} failed: {e}", self.filter);
-                self.retry_at = now + self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_RETRY);
-                true
+                self.retry_later(now);
+                // Dropping the sender tells the user the watch is over.
+                !self.closed
             }
         }
+    }
+
+    fn retry_later(&mut self, now: Instant) {
+        self.retry_at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
     }
 
     fn deadline(&self) -> Instant {
@@ -306,10 +316,8 @@ pub(crate) fn run(link: Arc<Link>, cmds: Receiver<Cmd>) {
             Woke::Lost(i) => {
                 // The subscription ended under us (connection closed):
                 // retry later rather than spin.
-                let w = &mut watches[i];
-                w.stop(&link);
-                w.retry_at = Instant::now() + w.backoff;
-                w.backoff = (w.backoff * 2).min(MAX_RETRY);
+                watches[i].stop(&link);
+                watches[i].retry_later(Instant::now());
             }
         }
     }
