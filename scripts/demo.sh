@@ -20,4 +20,4 @@ if [ -z "${NATS_URL:-}" ]; then
     echo "demo.sh: nats-server (pid $server_pid) on $NATS_URL" >&2
 fi
 
-cargo run --release --example kv_demo
+cargo run --release --example quickstart

@@ -146,6 +146,36 @@ impl ManagerBuilder {
     /// - [`Error::StartupTimeout`]: no assignment within
     ///   `startup_timeout + cold_start_window`; everything started is stopped.
     pub fn start(self) -> Result<Manager, Error> {
+        let (manager, started, deadline) = self.launch()?;
+        let (state, ok) = manager
+            .shared
+            .wait_until(deadline, |s| s.is_assigned() || s == State::Shutdown);
+        if !ok || state == State::Shutdown {
+            let _ = manager.stop();
+            return Err(Error::StartupTimeout {
+                after: started.elapsed(),
+                state,
+            });
+        }
+        Ok(manager)
+    }
+
+    /// Like [`start`](Self::start), but returns as soon as the worker has
+    /// claimed its ID and its threads run, without waiting for the first
+    /// assignment: the manager is then in `Election` or `WaitingAssignment`.
+    /// Use it when the caller must stay able to `stop()` during a long
+    /// cold-start window (e.g. on SIGTERM); follow with
+    /// [`Manager::wait_for_state`].
+    ///
+    /// # Errors
+    /// As `start`, except [`Error::StartupTimeout`].
+    pub fn spawn(self) -> Result<Manager, Error> {
+        self.launch().map(|(manager, _, _)| manager)
+    }
+
+    /// Claims an ID and starts the threads; returns the manager, when it
+    /// started and the deadline for its first assignment.
+    fn launch(self) -> Result<(Manager, Instant, Instant), Error> {
         let names = self.validate()?;
         let config = self.config.clone();
         let backend: Arc<dyn KvBackend> = match self.backend {
@@ -291,17 +321,7 @@ impl ManagerBuilder {
             }
         }
         *manager.threads.lock() = Some(threads);
-        let (state, ok) = manager.shared.wait_until(startup_deadline, |s| {
-            s.is_assigned() || s == State::Shutdown
-        });
-        if !ok || state == State::Shutdown {
-            let _ = manager.stop();
-            return Err(Error::StartupTimeout {
-                after: started.elapsed(),
-                state,
-            });
-        }
-        Ok(manager)
+        Ok((manager, started, startup_deadline))
     }
 }
 
@@ -486,7 +506,11 @@ impl Manager {
         }
         self.shared.set_shutdown();
         self.shared.close_jobs();
-        clean &= join_until(threads.callbacks, deadline);
+        // Called from a callback, the callback thread cannot be joined: it
+        // ends by itself once this callback returns.
+        if threads.callbacks.thread().id() != std::thread::current().id() {
+            clean &= join_until(threads.callbacks, deadline);
+        }
         self.backend.close();
         log::info!("[{}] stopped", self.worker_id);
         if clean {

@@ -118,6 +118,11 @@ pub struct MetaRecord {
     /// Partitions currently owned by nobody (waiting for a window or a
     /// handoff).
     pub unassigned: usize,
+    /// Recently departed workers and the partitions they held, so that a
+    /// process returning under the same ID gets them back even across a
+    /// leader change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub departed: BTreeMap<String, Vec<String>>,
 }
 
 /// Serializes a record (infallible for these types).

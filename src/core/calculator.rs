@@ -98,6 +98,11 @@ pub struct Calculator {
     last_reason: RebalanceKind,
     removal_times: BTreeMap<u64, Instant>,
     unconfirmed: Option<u64>,
+    clears: Vec<String>,
+    /// Partitions of workers that left or died, by worker ID: if a process
+    /// comes back under that ID (a rolling restart with preferred IDs), it is
+    /// given those partitions back rather than arbitrary ones.
+    affinity: BTreeMap<String, (Vec<String>, Instant)>,
     slow_reported: BTreeSet<(String, u64)>,
     phase: Phase,
 }
@@ -134,6 +139,8 @@ impl Calculator {
             last_reason: RebalanceKind::ColdStart,
             removal_times: BTreeMap::new(),
             unconfirmed: None,
+            clears: Vec::new(),
+            affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
             phase: Phase::ColdStart,
         }
@@ -190,6 +197,16 @@ impl Calculator {
         }
     }
 
+    /// Remembers what recently departed workers held (from the previous
+    /// leader's summary), as if they had departed at `now`.
+    pub fn adopt_departed(&mut self, now: Instant, departed: &BTreeMap<String, Vec<String>>) {
+        for (w, ids) in departed {
+            if !self.members.contains_key(w) || self.target.as_ref().is_some_and(|t| !t.contains_key(w)) {
+                self.affinity.insert(w.clone(), (ids.clone(), now));
+            }
+        }
+    }
+
     /// A heartbeat (or the initial replay) of a worker's record.
     pub fn observe_worker(&mut self, now: Instant, worker: &str, record: &WorkerRecord) {
         if self.is_blind(now) {
@@ -218,6 +235,11 @@ impl Calculator {
                 last_seen: now,
                 joined: now,
             });
+        if member.addressee != addressee {
+            // A restarted process (or a new incarnation) under the same ID:
+            // as far as windows go, it has just joined.
+            member.joined = now;
+        }
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
@@ -225,10 +247,13 @@ impl Calculator {
         self.ledger.observe(worker, &addressee, record.applied);
     }
 
-    /// A worker deleted its key: it left after releasing everything.
+    /// A worker deleted its key: it left after releasing everything. Its
+    /// assignment key is cleared at the next tick.
     pub fn worker_gone(&mut self, worker: &str) {
         self.members.remove(worker);
-        self.ledger.forget(worker);
+        if self.ledger.forget(worker) {
+            self.clears.push(worker.to_string());
+        }
     }
 
     /// The partition source's current list.
@@ -267,7 +292,7 @@ impl Calculator {
     /// Advances to `now`: declares the dead, rebalances when due, publishes
     /// what the handoff rule allows.
     pub fn tick(&mut self, now: Instant) -> Vec<Output> {
-        let mut out = Vec::new();
+        let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);
         if let Some(kind) = self.due(now) {
             self.rebalance(now, kind, &mut out);
@@ -349,11 +374,24 @@ impl Calculator {
         }
     }
 
+    /// Members waiting for a planned rebalance: not in the target, or with
+    /// nothing in it although they (re)joined after the last rebalance and
+    /// there is enough work to go round (e.g. a process restarted under the
+    /// ID of one that had drained).
     fn joiners(&self) -> impl Iterator<Item = &Member> {
         let target = self.target.as_ref();
+        let busy_enough = self.partitions.len() >= self.members.values().filter(|m| !m.leaving).count();
+        let last = self.last_rebalance;
         self.members
             .iter()
-            .filter(move |(w, m)| !m.leaving && target.is_some_and(|t| !t.contains_key(*w)))
+            .filter(move |(w, m)| {
+                let Some(t) = target else { return false };
+                !m.leaving
+                    && match t.get(*w) {
+                        None => true,
+                        Some(ps) => ps.is_empty() && busy_enough && last.is_none_or(|l| m.joined > l),
+                    }
+            })
             .map(|(_, m)| m)
     }
 
@@ -411,10 +449,11 @@ impl Calculator {
             .map(|(w, _)| w.clone())
             .collect();
         let previous = self.ledger.placement();
+        let hint = self.previous_with_affinity(now, &previous, &workers);
         let mut target = if workers.is_empty() {
             Placement::new()
         } else {
-            match self.strategy.assign(&workers, &self.partitions, &previous) {
+            match self.strategy.assign(&workers, &self.partitions, &hint) {
                 Ok(t) => t,
                 Err(e) => {
                     out.push(Output::Report(e));
@@ -450,6 +489,41 @@ impl Calculator {
         self.emergency_active = kind == RebalanceKind::Emergency;
         self.partitions_dirty = false;
         self.pending_reason = Some(kind);
+    }
+
+    /// The placement the strategy should stay close to: what is published,
+    /// except that a worker back under a recently departed ID is shown as
+    /// still holding what it held when it left. The departed are remembered
+    /// here for later.
+    fn previous_with_affinity(&mut self, now: Instant, previous: &Placement, workers: &[String]) -> Placement {
+        let remember = self.config.worker_id_ttl.max(self.config.planned_scale_window * 3);
+        self.affinity
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) <= remember);
+        for (w, ps) in previous {
+            if workers.binary_search(w).is_err() && !ps.is_empty() {
+                let ids = ps.iter().map(|p| p.id().to_string()).collect();
+                self.affinity.insert(w.clone(), (ids, now));
+            }
+        }
+        let mut hint = previous.clone();
+        for w in workers {
+            let Some((ids, _)) = self.affinity.remove(w) else { continue };
+            let ids: BTreeSet<String> = ids.into_iter().collect();
+            let mut reclaimed = Vec::new();
+            for (holder, ps) in hint.iter_mut() {
+                if holder != w {
+                    ps.retain(|p| {
+                        let back = ids.contains(p.id());
+                        if back {
+                            reclaimed.push(p.clone());
+                        }
+                        !back
+                    });
+                }
+            }
+            hint.entry(w.clone()).or_default().extend(reclaimed);
+        }
+        hint
     }
 
     fn publish_step(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -508,6 +582,11 @@ impl Calculator {
                 workers: counts,
                 partitions: self.partitions.len(),
                 unassigned: self.partitions.len().saturating_sub(owned),
+                departed: self
+                    .affinity
+                    .iter()
+                    .map(|(w, (ids, _))| (w.clone(), ids.clone()))
+                    .collect(),
             },
         }));
     }

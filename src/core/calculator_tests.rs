@@ -400,3 +400,60 @@ fn a_blind_leader_declares_nobody_dead() {
     assert_eq!(w.kinds.len(), kinds, "{:?}", w.kinds);
     w.assert_each_owned_once(6);
 }
+
+#[test]
+fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
+    let t0 = Instant::now();
+    let rec = |instance: &str, applied: u64| WorkerRecord {
+        instance: instance.into(),
+        incarnation: 0,
+        seq: 0,
+        applied,
+        leaving: false,
+        host: String::new(),
+        pid: 0,
+    };
+    let assigned = |instance: &str, ids: &[&str]| AssignmentRecord {
+        version: 5,
+        epoch: 1,
+        reason: RebalanceKind::PlannedScale,
+        instance: instance.into(),
+        incarnation: 0,
+        partitions: ids
+            .iter()
+            .map(|id| crate::wire::OwnedPartition { id: id.to_string(), weight: 1, token: 1 })
+            .collect(),
+    };
+    let mut c = Calculator::new(config(), Arc::new(StickyDeal), "w3", 9, t0, parts(4));
+    for w in ["w0", "w2", "w3"] {
+        c.observe_worker(t0, w, &rec(&format!("old-{w}"), 5));
+    }
+    let records: BTreeMap<String, AssignmentRecord> = [
+        ("w0".to_string(), assigned("old-w0", &["p00", "p01"])),
+        ("w1".to_string(), assigned("old-w1", &[])),
+        ("w2".to_string(), assigned("old-w2", &["p02"])),
+        ("w3".to_string(), assigned("old-w3", &["p03"])),
+    ]
+    .into();
+    c.adopt(t0, &records, 5);
+    let mut t = t0;
+    let mut w1_written = false;
+    let mut w1_busy = false;
+    for _ in 0..80 {
+        t += MS * 50;
+        let v = c.version();
+        for w in ["w0", "w2", "w3"] {
+            c.observe_worker(t, w, &rec(&format!("old-{w}"), v));
+        }
+        c.observe_worker(t, "w1", &rec("new-w1", v));
+        for out in c.tick(t) {
+            if let Output::Publish(p) = out {
+                w1_written |= p.records.iter().any(|(w, r)| w == "w1" && r.instance == "new-w1");
+                w1_busy |= p.records.iter().any(|(w, r)| w == "w1" && !r.partitions.is_empty());
+                c.confirm_published(p.version);
+            }
+        }
+    }
+    assert!(w1_written, "the restarted w1 got a key");
+    assert!(w1_busy, "and, after a planned window, work");
+}

@@ -146,8 +146,11 @@ impl LeaderThread {
                 }
             }
         }
-        let (records, meta_version) = self.read_assignments();
-        calc.adopt(Instant::now(), &records, meta_version);
+        let (records, meta) = self.read_assignments();
+        calc.adopt(Instant::now(), &records, meta.as_ref().map_or(0, |m| m.version));
+        if let Some(meta) = &meta {
+            calc.adopt_departed(Instant::now(), &meta.departed);
+        }
         log::info!(
             "[{}] leading epoch {}: {} workers known, {} assignment keys, version {}",
             ctx.id,
@@ -159,15 +162,15 @@ impl LeaderThread {
         Some((calc, watch))
     }
 
-    fn read_assignments(&self) -> (BTreeMap<String, AssignmentRecord>, u64) {
+    fn read_assignments(&self) -> (BTreeMap<String, AssignmentRecord>, Option<MetaRecord>) {
         let store = &self.ctx.assignments;
         let mut records = BTreeMap::new();
-        let mut meta_version = 0;
+        let mut meta = None;
         let keys = match store.keys() {
             Ok(k) => k,
             Err(e) => {
                 self.shared.report(Error::Kv(e));
-                return (records, meta_version);
+                return (records, meta);
             }
         };
         for key in keys {
@@ -181,7 +184,7 @@ impl LeaderThread {
             };
             if key == META_KEY {
                 match wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
-                    Ok(m) => meta_version = m.version,
+                    Ok(m) => meta = Some(m),
                     Err(e) => self.shared.report(e),
                 }
                 continue;
@@ -193,7 +196,7 @@ impl LeaderThread {
                 Err(e) => self.shared.report(e),
             }
         }
-        (records, meta_version)
+        (records, meta)
     }
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
@@ -230,6 +233,10 @@ impl LeaderThread {
                 meta,
                 ..
             }) => {
+                log::debug!(
+                    "[{id}] publishing v{version} to {:?}",
+                    records.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>()
+                );
                 for (worker, record) in records {
                     pending.writes.insert(worker, wire::encode(&record));
                 }

@@ -76,6 +76,15 @@ impl Ledger {
         Ledger { intervals }
     }
 
+    /// A ledger of in-process managers: (label, events), none killed.
+    pub fn of_events(parts: &[(String, Vec<Event>)]) -> Ledger {
+        let mut intervals = Vec::new();
+        for (label, events) in parts {
+            intervals.extend(self::intervals(label, events, None));
+        }
+        Ledger { intervals }
+    }
+
     fn by_partition(&self) -> BTreeMap<&str, Vec<&Interval>> {
         let mut map: BTreeMap<&str, Vec<&Interval>> = BTreeMap::new();
         for i in &self.intervals {

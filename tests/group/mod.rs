@@ -90,6 +90,53 @@ pub fn start_manager(url: &str, group: &str, n: usize, config: &Config) -> (Mana
     (m, log)
 }
 
+/// An in-process manager whose assignment callbacks are recorded in the same
+/// shape as a child worker's events (for the ownership ledger).
+pub struct Recorded {
+    pub manager: Manager,
+    pub events: Arc<Mutex<Vec<Event>>>,
+    serial: u64,
+}
+
+impl Recorded {
+    /// Unique per manager (worker IDs are reused after a graceful stop).
+    pub fn label(&self) -> String {
+        format!("{}#{}", self.manager.worker_id(), self.serial)
+    }
+
+    pub fn part(&self) -> (String, Vec<Event>) {
+        (self.label(), self.events.lock().unwrap().clone())
+    }
+}
+
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts (or, with `spawn_only`, spawns without waiting) a recorded manager.
+pub fn start_recorded(url: &str, group: &str, n: usize, config: &Config, spawn_only: bool) -> Recorded {
+    let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+    let sink = events.clone();
+    let nc = parti::store::nats::connect(url).expect("connect");
+    let builder = Manager::builder(nc, group)
+        .config(config.clone())
+        .partitions(StaticSource::new(partitions(n)))
+        .on_assignment_changed(move |c| {
+            let begin = unix_micros();
+            let ids = |ps: &[Partition]| ps.iter().map(|p| p.id().to_string()).collect::<Vec<_>>();
+            sink.lock().unwrap().push(serde_json::json!({
+                "event": "assignment",
+                "version": c.assignment().version(),
+                "partitions": ids(c.assignment().partitions()),
+                "added": ids(c.added()),
+                "removed": ids(c.removed()),
+                "t_begin": begin,
+                "t_end": unix_micros(),
+            }));
+        });
+    let manager = if spawn_only { builder.spawn() } else { builder.start() }.expect("manager start");
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Recorded { manager, events, serial }
+}
+
 /// One JSON event line of a child worker.
 pub type Event = serde_json::Value;
 

@@ -1,0 +1,253 @@
+//! Chaos across the fleet on a real nats-server: mass kills and a thundering
+//! herd, a gray failure, a minute of churn, a rolling update with preferred
+//! IDs, rapid scaling and a quiet minute.
+
+mod group;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use group::ledger::Ledger;
+use group::{exactly_once, fast_config, start_recorded, unix_micros, wait_until, ChildWorker, Observer, Recorded};
+use support::{thread_count, NatsServer, TcpProxy};
+
+const N: usize = 40;
+
+fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
+    workers.iter().filter(|w| w.killed_at.is_none()).collect()
+}
+
+fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
+    workers.iter().map(|w| (w.label(), w.partitions())).collect()
+}
+
+fn settled(workers: &[&ChildWorker]) -> bool {
+    let r = reports(workers);
+    exactly_once(&r, N)
+        && r.iter().all(|(_, p)| !p.is_empty())
+        && workers.iter().filter(|w| w.is_leader()).count() == 1
+}
+
+fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
+    ms.iter()
+        .map(|r| {
+            let ps = r.manager.assignment().partitions().iter().map(|p| p.id().to_string()).collect();
+            (r.label(), ps)
+        })
+        .collect()
+}
+
+fn recorded_settled(ms: &[Recorded]) -> bool {
+    let r = recorded_reports(ms);
+    exactly_once(&r, N)
+        && r.iter().all(|(_, p)| !p.is_empty())
+        && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
+}
+
+#[test]
+fn eighty_percent_killed_then_a_thundering_herd() {
+    let server = NatsServer::start();
+    let config = fast_config();
+    let mut workers: Vec<ChildWorker> = (0..10).map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None)).collect();
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    for w in workers.iter_mut().take(8) {
+        w.kill();
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        "two survivors own everything: {:?}",
+        reports(&live(&workers))
+    );
+    // Everyone dies, and ten new processes start within 100 ms.
+    for w in workers.iter_mut() {
+        w.kill();
+    }
+    let t0 = Instant::now();
+    let herd: Vec<ChildWorker> = (0..10).map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None)).collect();
+    assert!(t0.elapsed() < Duration::from_millis(100), "spawned in {:?}", t0.elapsed());
+    let ids: std::collections::BTreeSet<String> = herd.iter().map(|w| w.wait_started(Duration::from_secs(30))).collect();
+    assert_eq!(ids.len(), 10, "distinct IDs");
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(&herd))), "{:?}", reports(&live(&herd)));
+}
+
+#[test]
+fn gray_failure_slow_heartbeats_cause_no_thrash() {
+    let server = NatsServer::start();
+    let config = fast_config();
+    let observer = Observer::new(&server.url(), "gray");
+    let proxy = TcpProxy::start(server.addr());
+    let mut workers: Vec<ChildWorker> = (0..2).map(|_| ChildWorker::spawn(&server.url(), "gray", N, &config, None)).collect();
+    workers.push(ChildWorker::spawn(&proxy.url(), "gray", N, &config, None));
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    let version = observer.last_version();
+    // Each heartbeat round trip now takes ~500 ms: its beats arrive every
+    // ~500 ms, still inside the 800 ms TTL.
+    proxy.set_delay(Duration::from_millis(250));
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        assert_eq!(observer.last_version(), version, "a slow worker caused a rebalance");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    proxy.set_delay(Duration::ZERO);
+    assert!(!workers[2].saw_state(parti::State::Degraded), "the slow worker fenced itself");
+    assert!(settled(&live(&workers)));
+}
+
+#[test]
+fn a_minute_of_churn_keeps_every_invariant_and_leaks_nothing() {
+    let server = NatsServer::start();
+    let config = fast_config();
+    let baseline_threads = thread_count();
+    let mut live_ms: Vec<Recorded> = (0..3).map(|_| start_recorded(&server.url(), "churn", N, &config, false)).collect();
+    let mut gone: Vec<(String, Vec<group::Event>)> = Vec::new();
+    let rss = || {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .unwrap_or(0)
+            * 4096
+    };
+    let rss_start = rss();
+    let t0 = Instant::now();
+    let mut step = 0u64;
+    while t0.elapsed() < Duration::from_secs(60) && step < 60 {
+        step += 1;
+        // Deterministic pattern: joins and graceful leaves every 1–2 s,
+        // between 2 and 6 workers.
+        let join = live_ms.len() < 2 || (live_ms.len() < 6 && step % 3 != 0);
+        if join {
+            live_ms.push(start_recorded(&server.url(), "churn", N, &config, true));
+        } else {
+            let i = (step as usize * 7) % live_ms.len();
+            let r = live_ms.remove(i);
+            r.manager.stop().expect("stop");
+            gone.push(r.part());
+        }
+        std::thread::sleep(Duration::from_millis(1000 + (step % 2) * 1000));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || recorded_settled(&live_ms)),
+        "{:?}",
+        recorded_reports(&live_ms)
+    );
+    let mut parts = gone.clone();
+    parts.extend(live_ms.iter().map(|r| r.part()));
+    let ledger = Ledger::of_events(&parts);
+    let overlaps = ledger.overlaps();
+    assert!(overlaps.is_empty(), "two owners at once:\n{}", overlaps.join("\n"));
+    for r in live_ms.drain(..) {
+        r.manager.stop().expect("stop");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || thread_count() <= baseline_threads),
+        "threads: {} > {baseline_threads}",
+        thread_count()
+    );
+    let grown = rss().saturating_sub(rss_start);
+    eprintln!("churn: {step} steps, RSS grew {} KiB", grown / 1024);
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+}
+
+#[test]
+fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
+    let server = NatsServer::start();
+    let config = fast_config();
+    let ids: Vec<String> = (0..4).map(|i| format!("worker-{i}")).collect();
+    let mut workers: Vec<ChildWorker> = ids
+        .iter()
+        .map(|id| ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id)))
+        .collect();
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    let by_id = |ws: &[&ChildWorker]| -> BTreeMap<String, String> {
+        ws.iter()
+            .flat_map(|w| {
+                let id = w.worker_id().unwrap_or_default();
+                w.partitions().into_iter().map(move |p| (p, id.clone()))
+            })
+            .collect()
+    };
+    let before = by_id(&live(&workers));
+    let from = unix_micros();
+    let mut old = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        assert!(workers[i].stop(Duration::from_secs(10)), "graceful stop of {id}");
+        let replacement = ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id));
+        assert_eq!(replacement.wait_started(Duration::from_secs(30)), *id);
+        old.push(std::mem::replace(&mut workers[i], replacement));
+        assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    }
+    let after = by_id(&live(&workers));
+    let kept = before.iter().filter(|(p, w)| after.get(*p) == Some(w)).count();
+    eprintln!("rolling update: {kept}/{N} partitions on the same worker id");
+    assert!(kept * 100 >= N * 95, "only {kept}/{N} stayed");
+    let mut all: Vec<&ChildWorker> = old.iter().collect();
+    all.extend(workers.iter());
+    let ledger = Ledger::of(&all);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    let ids_all: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
+    let gap = ledger.longest_unowned(&ids_all, from, unix_micros());
+    eprintln!("rolling update: longest unowned {} ms", gap / 1000);
+    assert!(gap < config.planned_scale_window.as_micros() as u64, "unowned for {gap} µs");
+}
+
+#[test]
+fn rapid_scaling_then_a_quiet_minute() {
+    let server = NatsServer::start();
+    let config = fast_config();
+    let observer = Observer::new(&server.url(), "rapid");
+    let mut ms: Vec<Recorded> = (0..10).map(|_| start_recorded(&server.url(), "rapid", N, &config, true)).collect();
+    let mut gone = Vec::new();
+    assert!(wait_until(Duration::from_secs(30), || recorded_settled(&ms)));
+    for cycle in 0..3 {
+        let handles: Vec<_> = (0..40)
+            .map(|_| {
+                let (url, config) = (server.url(), config.clone());
+                std::thread::spawn(move || start_recorded(&url, "rapid", N, &config, true))
+            })
+            .collect();
+        ms.extend(handles.into_iter().map(|h| h.join().expect("start")));
+        // 50 workers, 40 partitions: settled = exactly once, one leader.
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                let r = recorded_reports(&ms);
+                exactly_once(&r, N) && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
+                    && r.iter().filter(|(_, p)| !p.is_empty()).count() == N
+            }),
+            "cycle {cycle}: up to 50"
+        );
+        // Scale back to 10, keeping the leader.
+        let mut stopping = Vec::new();
+        let mut i = 0;
+        while ms.len() > 10 {
+            if ms[i].manager.is_leader() {
+                i += 1;
+                continue;
+            }
+            stopping.push(ms.remove(i));
+        }
+        let handles: Vec<_> = stopping
+            .into_iter()
+            .map(|r| std::thread::spawn(move || {
+                r.manager.stop().expect("stop");
+                r.part()
+            }))
+            .collect();
+        gone.extend(handles.into_iter().map(|h| h.join().expect("stop")));
+        assert!(wait_until(Duration::from_secs(60), || recorded_settled(&ms)), "cycle {cycle}: back to 10");
+    }
+    let mut parts = gone.clone();
+    parts.extend(ms.iter().map(|r| r.part()));
+    let ledger = Ledger::of_events(&parts);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    // A stable group publishes nothing over a quiet minute.
+    let version = observer.last_version();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        assert_eq!(observer.last_version(), version, "published during a quiet minute");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for r in ms {
+        r.manager.stop().expect("stop");
+    }
+}
