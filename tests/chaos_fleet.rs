@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
 use group::{exactly_once, fast_config, start_recorded, unix_micros, wait_until, ChildWorker, Observer, Recorded};
-use support::{thread_count, NatsServer, TcpProxy};
+use support::{thread_count, NatsServer};
 
 const N: usize = 40;
 
@@ -76,20 +76,29 @@ fn gray_failure_slow_heartbeats_cause_no_thrash() {
     let server = NatsServer::start();
     let config = fast_config();
     let observer = Observer::new(&server.url(), "gray");
-    let proxy = TcpProxy::start(server.addr());
+    // One worker beats only every 700 ms: just under the group's 800 ms TTL
+    // (its own TTL is longer, so the config is valid and it does not fence
+    // itself). The leader must not declare it dead, and nothing may move.
+    let slow = parti::Config {
+        heartbeat_interval: Duration::from_millis(700),
+        heartbeat_ttl: Duration::from_millis(1600),
+        ..config.clone()
+    };
     let mut workers: Vec<ChildWorker> = (0..2).map(|_| ChildWorker::spawn(&server.url(), "gray", N, &config, None)).collect();
-    workers.push(ChildWorker::spawn(&proxy.url(), "gray", N, &config, None));
+    for w in &workers {
+        w.wait_started(Duration::from_secs(30));
+    }
+    workers.push(ChildWorker::spawn(&server.url(), "gray", N, &slow, None));
     assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    assert!(!workers[2].is_leader());
+    let version = workers.iter().flat_map(|w| w.versions()).max().unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(5), || observer.last_version() >= version));
     let version = observer.last_version();
-    // Each heartbeat round trip now takes ~500 ms: its beats arrive every
-    // ~500 ms, still inside the 800 ms TTL.
-    proxy.set_delay(Duration::from_millis(250));
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(8) {
         assert_eq!(observer.last_version(), version, "a slow worker caused a rebalance");
         std::thread::sleep(Duration::from_millis(200));
     }
-    proxy.set_delay(Duration::ZERO);
     assert!(!workers[2].saw_state(parti::State::Degraded), "the slow worker fenced itself");
     assert!(settled(&live(&workers)));
 }
