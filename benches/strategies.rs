@@ -1,5 +1,6 @@
 //! Every strategy, ours and the public crates', placing the same partitions
-//! at 1K×10, 10K×200 and 100K×1000: `cargo bench --bench strategies`.
+//! at 1K×10, 10K×200 and 100K×1000, and BoundedLoad from 10K to 1M
+//! partitions: `cargo bench --bench strategies`.
 //!
 //! The two rendezvous crates sort all workers for every partition, so one
 //! 100K×1000 placement takes several seconds; they are left out of that size
@@ -50,5 +51,24 @@ fn sizes(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, sizes);
+/// BoundedLoad's cost as N grows tenfold at a fixed 200 workers: close to
+/// linear (the sorts add a log factor).
+fn scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scaling");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+    let workers = report::workers(200);
+    let none = Placement::new();
+    let s = BoundedLoad::default();
+    for n_parts in [10_000, 100_000, 1_000_000] {
+        let parts = report::partitions(n_parts);
+        group.bench_function(BenchmarkId::new("BoundedLoad x200", n_parts), |b| {
+            b.iter(|| s.assign(&workers, &parts, &none))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sizes, scaling);
 criterion_main!(benches);

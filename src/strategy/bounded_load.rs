@@ -120,9 +120,11 @@ fn capacities(workers: &[&str], load: &[u64], total: u64, epsilon: f64) -> Vec<u
     let (base, spare) = (t / n, (t % n) as usize);
     let mut cap = vec![base; workers.len()];
     if spare > 0 {
-        let mut order: Vec<usize> = (0..workers.len()).collect();
-        order.sort_unstable_by_key(|&w| (Reverse(load[w]), key_hash(workers[w]), w));
-        for &w in order.iter().take(spare) {
+        let mut order: Vec<(Reverse<u64>, u64, usize)> = (0..workers.len())
+            .map(|w| (Reverse(load[w]), key_hash(workers[w]), w))
+            .collect();
+        order.sort_unstable();
+        for &(_, _, w) in order.iter().take(spare) {
             cap[w] += 1;
         }
     }
@@ -134,4 +136,36 @@ fn capacities(workers: &[&str], load: &[u64], total: u64, epsilon: f64) -> Vec<u
 fn floor_load(total: u64, workers: usize, epsilon: f64) -> u64 {
     let share = (1.0 - epsilon).max(0.0) * total as f64 / workers as f64;
     (share.floor() as u64).min(total / workers as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_sum_to_the_total_and_favour_the_fullest() {
+        let workers = ["a", "b", "c"];
+        // 10 over 3: one worker gets 4, and it must be the one holding most.
+        let cap = capacities(&workers, &[3, 5, 2], 10, 0.0);
+        assert_eq!(cap, vec![3, 4, 3]);
+        // With slack the caps cover ⌊1.5·10⌋ = 15.
+        let cap = capacities(&workers, &[0, 0, 0], 10, 0.5);
+        assert_eq!(cap.iter().sum::<u64>(), 15);
+        assert!(cap.iter().all(|&c| c == 5));
+    }
+
+    #[test]
+    fn floor_never_exceeds_the_even_share() {
+        assert_eq!(floor_load(100, 3, 0.1), 30);
+        assert_eq!(floor_load(100, 3, 2.0), 0);
+        assert_eq!(floor_load(0, 3, 0.1), 0);
+    }
+
+    #[test]
+    fn epsilon_rejects_nonsense() {
+        assert_eq!(BoundedLoad::with_epsilon(-1.0).epsilon(), 0.0);
+        assert_eq!(BoundedLoad::with_epsilon(f64::NAN).epsilon(), 0.0);
+        assert_eq!(BoundedLoad::with_epsilon(f64::INFINITY).epsilon(), 0.0);
+        assert_eq!(BoundedLoad::with_epsilon(0.25).epsilon(), 0.25);
+    }
 }

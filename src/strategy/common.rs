@@ -87,24 +87,39 @@ pub(crate) fn effective_weight(part: &Partition) -> u64 {
 /// Turns `owner[i]` (a worker index for `parts[i]`) into a [`Placement`] in
 /// which every worker appears, each list sorted by partition id.
 pub(crate) fn build_placement(workers: &[&str], parts: &[Keyed<'_>], owner: &[u32]) -> Placement {
-    let mut counts = vec![0usize; workers.len()];
+    // Group partition indexes by worker (a counting sort), then sort each
+    // group by id: sorting 4-byte indexes moves far less memory than sorting
+    // the cloned partitions.
+    let mut start = vec![0usize; workers.len() + 1];
     for &o in owner {
-        if let Some(c) = counts.get_mut(o as usize) {
-            *c += 1;
+        if let Some(s) = start.get_mut(o as usize + 1) {
+            *s += 1;
         }
     }
-    let mut lists: Vec<Vec<Partition>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
-    for (k, &o) in parts.iter().zip(owner) {
-        if let Some(list) = lists.get_mut(o as usize) {
-            list.push(k.part.clone());
-        }
+    for w in 0..workers.len() {
+        start[w + 1] += start[w];
     }
-    for list in &mut lists {
-        list.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+    let mut next = start.clone();
+    let mut grouped = vec![0u32; start[workers.len()]];
+    for (i, &o) in owner.iter().enumerate() {
+        if let Some(at) = next.get_mut(o as usize) {
+            grouped[*at] = i as u32;
+            *at += 1;
+        }
     }
     workers
         .iter()
-        .zip(lists)
-        .map(|(w, list)| ((*w).to_string(), list))
+        .enumerate()
+        .map(|(w, id)| {
+            let group = &mut grouped[start[w]..start[w + 1]];
+            group.sort_unstable_by(|&a, &b| {
+                parts[a as usize].part.id().cmp(parts[b as usize].part.id())
+            });
+            let list = group
+                .iter()
+                .map(|&i| parts[i as usize].part.clone())
+                .collect();
+            ((*id).to_string(), list)
+        })
         .collect()
 }

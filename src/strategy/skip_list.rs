@@ -41,3 +41,21 @@ impl SkipList {
         i
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_closed_positions_and_wraps() {
+        let mut s = SkipList::new(5);
+        assert_eq!(s.next_open(2), 2);
+        s.close(&[2, 3]);
+        assert_eq!(s.next_open(2), 4);
+        s.close(&[4]);
+        assert_eq!(s.next_open(2), 0);
+        s.close(&[0]);
+        assert_eq!(s.next_open(3), 1);
+        assert_eq!(s.next_open(1), 1);
+    }
+}
