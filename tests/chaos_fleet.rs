@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{exactly_once, fast_config, start_recorded, unix_micros, wait_until, ChildWorker, Observer, Recorded};
+use group::{
+    exactly_once, fast_config, start_recorded, unix_micros, wait_until, ChildWorker, Observer,
+    Recorded,
+};
 use support::{thread_count, NatsServer};
 
 const N: usize = 40;
@@ -19,7 +22,10 @@ fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
 }
 
 fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers.iter().map(|w| (w.label(), w.partitions())).collect()
+    workers
+        .iter()
+        .map(|w| (w.label(), w.partitions()))
+        .collect()
 }
 
 fn settled(workers: &[&ChildWorker]) -> bool {
@@ -32,7 +38,13 @@ fn settled(workers: &[&ChildWorker]) -> bool {
 fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
     ms.iter()
         .map(|r| {
-            let ps = r.manager.assignment().partitions().iter().map(|p| p.id().to_string()).collect();
+            let ps = r
+                .manager
+                .assignment()
+                .partitions()
+                .iter()
+                .map(|p| p.id().to_string())
+                .collect();
             (r.label(), ps)
         })
         .collect()
@@ -49,8 +61,12 @@ fn recorded_settled(ms: &[Recorded]) -> bool {
 fn eighty_percent_killed_then_a_thundering_herd() {
     let server = NatsServer::start();
     let config = fast_config();
-    let mut workers: Vec<ChildWorker> = (0..10).map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None)).collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    let mut workers: Vec<ChildWorker> = (0..10)
+        .map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None))
+        .collect();
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(
+        &workers
+    ))));
     for w in workers.iter_mut().take(8) {
         w.kill();
     }
@@ -64,11 +80,24 @@ fn eighty_percent_killed_then_a_thundering_herd() {
         w.kill();
     }
     let t0 = Instant::now();
-    let herd: Vec<ChildWorker> = (0..10).map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None)).collect();
-    assert!(t0.elapsed() < Duration::from_millis(100), "spawned in {:?}", t0.elapsed());
-    let ids: std::collections::BTreeSet<String> = herd.iter().map(|w| w.wait_started(Duration::from_secs(30))).collect();
+    let herd: Vec<ChildWorker> = (0..10)
+        .map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None))
+        .collect();
+    assert!(
+        t0.elapsed() < Duration::from_millis(100),
+        "spawned in {:?}",
+        t0.elapsed()
+    );
+    let ids: std::collections::BTreeSet<String> = herd
+        .iter()
+        .map(|w| w.wait_started(Duration::from_secs(30)))
+        .collect();
     assert_eq!(ids.len(), 10, "distinct IDs");
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&herd))), "{:?}", reports(&live(&herd)));
+    assert!(
+        wait_until(Duration::from_secs(30), || settled(&live(&herd))),
+        "{:?}",
+        reports(&live(&herd))
+    );
 }
 
 #[test]
@@ -84,22 +113,35 @@ fn gray_failure_slow_heartbeats_cause_no_thrash() {
         heartbeat_ttl: Duration::from_millis(1600),
         ..config.clone()
     };
-    let mut workers: Vec<ChildWorker> = (0..2).map(|_| ChildWorker::spawn(&server.url(), "gray", N, &config, None)).collect();
+    let mut workers: Vec<ChildWorker> = (0..2)
+        .map(|_| ChildWorker::spawn(&server.url(), "gray", N, &config, None))
+        .collect();
     for w in &workers {
         w.wait_started(Duration::from_secs(30));
     }
     workers.push(ChildWorker::spawn(&server.url(), "gray", N, &slow, None));
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(
+        &workers
+    ))));
     assert!(!workers[2].is_leader());
     let version = workers.iter().flat_map(|w| w.versions()).max().unwrap_or(0);
-    assert!(wait_until(Duration::from_secs(5), || observer.last_version() >= version));
+    assert!(wait_until(Duration::from_secs(5), || observer
+        .last_version()
+        >= version));
     let version = observer.last_version();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(8) {
-        assert_eq!(observer.last_version(), version, "a slow worker caused a rebalance");
+        assert_eq!(
+            observer.last_version(),
+            version,
+            "a slow worker caused a rebalance"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(!workers[2].saw_state(parti::State::Degraded), "the slow worker fenced itself");
+    assert!(
+        !workers[2].saw_state(parti::State::Degraded),
+        "the slow worker fenced itself"
+    );
     assert!(settled(&live(&workers)));
 }
 
@@ -108,12 +150,18 @@ fn a_minute_of_churn_keeps_every_invariant_and_leaks_nothing() {
     let server = NatsServer::start();
     let config = fast_config();
     let baseline_threads = thread_count();
-    let mut live_ms: Vec<Recorded> = (0..3).map(|_| start_recorded(&server.url(), "churn", N, &config, false)).collect();
+    let mut live_ms: Vec<Recorded> = (0..3)
+        .map(|_| start_recorded(&server.url(), "churn", N, &config, false))
+        .collect();
     let mut gone: Vec<(String, Vec<group::Event>)> = Vec::new();
     let rss = || {
         std::fs::read_to_string("/proc/self/statm")
             .ok()
-            .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .unwrap_or(0)
             * 4096
     };
@@ -144,12 +192,17 @@ fn a_minute_of_churn_keeps_every_invariant_and_leaks_nothing() {
     parts.extend(live_ms.iter().map(|r| r.part()));
     let ledger = Ledger::of_events(&parts);
     let overlaps = ledger.overlaps();
-    assert!(overlaps.is_empty(), "two owners at once:\n{}", overlaps.join("\n"));
+    assert!(
+        overlaps.is_empty(),
+        "two owners at once:\n{}",
+        overlaps.join("\n")
+    );
     for r in live_ms.drain(..) {
         r.manager.stop().expect("stop");
     }
     assert!(
-        wait_until(Duration::from_secs(10), || thread_count() <= baseline_threads),
+        wait_until(Duration::from_secs(10), || thread_count()
+            <= baseline_threads),
         "threads: {} > {baseline_threads}",
         thread_count()
     );
@@ -167,7 +220,9 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         .iter()
         .map(|id| ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id)))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(
+        &workers
+    ))));
     let by_id = |ws: &[&ChildWorker]| -> BTreeMap<String, String> {
         ws.iter()
             .flat_map(|w| {
@@ -180,14 +235,22 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
     let from = unix_micros();
     let mut old = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        assert!(workers[i].stop(Duration::from_secs(10)), "graceful stop of {id}");
+        assert!(
+            workers[i].stop(Duration::from_secs(10)),
+            "graceful stop of {id}"
+        );
         let replacement = ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id));
         assert_eq!(replacement.wait_started(Duration::from_secs(30)), *id);
         old.push(std::mem::replace(&mut workers[i], replacement));
-        assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+        assert!(wait_until(Duration::from_secs(30), || settled(&live(
+            &workers
+        ))));
     }
     let after = by_id(&live(&workers));
-    let kept = before.iter().filter(|(p, w)| after.get(*p) == Some(w)).count();
+    let kept = before
+        .iter()
+        .filter(|(p, w)| after.get(*p) == Some(w))
+        .count();
     eprintln!("rolling update: {kept}/{N} partitions on the same worker id");
     assert!(kept * 100 >= N * 95, "only {kept}/{N} stayed");
     let mut all: Vec<&ChildWorker> = old.iter().collect();
@@ -197,7 +260,10 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
     let ids_all: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
     let gap = ledger.longest_unowned(&ids_all, from, unix_micros());
     eprintln!("rolling update: longest unowned {} ms", gap / 1000);
-    assert!(gap < config.planned_scale_window.as_micros() as u64, "unowned for {gap} µs");
+    assert!(
+        gap < config.planned_scale_window.as_micros() as u64,
+        "unowned for {gap} µs"
+    );
 }
 
 #[test]
@@ -205,9 +271,13 @@ fn rapid_scaling_then_a_quiet_minute() {
     let server = NatsServer::start();
     let config = fast_config();
     let observer = Observer::new(&server.url(), "rapid");
-    let mut ms: Vec<Recorded> = (0..10).map(|_| start_recorded(&server.url(), "rapid", N, &config, true)).collect();
+    let mut ms: Vec<Recorded> = (0..10)
+        .map(|_| start_recorded(&server.url(), "rapid", N, &config, true))
+        .collect();
     let mut gone = Vec::new();
-    assert!(wait_until(Duration::from_secs(30), || recorded_settled(&ms)));
+    assert!(wait_until(Duration::from_secs(30), || recorded_settled(
+        &ms
+    )));
     for cycle in 0..3 {
         let handles: Vec<_> = (0..40)
             .map(|_| {
@@ -220,7 +290,8 @@ fn rapid_scaling_then_a_quiet_minute() {
         assert!(
             wait_until(Duration::from_secs(60), || {
                 let r = recorded_reports(&ms);
-                exactly_once(&r, N) && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
+                exactly_once(&r, N)
+                    && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
                     && r.iter().filter(|(_, p)| !p.is_empty()).count() == N
             }),
             "cycle {cycle}: up to 50"
@@ -237,13 +308,18 @@ fn rapid_scaling_then_a_quiet_minute() {
         }
         let handles: Vec<_> = stopping
             .into_iter()
-            .map(|r| std::thread::spawn(move || {
-                r.manager.stop().expect("stop");
-                r.part()
-            }))
+            .map(|r| {
+                std::thread::spawn(move || {
+                    r.manager.stop().expect("stop");
+                    r.part()
+                })
+            })
             .collect();
         gone.extend(handles.into_iter().map(|h| h.join().expect("stop")));
-        assert!(wait_until(Duration::from_secs(60), || recorded_settled(&ms)), "cycle {cycle}: back to 10");
+        assert!(
+            wait_until(Duration::from_secs(60), || recorded_settled(&ms)),
+            "cycle {cycle}: back to 10"
+        );
     }
     let mut parts = gone.clone();
     parts.extend(ms.iter().map(|r| r.part()));
@@ -253,7 +329,11 @@ fn rapid_scaling_then_a_quiet_minute() {
     let version = observer.last_version();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(60) {
-        assert_eq!(observer.last_version(), version, "published during a quiet minute");
+        assert_eq!(
+            observer.last_version(),
+            version,
+            "published during a quiet minute"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     for r in ms {

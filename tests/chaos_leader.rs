@@ -17,7 +17,14 @@ fn spawn(url: &str, group: &str) -> ChildWorker {
 }
 
 fn spawn_slow_release(url: &str, group: &str, ms: u64) -> ChildWorker {
-    ChildWorker::spawn_with(url, group, N, &fast_config(), None, &["--release-ms", &ms.to_string()])
+    ChildWorker::spawn_with(
+        url,
+        group,
+        N,
+        &fast_config(),
+        None,
+        &["--release-ms", &ms.to_string()],
+    )
 }
 
 fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
@@ -25,7 +32,10 @@ fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
 }
 
 fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers.iter().map(|w| (w.label(), w.partitions())).collect()
+    workers
+        .iter()
+        .map(|w| (w.label(), w.partitions()))
+        .collect()
 }
 
 fn leaders(workers: &[&ChildWorker]) -> usize {
@@ -43,7 +53,11 @@ fn start_group(server_url: &str, group: &str, count: usize) -> Vec<ChildWorker> 
     for w in &workers {
         w.wait_started(Duration::from_secs(30));
     }
-    assert!(wait_until(Duration::from_secs(20), || settled(&live(&workers))), "{:?}", reports(&live(&workers)));
+    assert!(
+        wait_until(Duration::from_secs(20), || settled(&live(&workers))),
+        "{:?}",
+        reports(&live(&workers))
+    );
     workers
 }
 
@@ -55,7 +69,10 @@ fn killing_the_leader_every_few_seconds_for_a_minute() {
     let t0 = Instant::now();
     let mut kills = 0;
     while t0.elapsed() < Duration::from_secs(60) && kills < 15 {
-        let Some(i) = workers.iter().position(|w| w.killed_at.is_none() && w.is_leader()) else {
+        let Some(i) = workers
+            .iter()
+            .position(|w| w.killed_at.is_none() && w.is_leader())
+        else {
             assert!(
                 wait_until(config.election_ttl * 3, || leaders(&live(&workers)) == 1),
                 "no leader"
@@ -88,10 +105,23 @@ fn a_frozen_leader_publishes_nothing_after_losing_its_lease() {
     let observer = Observer::new(&server.url(), "freeze");
     let workers = start_group(&server.url(), "freeze", 3);
     let old = workers.iter().position(|w| w.is_leader()).expect("leader");
-    let old_epoch = observer.writes().iter().map(|(_, _, r)| r.epoch).max().expect("writes");
+    let old_epoch = observer
+        .writes()
+        .iter()
+        .map(|(_, _, r)| r.epoch)
+        .max()
+        .expect("writes");
     workers[old].signal("STOP");
-    let others: Vec<&ChildWorker> = workers.iter().enumerate().filter(|(i, _)| *i != old).map(|(_, w)| w).collect();
-    assert!(wait_until(config.election_ttl + Duration::from_secs(2), || leaders(&others) == 1));
+    let others: Vec<&ChildWorker> = workers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != old)
+        .map(|(_, w)| w)
+        .collect();
+    assert!(wait_until(
+        config.election_ttl + Duration::from_secs(2),
+        || leaders(&others) == 1
+    ));
     // The new leader declares the frozen one dead and publishes.
     assert!(wait_until(Duration::from_secs(10), || observer
         .writes()
@@ -106,7 +136,9 @@ fn a_frozen_leader_publishes_nothing_after_losing_its_lease() {
     workers[old].signal("CONT");
     // It notices it lost the lease and steps down.
     assert!(wait_until(Duration::from_secs(10), || !workers[old].is_leader()));
-    assert!(wait_until(Duration::from_secs(20), || settled(&live(&workers))));
+    assert!(wait_until(Duration::from_secs(20), || settled(&live(
+        &workers
+    ))));
     let stale: Vec<_> = observer
         .writes()
         .into_iter()
@@ -126,21 +158,41 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
     workers[0].wait_started(Duration::from_secs(30));
     workers.push(spawn(&server.url(), "split"));
     workers.push(spawn(&server.url(), "split"));
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(
+        &workers
+    ))));
     assert!(workers[0].is_leader(), "the proxied worker leads");
     // A slow link first: no thrash.
     let version = observer.last_version();
     proxy.set_delay(Duration::from_millis(40));
     std::thread::sleep(config.heartbeat_ttl * 3);
     proxy.set_delay(Duration::ZERO);
-    assert_eq!(observer.last_version(), version, "a slow link caused a rebalance");
+    assert_eq!(
+        observer.last_version(),
+        version,
+        "a slow link caused a rebalance"
+    );
     // Now cut it off past its lease.
-    let old_epoch = observer.writes().iter().map(|(_, _, r)| r.epoch).max().unwrap();
+    let old_epoch = observer
+        .writes()
+        .iter()
+        .map(|(_, _, r)| r.epoch)
+        .max()
+        .unwrap();
     proxy.cut();
     let others: Vec<&ChildWorker> = workers[1..].iter().collect();
-    assert!(wait_until(config.election_ttl + Duration::from_secs(2), || others.iter().any(|w| w.is_leader())));
-    assert!(wait_until(Duration::from_secs(10), || exactly_once(&reports(&others), N)));
-    assert!(wait_until(Duration::from_secs(5), || !workers[0].is_leader()), "old leader stepped down");
+    assert!(wait_until(
+        config.election_ttl + Duration::from_secs(2),
+        || others.iter().any(|w| w.is_leader())
+    ));
+    assert!(wait_until(Duration::from_secs(10), || exactly_once(
+        &reports(&others),
+        N
+    )));
+    assert!(
+        wait_until(Duration::from_secs(5), || !workers[0].is_leader()),
+        "old leader stepped down"
+    );
     let cut_epoch_at = observer
         .writes()
         .iter()
@@ -148,7 +200,11 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
         .map(|(t, _, _)| *t)
         .unwrap();
     proxy.restore();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))), "{:?}", reports(&live(&workers)));
+    assert!(
+        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        "{:?}",
+        reports(&live(&workers))
+    );
     assert_eq!(leaders(&live(&workers)), 1);
     let stale: Vec<_> = observer
         .writes()
@@ -180,12 +236,17 @@ fn leader_killed_during_a_rebalance() {
     let server = NatsServer::start();
     // Slow releases keep the handoff open long enough to kill the leader in
     // the middle of it.
-    let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn_slow_release(&server.url(), "killrebal", 1500)).collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(&workers))));
+    let mut workers: Vec<ChildWorker> = (0..3)
+        .map(|_| spawn_slow_release(&server.url(), "killrebal", 1500))
+        .collect();
+    assert!(wait_until(Duration::from_secs(30), || settled(&live(
+        &workers
+    ))));
     let leader = workers.iter().position(|w| w.is_leader()).unwrap();
     workers.push(spawn_slow_release(&server.url(), "killrebal", 1500));
     assert!(
-        wait_until(Duration::from_secs(10), || workers[leader].saw_state(parti::State::Rebalancing)),
+        wait_until(Duration::from_secs(10), || workers[leader]
+            .saw_state(parti::State::Rebalancing)),
         "the leader starts handing over"
     );
     workers[leader].kill();

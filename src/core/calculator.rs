@@ -201,7 +201,9 @@ impl Calculator {
     /// leader's summary), as if they had departed at `now`.
     pub fn adopt_departed(&mut self, now: Instant, departed: &BTreeMap<String, Vec<String>>) {
         for (w, ids) in departed {
-            if !self.members.contains_key(w) || self.target.as_ref().is_some_and(|t| !t.contains_key(w)) {
+            if !self.members.contains_key(w)
+                || self.target.as_ref().is_some_and(|t| !t.contains_key(w))
+            {
                 self.affinity.insert(w.clone(), (ids.clone(), now));
             }
         }
@@ -380,7 +382,8 @@ impl Calculator {
     /// ID of one that had drained).
     fn joiners(&self) -> impl Iterator<Item = &Member> {
         let target = self.target.as_ref();
-        let busy_enough = self.partitions.len() >= self.members.values().filter(|m| !m.leaving).count();
+        let busy_enough =
+            self.partitions.len() >= self.members.values().filter(|m| !m.leaving).count();
         let last = self.last_rebalance;
         self.members
             .iter()
@@ -389,7 +392,9 @@ impl Calculator {
                 !m.leaving
                     && match t.get(*w) {
                         None => true,
-                        Some(ps) => ps.is_empty() && busy_enough && last.is_none_or(|l| m.joined > l),
+                        Some(ps) => {
+                            ps.is_empty() && busy_enough && last.is_none_or(|l| m.joined > l)
+                        }
                     }
             })
             .map(|(_, m)| m)
@@ -495,8 +500,16 @@ impl Calculator {
     /// except that a worker back under a recently departed ID is shown as
     /// still holding what it held when it left. The departed are remembered
     /// here for later.
-    fn previous_with_affinity(&mut self, now: Instant, previous: &Placement, workers: &[String]) -> Placement {
-        let remember = self.config.worker_id_ttl.max(self.config.planned_scale_window * 3);
+    fn previous_with_affinity(
+        &mut self,
+        now: Instant,
+        previous: &Placement,
+        workers: &[String],
+    ) -> Placement {
+        let remember = self
+            .config
+            .worker_id_ttl
+            .max(self.config.planned_scale_window * 3);
         self.affinity
             .retain(|_, (_, since)| now.saturating_duration_since(*since) <= remember);
         for (w, ps) in previous {
@@ -507,7 +520,9 @@ impl Calculator {
         }
         let mut hint = previous.clone();
         for w in workers {
-            let Some((ids, _)) = self.affinity.remove(w) else { continue };
+            let Some((ids, _)) = self.affinity.remove(w) else {
+                continue;
+            };
             let ids: BTreeSet<String> = ids.into_iter().collect();
             let mut reclaimed = Vec::new();
             for (holder, ps) in hint.iter_mut() {

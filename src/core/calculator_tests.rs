@@ -421,7 +421,11 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
         incarnation: 0,
         partitions: ids
             .iter()
-            .map(|id| crate::wire::OwnedPartition { id: id.to_string(), weight: 1, token: 1 })
+            .map(|id| crate::wire::OwnedPartition {
+                id: id.to_string(),
+                weight: 1,
+                token: 1,
+            })
             .collect(),
     };
     let mut c = Calculator::new(config(), Arc::new(StickyDeal), "w3", 9, t0, parts(4));
@@ -448,8 +452,14 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
         c.observe_worker(t, "w1", &rec("new-w1", v));
         for out in c.tick(t) {
             if let Output::Publish(p) = out {
-                w1_written |= p.records.iter().any(|(w, r)| w == "w1" && r.instance == "new-w1");
-                w1_busy |= p.records.iter().any(|(w, r)| w == "w1" && !r.partitions.is_empty());
+                w1_written |= p
+                    .records
+                    .iter()
+                    .any(|(w, r)| w == "w1" && r.instance == "new-w1");
+                w1_busy |= p
+                    .records
+                    .iter()
+                    .any(|(w, r)| w == "w1" && !r.partitions.is_empty());
                 c.confirm_published(p.version);
             }
         }

@@ -147,7 +147,11 @@ impl LeaderThread {
             }
         }
         let (records, meta) = self.read_assignments();
-        calc.adopt(Instant::now(), &records, meta.as_ref().map_or(0, |m| m.version));
+        calc.adopt(
+            Instant::now(),
+            &records,
+            meta.as_ref().map_or(0, |m| m.version),
+        );
         if let Some(meta) = &meta {
             calc.adopt_departed(Instant::now(), &meta.departed);
         }

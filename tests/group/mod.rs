@@ -112,7 +112,13 @@ impl Recorded {
 static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Starts (or, with `spawn_only`, spawns without waiting) a recorded manager.
-pub fn start_recorded(url: &str, group: &str, n: usize, config: &Config, spawn_only: bool) -> Recorded {
+pub fn start_recorded(
+    url: &str,
+    group: &str,
+    n: usize,
+    config: &Config,
+    spawn_only: bool,
+) -> Recorded {
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = events.clone();
     let nc = parti::store::nats::connect(url).expect("connect");
@@ -132,9 +138,18 @@ pub fn start_recorded(url: &str, group: &str, n: usize, config: &Config, spawn_o
                 "t_end": unix_micros(),
             }));
         });
-    let manager = if spawn_only { builder.spawn() } else { builder.start() }.expect("manager start");
+    let manager = if spawn_only {
+        builder.spawn()
+    } else {
+        builder.start()
+    }
+    .expect("manager start");
     let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Recorded { manager, events, serial }
+    Recorded {
+        manager,
+        events,
+        serial,
+    }
 }
 
 /// One JSON event line of a child worker.
@@ -398,7 +413,10 @@ impl Observer {
                         meta_sink.lock().unwrap().push((Instant::now(), m));
                     }
                 } else if let Ok(r) = serde_json::from_slice::<AssignmentRecord>(&e.value) {
-                    write_sink.lock().unwrap().push((Instant::now(), e.key.clone(), r));
+                    write_sink
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), e.key.clone(), r));
                 }
             }
         });

@@ -9,6 +9,8 @@
 //! crate's own 5 ms flushing.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -53,15 +55,18 @@ pub(crate) struct Link {
     pub conn: nats::Connection,
     pub op_timeout: Duration,
     flush_kick: Sender<()>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Link {
     pub(crate) fn new(conn: nats::Connection, op_timeout: Duration) -> Self {
         let (flush_kick, kicks) = crossbeam_channel::bounded(1);
         let flusher_conn = conn.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let flusher_closed = closed.clone();
         let spawned = thread::Builder::new()
             .name("parti-kv-flush".into())
-            .spawn(move || flusher(flusher_conn, kicks, op_timeout));
+            .spawn(move || flusher(flusher_conn, kicks, op_timeout, flusher_closed));
         if let Err(e) = spawned {
             // Still correct without it, only slower (5 ms writer cadence).
             log::warn!("parti: cannot start the NATS flusher thread: {e}");
@@ -70,7 +75,14 @@ impl Link {
             conn,
             op_timeout,
             flush_kick,
+            closed,
         }
+    }
+
+    /// Ends the flusher thread (after the flush it may be in).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.kick();
     }
 
     /// Asks the flusher to push buffered bytes out now.
@@ -151,9 +163,15 @@ fn unavailable(e: io::Error) -> KvError {
     KvError::Unavailable(format!("NATS connection: {e}"))
 }
 
-fn flusher(conn: nats::Connection, kicks: Receiver<()>, op_timeout: Duration) {
-    // Ends when the last `Link` (and so the sender) is dropped.
-    while kicks.recv().is_ok() {
+fn flusher(
+    conn: nats::Connection,
+    kicks: Receiver<()>,
+    op_timeout: Duration,
+    closed: Arc<AtomicBool>,
+) {
+    // Ends when the link is closed or the last `Link` (and so the sender) is
+    // dropped.
+    while kicks.recv().is_ok() && !closed.load(Ordering::SeqCst) {
         // The result does not matter: callers wait on their own replies.
         let _ = conn.flush_timeout(op_timeout);
     }

@@ -138,25 +138,23 @@ impl KvBackend for NatsBackend {
         Ok(Arc::new(self.open_store(config)?))
     }
 
-    /// Closes the connection (and every clone of it) when the server answers
-    /// within the operation deadline. Merely dropping a connected
-    /// `nats::Connection` leaves its reader thread blocked until the server's
-    /// next PING (minutes); closing it is immediate. During an outage the
-    /// connection is left to be dropped instead: `close` would wait for a
-    /// PONG without any deadline, while a dropped connection's reconnect loop
-    /// notices on its own that it is no longer wanted.
+    /// Closes the connection (and every clone of it) and ends this
+    /// backend's threads. Merely dropping a connected `nats::Connection`
+    /// leaves its reader thread blocked until the server's next PING
+    /// (minutes). The crate's `close` first waits for a PONG with no
+    /// deadline, so it runs on a short-lived thread of its own: immediate
+    /// while the server is up; during an outage that thread (and the
+    /// client's) end as soon as the server is back.
     fn close(&self) {
+        // Without its command sender (and with every watch dropped), the
+        // watch hub ends; the flusher ends after its current flush.
+        self.shared.hub.lock().take();
         let link = &self.shared.link;
-        let reachable = link
-            .conn
-            .request_timeout("$JS.API.INFO", b"", link.op_timeout)
-            .is_ok();
-        if reachable {
-            let conn = link.conn.clone();
-            let _ = std::thread::Builder::new()
-                .name("parti-kv-close".into())
-                .spawn(move || conn.close());
-        }
+        link.close();
+        let conn = link.conn.clone();
+        let _ = std::thread::Builder::new()
+            .name("parti-kv-close".into())
+            .spawn(move || conn.close());
     }
 }
 
