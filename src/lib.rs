@@ -15,6 +15,7 @@ mod error;
 mod state;
 pub mod store;
 pub mod strategy;
+pub mod subscription;
 mod types;
 
 pub use config::Config;
