@@ -299,3 +299,73 @@ fn stop_returns_within_its_deadline_while_nats_is_frozen() {
         t.elapsed()
     );
 }
+
+/// A crashed worker leaves its durable consumer behind, still filtering its
+/// partitions; a work-queue stream refuses an overlapping consumer. The new
+/// owner retries until the server removes the stale consumer
+/// (`inactive_threshold`), then gets every message, old ones included.
+#[test]
+fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
+    let server = NatsServer::start();
+    let url = server.url();
+    create_stream(&url, "workqueue", "ORDERS", "orders.>");
+    let nc = nats::connect(&url).expect("connect");
+    // The "crashed" worker's consumer: filters p0, nobody pulls.
+    let ghost = serde_json::json!({
+        "stream_name": "ORDERS",
+        "config": {
+            "durable_name": "ghost",
+            "ack_policy": "explicit",
+            "filter_subject": "orders.p0.>",
+            "inactive_threshold": 2_000_000_000u64,
+        }
+    });
+    let reply = nc
+        .request_timeout(
+            "$JS.API.CONSUMER.CREATE.ORDERS.ghost",
+            ghost.to_string(),
+            Duration::from_secs(2),
+        )
+        .expect("ghost consumer");
+    assert!(!String::from_utf8_lossy(&reply.data).contains("\"error\""));
+    for n in 0..10u64 {
+        nc.request_timeout("orders.p0.created", n.to_string(), Duration::from_secs(2))
+            .expect("publish");
+    }
+    let ledger = Ledger::default();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = errors.clone();
+    let handler_ledger = ledger.clone();
+    let consumer = JetStreamConsumer::start_with_error_hook(
+        parti::store::nats::connect(&url).expect("connect"),
+        js_config("w1"),
+        move |p, msg| {
+            let start = Instant::now();
+            let n: u64 = String::from_utf8_lossy(&msg.data).parse()?;
+            handler_ledger.handled("w1", p.id(), n, start);
+            Ok(())
+        },
+        Some(Box::new(move |e| sink.lock().unwrap().push(e.to_string()))),
+    )
+    .expect("start");
+    let a = parti::Assignment::new(1, 1, None, [(Partition::new("p0"), 1)]);
+    let t = Instant::now();
+    consumer.apply(&parti::AssignmentChange::between(
+        &parti::Assignment::default(),
+        &a,
+    ));
+    let all = wait_until(Duration::from_secs(15), || ledger.handlers().len() == 10);
+    assert!(
+        all,
+        "handled {} of 10; errors {:?}",
+        ledger.handlers().len(),
+        errors.lock().unwrap()
+    );
+    eprintln!(
+        "all handled after {:?}; first error: {:?}",
+        t.elapsed(),
+        errors.lock().unwrap().first()
+    );
+    consumer.stop().expect("stop");
+    nc.close();
+}

@@ -56,8 +56,11 @@ pub struct JetStreamConfig {
     /// after this (default 30 s).
     pub ack_wait: Duration,
     /// The server deletes the consumer after this long without pull
-    /// requests (default 60 s): a crashed worker's consumer goes away and
-    /// stops holding its partitions' subjects.
+    /// requests (default 30 s): a crashed worker's consumer goes away and
+    /// stops holding its partitions' subjects. Until then a work-queue stream
+    /// refuses the new owner's overlapping consumer (the helper retries), so
+    /// this bounds how long a crashed worker's partitions wait. Keep it well
+    /// above `fetch_wait` and your longest handler call.
     pub inactive_threshold: Duration,
     /// Retry period of a failed consumer update (default 1 s).
     pub retry_every: Duration,
@@ -81,7 +84,7 @@ impl JetStreamConfig {
             fetch_wait: Duration::from_secs(1),
             op_timeout: Duration::from_secs(2),
             ack_wait: Duration::from_secs(30),
-            inactive_threshold: Duration::from_secs(60),
+            inactive_threshold: Duration::from_secs(30),
             retry_every: Duration::from_secs(1),
             release_timeout: Duration::from_secs(10),
         }
@@ -499,6 +502,14 @@ fn fetch_loop(inner: Arc<Inner>, woken: Receiver<()>) {
         }
         if let Err(e) = fetch(&inner, generation) {
             report(&inner.on_error, e);
+            // The consumer may be gone (removed by an operator, or by the
+            // server after `inactive_threshold` while a handler ran long):
+            // recreate it before fetching again.
+            let mut s = inner.state.lock();
+            if s.synced == Some(generation) {
+                s.synced = None;
+            }
+            drop(s);
             let _ = woken.recv_timeout(c.retry_every);
         }
     }
@@ -562,6 +573,12 @@ fn fetch(inner: &Inner, generation: u64) -> Result<(), Error> {
                 if !what.contains("Deleted") {
                     result = Err(fail(format!("pull request ended: 409 {what}")));
                 }
+                break;
+            }
+            Some("503") => {
+                result = Err(fail(
+                    "no responders: the consumer (or JetStream) is gone".into(),
+                ));
                 break;
             }
             Some(other) => {
