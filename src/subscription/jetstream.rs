@@ -150,6 +150,8 @@ struct Inner {
     running: Mutex<()>,
     /// Serializes consumer updates (from `apply` and the retrying loop).
     sync: Mutex<()>,
+    /// Ack subject of the last message acked under the current consumer.
+    last_ack: Mutex<Option<String>>,
     wake: Sender<()>,
     stopped: AtomicBool,
 }
@@ -263,6 +265,7 @@ impl JetStreamConsumer {
             }),
             running: Mutex::new(()),
             sync: Mutex::new(()),
+            last_ack: Mutex::new(None),
             wake,
             stopped: AtomicBool::new(false),
         });
@@ -437,6 +440,15 @@ fn sync_consumer(inner: &Inner) -> Result<(), Error> {
         (state.generation, filters)
     };
     let c = &inner.config;
+    // The server processes a consumer's acks in order on a queue of their
+    // own, apart from API requests: an ack sent just before the delete could
+    // be dropped with the consumer, and its message handled again by the
+    // partition's next owner. Acking the last message again, synchronously,
+    // returns once every earlier ack has been processed.
+    let last_ack = inner.last_ack.lock().take();
+    if let Some(reply) = last_ack {
+        let _ = inner.conn.request_timeout(&reply, "+ACK", c.op_timeout);
+    }
     match api(
         &inner.conn,
         "consumer delete",
@@ -652,7 +664,9 @@ fn handle(inner: &Inner, generation: u64, msg: &nats::Message) {
     };
     // Queued while `running` is held, so the ack precedes (on this
     // connection) the consumer deletion of the `apply` waiting for us.
-    let _ = inner.conn.publish(reply, ack);
+    if inner.conn.publish(reply, ack).is_ok() && ack == "+ACK" {
+        *inner.last_ack.lock() = Some(reply.to_string());
+    }
 }
 
 #[cfg(test)]
