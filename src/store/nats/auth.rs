@@ -301,8 +301,8 @@ impl Permissions {
 /// # Errors
 /// [`Error::PermissionDenied`] naming the first denied permission, as the
 /// server put it (e.g. `publish to "$KV.parti-orders-leader.leader"`, or
-/// `subscription to "_INBOX.…"`); [`Error::Subscription`] for a timeout
-/// without any violation (NATS unreachable or JetStream down).
+/// `subscription to "_INBOX.…"`); [`Error::Kv`] (`Unavailable`) for a
+/// timeout without any violation (NATS unreachable or JetStream down).
 pub fn check_permissions(
     conn: &nats::Connection,
     group: &str,
@@ -364,12 +364,9 @@ pub fn check_permissions(
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        return Err(Error::Subscription {
-            what: "permission check",
-            reason: format!(
-                "{subject}: no answer within {timeout:?} and no permission violation reported"
-            ),
-        });
+        return Err(Error::Kv(crate::store::KvError::Unavailable(format!(
+            "permission check: {subject}: no answer within {timeout:?} and no permission violation reported"
+        ))));
     }
     Ok(())
 }
