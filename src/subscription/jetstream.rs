@@ -170,6 +170,9 @@ struct Inner {
 /// partition's owner of the moment, at least once (twice only when an ack was
 /// lost).
 ///
+/// Give it a connection of its own; it does not close it (close it after
+/// [`stop`](JetStreamConsumer::stop)).
+///
 /// Server side: nats-server ≥ 2.10 (multiple filter subjects). The stream
 /// must exist with `retention: workqueue`; [`start`](JetStreamConsumer::start)
 /// checks it.

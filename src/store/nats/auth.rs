@@ -244,7 +244,6 @@ pub fn worker_permissions(group: &str) -> Result<Permissions, Error> {
             format!("$JS.API.STREAM.CREATE.{stream}"),
             format!("$JS.API.STREAM.MSG.GET.{stream}"),
             format!("$JS.API.CONSUMER.CREATE.{stream}"),
-            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
             format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
             format!("$KV.{bucket}.>"),
             // Flow-control answers of the watches.
