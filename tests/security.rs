@@ -198,3 +198,61 @@ fn token_authentication() {
     assert_eq!(m.assignment().len(), 1);
     m.stop().expect("stop");
 }
+
+/// Every entry of `worker_permissions` is probed by `check_permissions`: a
+/// user lacking any single one gets `PermissionDenied` naming that entry.
+#[test]
+fn every_missing_permission_is_named() {
+    let all = worker_permissions(GROUP).expect("permissions");
+    let users: Vec<(String, String)> = all
+        .publish
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| (format!("u{i}"), entry.clone()))
+        .collect();
+    let entries: Vec<String> = users
+        .iter()
+        .map(|(user, entry)| {
+            format!(
+                "{{ user: {user}, password: pw, {} }}",
+                permissions_without(entry)
+            )
+        })
+        .collect();
+    let config = format!(
+        "authorization {{ users: [ {{ user: admin, password: adminpw }}\n{} ] }}\n",
+        entries.join("\n")
+    );
+    let server = start_with_config(&config, admin_ready);
+    let url = server.url();
+    // Four at a time: each failing probe waits out its timeout.
+    for chunk in users.chunks(4) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|(user, entry)| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let nc =
+                        connect_with(&url, &Auth::user_password(&user, "pw")).expect("connects");
+                    let result = check_permissions(&nc, GROUP, Duration::from_secs(1));
+                    nc.close();
+                    (entry, result)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (entry, result) = h.join().expect("check thread");
+            let needle = entry.trim_end_matches('>');
+            match result {
+                Err(Error::PermissionDenied { permission }) => {
+                    assert!(
+                        permission.contains(needle),
+                        "without {entry}: named {permission}"
+                    )
+                }
+                other => panic!("without {entry}: expected PermissionDenied, got {other:?}"),
+            }
+        }
+    }
+}

@@ -330,6 +330,13 @@ pub fn check_permissions(
             None,
             br#"{"stream_name":"_parti_probe_mismatch","config":{}}"#.to_vec(),
         ));
+        probes.push((
+            format!("$JS.API.CONSUMER.DELETE.{stream}._parti_probe"),
+            None,
+            Vec::new(),
+        ));
+        // Nobody listens there: "no responders" proves the permission.
+        probes.push((format!("$JS.FC.{stream}._parti_probe"), None, Vec::new()));
         // A write that cannot succeed: it expects a sequence no key has.
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", u64::MAX.to_string());
