@@ -131,7 +131,19 @@ fn rebalance_moves_subscriptions_without_overlap() {
     // Settled: a batch with known numbers (above the continuous ones) is
     // handled exactly once per message, by the partition's current owner.
     let nc = nats::connect(&url).expect("connect");
-    let first = continuous + 1000;
+    // A SUB sent by the new owner may still be on its way to the server
+    // (core NATS is at-most-once): publish fresh warm-up numbers until one
+    // round reaches every partition, then the measured batch.
+    let mut warm = continuous + 100;
+    let warmed = wait_until(Duration::from_secs(10), || {
+        let round = publish_batch(&nc, warm, 1);
+        warm += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        let h = ledger.handlers();
+        round.iter().all(|k| h.contains_key(k))
+    });
+    assert!(warmed, "subscriptions never all became live");
+    let first = warm + 1000;
     let batch = publish_batch(&nc, first, 25);
     let all_seen = wait_until(Duration::from_secs(10), || {
         let h = ledger.handlers();
