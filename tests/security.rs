@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use group::{exactly_once, fast_config, manager_report, wait_until};
 use parti::source::StaticSource;
 use parti::store::nats::{
-    check_permissions, connect_with, recent_permission_violation, worker_permissions, Auth,
+    check_permissions, connect_with, recent_permission_violations, worker_permissions, Auth,
 };
 use parti::{Config, Error, Manager, Partition, State};
 use support::start_with_config;
@@ -156,11 +156,12 @@ fn authorization_end_to_end() {
         "start took {:?}",
         t.elapsed()
     );
-    let why =
-        recent_permission_violation(Duration::from_secs(30)).expect("a violation was reported");
+    // Other tests of this process report violations too: look for ours.
+    let why = recent_permission_violations(Duration::from_secs(30));
     assert!(
-        why.to_string().contains("$KV.parti-secure-leader."),
-        "{err} / {why}"
+        why.iter()
+            .any(|e| e.to_string().contains("$KV.parti-secure-leader.")),
+        "{err} / {why:?}"
     );
 
     // No subscribe permission on _INBOX.>: every reply is denied.

@@ -223,3 +223,72 @@ fn subscriptions_come_back_after_a_connection_cut() {
     w.subscriber.stop();
     nc.close();
 }
+
+/// A handler stuck on a removed partition: `apply` returns after the release
+/// timeout, reports it through the error hook, and no further message of
+/// that partition reaches the handler.
+#[test]
+fn a_stuck_handler_delays_a_release_only_up_to_its_timeout() {
+    let server = NatsServer::start();
+    let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (c, e) = (calls.clone(), errors.clone());
+    let sub = SubjectSubscriber::with_options(
+        parti::store::nats::connect(&server.url()).expect("connect"),
+        "stuck.{id}",
+        move |p, _| {
+            c.lock().unwrap().push(p.id().to_string());
+            // The first call blocks until the test opens the gate.
+            let _ = gate_rx.recv_timeout(Duration::from_secs(5));
+        },
+        Some(Box::new(move |err| e.lock().unwrap().push(err.to_string()))),
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    )
+    .expect("subscriber");
+    let a = parti::Assignment::new(1, 1, None, [(Partition::new("p0"), 1)]);
+    sub.apply(&parti::AssignmentChange::between(
+        &parti::Assignment::default(),
+        &a,
+    ));
+    let nc = nats::connect(&server.url()).expect("connect");
+    assert!(wait_until(Duration::from_secs(5), || {
+        nc.publish("stuck.p0", "x").expect("publish");
+        !calls.lock().unwrap().is_empty()
+    }));
+    nc.publish("stuck.p0", "y").expect("publish");
+    nc.flush_timeout(Duration::from_secs(2)).expect("flush");
+    let t = Instant::now();
+    sub.apply(&parti::AssignmentChange::between(
+        &a,
+        &parti::Assignment::default(),
+    ));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "apply took {took:?}"
+    );
+    assert!(
+        errors.lock().unwrap().iter().any(|e| e.contains("release")),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    let seen = calls.lock().unwrap().len();
+    gate_tx.send(()).expect("open the gate");
+    // Messages already buffered for p0 must not reach the handler any more.
+    for _ in 0..5 {
+        nc.publish("stuck.p0", "z").expect("publish");
+    }
+    nc.flush_timeout(Duration::from_secs(2)).expect("flush");
+    let more = wait_until(Duration::from_millis(500), || {
+        calls.lock().unwrap().len() > seen
+    });
+    assert!(
+        !more,
+        "handler called after the release: {:?}",
+        calls.lock().unwrap()
+    );
+    sub.stop();
+    nc.close();
+}

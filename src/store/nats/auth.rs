@@ -27,7 +27,7 @@
 //! level and remember the recent ones; [`check_permissions`] runs
 //! side-effect-free probes of everything a worker of a group needs and names
 //! the first permission the server denied ([`Error::PermissionDenied`]), and
-//! [`recent_permission_violation`] tells whether a timeout you got (e.g.
+//! [`recent_permission_violations`] tells whether a timeout you got (e.g.
 //! from `start()`) came with one.
 
 use std::collections::VecDeque;
@@ -149,17 +149,19 @@ fn permission_of(message: &str) -> String {
     }
 }
 
-/// The most recent permission violation reported by the server on any
-/// connection made with [`options_with`] in this process within `within`,
-/// as [`Error::PermissionDenied`]. Use it to explain a timeout.
-pub fn recent_permission_violation(within: Duration) -> Option<Error> {
+/// The permission violations reported by the server within `within` on
+/// any connection made with [`options_with`] in this process, most recent
+/// first, as [`Error::PermissionDenied`]. Use it to explain a timeout (e.g.
+/// from `start()`). Several connections of one process share this record.
+pub fn recent_permission_violations(within: Duration) -> Vec<Error> {
     let v = VIOLATIONS.lock();
     v.iter()
         .rev()
-        .find(|(at, _)| at.elapsed() <= within.min(KEEP_FOR))
+        .filter(|(at, _)| at.elapsed() <= within.min(KEEP_FOR))
         .map(|(_, m)| Error::PermissionDenied {
             permission: permission_of(m),
         })
+        .collect()
 }
 
 /// A violation naming `subject` reported since `since`.

@@ -59,7 +59,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 pub use self::auth::{
-    check_permissions, connect_checked, connect_with, options_with, recent_permission_violation,
+    check_permissions, connect_checked, connect_with, options_with, recent_permission_violations,
     worker_permissions, Auth, NKeySigner, Permissions,
 };
 use self::link::Link;
