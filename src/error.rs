@@ -148,6 +148,35 @@ pub enum Error {
     /// The manager is stopped (or stopping) and cannot do what was asked.
     #[error("manager is stopped")]
     Stopped,
+    /// A connection to NATS could not be made: the server is unreachable or
+    /// rejected the credentials (`reason` carries the server's words, e.g.
+    /// "authorization violation"). Returned at once by
+    /// [`store::nats::connect_with`](crate::store::nats::connect_with).
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect {
+        /// The server URL(s) tried.
+        url: String,
+        /// Why, as the client or server put it.
+        reason: String,
+    },
+    /// The NATS server refused an operation because the user lacks a
+    /// permission. `permission` names it as the server reported it, e.g.
+    /// `publish to "$KV.parti-orders-workers.worker-0"`.
+    #[error("NATS permissions violation: missing permission to {permission}")]
+    PermissionDenied {
+        /// The denied operation and subject, in the server's words.
+        permission: String,
+    },
+    /// A subscription helper ([`subscription`](crate::subscription)) could not
+    /// subscribe, create or update its consumer, or release a partition in
+    /// time. The helper retries on its own; this reports the delay.
+    #[error("subscription {what}: {reason}")]
+    Subscription {
+        /// What failed ("subscribe", "consumer update", "release", …).
+        what: &'static str,
+        /// Details.
+        reason: String,
+    },
     /// A KV operation failed. See [`KvError`] for the cases.
     #[error(transparent)]
     Kv(#[from] KvError),

@@ -14,6 +14,7 @@ pub mod source;
 mod state;
 pub mod store;
 pub mod strategy;
+pub mod subscription;
 mod types;
 pub mod wire;
 

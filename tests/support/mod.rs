@@ -509,3 +509,26 @@ pub fn thread_count() -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// Starts a server with a configuration file (e.g. an `authorization`
+/// block) written into its temp dir, and waits until `ready(url)` holds
+/// (the default probe cannot log in to a server that requires credentials).
+pub fn start_with_config(config: &str, ready: impl Fn(&str) -> bool) -> NatsServer {
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let path = dir.path().join("server.conf");
+    std::fs::write(&path, config).expect("write the server config");
+    let args = vec!["-c".to_string(), path.display().to_string()];
+    let mut server = NatsServer::spawn_in(dir.path(), free_port(), args);
+    server._dir = Some(dir);
+    let url = server.url();
+    let up = wait_until(READY_TIMEOUT, || {
+        server.is_running()
+            && TcpStream::connect_timeout(&server.addr(), Duration::from_millis(200)).is_ok()
+            && ready(&url)
+    });
+    if !up {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        panic!("nats-server with config not ready within {READY_TIMEOUT:?}; log:\n{log}");
+    }
+    server
+}

@@ -18,7 +18,12 @@
 //! [`KvError::Unavailable`] (certainly not written) instead of being sent
 //! later.
 //!
-//! # TLS
+//! # Authentication and TLS
+//! [`connect_with`] takes an [`Auth`] (user/password, token, credentials
+//! file, nkey); [`options_with`] gives the `nats::Options` to add TLS
+//! settings to. [`worker_permissions`] lists the minimal permissions of a
+//! worker; [`check_permissions`] names a missing one before `start()`.
+//!
 //! The `nats` 0.26 crate pins rustls 0.22 / rustls-webpki 0.102, which carry
 //! CRL-handling advisories fixed in 0.103. Plain-TCP users (loopback, private
 //! networks) are not affected; TLS users should weigh that.
@@ -37,6 +42,7 @@
 //! ```
 #![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated (trap 9)
 
+mod auth;
 mod bucket;
 mod consumer;
 mod link;
@@ -52,6 +58,10 @@ use nats::HeaderMap;
 use parking_lot::Mutex;
 use serde_json::json;
 
+pub use self::auth::{
+    check_permissions, connect_checked, connect_with, options_with, recent_permission_violations,
+    worker_permissions, Auth, NKeySigner, Permissions,
+};
 use self::link::Link;
 use self::wire::{AckOutcome, Op, StoredMsg};
 use super::{is_valid_key, BucketConfig, Entry, KvBackend, KvError, KvStore, Revision, Watch};
