@@ -16,6 +16,7 @@ use crate::Error;
 /// let config = Config {
 ///     heartbeat_interval: Duration::from_millis(500),
 ///     heartbeat_ttl: Duration::from_millis(1500),
+///     operation_timeout: Duration::from_millis(500),
 ///     ..Config::default()
 /// };
 /// assert!(config.validate().is_ok());
