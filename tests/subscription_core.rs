@@ -194,7 +194,7 @@ fn subscriptions_come_back_after_a_connection_cut() {
     w.manager
         .wait_for_state(State::Stable, Duration::from_secs(10))
         .expect("stable");
-    let nc = nats::connect(&server.url()).expect("connect");
+    let nc = nats::connect(server.url()).expect("connect");
     let before = publish_batch(&nc, 0, 5);
     assert!(wait_until(Duration::from_secs(5), || {
         let h = ledger.handlers();
@@ -252,7 +252,7 @@ fn a_stuck_handler_delays_a_release_only_up_to_its_timeout() {
         &parti::Assignment::default(),
         &a,
     ));
-    let nc = nats::connect(&server.url()).expect("connect");
+    let nc = nats::connect(server.url()).expect("connect");
     assert!(wait_until(Duration::from_secs(5), || {
         nc.publish("stuck.p0", "x").expect("publish");
         !calls.lock().unwrap().is_empty()

@@ -128,7 +128,7 @@ impl Ledger {
                     .get(&(worker.clone(), partition.clone()))
                     .is_some_and(|ivs| {
                         ivs.iter()
-                            .any(|(g, r)| *g <= start && r.map_or(true, |r| end <= r))
+                            .any(|(g, r)| *g <= start && r.is_none_or(|r| end <= r))
                     });
                 if !ok {
                     bad.push(format!(
@@ -160,8 +160,8 @@ impl Ledger {
                     if a.0 == b.0 {
                         continue;
                     }
-                    let a_end_after_b = a.2.map_or(true, |ae| ae > b.1);
-                    let b_end_after_a = b.2.map_or(true, |be| be > a.1);
+                    let a_end_after_b = a.2.is_none_or(|ae| ae > b.1);
+                    let b_end_after_a = b.2.is_none_or(|be| be > a.1);
                     if a_end_after_b && b_end_after_a {
                         bad.push(format!("{p}: {} and {} overlapped", a.0, b.0));
                     }
