@@ -32,7 +32,9 @@ struct Server {
 impl Server {
     fn start() -> Res<Server> {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let dir = std::env::temp_dir().join(format!("parti-scale-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let child = Command::new(bin)
@@ -48,7 +50,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Server { child, port, _dir: dir })
+        Ok(Server {
+            child,
+            port,
+            _dir: dir,
+        })
     }
 
     fn url(&self) -> String {
@@ -57,11 +63,15 @@ impl Server {
 
     /// Last sequence of a stream: every KV write adds one.
     fn stream_seq(&self, nc: &nats::Connection, stream: &str) -> u64 {
-        nc.request_timeout(&format!("$JS.API.STREAM.INFO.{stream}"), b"", Duration::from_secs(2))
-            .ok()
-            .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.data).ok())
-            .and_then(|v| v["state"]["last_seq"].as_u64())
-            .unwrap_or(0)
+        nc.request_timeout(
+            &format!("$JS.API.STREAM.INFO.{stream}"),
+            b"",
+            Duration::from_secs(2),
+        )
+        .ok()
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.data).ok())
+        .and_then(|v| v["state"]["last_seq"].as_u64())
+        .unwrap_or(0)
     }
 }
 
@@ -74,13 +84,19 @@ impl Drop for Server {
 }
 
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0)
         * 4
 }
@@ -99,7 +115,9 @@ fn scale(managers: usize, partitions: usize) -> Res<()> {
         ..Config::default()
     };
     let (threads0, rss0) = (threads(), rss_kib());
-    let parts: Vec<Partition> = (0..partitions).map(|i| Partition::new(format!("p{i}"))).collect();
+    let parts: Vec<Partition> = (0..partitions)
+        .map(|i| Partition::new(format!("p{i}")))
+        .collect();
     let t0 = Instant::now();
     let mut list = Vec::new();
     for _ in 0..managers {
@@ -125,11 +143,21 @@ fn scale(managers: usize, partitions: usize) -> Res<()> {
     let (threads1, rss1) = (threads(), rss_kib());
     // Steady-state write rate: every KV write is one stream message.
     let probe = nats::connect(server.url())?;
-    let streams = ["KV_parti-scale-workers", "KV_parti-scale-leader", "KV_parti-scale-assignments"];
-    let before: Vec<u64> = streams.iter().map(|s| server.stream_seq(&probe, s)).collect();
+    let streams = [
+        "KV_parti-scale-workers",
+        "KV_parti-scale-leader",
+        "KV_parti-scale-assignments",
+    ];
+    let before: Vec<u64> = streams
+        .iter()
+        .map(|s| server.stream_seq(&probe, s))
+        .collect();
     let window = Duration::from_secs(10);
     std::thread::sleep(window);
-    let after: Vec<u64> = streams.iter().map(|s| server.stream_seq(&probe, s)).collect();
+    let after: Vec<u64> = streams
+        .iter()
+        .map(|s| server.stream_seq(&probe, s))
+        .collect();
     let rates: Vec<f64> = before
         .iter()
         .zip(&after)
@@ -165,7 +193,15 @@ struct Worker {
 impl Worker {
     fn spawn(bin: &PathBuf, url: &str, group: &str, n: usize, flags: &[String]) -> Res<Worker> {
         let mut child = Command::new(bin)
-            .args(["worker", "--server", url, "--group", group, "--partitions", &n.to_string()])
+            .args([
+                "worker",
+                "--server",
+                url,
+                "--group",
+                group,
+                "--partitions",
+                &n.to_string(),
+            ])
             .args(flags)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -185,7 +221,13 @@ impl Worker {
     }
 
     fn last(&self, kind: &str) -> Option<(Instant, serde_json::Value)> {
-        self.events.lock().ok()?.iter().rev().find(|(_, e)| e["event"] == kind).cloned()
+        self.events
+            .lock()
+            .ok()?
+            .iter()
+            .rev()
+            .find(|(_, e)| e["event"] == kind)
+            .cloned()
     }
 
     fn partitions(&self) -> Vec<String> {
@@ -198,7 +240,8 @@ impl Worker {
     }
 
     fn is_leader(&self) -> bool {
-        self.last("leader").is_some_and(|(_, e)| e["is_leader"] == true)
+        self.last("leader")
+            .is_some_and(|(_, e)| e["is_leader"] == true)
     }
 }
 
@@ -243,7 +286,11 @@ fn failover(runs: usize) -> Res<()> {
         .map(|p| p.join("parti"))
         .ok_or("cannot locate the parti binary")?;
     if !bin.exists() {
-        return Err(format!("{} not found: cargo build --release --bin parti", bin.display()).into());
+        return Err(format!(
+            "{} not found: cargo build --release --bin parti",
+            bin.display()
+        )
+        .into());
     }
     let server = Server::start()?;
     let config = [
@@ -257,7 +304,10 @@ fn failover(runs: usize) -> Res<()> {
         "operation_timeout=300ms",
         "worker_id_ttl=3s",
     ];
-    let flags: Vec<String> = config.iter().flat_map(|c| ["--set".to_string(), c.to_string()]).collect();
+    let flags: Vec<String> = config
+        .iter()
+        .flat_map(|c| ["--set".to_string(), c.to_string()])
+        .collect();
     let n = 60;
     let (mut crash, mut lead) = (Vec::new(), Vec::new());
     for run in 0..runs {
@@ -266,12 +316,17 @@ fn failover(runs: usize) -> Res<()> {
             .map(|_| Worker::spawn(&bin, &server.url(), &group, n, &flags))
             .collect::<Res<_>>()?;
         let all: Vec<&Worker> = workers.iter().collect();
-        if !wait(Duration::from_secs(20), || owned_once(&all, n) && all.iter().filter(|w| w.is_leader()).count() == 1) {
+        if !wait(Duration::from_secs(20), || {
+            owned_once(&all, n) && all.iter().filter(|w| w.is_leader()).count() == 1
+        }) {
             return Err(format!("run {run}: group did not settle").into());
         }
         // Worker crash: a follower is killed; time until the others own all.
         let mut workers = workers;
-        let f = workers.iter().position(|w| !w.is_leader()).ok_or("no follower")?;
+        let f = workers
+            .iter()
+            .position(|w| !w.is_leader())
+            .ok_or("no follower")?;
         let mut victim = workers.remove(f);
         let t0 = Instant::now();
         let _ = victim.child.kill();
@@ -282,14 +337,25 @@ fn failover(runs: usize) -> Res<()> {
         crash.push(t0.elapsed().as_secs_f64() * 1000.0);
         // Leader crash: time until a new leader publishes (a survivor applies
         // an assignment of a newer epoch).
-        let l = workers.iter().position(|w| w.is_leader()).ok_or("no leader")?;
-        let old_epoch = workers[l].last("assignment").and_then(|(_, e)| e["epoch"].as_u64()).unwrap_or(0);
+        let l = workers
+            .iter()
+            .position(|w| w.is_leader())
+            .ok_or("no leader")?;
+        let old_epoch = workers[l]
+            .last("assignment")
+            .and_then(|(_, e)| e["epoch"].as_u64())
+            .unwrap_or(0);
         let mut leader = workers.remove(l);
         let t0 = Instant::now();
         let _ = leader.child.kill();
         let rest: Vec<&Worker> = workers.iter().collect();
         let published = wait(Duration::from_secs(10), || {
-            rest.iter().any(|w| w.last("assignment").and_then(|(_, e)| e["epoch"].as_u64()).unwrap_or(0) > old_epoch)
+            rest.iter().any(|w| {
+                w.last("assignment")
+                    .and_then(|(_, e)| e["epoch"].as_u64())
+                    .unwrap_or(0)
+                    > old_epoch
+            })
         });
         if !published {
             return Err(format!("run {run}: no new leader published").into());
