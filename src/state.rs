@@ -10,7 +10,7 @@ use std::fmt;
 /// |---|---|
 /// | `Init` | `ClaimingId`, `Shutdown` |
 /// | `ClaimingId` | `Election`, `Shutdown` |
-/// | `Election` | `WaitingAssignment`, `Degraded`, `Shutdown` |
+/// | `Election` | `WaitingAssignment`, `Stable`, `Scaling`, `Rebalancing`, `Emergency`, `Degraded`, `Shutdown` |
 /// | `WaitingAssignment` | `Stable`, `Scaling`, `Rebalancing`, `Emergency`, `Degraded`, `Shutdown` |
 /// | `Stable` | `Scaling`, `Rebalancing`, `Emergency`, `Degraded`, `Shutdown` |
 /// | `Scaling` | `Stable`, `Rebalancing`, `Emergency`, `Degraded`, `Shutdown` |
@@ -52,7 +52,10 @@ impl State {
         match self {
             Init => matches!(to, ClaimingId | Shutdown),
             ClaimingId => matches!(to, Election | Shutdown),
-            Election => matches!(to, WaitingAssignment | Degraded | Shutdown),
+            // The first assignment can arrive before this worker has seen the
+            // lease (a busy group answers faster than a loaded election
+            // thread), so Election may lead straight to an assigned state.
+            Election => !matches!(to, Init | ClaimingId),
             WaitingAssignment | Stable | Scaling | Rebalancing | Emergency => {
                 !matches!(to, Init | ClaimingId | Election | WaitingAssignment)
             }
@@ -79,5 +82,32 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::State::*;
+    use super::*;
+
+    #[test]
+    fn the_table_allows_the_documented_paths_only() {
+        let startup = [Init, ClaimingId, Election, WaitingAssignment, Stable];
+        assert!(startup.windows(2).all(|w| w[0].can_transition_to(w[1])));
+        assert!(
+            Election.can_transition_to(Stable),
+            "an assignment may beat the election"
+        );
+        assert!(
+            Stable.can_transition_to(Degraded) && Degraded.can_transition_to(WaitingAssignment)
+        );
+        assert!(!Stable.can_transition_to(WaitingAssignment));
+        assert!(!Stable.can_transition_to(Election));
+        assert!(!Init.can_transition_to(Stable));
+        for s in State::ALL {
+            assert!(!Shutdown.can_transition_to(s));
+            assert!(!s.can_transition_to(s));
+            assert!(s == Shutdown || s.can_transition_to(Shutdown));
+        }
     }
 }
