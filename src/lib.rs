@@ -5,17 +5,19 @@
 
 pub mod clock;
 mod config;
-mod manager;
 pub mod core;
+mod error;
+mod manager;
 mod names;
 mod runtime;
+#[doc(hidden)]
+pub mod sim;
 pub mod source;
-pub mod wire;
-mod error;
 mod state;
 pub mod store;
 pub mod strategy;
 mod types;
+pub mod wire;
 
 pub use config::Config;
 pub use error::Error;
