@@ -209,8 +209,17 @@ impl WorkerCore {
         self.fenced = true;
         self.degraded = true;
         self.incarnation += 1;
+        // The leader reads a new incarnation as "holds nothing" and may grant
+        // our partitions elsewhere at once: announce it only after the
+        // release callback returned (the shell resumes us then).
+        self.suspended = true;
         self.next_beat = self.next_beat.min(self.last_confirmed + self.interval);
-        let released = Assignment::new(self.current.version(), self.current.epoch(), self.current.reason(), []);
+        let released = Assignment::new(
+            self.current.version(),
+            self.current.epoch(),
+            self.current.reason(),
+            [],
+        );
         self.current = released.clone();
         Some(WorkerEvent::Fenced(released))
     }
@@ -264,7 +273,12 @@ impl WorkerCore {
     }
 
     /// The result of a write from [`poll`](Self::poll), sent at `sent`.
-    pub fn on_beat(&mut self, now: Instant, sent: Instant, outcome: BeatOutcome) -> Option<WorkerEvent> {
+    pub fn on_beat(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        outcome: BeatOutcome,
+    ) -> Option<WorkerEvent> {
         self.in_flight = false;
         match outcome {
             BeatOutcome::Written(revision) => {
@@ -294,7 +308,11 @@ impl WorkerCore {
     /// The own key as read after a conflict (`None`: absent): decides between
     /// re-creating it, adopting a write whose answer was lost, and giving up
     /// the ID.
-    pub fn own_key_read(&mut self, now: Instant, found: Option<(Revision, WorkerRecord)>) -> Result<Option<BeatAction>, WorkerEvent> {
+    pub fn own_key_read(
+        &mut self,
+        now: Instant,
+        found: Option<(Revision, WorkerRecord)>,
+    ) -> Result<Option<BeatAction>, WorkerEvent> {
         self.in_flight = false;
         match found {
             None => {
@@ -360,15 +378,40 @@ mod tests {
     #[test]
     fn applies_only_newer_assignments_addressed_to_it() {
         let mut w = core(Instant::now());
-        assert!(matches!(w.on_assignment(Some(&record(2, 1, 0, &["a"]))), Some(WorkerEvent::Apply(_))));
-        assert_eq!(w.on_assignment(Some(&record(2, 1, 0, &["b"]))), None, "same version");
-        assert_eq!(w.on_assignment(Some(&record(1, 1, 0, &["b"]))), None, "older");
-        assert_eq!(w.on_assignment(Some(&record(3, 0, 0, &["b"]))), None, "older epoch");
-        assert_eq!(w.on_assignment(Some(&record(3, 1, 7, &["b"]))), None, "other incarnation");
+        assert!(matches!(
+            w.on_assignment(Some(&record(2, 1, 0, &["a"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
+        assert_eq!(
+            w.on_assignment(Some(&record(2, 1, 0, &["b"]))),
+            None,
+            "same version"
+        );
+        assert_eq!(
+            w.on_assignment(Some(&record(1, 1, 0, &["b"]))),
+            None,
+            "older"
+        );
+        assert_eq!(
+            w.on_assignment(Some(&record(3, 0, 0, &["b"]))),
+            None,
+            "older epoch"
+        );
+        assert_eq!(
+            w.on_assignment(Some(&record(3, 1, 7, &["b"]))),
+            None,
+            "other incarnation"
+        );
         let mut other = record(3, 1, 0, &["b"]);
         other.instance = "someone-else".into();
         assert_eq!(w.on_assignment(Some(&other)), None, "other process");
-        assert!(matches!(w.on_assignment(Some(&record(1, 2, 0, &["c"]))), Some(WorkerEvent::Apply(_))), "newer epoch wins");
+        assert!(
+            matches!(
+                w.on_assignment(Some(&record(1, 2, 0, &["c"]))),
+                Some(WorkerEvent::Apply(_))
+            ),
+            "newer epoch wins"
+        );
         assert!(w.current().contains("c"));
     }
 
@@ -390,15 +433,24 @@ mod tests {
         assert!(w.is_degraded());
         // The key still says "a" for incarnation 0: not applied again.
         assert_eq!(w.on_assignment(Some(&record(3, 1, 0, &["a"]))), None);
-        // A beat gets through: recovered, new incarnation announced.
+        // No beat announces the new incarnation before the release returned.
         let t = t0 + I * 4;
+        assert_eq!(w.poll(t), None);
+        w.resume(t);
+        // A beat gets through: recovered, new incarnation announced.
         let act = w.poll(t).unwrap();
         match &act {
             BeatAction::Update { record, .. } => assert_eq!(record.incarnation, 1),
             other => panic!("{other:?}"),
         }
-        assert_eq!(w.on_beat(t, t, BeatOutcome::Written(3)), Some(WorkerEvent::Recovered));
-        assert!(matches!(w.on_assignment(Some(&record(4, 1, 1, &["a"]))), Some(WorkerEvent::Apply(_))));
+        assert_eq!(
+            w.on_beat(t, t, BeatOutcome::Written(3)),
+            Some(WorkerEvent::Recovered)
+        );
+        assert!(matches!(
+            w.on_assignment(Some(&record(4, 1, 1, &["a"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
     }
 
     #[test]
@@ -424,9 +476,15 @@ mod tests {
         let _ = w.poll(t0);
         let mut theirs = w.record();
         theirs.instance = "other".into();
-        assert_eq!(w.own_key_read(t0, Some((10, theirs))), Err(WorkerEvent::IdLost));
+        assert_eq!(
+            w.own_key_read(t0, Some((10, theirs))),
+            Err(WorkerEvent::IdLost)
+        );
         let _ = w.poll(t0);
-        assert!(matches!(w.own_key_read(t0, None), Ok(Some(BeatAction::Create(_)))));
+        assert!(matches!(
+            w.own_key_read(t0, None),
+            Ok(Some(BeatAction::Create(_)))
+        ));
     }
 
     #[test]
