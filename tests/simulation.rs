@@ -68,6 +68,23 @@ fn mixed_faults_many_seeds() {
     assert!(failed.is_empty(), "failing seeds: {seeds:?}");
 }
 
+/// Seeds that once broke an invariant, with the bug each exposed.
+const REGRESSIONS: &[(u64, &str)] = &[(
+    365,
+    "a fenced worker announced its new incarnation before its release callback returned; \
+     the leader took that as released and granted its partitions elsewhere",
+)];
+
+#[test]
+fn regression_seeds() {
+    let cfg = SimConfig::faulty();
+    for (seed, bug) in REGRESSIONS {
+        if let Err(f) = check(*seed, &cfg) {
+            panic!("regression ({bug}):\n{f}");
+        }
+    }
+}
+
 #[test]
 fn replay() {
     let seed = std::env::var("PARTI_SIM_SEED")
