@@ -12,7 +12,7 @@ use crate::core::calculator::{Calculator, Output, Publication};
 use crate::names::META_KEY;
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
-use crate::store::{KvStore, Watch, WatchEvent};
+use crate::store::{KvError, KvStore, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error};
@@ -50,7 +50,9 @@ struct Pending {
 impl LeaderThread {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("parti-leader-{}", self.ctx.id);
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
     }
 
     fn run(self) {
@@ -106,10 +108,15 @@ impl LeaderThread {
     /// the previous leader published.
     fn take_office(&self) -> Option<(Calculator, Watch)> {
         let ctx = &self.ctx;
-        let watch = match ctx.workers.watch(None) {
-            Ok(w) => w,
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
+        // Giving up here would leave the lease held by a leader that never
+        // publishes: retry until it works or the term ends.
+        let retry = ctx.config.heartbeat_interval / 4;
+        let watch = loop {
+            match ctx.workers.watch(None) {
+                Ok(w) => break w,
+                Err(e) => self.shared.report(Error::Kv(e)),
+            }
+            if !self.pause(retry) {
                 return None;
             }
         };
@@ -144,7 +151,17 @@ impl LeaderThread {
                 }
             }
         }
-        let (records, meta_version) = self.read_assignments();
+        // Adopting a partial view would let this leader grant partitions
+        // that a worker whose key it missed still holds.
+        let (records, meta_version) = loop {
+            match self.read_assignments() {
+                Ok(read) => break read,
+                Err(e) => self.shared.report(Error::Kv(e)),
+            }
+            if !self.pause(retry) {
+                return None;
+            }
+        };
         calc.adopt(Instant::now(), &records, meta_version);
         log::info!(
             "[{}] leading epoch {}: {} workers known, {} assignment keys, version {}",
@@ -157,25 +174,23 @@ impl LeaderThread {
         Some((calc, watch))
     }
 
-    fn read_assignments(&self) -> (BTreeMap<String, AssignmentRecord>, u64) {
+    /// Waits `d` unless told to stop (`false`).
+    fn pause(&self, d: std::time::Duration) -> bool {
+        select_biased! {
+            recv(self.stop) -> _ => false,
+            recv(at(Instant::now() + d)) -> _ => true,
+        }
+    }
+
+    /// Every published key, or the first error (a key deleted meanwhile is
+    /// simply absent).
+    fn read_assignments(&self) -> Result<(BTreeMap<String, AssignmentRecord>, u64), KvError> {
         let store = &self.ctx.assignments;
         let mut records = BTreeMap::new();
         let mut meta_version = 0;
-        let keys = match store.keys() {
-            Ok(k) => k,
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
-                return (records, meta_version);
-            }
-        };
-        for key in keys {
-            let entry = match store.get(&key) {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.shared.report(Error::Kv(e));
-                    continue;
-                }
+        for key in store.keys()? {
+            let Some(entry) = store.get(&key)? else {
+                continue;
             };
             if key == META_KEY {
                 match wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
@@ -191,14 +206,18 @@ impl LeaderThread {
                 Err(e) => self.shared.report(e),
             }
         }
-        (records, meta_version)
+        Ok((records, meta_version))
     }
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
         match ev {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.refresh(calc),
             WatchEvent::Put(entry) => {
-                match wire::decode::<WorkerRecord>(self.ctx.workers.bucket(), &entry.key, &entry.value) {
+                match wire::decode::<WorkerRecord>(
+                    self.ctx.workers.bucket(),
+                    &entry.key,
+                    &entry.value,
+                ) {
                     Ok(rec) => calc.observe_worker(Instant::now(), &entry.key, &rec),
                     Err(e) => self.shared.report(e),
                 }
@@ -260,7 +279,9 @@ impl LeaderThread {
             if !self.shared.lease_valid() {
                 return;
             }
-            let Some(value) = pending.writes.get(&key) else { continue };
+            let Some(value) = pending.writes.get(&key) else {
+                continue;
+            };
             match self.ctx.assignments.put(&key, value) {
                 Ok(_) => {
                     pending.writes.remove(&key);
