@@ -69,11 +69,23 @@ fn mixed_faults_many_seeds() {
 }
 
 /// Seeds that once broke an invariant, with the bug each exposed.
-const REGRESSIONS: &[(u64, &str)] = &[(
-    365,
-    "a fenced worker announced its new incarnation before its release callback returned; \
-     the leader took that as released and granted its partitions elsewhere",
-)];
+const REGRESSIONS: &[(u64, &str)] = &[
+    (
+        365,
+        "a fenced worker announced its new incarnation before its release callback returned; \
+         the leader took that as released and granted its partitions elsewhere",
+    ),
+    (
+        479,
+        "a new leader whose read of the published keys failed adopted a partial view and \
+         granted a partition that a worker it missed still held",
+    ),
+    (
+        84,
+        "a new leader whose workers watch could not be opened ended its leader thread but \
+         kept renewing the lease: nobody published again",
+    ),
+];
 
 #[test]
 fn regression_seeds() {

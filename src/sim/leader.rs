@@ -35,7 +35,8 @@ pub(crate) enum Exit {
 
 impl Leader {
     /// Mirrors `LeaderThread::take_office`; `None` when the workers watch
-    /// cannot be opened (the runtime's thread then ends).
+    /// cannot be opened or the published keys cannot all be read (the
+    /// runtime's thread retries a little later).
     pub fn take_office(env: &Env, io: &Io, id: &str, epoch: u64, now: Instant) -> Option<Leader> {
         let watch = io.stores.workers.watch(None).ok()?;
         let mut calc = Calculator::new(
@@ -55,10 +56,8 @@ impl Leader {
         let mut records = BTreeMap::new();
         let mut meta_version = 0;
         let store = &io.stores.assignments;
-        // Like the runtime: a failed listing adopts nothing, a failed get
-        // skips that key.
-        for key in store.keys().unwrap_or_default() {
-            let Ok(Some(entry)) = store.get(&key) else {
+        for key in store.keys().ok()? {
+            let Some(entry) = store.get(&key).ok()? else {
                 continue;
             };
             if key == META_KEY {

@@ -35,6 +35,8 @@ pub(crate) struct Running {
     watch_retry: Instant,
     /// `Some` while the leader thread runs.
     pub leader: Option<Leader>,
+    /// A term whose leader thread is still taking office: epoch, next try.
+    office: Option<(u64, Instant)>,
     callbacks: VecDeque<Callback>,
     completed: BTreeSet<String>,
     last_apply: u64,
@@ -69,6 +71,7 @@ impl Running {
             lease_watch: None,
             watch_retry: now,
             leader: None,
+            office: None,
             callbacks: VecDeque::new(),
             completed: BTreeSet::new(),
             last_apply: 0,
@@ -103,6 +106,11 @@ impl Running {
         }
         self.lease_step(env, io, now, notes);
         let valid_until = self.lease.valid_until();
+        if let Some((epoch, at)) = self.office {
+            if now >= at {
+                self.take_office(env, io, epoch, now, notes);
+            }
+        }
         if let Some(leader) = &mut self.leader {
             if leader.step(env, io, &self.id, valid_until, now).is_err() {
                 self.leader = None;
@@ -339,20 +347,29 @@ impl Running {
                     notes
                         .trace
                         .push(format!("{} leads, epoch {epoch}", self.id));
-                    self.leader = Leader::take_office(env, io, &self.id, epoch, now);
-                    if self.leader.is_none() {
-                        notes
-                            .trace
-                            .push(format!("{}: leader thread could not take office", self.id));
-                    }
+                    self.take_office(env, io, epoch, now, notes);
                 }
                 LeaseEvent::Lost => {
                     notes.trace.push(format!("{} lost the lease", self.id));
                     self.leader = None;
+                    self.office = None;
                 }
                 LeaseEvent::Epoch(_) => {}
             }
         }
+    }
+
+    fn take_office(&mut self, env: &Env, io: &Io, epoch: u64, now: Instant, notes: &mut Notes) {
+        self.leader = Leader::take_office(env, io, &self.id, epoch, now);
+        self.office = match self.leader {
+            Some(_) => None,
+            None => {
+                notes
+                    .trace
+                    .push(format!("{}: leader cannot take office yet", self.id));
+                Some((epoch, now + env.config.heartbeat_interval / 4))
+            }
+        };
     }
 
     fn lease_answer(
