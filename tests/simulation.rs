@@ -1,74 +1,16 @@
 //! Deterministic simulation of whole groups under seeded faults (see
 //! `parti::sim` for the model, the invariants and the convergence bound).
 //!
-//! Replay one seed: `PARTI_SIM_SEED=123 cargo test --release --test simulation replay -- --nocapture`.
+//! Replay one seed:
+//! `PARTI_SIM_SEED=123 cargo test --release --test simulation replay -- --nocapture`
+//! (`PARTI_SIM_PRESET=faulty` for the regression seeds).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parti::sim::{self, SimConfig, SimFailure, SimReport};
 
-fn check(seed: u64, cfg: &SimConfig) -> Result<SimReport, SimFailure> {
-    sim::run(seed, cfg)
-}
-
-/// Runs `seeds` on both cores; returns the failures.
-fn run_seeds(seeds: std::ops::Range<u64>, cfg: &SimConfig) -> (Vec<SimReport>, Vec<SimFailure>) {
-    let seeds: Vec<u64> = seeds.collect();
-    let halves: Vec<&[u64]> = seeds.chunks(seeds.len().div_ceil(2).max(1)).collect();
-    let results: Vec<Vec<Result<SimReport, SimFailure>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = halves
-            .iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|seed| check(*seed, cfg))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("simulation thread"))
-            .collect()
-    });
-    let mut ok = Vec::new();
-    let mut failed = Vec::new();
-    for r in results.into_iter().flatten() {
-        match r {
-            Ok(r) => ok.push(r),
-            Err(f) => failed.push(f),
-        }
-    }
-    (ok, failed)
-}
-
-#[test]
-fn mixed_faults_many_seeds() {
-    let cfg = SimConfig::faulty();
-    let started = Instant::now();
-    let (ok, failed) = run_seeds(0..500, &cfg);
-    let worst = ok
-        .iter()
-        .map(|r| r.converged_after)
-        .max()
-        .unwrap_or_default();
-    let faults: u64 = ok.iter().map(|r| r.faults).sum();
-    println!(
-        "{} seeds in {:?}: {} failed, {faults} faults injected, slowest convergence {worst:?} (bound {:?})",
-        ok.len() + failed.len(),
-        started.elapsed(),
-        failed.len(),
-        cfg.bound()
-    );
-    for f in &failed {
-        println!("{f}");
-    }
-    let seeds: Vec<u64> = failed.iter().map(|f| f.seed).collect();
-    assert!(failed.is_empty(), "failing seeds: {seeds:?}");
-}
-
-/// Seeds that once broke an invariant, with the bug each exposed.
+/// Seeds that once broke an invariant (preset `faulty`), with the bug each
+/// exposed.
 const REGRESSIONS: &[(u64, &str)] = &[
     (
         365,
@@ -87,33 +29,107 @@ const REGRESSIONS: &[(u64, &str)] = &[
     ),
 ];
 
+/// Runs `seeds` on both cores.
+fn run_seeds(
+    seeds: std::ops::Range<u64>,
+    cfg: impl Fn(u64) -> SimConfig + Sync,
+) -> (Vec<SimReport>, Vec<SimFailure>) {
+    let seeds: Vec<u64> = seeds.collect();
+    let cfg = &cfg;
+    let results: Vec<Result<SimReport, SimFailure>> = std::thread::scope(|s| {
+        let handles: Vec<_> = seeds
+            .chunks(seeds.len().div_ceil(2).max(1))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|seed| sim::run(*seed, &cfg(*seed)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("simulation thread"))
+            .collect()
+    });
+    let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    (
+        ok.into_iter().filter_map(Result::ok).collect(),
+        failed.into_iter().filter_map(Result::err).collect(),
+    )
+}
+
+#[test]
+fn mixed_faults_many_seeds() {
+    let started = Instant::now();
+    let (ok, failed) = run_seeds(0..600, SimConfig::mixed);
+    let worst = ok
+        .iter()
+        .map(|r| r.converged_after)
+        .max()
+        .unwrap_or_default();
+    let faults: u64 = ok.iter().map(|r| r.faults).sum();
+    let terms: u64 = ok.iter().map(|r| r.terms).sum();
+    let stale: u64 = ok.iter().map(|r| r.stale_puts).sum();
+    println!(
+        "{} seeds in {:?}: {} failed; {faults} faults, {terms} leader terms, {stale} late assignment puts; \
+         slowest convergence {worst:?} (bound {:?})",
+        ok.len() + failed.len(),
+        started.elapsed(),
+        failed.len(),
+        SimConfig::faulty().bound()
+    );
+    for f in &failed {
+        println!("{f}");
+    }
+    let seeds: Vec<u64> = failed.iter().map(|f| f.seed).collect();
+    assert!(failed.is_empty(), "failing seeds: {seeds:?}");
+    assert!(
+        faults > 2000,
+        "too few faults injected to mean anything: {faults}"
+    );
+}
+
 #[test]
 fn regression_seeds() {
     let cfg = SimConfig::faulty();
     for (seed, bug) in REGRESSIONS {
-        if let Err(f) = check(*seed, &cfg) {
+        if let Err(f) = sim::run(*seed, &cfg) {
             panic!("regression ({bug}):\n{f}");
         }
     }
 }
 
+/// Replays `PARTI_SIM_SEED` (default 42) with `PARTI_SIM_PRESET` (default
+/// `mixed`) twice, and checks both runs are identical.
 #[test]
 fn replay() {
     let seed = std::env::var("PARTI_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(42);
-    let cfg = SimConfig::faulty();
-    let a = check(seed, &cfg);
-    let b = check(seed, &cfg);
+    let cfg = match std::env::var("PARTI_SIM_PRESET").as_deref() {
+        Ok("faulty") => SimConfig::faulty(),
+        _ => SimConfig::mixed(seed),
+    };
+    let a = sim::run(seed, &cfg);
+    let b = sim::run(seed, &cfg);
     match (&a, &b) {
         (Ok(a), Ok(b)) => {
             println!("{a:?}");
-            assert_eq!(
-                (a.steps, a.faults, a.terms, a.converged_after),
-                (b.steps, b.faults, b.terms, b.converged_after),
-                "replay differs"
-            );
+            let key = |r: &SimReport| {
+                (
+                    r.steps,
+                    r.faults,
+                    r.terms,
+                    r.converged_after,
+                    r.alive,
+                    r.stale_puts,
+                )
+            };
+            assert_eq!(key(a), key(b), "replay differs");
+            assert!(a.faults > 0, "seed {seed} injected no fault");
         }
         (Err(a), Err(b)) => {
             assert_eq!((a.at, &a.message), (b.at, &b.message), "replay differs");
@@ -127,9 +143,15 @@ fn replay() {
 fn thousand_workers_hundred_thousand_partitions() {
     let cfg = SimConfig::scale(1000, 100_000);
     let started = Instant::now();
-    match check(1, &cfg) {
-        Ok(r) => println!("1000 x 100000: {r:?} in {:?}", started.elapsed()),
+    match sim::run(1, &cfg) {
+        Ok(r) => {
+            println!(
+                "1000 workers x 100000 partitions: {r:?}, wall {:?}",
+                started.elapsed()
+            );
+            assert_eq!(r.alive, 1000);
+            assert!(r.converged_after <= cfg.bound());
+        }
         Err(f) => panic!("{f}"),
     }
-    let _ = Duration::ZERO;
 }

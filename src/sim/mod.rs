@@ -51,6 +51,9 @@ use crate::{Config, Partition};
 /// The shape of a simulated run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The preset this came from (`faulty`, `mixed`, `scale`), for the
+    /// replay command of a failure.
+    pub preset: &'static str,
     /// The group's timings (scaled down, so runs are short in virtual time).
     pub config: Config,
     /// Processes started at time zero.
@@ -76,6 +79,7 @@ impl SimConfig {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         SimConfig {
+            preset: "faulty",
             config: Config {
                 heartbeat_interval: s(1),
                 heartbeat_ttl: s(3),
@@ -99,9 +103,23 @@ impl SimConfig {
         }
     }
 
+    /// [`faulty`](Self::faulty) with a group size (3 to 10 workers) and a
+    /// partition count (8 to 64) drawn from `seed`, so that many seeds cover
+    /// many shapes; a seed names its shape too, so replays need only it.
+    pub fn mixed(seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5eed_5eed);
+        SimConfig {
+            preset: "mixed",
+            workers: 3 + rng.index(8),
+            partitions: 8 + rng.index(57),
+            ..SimConfig::faulty()
+        }
+    }
+
     /// A large group without faults.
     pub fn scale(workers: usize, partitions: usize) -> Self {
         SimConfig {
+            preset: "scale",
             workers,
             partitions,
             step: Duration::from_millis(100),
@@ -150,6 +168,13 @@ pub struct SimReport {
     pub converged_after: Duration,
     /// Processes alive at the end.
     pub alive: usize,
+    /// Assignment puts applied by the store after their sender's lease had
+    /// expired (sent in time, delayed in flight): nothing in the store fences
+    /// them, so they are counted.
+    pub stale_puts: u64,
+    /// Wall-clock time spent stepping the leading process (mostly its
+    /// calculator): a measurement, not part of the deterministic outcome.
+    pub leader_wall: Duration,
 }
 
 /// A broken invariant.
@@ -157,6 +182,8 @@ pub struct SimReport {
 pub struct SimFailure {
     /// The seed that reproduces it.
     pub seed: u64,
+    /// The preset it ran with.
+    pub preset: &'static str,
     /// Virtual time of the failing step.
     pub at: Duration,
     /// What broke.
@@ -174,8 +201,8 @@ impl std::fmt::Display for SimFailure {
         )?;
         writeln!(
             f,
-            "replay: PARTI_SIM_SEED={} cargo test --release --test simulation replay -- --nocapture",
-            self.seed
+            "replay: PARTI_SIM_PRESET={} PARTI_SIM_SEED={} cargo test --release --test simulation replay -- --nocapture",
+            self.preset, self.seed
         )?;
         for line in &self.trace {
             writeln!(f, "  {line}")?;

@@ -111,10 +111,16 @@ impl Running {
                 self.take_office(env, io, epoch, now, notes);
             }
         }
-        if let Some(leader) = &mut self.leader {
-            if leader.step(env, io, &self.id, valid_until, now).is_err() {
-                self.leader = None;
+        io.lease_valid_until = valid_until;
+        match &mut self.leader {
+            Some(leader) => {
+                if leader.step(env, io, &self.id, valid_until, now).is_err() {
+                    self.leader = None;
+                }
             }
+            // A write sent by a leader thread that has ended since still
+            // reaches the store.
+            None => drop(io.due(&self.id, Thread::Leader, now)),
         }
     }
 

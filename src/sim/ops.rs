@@ -97,6 +97,11 @@ pub(crate) struct Io {
     /// Largest injected latency while the process's link is slow.
     pub slow: Option<Duration>,
     rng: Rng,
+    /// Until when this process's lease may be acted on, as of its last step.
+    pub lease_valid_until: Option<Instant>,
+    /// Assignment puts that reached the store after the lease they were sent
+    /// under could no longer be trusted.
+    pub stale_puts: u64,
 }
 
 impl Io {
@@ -106,6 +111,8 @@ impl Io {
             slots: [None, None, None],
             slow: None,
             rng,
+            lease_valid_until: None,
+            stale_puts: 0,
         }
     }
 
@@ -158,7 +165,13 @@ impl Io {
         let f = slot.take()?;
         let answer = match f.answer {
             Some(a) => a,
-            None => perform(&self.stores, id, &f.kind),
+            None => {
+                let lease_valid = self.lease_valid_until.is_some_and(|t| now < t);
+                if matches!(f.kind, Kind::Put(..)) && !lease_valid {
+                    self.stale_puts += 1;
+                }
+                perform(&self.stores, id, &f.kind)
+            }
         };
         Some((f.kind, answer, f.sent))
     }

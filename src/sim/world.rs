@@ -129,6 +129,7 @@ impl<'a> World<'a> {
     fn fail(&self, message: String) -> SimFailure {
         SimFailure {
             seed: self.seed,
+            preset: self.sim.preset,
             at: self.elapsed(),
             message,
             trace: self.trace.iter().cloned().collect(),
@@ -237,10 +238,15 @@ impl<'a> World<'a> {
                 }
             }
             Life::Running(r) => {
+                let started = std::time::Instant::now();
                 r.step(env, &mut p.io, &mut p.rng, now, &mut notes);
+                if r.leader.is_some() {
+                    self.report.leader_wall += started.elapsed();
+                }
             }
         }
         let p = &mut self.procs[index];
+        self.report.stale_puts += std::mem::take(&mut p.io.stale_puts);
         if p.exempt && p.running().is_some_and(|r| !r.busy()) {
             p.exempt = false;
             notes.owned_changed = true;
