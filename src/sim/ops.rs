@@ -159,7 +159,7 @@ impl Io {
         now: Instant,
     ) -> Option<(Kind, Answer, Instant)> {
         let slot = &mut self.slots[thread as usize];
-        if slot.as_ref().is_none_or(|f| f.due > now) {
+        if !matches!(slot, Some(f) if f.due <= now) {
             return None;
         }
         let f = slot.take()?;
