@@ -69,6 +69,10 @@ impl LeaderThread {
             if !pending.writes.is_empty() {
                 deadline = deadline.min(now + retry);
             }
+            if !self.shared.lease_valid() {
+                // Nothing to do until the lease is confirmed or lost.
+                deadline = now + retry;
+            }
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(watch.events()) -> ev => match ev {
@@ -89,8 +93,13 @@ impl LeaderThread {
                 recv(self.ctx.refresh) -> _ => self.refresh(&mut calc),
                 recv(at(deadline)) -> _ => {}
             }
+            // Not acting on an unconfirmed lease, but not ending either: a
+            // renewal that was only slow makes it valid again, and the
+            // election thread, which alone knows, stops this thread when the
+            // term is over. (Ending here left the lease held and renewed by
+            // a leader that never published again.)
             if !self.shared.lease_valid() {
-                break;
+                continue;
             }
             let outputs = calc.tick(Instant::now());
             for out in outputs {
