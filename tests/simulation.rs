@@ -9,25 +9,42 @@ use std::time::Instant;
 
 use parti::sim::{self, SimConfig, SimFailure, SimReport};
 
-/// Seeds that once broke an invariant (preset `faulty`), with the bug each
+/// Seeds that once broke an invariant, with their preset and the bug each
 /// exposed.
-const REGRESSIONS: &[(u64, &str)] = &[
+const REGRESSIONS: &[(&str, u64, &str)] = &[
     (
+        "faulty",
         365,
         "a fenced worker announced its new incarnation before its release callback returned; \
          the leader took that as released and granted its partitions elsewhere",
     ),
     (
+        "faulty",
         479,
         "a new leader whose read of the published keys failed adopted a partial view and \
          granted a partition that a worker it missed still held",
     ),
     (
+        "faulty",
         84,
         "a new leader whose workers watch could not be opened ended its leader thread but \
          kept renewing the lease: nobody published again",
     ),
+    (
+        "mixed",
+        102,
+        "the leader thread ended when its lease looked expired while a slow renewal was in \
+         flight; the renewal then succeeded and the lease was held by a leader that never \
+         published again",
+    ),
 ];
+
+fn preset(name: &str, seed: u64) -> SimConfig {
+    match name {
+        "faulty" => SimConfig::faulty(),
+        _ => SimConfig::mixed(seed),
+    }
+}
 
 /// Runs `seeds` on both cores.
 fn run_seeds(
@@ -93,9 +110,8 @@ fn mixed_faults_many_seeds() {
 
 #[test]
 fn regression_seeds() {
-    let cfg = SimConfig::faulty();
-    for (seed, bug) in REGRESSIONS {
-        if let Err(f) = sim::run(*seed, &cfg) {
+    for (name, seed, bug) in REGRESSIONS {
+        if let Err(f) = sim::run(*seed, &preset(name, *seed)) {
             panic!("regression ({bug}):\n{f}");
         }
     }
@@ -109,10 +125,7 @@ fn replay() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(42);
-    let cfg = match std::env::var("PARTI_SIM_PRESET").as_deref() {
-        Ok("faulty") => SimConfig::faulty(),
-        _ => SimConfig::mixed(seed),
-    };
+    let cfg = preset(&std::env::var("PARTI_SIM_PRESET").unwrap_or_default(), seed);
     let a = sim::run(seed, &cfg);
     let b = sim::run(seed, &cfg);
     match (&a, &b) {

@@ -27,12 +27,6 @@ pub(crate) struct Leader {
     pub published: u64,
 }
 
-/// Why a leader thread ended by itself.
-pub(crate) enum Exit {
-    /// Its lease may have been taken over.
-    LeaseInvalid,
-}
-
 impl Leader {
     /// Mirrors `LeaderThread::take_office`; `None` when the workers watch
     /// cannot be opened or the published keys cannot all be read (the
@@ -91,20 +85,20 @@ impl Leader {
         id: &str,
         valid_until: Option<Instant>,
         now: Instant,
-    ) -> Result<(), Exit> {
+    ) {
         let lease_valid = valid_until.is_some_and(|t| now < t);
         if let Some((kind, answer, _)) = io.due(id, Thread::Leader, now) {
             self.answered(kind, answer);
         }
         if io.blocked(Thread::Leader) {
-            return Ok(());
+            return;
         }
         if self.deletes.is_empty() && self.round.is_empty() {
             while let Ok(ev) = self.watch.events().try_recv() {
                 on_worker_event(&mut self.calc, now, io, ev);
             }
             if !lease_valid {
-                return Err(Exit::LeaseInvalid);
+                return;
             }
             for out in self.calc.tick(now) {
                 self.execute(out);
@@ -112,7 +106,6 @@ impl Leader {
             self.round = self.pending.keys().rev().cloned().collect();
         }
         self.drain(env, io, id, valid_until, now);
-        Ok(())
     }
 
     fn drain(

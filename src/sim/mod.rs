@@ -99,7 +99,7 @@ impl SimConfig {
             fault_time: s(20),
             fault_rate: 0.5,
             apply_time: (ms(0), ms(300)),
-            max_latency: ms(600),
+            max_latency: ms(1000),
         }
     }
 

@@ -114,9 +114,7 @@ impl Running {
         io.lease_valid_until = valid_until;
         match &mut self.leader {
             Some(leader) => {
-                if leader.step(env, io, &self.id, valid_until, now).is_err() {
-                    self.leader = None;
-                }
+                leader.step(env, io, &self.id, valid_until, now);
             }
             // A write sent by a leader thread that has ended since still
             // reaches the store.
