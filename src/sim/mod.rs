@@ -70,6 +70,10 @@ pub struct SimConfig {
     pub apply_time: (Duration, Duration),
     /// Largest latency of a slow store operation.
     pub max_latency: Duration,
+    /// When set, the run ends once every partition has had exactly one
+    /// owner for this long after the faults stopped, instead of running to
+    /// the end of the bound (for large groups, where a step is costly).
+    pub linger: Option<Duration>,
 }
 
 impl SimConfig {
@@ -99,6 +103,7 @@ impl SimConfig {
             fault_time: s(20),
             fault_rate: 0.5,
             apply_time: (ms(0), ms(300)),
+            linger: None,
             max_latency: ms(1000),
         }
     }
@@ -125,6 +130,7 @@ impl SimConfig {
             step: Duration::from_millis(100),
             fault_time: Duration::ZERO,
             fault_rate: 0.0,
+            linger: Some(Duration::from_secs(6)),
             ..SimConfig::faulty()
         }
     }

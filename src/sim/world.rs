@@ -361,7 +361,11 @@ impl<'a> World<'a> {
                     _ => {}
                 }
             }
-            if elapsed >= end {
+            let lingered = match (self.sim.linger, converged_at) {
+                (Some(linger), Some(at)) => elapsed >= end_faults + at + linger,
+                _ => false,
+            };
+            if elapsed >= end || lingered {
                 break;
             }
             self.clock.advance(self.sim.step);
