@@ -36,7 +36,9 @@ fn start_worker(url: &str, t0: Instant) -> Result<Manager, Box<dyn std::error::E
     let label = name.clone();
     let manager = Manager::builder(nc, "quickstart")
         .config(config())
-        .partitions(StaticSource::new((0..16).map(|i| Partition::new(format!("orders.{i}")))))
+        .partitions(StaticSource::new(
+            (0..16).map(|i| Partition::new(format!("orders.{i}"))),
+        ))
         .on_assignment_changed(move |c| {
             let ids: Vec<&str> = c.assignment().partitions().iter().map(|p| p.id()).collect();
             println!(
@@ -51,7 +53,10 @@ fn start_worker(url: &str, t0: Instant) -> Result<Manager, Box<dyn std::error::E
         })
         .on_state_changed(move |from, to| {
             if to == State::Emergency || to == State::Scaling || to == State::Rebalancing {
-                println!("{:>6.2}s  leader: {from} -> {to}", t0.elapsed().as_secs_f64());
+                println!(
+                    "{:>6.2}s  leader: {from} -> {to}",
+                    t0.elapsed().as_secs_f64()
+                );
             }
         })
         .start()?;
@@ -80,7 +85,10 @@ fn show(workers: &[Arc<Manager>]) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "127.0.0.1:4222".to_string());
     let t0 = Instant::now();
-    println!("three workers start together (cold start waits {:?})", config().cold_start_window);
+    println!(
+        "three workers start together (cold start waits {:?})",
+        config().cold_start_window
+    );
     let handles: Vec<_> = (0..3)
         .map(|_| {
             let url = url.clone();
@@ -94,7 +102,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::thread::sleep(Duration::from_millis(500));
     show(&workers);
 
-    println!("\na fourth worker joins (planned scale: waits {:?}, then hands over)", config().planned_scale_window);
+    println!(
+        "\na fourth worker joins (planned scale: waits {:?}, then hands over)",
+        config().planned_scale_window
+    );
     workers.push(Arc::new(start_worker(&url, t0)?));
     std::thread::sleep(Duration::from_secs(2));
     show(&workers);

@@ -88,7 +88,10 @@ impl ManagerBuilder {
     /// Called on the callback thread whenever this worker's partitions
     /// change. Stop working on `removed()` partitions before returning: the
     /// leader grants them to their next owner only after this returns.
-    pub fn on_assignment_changed(mut self, f: impl Fn(&AssignmentChange) + Send + Sync + 'static) -> Self {
+    pub fn on_assignment_changed(
+        mut self,
+        f: impl Fn(&AssignmentChange) + Send + Sync + 'static,
+    ) -> Self {
         self.hooks.assignment_changed = Some(Box::new(f));
         self
     }
@@ -146,7 +149,10 @@ impl ManagerBuilder {
         let names = self.validate()?;
         let config = self.config.clone();
         let backend: Arc<dyn KvBackend> = match self.backend {
-            Backend::Nats(nc) => Arc::new(crate::store::nats::NatsBackend::new(nc, config.operation_timeout)),
+            Backend::Nats(nc) => Arc::new(crate::store::nats::NatsBackend::new(
+                nc,
+                config.operation_timeout,
+            )),
             Backend::Custom(b) => b,
         };
         let bucket = |name: &str, max_age: Option<Duration>| {
@@ -161,8 +167,13 @@ impl ManagerBuilder {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(jobs_tx));
-        let callbacks = hooks::spawn(format!("parti-callbacks-{}", self.group), self.hooks, jobs_rx, applied_tx)
-            .map_err(spawn_error)?;
+        let callbacks = hooks::spawn(
+            format!("parti-callbacks-{}", self.group),
+            self.hooks,
+            jobs_rx,
+            applied_tx,
+        )
+        .map_err(spawn_error)?;
         let started = Instant::now();
         let startup_deadline = started + config.startup_timeout + config.cold_start_window;
         shared.set_startup(Some(State::ClaimingId));
@@ -295,7 +306,9 @@ impl ManagerBuilder {
 }
 
 fn spawn_error(e: std::io::Error) -> Error {
-    Error::Kv(crate::store::KvError::Other(format!("cannot spawn thread: {e}")))
+    Error::Kv(crate::store::KvError::Other(format!(
+        "cannot spawn thread: {e}"
+    )))
 }
 
 /// A process-unique, practically random nonce: tells this process from any
@@ -459,7 +472,10 @@ impl Manager {
         if self.shared.state().is_assigned() {
             let _ = threads.worker_cmd.send(Command::Leave);
             if !self.shared.wait_drained(deadline - reserve) {
-                log::warn!("[{}] drain not finished in time; releasing locally", self.worker_id);
+                log::warn!(
+                    "[{}] drain not finished in time; releasing locally",
+                    self.worker_id
+                );
             }
         }
         let _ = threads.worker_cmd.send(Command::Quit);

@@ -18,7 +18,14 @@ const N: usize = 30;
 const RELEASE_MS: u64 = 50;
 
 fn spawn(url: &str, group: &str) -> ChildWorker {
-    ChildWorker::spawn_with(url, group, N, &fast_config(), None, &["--release-ms", &RELEASE_MS.to_string()])
+    ChildWorker::spawn_with(
+        url,
+        group,
+        N,
+        &fast_config(),
+        None,
+        &["--release-ms", &RELEASE_MS.to_string()],
+    )
 }
 
 fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
@@ -26,7 +33,10 @@ fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
 }
 
 fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers.iter().map(|w| (w.label(), w.partitions())).collect()
+    workers
+        .iter()
+        .map(|w| (w.label(), w.partitions()))
+        .collect()
 }
 
 /// Waits until the live workers own every partition exactly once and nothing
@@ -56,10 +66,20 @@ struct Outcome {
 }
 
 /// Checks the ledger between `from` and `to` and prints the scenario's row.
-fn check(name: &'static str, all: &[&ChildWorker], from: u64, to: u64, expect_unmoved_untouched: bool) -> Outcome {
+fn check(
+    name: &'static str,
+    all: &[&ChildWorker],
+    from: u64,
+    to: u64,
+    expect_unmoved_untouched: bool,
+) -> Outcome {
     let ledger = Ledger::of(all);
     let overlaps = ledger.overlaps();
-    assert!(overlaps.is_empty(), "{name}: two owners at once:\n{}", overlaps.join("\n"));
+    assert!(
+        overlaps.is_empty(),
+        "{name}: two owners at once:\n{}",
+        overlaps.join("\n")
+    );
     let now = ledger.owners_now();
     assert_eq!(now.len(), N, "{name}: every partition owned at the end");
     assert!(now.values().all(|o| o.len() == 1), "{name}: {now:?}");
@@ -78,12 +98,18 @@ fn check(name: &'static str, all: &[&ChildWorker], from: u64, to: u64, expect_un
         c
     };
     let (cb, ca) = (count(&before), count(&after));
-    let kept: usize = cb.iter().map(|(w, n)| (*n).min(ca.get(w).copied().unwrap_or(0))).sum();
+    let kept: usize = cb
+        .iter()
+        .map(|(w, n)| (*n).min(ca.get(w).copied().unwrap_or(0)))
+        .sum();
     let minimum = N - kept;
     let revoked = ledger.revoked_but_unmoved(from, to);
     let all_ids: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
     if expect_unmoved_untouched {
-        assert!(revoked.is_empty(), "{name}: unmoved partitions were revoked: {revoked:?}");
+        assert!(
+            revoked.is_empty(),
+            "{name}: unmoved partitions were revoked: {revoked:?}"
+        );
     }
     let outcome = Outcome {
         name,
@@ -94,7 +120,11 @@ fn check(name: &'static str, all: &[&ChildWorker], from: u64, to: u64, expect_un
     };
     eprintln!(
         "| {} | {} | {} | {:.0} ms | {} |",
-        outcome.name, outcome.moved, outcome.minimum, outcome.longest_unowned_ms, outcome.revoked_unmoved
+        outcome.name,
+        outcome.moved,
+        outcome.minimum,
+        outcome.longest_unowned_ms,
+        outcome.revoked_unmoved
     );
     outcome
 }
@@ -112,7 +142,11 @@ fn scale_up_three_to_six() {
     // Target for a planned move: under one heartbeat interval plus the
     // release callback's own time.
     let target = fast_config().heartbeat_interval.as_millis() as f64 + RELEASE_MS as f64;
-    assert!(out.longest_unowned_ms < target, "planned move unowned {} ms", out.longest_unowned_ms);
+    assert!(
+        out.longest_unowned_ms < target,
+        "planned move unowned {} ms",
+        out.longest_unowned_ms
+    );
 }
 
 #[test]
@@ -122,21 +156,40 @@ fn scale_down_six_to_three_gracefully() {
     settle(&live(&workers), Duration::from_secs(20));
     let from = unix_micros();
     // Stop three followers at once.
-    let leaving: Vec<usize> = (0..6).filter(|i| !workers[*i].is_leader()).take(3).collect();
+    let leaving: Vec<usize> = (0..6)
+        .filter(|i| !workers[*i].is_leader())
+        .take(3)
+        .collect();
     for i in &leaving {
         workers[*i].write_line("");
         workers[*i].stop(Duration::ZERO);
     }
     for i in &leaving {
-        assert!(workers[*i].stop(Duration::from_secs(10)), "graceful stop finished");
+        assert!(
+            workers[*i].stop(Duration::from_secs(10)),
+            "graceful stop finished"
+        );
     }
-    let staying: Vec<&ChildWorker> = (0..6).filter(|i| !leaving.contains(i)).map(|i| &workers[i]).collect();
+    let staying: Vec<&ChildWorker> = (0..6)
+        .filter(|i| !leaving.contains(i))
+        .map(|i| &workers[i])
+        .collect();
     settle(&staying, Duration::from_secs(20));
     let all: Vec<&ChildWorker> = workers.iter().collect();
-    let out = check("scale down 6 → 3 (graceful)", &all, from, unix_micros(), true);
+    let out = check(
+        "scale down 6 → 3 (graceful)",
+        &all,
+        from,
+        unix_micros(),
+        true,
+    );
     assert_eq!(out.moved, out.minimum);
     let target = fast_config().heartbeat_interval.as_millis() as f64 + RELEASE_MS as f64;
-    assert!(out.longest_unowned_ms < target, "planned move unowned {} ms", out.longest_unowned_ms);
+    assert!(
+        out.longest_unowned_ms < target,
+        "planned move unowned {} ms",
+        out.longest_unowned_ms
+    );
 }
 
 #[test]
@@ -145,7 +198,10 @@ fn sigkill_of_a_worker() {
     let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn(&server.url(), "kill")).collect();
     settle(&live(&workers), Duration::from_secs(20));
     let from = unix_micros();
-    let victim = workers.iter().position(|w| !w.is_leader()).expect("a follower");
+    let victim = workers
+        .iter()
+        .position(|w| !w.is_leader())
+        .expect("a follower");
     workers[victim].kill();
     settle(&live(&workers), Duration::from_secs(20));
     let all: Vec<&ChildWorker> = workers.iter().collect();
@@ -159,7 +215,10 @@ fn sigkill_of_the_leader() {
     let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn(&server.url(), "killlead")).collect();
     settle(&live(&workers), Duration::from_secs(20));
     let from = unix_micros();
-    let victim = workers.iter().position(|w| w.is_leader()).expect("a leader");
+    let victim = workers
+        .iter()
+        .position(|w| w.is_leader())
+        .expect("a leader");
     workers[victim].kill();
     settle(&live(&workers), Duration::from_secs(20));
     let all: Vec<&ChildWorker> = workers.iter().collect();
@@ -182,18 +241,28 @@ fn cut_connection_self_fences_before_its_partitions_move() {
     // partitions; it must have released them first.
     let cut_for = config.heartbeat_ttl + config.emergency_grace + Duration::from_millis(1500);
     let others: Vec<&ChildWorker> = workers[..2].iter().collect();
-    assert!(wait_until(cut_for + Duration::from_secs(5), || exactly_once(&reports(&others), N)));
+    assert!(wait_until(cut_for + Duration::from_secs(5), || {
+        exactly_once(&reports(&others), N)
+    }));
     std::thread::sleep(cut_for.saturating_sub(Duration::from_micros(unix_micros() - from)));
     proxy.restore();
     // It rejoins and gets work again.
     assert!(
-        wait_until(Duration::from_secs(20), || !workers[2].partitions().is_empty()),
+        wait_until(Duration::from_secs(20), || !workers[2]
+            .partitions()
+            .is_empty()),
         "cut worker rejoined: {:?}",
         workers[2].events()
     );
     settle(&live(&workers), Duration::from_secs(20));
     let all: Vec<&ChildWorker> = workers.iter().collect();
-    check("connection cut > TTL, restored", &all, from, unix_micros(), false);
+    check(
+        "connection cut > TTL, restored",
+        &all,
+        from,
+        unix_micros(),
+        false,
+    );
     let fenced = workers[2]
         .events()
         .iter()
@@ -212,5 +281,11 @@ fn nats_server_killed_and_restarted() {
     server.restart();
     settle(&live(&workers), Duration::from_secs(30));
     let all: Vec<&ChildWorker> = workers.iter().collect();
-    check("nats-server killed and restarted", &all, from, unix_micros(), false);
+    check(
+        "nats-server killed and restarted",
+        &all,
+        from,
+        unix_micros(),
+        false,
+    );
 }

@@ -21,7 +21,10 @@ fn spawn_group(server: &NatsServer, group: &str, count: usize) -> Vec<ChildWorke
         w.wait_started(Duration::from_secs(20));
     }
     assert!(
-        wait_until(Duration::from_secs(10), || exactly_once(&reports(&workers), N)),
+        wait_until(Duration::from_secs(10), || exactly_once(
+            &reports(&workers),
+            N
+        )),
         "initial assignment: {:?}",
         reports(&workers)
     );
@@ -40,7 +43,10 @@ fn crashed_worker_partitions_move_within_ttl_plus_grace() {
     let server = NatsServer::start();
     let config = fast_config();
     let mut workers = spawn_group(&server, "crash", 3);
-    let victim = workers.iter().position(|w| !w.is_leader()).expect("a follower");
+    let victim = workers
+        .iter()
+        .position(|w| !w.is_leader())
+        .expect("a follower");
     let mut dead = workers.remove(victim);
     let t0 = Instant::now();
     dead.kill();
@@ -60,17 +66,24 @@ fn leader_crash_elects_a_new_leader_and_versions_keep_increasing() {
     let server = NatsServer::start();
     let config = fast_config();
     let mut workers = spawn_group(&server, "leadercrash", 3);
-    let leader = workers.iter().position(|w| w.is_leader()).expect("a leader");
+    let leader = workers
+        .iter()
+        .position(|w| w.is_leader())
+        .expect("a leader");
     let mut dead = workers.remove(leader);
     let t0 = Instant::now();
     dead.kill();
     let bound = config.election_ttl + Duration::from_secs(1);
     assert!(
-        wait_until(bound, || workers.iter().filter(|w| w.is_leader()).count() == 1),
+        wait_until(bound, || workers.iter().filter(|w| w.is_leader()).count()
+            == 1),
         "a new leader within {bound:?}"
     );
     eprintln!("leader failover took {:?} (bound {bound:?})", t0.elapsed());
-    let bound = config.election_ttl + config.heartbeat_ttl + config.emergency_grace + Duration::from_secs(2);
+    let bound = config.election_ttl
+        + config.heartbeat_ttl
+        + config.emergency_grace
+        + Duration::from_secs(2);
     assert!(
         wait_until(bound, || exactly_once(&reports(&workers), N)),
         "no partition lost: {:?}",
@@ -78,7 +91,10 @@ fn leader_crash_elects_a_new_leader_and_versions_keep_increasing() {
     );
     for w in &workers {
         let v = w.versions();
-        assert!(v.windows(2).all(|p| p[0] < p[1]), "versions increase: {v:?}");
+        assert!(
+            v.windows(2).all(|p| p[0] < p[1]),
+            "versions increase: {v:?}"
+        );
     }
     assert_eq!(workers.iter().filter(|w| w.is_leader()).count(), 1);
 }
@@ -98,5 +114,9 @@ fn fleet_restart_is_one_cold_start_not_a_storm() {
         workers.iter().any(|w| w.is_leader()) && exactly_once(&reports(&workers), N)
     }));
     let after: Vec<RebalanceKind> = observer.rebalances()[before..].to_vec();
-    assert_eq!(after, vec![RebalanceKind::Restart], "one restart rebalance, no storm");
+    assert_eq!(
+        after,
+        vec![RebalanceKind::Restart],
+        "one restart rebalance, no storm"
+    );
 }

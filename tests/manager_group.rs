@@ -16,18 +16,31 @@ use support::NatsServer;
 
 const N: usize = 24;
 
-fn start_many(url: &str, group: &str, count: usize, config: &parti::Config) -> Vec<(Manager, group::StateLog)> {
+fn start_many(
+    url: &str,
+    group: &str,
+    count: usize,
+    config: &parti::Config,
+) -> Vec<(Manager, group::StateLog)> {
     let barrier = Arc::new(Barrier::new(count));
     let handles: Vec<_> = (0..count)
         .map(|_| {
-            let (url, group, config, barrier) = (url.to_string(), group.to_string(), config.clone(), barrier.clone());
+            let (url, group, config, barrier) = (
+                url.to_string(),
+                group.to_string(),
+                config.clone(),
+                barrier.clone(),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
                 start_manager(&url, &group, N, &config)
             })
         })
         .collect();
-    handles.into_iter().map(|h| h.join().expect("start thread")).collect()
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("start thread"))
+        .collect()
 }
 
 #[test]
@@ -42,13 +55,22 @@ fn cold_start_of_three_workers() {
         t0.elapsed()
     );
     let refs: Vec<&Manager> = ms.iter().map(|(m, _)| m).collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&refs), N)));
+    assert!(wait_until(Duration::from_secs(5), || exactly_once(
+        &manager_report(&refs),
+        N
+    )));
     assert_eq!(refs.iter().filter(|m| m.is_leader()).count(), 1);
     for (m, log) in &ms {
         assert!(wait_until(Duration::from_secs(5), || m.state() == State::Stable));
         assert_eq!(
             log.states(),
-            vec![State::Init, State::ClaimingId, State::Election, State::WaitingAssignment, State::Stable],
+            vec![
+                State::Init,
+                State::ClaimingId,
+                State::Election,
+                State::WaitingAssignment,
+                State::Stable
+            ],
             "states of {}",
             m.worker_id()
         );
@@ -63,9 +85,15 @@ fn scale_three_to_five() {
     let mut ms = start_many(&server.url(), "scale", 3, &config);
     {
         let refs: Vec<&Manager> = ms.iter().map(|(m, _)| m).collect();
-        assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&refs), N)));
+        assert!(wait_until(Duration::from_secs(5), || exactly_once(
+            &manager_report(&refs),
+            N
+        )));
     }
-    let leader = ms.iter().position(|(m, _)| m.is_leader()).expect("a leader");
+    let leader = ms
+        .iter()
+        .position(|(m, _)| m.is_leader())
+        .expect("a leader");
     let before = ms[leader].1.states().len();
     let joined_at = Instant::now();
     ms.extend(start_many(&server.url(), "scale", 2, &config));
@@ -74,8 +102,14 @@ fn scale_three_to_five() {
         exactly_once(&manager_report(&refs), N) && refs.iter().all(|m| !m.assignment().is_empty())
     }));
     let leader_states = ms[leader].1.states()[before..].to_vec();
-    let scaling = leader_states.iter().position(|s| *s == State::Scaling).expect("Scaling on the leader");
-    let rebalancing = leader_states.iter().position(|s| *s == State::Rebalancing).expect("Rebalancing on the leader");
+    let scaling = leader_states
+        .iter()
+        .position(|s| *s == State::Scaling)
+        .expect("Scaling on the leader");
+    let rebalancing = leader_states
+        .iter()
+        .position(|s| *s == State::Rebalancing)
+        .expect("Rebalancing on the leader");
     assert!(scaling < rebalancing, "{leader_states:?}");
     let planned = observer
         .timed_metas()
@@ -88,7 +122,8 @@ fn scale_three_to_five() {
         planned.0 - joined_at,
         config.planned_scale_window
     );
-    assert!(wait_until(Duration::from_secs(5), || ms[leader].0.state() == State::Stable));
+    assert!(wait_until(Duration::from_secs(5), || ms[leader].0.state()
+        == State::Stable));
 }
 
 #[test]
@@ -98,7 +133,10 @@ fn five_workers_started_at_the_same_instant() {
     let ids: BTreeSet<&str> = ms.iter().map(|(m, _)| m.worker_id()).collect();
     assert_eq!(ids.len(), 5, "distinct ids: {ids:?}");
     let refs: Vec<&Manager> = ms.iter().map(|(m, _)| m).collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&refs), N)));
+    assert!(wait_until(Duration::from_secs(5), || exactly_once(
+        &manager_report(&refs),
+        N
+    )));
     // Exactly one leader, and it stays that way.
     for _ in 0..10 {
         assert_eq!(refs.iter().filter(|m| m.is_leader()).count(), 1);
@@ -112,16 +150,33 @@ fn graceful_stop_moves_partitions_at_once() {
     let config = fast_config();
     let ms = start_many(&server.url(), "drain", 3, &config);
     let refs: Vec<&Manager> = ms.iter().map(|(m, _)| m).collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&refs), N)));
+    assert!(wait_until(Duration::from_secs(5), || exactly_once(
+        &manager_report(&refs),
+        N
+    )));
     // Stop a follower (a leader hand-over is covered elsewhere).
-    let victim = ms.iter().position(|(m, _)| !m.is_leader()).expect("a follower");
+    let victim = ms
+        .iter()
+        .position(|(m, _)| !m.is_leader())
+        .expect("a follower");
     let t0 = Instant::now();
     ms[victim].0.stop().expect("stop");
-    let rest: Vec<&Manager> = ms.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, (m, _))| m).collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&rest), N)));
+    let rest: Vec<&Manager> = ms
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, (m, _))| m)
+        .collect();
+    assert!(wait_until(Duration::from_secs(5), || exactly_once(
+        &manager_report(&rest),
+        N
+    )));
     let took = t0.elapsed();
     let crash_detection = config.heartbeat_ttl + config.emergency_grace;
-    assert!(took < crash_detection, "moved in {took:?}, faster than crash detection ({crash_detection:?})");
+    assert!(
+        took < crash_detection,
+        "moved in {took:?}, faster than crash detection ({crash_detection:?})"
+    );
     assert!(ms[victim].0.assignment().is_empty());
     assert_eq!(ms[victim].0.state(), State::Shutdown);
 }
@@ -134,7 +189,11 @@ fn stream_names(url: &str) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(&reply.data).expect("json");
     v["streams"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -149,9 +208,27 @@ fn invalid_config_and_names_are_typed_errors_and_write_nothing() {
         }
     }
     let bad_configs = [
-        ("heartbeat_ttl", Config { heartbeat_ttl: Duration::from_secs(1), ..Config::default() }),
-        ("restart_ratio", Config { restart_ratio: 0.0, ..Config::default() }),
-        ("heartbeat_interval", Config { heartbeat_interval: Duration::ZERO, ..Config::default() }),
+        (
+            "heartbeat_ttl",
+            Config {
+                heartbeat_ttl: Duration::from_secs(1),
+                ..Config::default()
+            },
+        ),
+        (
+            "restart_ratio",
+            Config {
+                restart_ratio: 0.0,
+                ..Config::default()
+            },
+        ),
+        (
+            "heartbeat_interval",
+            Config {
+                heartbeat_interval: Duration::ZERO,
+                ..Config::default()
+            },
+        ),
     ];
     for (field, config) in bad_configs {
         match Manager::builder(connect(), "fine").config(config).start() {
@@ -168,5 +245,9 @@ fn invalid_config_and_names_are_typed_errors_and_write_nothing() {
         Err(Error::InvalidName { .. }) => {}
         other => panic!("preferred id: {other:?}"),
     }
-    assert!(stream_names(&server.url()).is_empty(), "nothing written: {:?}", stream_names(&server.url()));
+    assert!(
+        stream_names(&server.url()).is_empty(),
+        "nothing written: {:?}",
+        stream_names(&server.url())
+    );
 }

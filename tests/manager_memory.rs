@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parti::store::memory::MemoryBackend;
 use parti::source::StaticSource;
+use parti::store::memory::MemoryBackend;
 use parti::{Config, Manager, ManagerBuilder, Partition, State};
 
 fn config() -> Config {
@@ -30,7 +30,9 @@ fn start(backend: &MemoryBackend, n: usize) -> Manager {
     let _ = env_logger::builder().is_test(true).try_init();
     ManagerBuilder::with_backend(Arc::new(backend.client()), "mem")
         .config(config())
-        .partitions(StaticSource::new((0..n).map(|i| Partition::new(format!("p{i}")))))
+        .partitions(StaticSource::new(
+            (0..n).map(|i| Partition::new(format!("p{i}"))),
+        ))
         .start()
         .expect("start")
 }
@@ -39,7 +41,10 @@ fn owners(managers: &[&Manager]) -> BTreeMap<String, Vec<String>> {
     let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for m in managers {
         for p in m.assignment().partitions() {
-            owners.entry(p.id().to_string()).or_default().push(m.worker_id().to_string());
+            owners
+                .entry(p.id().to_string())
+                .or_default()
+                .push(m.worker_id().to_string());
         }
     }
     owners
@@ -72,17 +77,26 @@ fn three_workers_share_partitions_and_one_leads() {
         .collect();
     let ms: Vec<Manager> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let refs: Vec<&Manager> = ms.iter().collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&refs, 30)), "{:?}", owners(&refs));
+    assert!(
+        wait_until(Duration::from_secs(5), || exactly_once(&refs, 30)),
+        "{:?}",
+        owners(&refs)
+    );
     assert_eq!(ms.iter().filter(|m| m.is_leader()).count(), 1);
     let mut ids: Vec<&str> = ms.iter().map(|m| m.worker_id()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3);
     for m in &ms {
-        m.wait_for_state(State::Stable, Duration::from_secs(5)).unwrap();
+        m.wait_for_state(State::Stable, Duration::from_secs(5))
+            .unwrap();
     }
     // Graceful stop of one: the others take over its partitions.
     ms[2].stop().unwrap();
     let rest = [&ms[0], &ms[1]];
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&rest, 30)), "{:?}", owners(&rest));
+    assert!(
+        wait_until(Duration::from_secs(5), || exactly_once(&rest, 30)),
+        "{:?}",
+        owners(&rest)
+    );
 }

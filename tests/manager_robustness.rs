@@ -13,10 +13,15 @@ use parti::source::StaticSource;
 use parti::{Error, Manager, State};
 use support::NatsServer;
 
-fn errors_sink() -> (Arc<Mutex<Vec<String>>>, impl Fn(&Error) + Send + Sync + 'static) {
+fn errors_sink() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&Error) + Send + Sync + 'static,
+) {
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = errors.clone();
-    (errors, move |e: &Error| sink.lock().unwrap().push(e.to_string()))
+    (errors, move |e: &Error| {
+        sink.lock().unwrap().push(e.to_string())
+    })
 }
 
 #[test]
@@ -34,11 +39,15 @@ fn corrupt_values_are_reported_and_ignored() {
     assert_eq!(before.len(), 8);
     let raw = nats::connect(&server.url()).unwrap();
     let put = |subject: &str, body: &[u8]| {
-        raw.request_timeout(subject, body, Duration::from_secs(2)).expect("kv put");
+        raw.request_timeout(subject, body, Duration::from_secs(2))
+            .expect("kv put");
     };
     // Garbage under this worker's assignment key, under a fake worker's
     // heartbeat key, and under the lease.
-    put(&format!("$KV.parti-corrupt-assignments.{}", m.worker_id()), b"{not json");
+    put(
+        &format!("$KV.parti-corrupt-assignments.{}", m.worker_id()),
+        b"{not json",
+    );
     put("$KV.parti-corrupt-workers.worker-99", b"\x00\x01garbage");
     assert!(
         wait_until(Duration::from_secs(5), || errors.lock().unwrap().len() >= 2),
@@ -46,8 +55,16 @@ fn corrupt_values_are_reported_and_ignored() {
         errors.lock().unwrap()
     );
     let reported = errors.lock().unwrap().clone();
-    assert!(reported.iter().any(|e| e.contains("corrupt") && e.contains(m.worker_id())), "{reported:?}");
-    assert!(reported.iter().any(|e| e.contains("worker-99")), "{reported:?}");
+    assert!(
+        reported
+            .iter()
+            .any(|e| e.contains("corrupt") && e.contains(m.worker_id())),
+        "{reported:?}"
+    );
+    assert!(
+        reported.iter().any(|e| e.contains("worker-99")),
+        "{reported:?}"
+    );
     // The last good assignment stays, and the manager keeps working.
     assert_eq!(m.assignment(), before);
     std::thread::sleep(fast_config().heartbeat_ttl * 2);
@@ -92,7 +109,9 @@ fn a_panicking_callback_is_reported_and_the_manager_keeps_working() {
     // A second worker joins: the first one's callback runs again (removals)
     // and its heartbeat acknowledges it, so the handoff completes.
     let (other, _) = start_manager(&server.url(), "panics", 8, &fast_config());
-    assert!(wait_until(Duration::from_secs(10), || m.assignment().len() + other.assignment().len() == 8
+    assert!(wait_until(Duration::from_secs(10), || m.assignment().len()
+        + other.assignment().len()
+        == 8
         && !other.assignment().is_empty()));
     assert!(!states_from_callback.lock().unwrap().is_empty());
     other.stop().unwrap();

@@ -22,12 +22,20 @@ fn stop_leaves_no_thread_behind() {
         nc.close();
     }
     let baseline = thread_count();
-    let ms: Vec<_> = (0..3).map(|_| std::thread::spawn({
-        let (url, config) = (server.url(), config.clone());
-        move || start_manager(&url, "threads", 12, &config).0
-    })).map(|h| h.join().unwrap()).collect();
+    let ms: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn({
+                let (url, config) = (server.url(), config.clone());
+                move || start_manager(&url, "threads", 12, &config).0
+            })
+        })
+        .map(|h| h.join().unwrap())
+        .collect();
     let refs: Vec<_> = ms.iter().collect();
-    assert!(wait_until(Duration::from_secs(5), || exactly_once(&manager_report(&refs), 12)));
+    assert!(wait_until(Duration::from_secs(5), || exactly_once(
+        &manager_report(&refs),
+        12
+    )));
     let running = thread_count();
     assert!(running > baseline, "managers run threads");
     for m in &ms {

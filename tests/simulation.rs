@@ -42,6 +42,7 @@ const REGRESSIONS: &[(&str, u64, &str)] = &[
 fn preset(name: &str, seed: u64) -> SimConfig {
     match name {
         "faulty" => SimConfig::faulty(),
+        "harsh" => SimConfig::harsh(seed),
         _ => SimConfig::mixed(seed),
     }
 }
@@ -167,4 +168,35 @@ fn thousand_workers_hundred_thousand_partitions() {
         }
         Err(f) => panic!("{f}"),
     }
+}
+
+/// A longer exploration: `PARTI_SIM_SWEEP=1000..6000 cargo test --release
+/// --test simulation sweep -- --ignored --nocapture` (preset `mixed`, or
+/// `PARTI_SIM_PRESET`).
+#[test]
+#[ignore = "exploration; run by hand"]
+fn sweep() {
+    let range = std::env::var("PARTI_SIM_SWEEP").unwrap_or_else(|_| "600..2600".into());
+    let (from, to) = range
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+        .expect("PARTI_SIM_SWEEP=<from>..<to>");
+    let started = Instant::now();
+    let name = std::env::var("PARTI_SIM_PRESET").unwrap_or_default();
+    let (ok, failed) = run_seeds(from..to, |seed| preset(&name, seed));
+    let stale: u64 = ok.iter().map(|r| r.stale_puts).sum();
+    println!(
+        "{} seeds in {:?}: {} failed, {stale} late assignment puts",
+        ok.len() + failed.len(),
+        started.elapsed(),
+        failed.len()
+    );
+    for f in &failed {
+        println!("{f}");
+    }
+    assert!(
+        failed.is_empty(),
+        "failing seeds: {:?}",
+        failed.iter().map(|f| f.seed).collect::<Vec<_>>()
+    );
 }

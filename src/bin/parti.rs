@@ -40,7 +40,8 @@ fn set_field(config: &mut Config, assignment: &str) -> Result<(), String> {
         config.restart_ratio = value.parse().map_err(|_| format!("bad ratio {value:?}"))?;
         return Ok(());
     }
-    let d = parse_duration(value).ok_or_else(|| format!("bad duration {value:?} (use 200ms or 2s)"))?;
+    let d =
+        parse_duration(value).ok_or_else(|| format!("bad duration {value:?} (use 200ms or 2s)"))?;
     let slot = match field {
         "heartbeat_interval" => &mut config.heartbeat_interval,
         "heartbeat_ttl" => &mut config.heartbeat_ttl,
@@ -82,13 +83,25 @@ fn worker(args: &[String]) -> Result<(), String> {
     let mut config = Config::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--server" => server = value()?,
             "--group" => group = Some(value()?),
-            "--partitions" => partitions = value()?.parse().map_err(|_| "bad --partitions".to_string())?,
+            "--partitions" => {
+                partitions = value()?
+                    .parse()
+                    .map_err(|_| "bad --partitions".to_string())?
+            }
             "--preferred-id" => preferred = Some(value()?),
-            "--release-ms" => release_ms = value()?.parse().map_err(|_| "bad --release-ms".to_string())?,
+            "--release-ms" => {
+                release_ms = value()?
+                    .parse()
+                    .map_err(|_| "bad --release-ms".to_string())?
+            }
             "--set" => set_field(&mut config, &value()?)?,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -127,7 +140,9 @@ fn worker(args: &[String]) -> Result<(), String> {
         builder = builder.preferred_id(id);
     }
     let manager = builder.start().map_err(|e| e.to_string())?;
-    emit(serde_json::json!({"event": "started", "worker": manager.worker_id(), "t": unix_micros()}));
+    emit(
+        serde_json::json!({"event": "started", "worker": manager.worker_id(), "t": unix_micros()}),
+    );
     // Run until stdin closes (the parent says "stop" by closing it).
     for line in std::io::stdin().lock().lines() {
         if line.is_err() {

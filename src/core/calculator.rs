@@ -143,21 +143,28 @@ impl Calculator {
     /// first [`tick`](Self::tick). Their workers count as alive from `now`
     /// until their heartbeats say otherwise (a new leader has not seen them
     /// yet), so a stable group is not reshuffled.
-    pub fn adopt(&mut self, now: Instant, records: &BTreeMap<String, AssignmentRecord>, meta_version: u64) {
+    pub fn adopt(
+        &mut self,
+        now: Instant,
+        records: &BTreeMap<String, AssignmentRecord>,
+        meta_version: u64,
+    ) {
         self.version = self.version.max(meta_version);
         for (worker, record) in records {
             self.version = self.version.max(record.version);
             self.ledger.adopt(worker, record, false);
-            self.members.entry(worker.clone()).or_insert_with(|| Member {
-                addressee: Addressee {
-                    instance: record.instance.clone(),
-                    incarnation: record.incarnation,
-                },
-                applied: 0,
-                leaving: false,
-                last_seen: now,
-                joined: now,
-            });
+            self.members
+                .entry(worker.clone())
+                .or_insert_with(|| Member {
+                    addressee: Addressee {
+                        instance: record.instance.clone(),
+                        incarnation: record.incarnation,
+                    },
+                    applied: 0,
+                    leaving: false,
+                    last_seen: now,
+                    joined: now,
+                });
             if let Some(m) = self.members.get(worker) {
                 let addressee = m.addressee.clone();
                 let applied = m.applied;
@@ -167,7 +174,9 @@ impl Calculator {
         if !records.is_empty() {
             // Half an interval past the death verdict, so that deaths are
             // known before any planned window may close.
-            let settle = self.config.heartbeat_ttl + self.config.emergency_grace + self.config.heartbeat_interval / 2;
+            let settle = self.config.heartbeat_ttl
+                + self.config.emergency_grace
+                + self.config.heartbeat_interval / 2;
             self.settle_until = Some(now + settle);
             let placement = self.ledger.placement();
             let placed: BTreeSet<&str> = placement.values().flatten().map(|p| p.id()).collect();
@@ -186,7 +195,10 @@ impl Calculator {
         if self.is_blind(now) {
             // Recovery grace: heartbeats were missing only from this
             // leader's point of view, so every member starts afresh.
-            log::info!("leader hears heartbeats again after {:?}", now - self.last_heard);
+            log::info!(
+                "leader hears heartbeats again after {:?}",
+                now - self.last_heard
+            );
             for m in self.members.values_mut() {
                 m.last_seen = m.last_seen.max(now);
             }
@@ -196,13 +208,16 @@ impl Calculator {
             instance: record.instance.clone(),
             incarnation: record.incarnation,
         };
-        let member = self.members.entry(worker.to_string()).or_insert_with(|| Member {
-            addressee: addressee.clone(),
-            applied: 0,
-            leaving: false,
-            last_seen: now,
-            joined: now,
-        });
+        let member = self
+            .members
+            .entry(worker.to_string())
+            .or_insert_with(|| Member {
+                addressee: addressee.clone(),
+                applied: 0,
+                leaving: false,
+                last_seen: now,
+                joined: now,
+            });
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
@@ -316,7 +331,9 @@ impl Calculator {
             .count();
         let restart = in_target.len() > 1
             && missing as f64 / in_target.len() as f64 > self.config.restart_ratio;
-        let held_work = dead.iter().any(|w| self.target.as_ref().is_some_and(|t| t.contains_key(w)));
+        let held_work = dead
+            .iter()
+            .any(|w| self.target.as_ref().is_some_and(|t| t.contains_key(w)));
         for w in &dead {
             self.members.remove(w);
             if self.ledger.forget(w) {
@@ -368,12 +385,17 @@ impl Calculator {
         if self.emergency_due {
             return Some(RebalanceKind::Emergency);
         }
-        let departed = target.keys().any(|w| self.members.get(w).is_none_or(|m| m.leaving));
+        let departed = target
+            .keys()
+            .any(|w| self.members.get(w).is_none_or(|m| m.leaving));
         if departed {
             return Some(RebalanceKind::PlannedScale);
         }
         if self.partitions_dirty {
-            return Some(self.pending_reason.unwrap_or(RebalanceKind::PartitionsChanged));
+            return Some(
+                self.pending_reason
+                    .unwrap_or(RebalanceKind::PartitionsChanged),
+            );
         }
         match self.window_deadline() {
             Some(deadline) if now >= deadline => Some(RebalanceKind::PlannedScale),
@@ -444,13 +466,14 @@ impl Calculator {
         }
         self.version = version;
         self.unconfirmed = Some(version);
-        let reason = self.pending_reason.take().unwrap_or(
-            if self.emergency_active {
+        let reason = self
+            .pending_reason
+            .take()
+            .unwrap_or(if self.emergency_active {
                 RebalanceKind::Emergency
             } else {
                 RebalanceKind::Handoff
-            },
-        );
+            });
         self.last_reason = reason;
         if writes.iter().any(|w| w.revoked > 0) {
             self.removal_times.insert(version, now);

@@ -14,20 +14,31 @@ use crate::{Config, Error, Partition, Placement, RebalanceKind};
 struct StickyDeal;
 
 impl AssignmentStrategy for StickyDeal {
-    fn assign(&self, workers: &[String], partitions: &[Partition], previous: &Placement) -> Result<Placement, Error> {
+    fn assign(
+        &self,
+        workers: &[String],
+        partitions: &[Partition],
+        previous: &Placement,
+    ) -> Result<Placement, Error> {
         let n = workers.len();
         let cap = partitions.len().div_ceil(n);
         let mut out: Placement = workers.iter().map(|w| (w.clone(), Vec::new())).collect();
         let mut rest = Vec::new();
         for p in partitions {
-            let owner = previous.iter().find(|(_, ps)| ps.contains(p)).map(|(w, _)| w);
+            let owner = previous
+                .iter()
+                .find(|(_, ps)| ps.contains(p))
+                .map(|(w, _)| w);
             match owner.and_then(|w| out.get_mut(w)) {
                 Some(v) if v.len() < cap => v.push(p.clone()),
                 _ => rest.push(p.clone()),
             }
         }
         for p in rest {
-            let (_, v) = out.iter_mut().min_by_key(|(_, v)| v.len()).ok_or(Error::NoWorkers)?;
+            let (_, v) = out
+                .iter_mut()
+                .min_by_key(|(_, v)| v.len())
+                .ok_or(Error::NoWorkers)?;
             v.push(p);
         }
         Ok(out)
@@ -195,7 +206,10 @@ fn join_waits_the_window_then_revokes_before_granting() {
     assert!(w.phases.contains(&Phase::Rebalancing));
     assert_eq!(w.calc.phase(), Phase::Stable);
     let rounds = &w.published[before..];
-    assert!(rounds.len() >= 2, "revocation and grant are separate rounds");
+    assert!(
+        rounds.len() >= 2,
+        "revocation and grant are separate rounds"
+    );
     // The first round gives w2 nothing it must wait for.
     let first_w2 = rounds[0].records.iter().find(|(n, _)| n == "w2").unwrap();
     assert!(first_w2.1.partitions.is_empty());
@@ -261,7 +275,13 @@ fn most_of_the_group_vanishing_is_a_restart_not_an_emergency() {
         w.join(n);
     }
     w.run(MS * 1100);
-    assert_eq!(w.kinds.iter().filter(|k| **k == RebalanceKind::Restart).count(), 1);
+    assert_eq!(
+        w.kinds
+            .iter()
+            .filter(|k| **k == RebalanceKind::Restart)
+            .count(),
+        1
+    );
     assert_eq!(w.kinds.len(), 2, "cold start + one restart: {:?}", w.kinds);
     w.assert_each_owned_once(8);
 }
@@ -301,8 +321,11 @@ fn a_new_leader_adopts_without_reshuffling_and_continues_versions() {
     }
     w.run(MS * 1100);
     let owners = w.owners();
-    let records: BTreeMap<String, AssignmentRecord> =
-        w.workers.iter().map(|(n, (_, r))| (n.clone(), r.clone().unwrap())).collect();
+    let records: BTreeMap<String, AssignmentRecord> = w
+        .workers
+        .iter()
+        .map(|(n, (_, r))| (n.clone(), r.clone().unwrap()))
+        .collect();
     let last = w.calc.version();
     let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(10));
     next.adopt(w.now, &records, last);
@@ -326,8 +349,11 @@ fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
         w.join(n);
     }
     w.run(MS * 1100);
-    let records: BTreeMap<String, AssignmentRecord> =
-        w.workers.iter().map(|(n, (_, r))| (n.clone(), r.clone().unwrap())).collect();
+    let records: BTreeMap<String, AssignmentRecord> = w
+        .workers
+        .iter()
+        .map(|(n, (_, r))| (n.clone(), r.clone().unwrap()))
+        .collect();
     // The whole fleet is killed; new processes with new ids appear and one
     // of them takes office, finding the old assignment.
     w.workers.clear();

@@ -126,7 +126,9 @@ impl LeaseCore {
 
     /// Until when the held lease may be acted on (`None`: not leader).
     pub fn valid_until(&self) -> Option<Instant> {
-        self.held.as_ref().map(|h| h.confirmed + self.step_down_after)
+        self.held
+            .as_ref()
+            .map(|h| h.confirmed + self.step_down_after)
     }
 
     /// The revision of the held lease (for a conditional release).
@@ -146,7 +148,12 @@ impl LeaseCore {
     /// is absent or deleted; `revision` is the revision of the value or of
     /// the delete marker (0 when a read found nothing). Observations older
     /// than what this worker has already seen are ignored.
-    pub fn observe(&mut self, now: Instant, revision: Revision, record: Option<LeaderRecord>) -> Vec<LeaseEvent> {
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        revision: Revision,
+        record: Option<LeaderRecord>,
+    ) -> Vec<LeaseEvent> {
         let mut events = Vec::new();
         if revision != 0 && revision < self.max_seen {
             return events;
@@ -230,7 +237,13 @@ impl LeaseCore {
 
     /// The result of the action returned by [`poll`](Self::poll), which was
     /// sent at `sent`.
-    pub fn on_result(&mut self, now: Instant, sent: Instant, action: &LeaseAction, outcome: WriteOutcome) -> Vec<LeaseEvent> {
+    pub fn on_result(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        action: &LeaseAction,
+        outcome: WriteOutcome,
+    ) -> Vec<LeaseEvent> {
         self.in_flight = false;
         self.retry_at = None;
         let mut events = Vec::new();
@@ -424,6 +437,9 @@ mod tests {
         let a = l.poll(t0).unwrap();
         l.on_result(t0, t0, &a, WriteOutcome::Written(1));
         let r = l.poll(t0 + TTL).unwrap();
-        assert_eq!(l.on_result(t0 + TTL, t0 + TTL, &r, WriteOutcome::Conflict), vec![LeaseEvent::Lost]);
+        assert_eq!(
+            l.on_result(t0 + TTL, t0 + TTL, &r, WriteOutcome::Conflict),
+            vec![LeaseEvent::Lost]
+        );
     }
 }

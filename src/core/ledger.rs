@@ -149,7 +149,12 @@ impl Ledger {
     pub fn placement(&self) -> Placement {
         self.keys
             .iter()
-            .map(|(w, k)| (w.clone(), k.partitions.values().map(|(p, _)| p.clone()).collect()))
+            .map(|(w, k)| {
+                (
+                    w.clone(),
+                    k.partitions.values().map(|(p, _)| p.clone()).collect(),
+                )
+            })
             .collect()
     }
 
@@ -208,10 +213,7 @@ impl Ledger {
             let desired = target.get(worker).unwrap_or(&empty);
             let mut keep: BTreeMap<String, (Partition, u64)> = BTreeMap::new();
             let mut granted = 0;
-            let current = self
-                .keys
-                .get(worker)
-                .filter(|k| k.addressee == *addressee);
+            let current = self.keys.get(worker).filter(|k| k.addressee == *addressee);
             for p in desired {
                 if let Some(kept) = current.and_then(|k| k.partitions.get(p.id())) {
                     keep.insert(p.id().to_string(), (p.clone(), kept.1));
@@ -290,7 +292,12 @@ mod tests {
     fn placement(pairs: &[(&str, &[&str])]) -> Placement {
         pairs
             .iter()
-            .map(|(w, ps)| (w.to_string(), ps.iter().map(|p| Partition::new(*p)).collect()))
+            .map(|(w, ps)| {
+                (
+                    w.to_string(),
+                    ps.iter().map(|p| Partition::new(*p)).collect(),
+                )
+            })
             .collect()
     }
 
@@ -301,7 +308,8 @@ mod tests {
     #[test]
     fn revoke_then_grant_after_ack() {
         let mut l = Ledger::default();
-        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let who: BTreeMap<_, _> =
+            [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
         let w = l.step(&placement(&[("a", &["1", "2"]), ("b", &[])]), &who, 1);
         assert_eq!(w.len(), 2, "both get a first key");
         // Move 2 from a to b: first only the revocation.
@@ -324,15 +332,22 @@ mod tests {
     #[test]
     fn dead_worker_frees_its_partitions() {
         let mut l = Ledger::default();
-        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let who: BTreeMap<_, _> =
+            [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
         l.step(&placement(&[("a", &["1"]), ("b", &["2"])]), &who, 1);
         let survivors: BTreeMap<_, _> = [("b".to_string(), addr("ib"))].into();
         let target = placement(&[("b", &["1", "2"])]);
-        assert!(l.step(&target, &survivors, 2).is_empty(), "a may still hold 1");
+        assert!(
+            l.step(&target, &survivors, 2).is_empty(),
+            "a may still hold 1"
+        );
         l.forget("a");
         let w = l.step(&target, &survivors, 2);
         assert_eq!(ids(&w[0]), ["1", "2"]);
-        assert_eq!(w[0].partitions[1].token, 1, "unmoved partition keeps its token");
+        assert_eq!(
+            w[0].partitions[1].token, 1,
+            "unmoved partition keeps its token"
+        );
     }
 
     #[test]
@@ -347,10 +362,14 @@ mod tests {
             partitions: vec![],
         };
         l.adopt("a", &rec, false);
-        let who: BTreeMap<_, _> = [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let who: BTreeMap<_, _> =
+            [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
         let target = placement(&[("a", &[]), ("b", &["9"])]);
         let w = l.step(&target, &who, 6);
-        assert!(w.iter().all(|w| w.partitions.is_empty()), "9 may still run on a");
+        assert!(
+            w.iter().all(|w| w.partitions.is_empty()),
+            "9 may still run on a"
+        );
         l.observe("a", &addr("ia"), 5);
         let w = l.step(&target, &who, 7);
         assert_eq!(ids(&w[0]), ["9"]);

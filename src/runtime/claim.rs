@@ -78,7 +78,10 @@ fn claim_preferred(
     match store.update(id, value, first.revision) {
         Ok(rev) => {
             if let Ok(old) = wire::decode::<WorkerRecord>(store.bucket(), id, &first.value) {
-                log::info!("took over stale worker id {id} from instance {}", old.instance);
+                log::info!(
+                    "took over stale worker id {id} from instance {}",
+                    old.instance
+                );
             }
             Ok(Some(rev))
         }

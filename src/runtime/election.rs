@@ -33,7 +33,9 @@ struct RunningLeader {
 impl ElectionThread {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("parti-election-{}", self.id);
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
     }
 
     fn open_watch(&self) -> Option<Watch> {
@@ -57,7 +59,10 @@ impl ElectionThread {
             if watch.is_none() {
                 deadline = deadline.min(watch_retry);
             }
-            let events = watch.as_ref().map(|w| w.events().clone()).unwrap_or_else(never);
+            let events = watch
+                .as_ref()
+                .map(|w| w.events().clone())
+                .unwrap_or_else(never);
             let mut lease_events = Vec::new();
             select_biased! {
                 recv(self.stop) -> _ => break,
@@ -118,7 +123,11 @@ impl ElectionThread {
                     Ok(found) => {
                         let (revision, seen) = match found {
                             None => (0, None),
-                            Some(e) => match wire::decode::<LeaderRecord>(self.store.bucket(), &e.key, &e.value) {
+                            Some(e) => match wire::decode::<LeaderRecord>(
+                                self.store.bucket(),
+                                &e.key,
+                                &e.value,
+                            ) {
                                 Ok(rec) => (e.revision, Some(rec)),
                                 Err(err) => {
                                     // A corrupt lease counts as held by nobody
@@ -133,7 +142,12 @@ impl ElectionThread {
                                 }
                             },
                         };
-                        let mut evs = self.core.on_result(Instant::now(), sent, action, WriteOutcome::Unknown);
+                        let mut evs = self.core.on_result(
+                            Instant::now(),
+                            sent,
+                            action,
+                            WriteOutcome::Unknown,
+                        );
                         evs.extend(self.core.observe(Instant::now(), revision, seen));
                         evs
                     }
@@ -145,8 +159,10 @@ impl ElectionThread {
                 };
             }
             LeaseAction::Create(rec) => self.store.create(LEADER_KEY, &wire::encode(rec)),
-            LeaseAction::Takeover { revision, record } | LeaseAction::Renew { revision, record } => {
-                self.store.update(LEADER_KEY, &wire::encode(record), *revision)
+            LeaseAction::Takeover { revision, record }
+            | LeaseAction::Renew { revision, record } => {
+                self.store
+                    .update(LEADER_KEY, &wire::encode(record), *revision)
             }
         };
         let outcome = match &result {

@@ -185,7 +185,11 @@ impl Shared {
             log::info!(
                 "[{}] {}",
                 self.worker_id(),
-                if leader { "became leader" } else { "no longer leader" }
+                if leader {
+                    "became leader"
+                } else {
+                    "no longer leader"
+                }
             );
             self.send(Job::Leadership(leader));
         }

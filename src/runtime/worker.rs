@@ -54,7 +54,9 @@ fn outcome(result: &Result<u64, KvError>) -> BeatOutcome {
 impl WorkerThread {
     pub fn spawn(self) -> std::io::Result<JoinHandle<()>> {
         let name = format!("parti-heartbeat-{}", self.id);
-        std::thread::Builder::new().name(name).spawn(move || self.run())
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
     }
 
     fn open_watch(&self) -> Option<Watch> {
@@ -142,7 +144,9 @@ impl WorkerThread {
     /// A callback stuck past the handoff timeout: stop heartbeating, so the
     /// leader grants what it holds elsewhere only after its lease expired.
     fn watch_callbacks(&mut self) {
-        let Some(since) = self.callbacks.front() else { return };
+        let Some(since) = self.callbacks.front() else {
+            return;
+        };
         let waited = since.elapsed();
         if waited >= self.handoff_timeout && !self.core.is_suspended() {
             self.core.suspend();
@@ -177,7 +181,11 @@ impl WorkerThread {
     fn on_watch(&mut self, ev: WatchEvent) {
         let event = match ev {
             WatchEvent::Put(entry) => {
-                match wire::decode::<AssignmentRecord>(self.assignments.bucket(), &entry.key, &entry.value) {
+                match wire::decode::<AssignmentRecord>(
+                    self.assignments.bucket(),
+                    &entry.key,
+                    &entry.value,
+                ) {
                     Ok(record) => self.core.on_assignment(Some(&record)),
                     Err(e) => {
                         self.shared.report(e);
@@ -212,12 +220,18 @@ impl WorkerThread {
                 self.install(a, true);
             }
             WorkerEvent::Fenced(released) => {
-                log::warn!("[{}] heartbeat not confirmed: released all partitions", self.id);
+                log::warn!(
+                    "[{}] heartbeat not confirmed: released all partitions",
+                    self.id
+                );
                 self.shared.set_degraded(true);
                 self.install(released, false);
             }
             WorkerEvent::Degraded => {
-                log::warn!("[{}] heartbeat not confirmed: keeping partitions (degraded)", self.id);
+                log::warn!(
+                    "[{}] heartbeat not confirmed: keeping partitions (degraded)",
+                    self.id
+                );
                 self.shared.set_degraded(true);
             }
             WorkerEvent::Recovered => {
@@ -247,7 +261,9 @@ impl WorkerThread {
             let sent = Instant::now();
             match a {
                 BeatAction::Update { record, revision } => {
-                    let r = self.workers.update(&self.id, &wire::encode(&record), revision);
+                    let r = self
+                        .workers
+                        .update(&self.id, &wire::encode(&record), revision);
                     self.after_write(sent, &r);
                 }
                 BeatAction::Create(record) => {
@@ -264,9 +280,13 @@ impl WorkerThread {
                         }
                     };
                     let found = found.and_then(|entry| {
-                        wire::decode::<WorkerRecord>(self.workers.bucket(), &entry.key, &entry.value)
-                            .ok()
-                            .map(|r| (entry.revision, r))
+                        wire::decode::<WorkerRecord>(
+                            self.workers.bucket(),
+                            &entry.key,
+                            &entry.value,
+                        )
+                        .ok()
+                        .map(|r| (entry.revision, r))
                     });
                     match self.core.own_key_read(Instant::now(), found) {
                         Ok(next) => action = next,

@@ -121,6 +121,15 @@ impl SimConfig {
         }
     }
 
+    /// [`mixed`](Self::mixed) with four times the fault rate.
+    pub fn harsh(seed: u64) -> Self {
+        SimConfig {
+            preset: "harsh",
+            fault_rate: 2.0,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
     /// A large group without faults.
     pub fn scale(workers: usize, partitions: usize) -> Self {
         SimConfig {

@@ -26,7 +26,12 @@ pub fn intervals(owner: &str, events: &[Event], killed_at: Option<u64>) -> Vec<I
         let (Some(begin), Some(end)) = (e["t_begin"].as_u64(), e["t_end"].as_u64()) else {
             continue;
         };
-        for p in e["removed"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
+        for p in e["removed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+        {
             if let Some(start) = open.remove(p) {
                 out.push(Interval {
                     partition: p.to_string(),
@@ -36,7 +41,12 @@ pub fn intervals(owner: &str, events: &[Event], killed_at: Option<u64>) -> Vec<I
                 });
             }
         }
-        for p in e["added"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
+        for p in e["added"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+        {
             open.entry(p.to_string()).or_insert(begin);
         }
     }
@@ -99,7 +109,9 @@ impl Ledger {
     pub fn owners_now(&self) -> BTreeMap<String, Vec<String>> {
         let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for i in self.intervals.iter().filter(|i| i.end.is_none()) {
-            map.entry(i.partition.clone()).or_default().push(i.owner.clone());
+            map.entry(i.partition.clone())
+                .or_default()
+                .push(i.owner.clone());
         }
         map
     }

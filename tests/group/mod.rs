@@ -103,7 +103,13 @@ pub struct ChildWorker {
 }
 
 impl ChildWorker {
-    pub fn spawn(url: &str, group: &str, n: usize, config: &Config, preferred: Option<&str>) -> ChildWorker {
+    pub fn spawn(
+        url: &str,
+        group: &str,
+        n: usize,
+        config: &Config,
+        preferred: Option<&str>,
+    ) -> ChildWorker {
         Self::spawn_with(url, group, n, config, preferred, &[])
     }
 
@@ -117,12 +123,20 @@ impl ChildWorker {
         extra: &[&str],
     ) -> ChildWorker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_parti"));
-        cmd.args(["worker", "--server", url, "--group", group, "--partitions", &n.to_string()])
-            .args(extra)
-            .args(config_flags(config))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "worker",
+            "--server",
+            url,
+            "--group",
+            group,
+            "--partitions",
+            &n.to_string(),
+        ])
+        .args(extra)
+        .args(config_flags(config))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         if let Some(id) = preferred {
             cmd.args(["--preferred-id", id]);
         }
@@ -166,7 +180,10 @@ impl ChildWorker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("child worker did not start within {timeout:?}: {:?}", self.events());
+        panic!(
+            "child worker did not start within {timeout:?}: {:?}",
+            self.events()
+        );
     }
 
     /// The partitions of the last applied assignment.
@@ -178,7 +195,11 @@ impl ChildWorker {
             .map(|e| {
                 e["partitions"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default()
             })
             .unwrap_or_default()
@@ -194,7 +215,9 @@ impl ChildWorker {
 
     pub fn saw_state(&self, s: State) -> bool {
         let s = s.to_string();
-        self.events().iter().any(|e| e["event"] == "state" && e["to"] == s.as_str())
+        self.events()
+            .iter()
+            .any(|e| e["event"] == "state" && e["to"] == s.as_str())
     }
 
     pub fn versions(&self) -> Vec<u64> {
@@ -214,7 +237,11 @@ impl ChildWorker {
 
     /// A label unique to this process (worker IDs are reused by restarts).
     pub fn label(&self) -> String {
-        format!("{}#{}", self.worker_id().unwrap_or_default(), self.child.id())
+        format!(
+            "{}#{}",
+            self.worker_id().unwrap_or_default(),
+            self.child.id()
+        )
     }
 
     pub fn pid(&self) -> u32 {
@@ -270,7 +297,11 @@ pub fn manager_report(ms: &[&Manager]) -> Vec<(String, Vec<String>)> {
         .map(|m| {
             (
                 m.worker_id().to_string(),
-                m.assignment().partitions().iter().map(|p| p.id().to_string()).collect(),
+                m.assignment()
+                    .partitions()
+                    .iter()
+                    .map(|p| p.id().to_string())
+                    .collect(),
             )
         })
         .collect()
@@ -287,9 +318,15 @@ pub struct Observer {
 
 impl Observer {
     pub fn new(url: &str, group: &str) -> Observer {
-        let backend = NatsBackend::new(parti::store::nats::connect(url).expect("connect"), Duration::from_secs(2));
+        let backend = NatsBackend::new(
+            parti::store::nats::connect(url).expect("connect"),
+            Duration::from_secs(2),
+        );
         let store = backend
-            .open(&BucketConfig::new(format!("parti-{group}-assignments"), None))
+            .open(&BucketConfig::new(
+                format!("parti-{group}-assignments"),
+                None,
+            ))
             .expect("open assignments bucket");
         let watch = store.watch(Some("_meta")).expect("watch _meta");
         let metas = Arc::new(Mutex::new(Vec::new()));
@@ -313,7 +350,12 @@ impl Observer {
     }
 
     pub fn metas(&self) -> Vec<MetaRecord> {
-        self.metas.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+        self.metas
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     /// Every `_meta` seen, with the instant it arrived.
