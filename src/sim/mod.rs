@@ -7,12 +7,22 @@
 //! view of shared buckets, in virtual time ([`ManualClock`]), with faults
 //! drawn from a seeded [`Rng`].
 //!
+//! Each process has the runtime's threads, stepped in a seeded order every
+//! `step` of virtual time: the heartbeat thread (assignment watch, fencing,
+//! heartbeats, ID re-claim), the election thread (lease watch, renewals,
+//! takeover) and, while leading, the leader thread (take office, heartbeats
+//! in, calculator tick, deletes, puts each after a lease check). Watches are
+//! the memory store's channels, drained with `try_recv`. A thread waiting for
+//! a slow operation is blocked until its answer is due. Callbacks run in
+//! order and take `apply_time`; the worker reports `applied` when one
+//! returns. Worker IDs are claimed in virtual time with the runtime's rules.
+//!
 //! Faults (mixed, during the first `fault_time` of a run): crash, restart
 //! (maybe with the same preferred ID), pause (a process frozen, possibly
 //! past its lease, then resumed), network partition of one or several
-//! processes, slow store operations (answered late, or applied late),
-//! failing store operations (failed, or applied with the answer lost), and
-//! mass restarts.
+//! processes, slow store operations (up to `max_latency`; answered late, or
+//! applied late), failing store operations (failed, or applied with the
+//! answer lost), new processes joining, and mass restarts.
 //!
 //! Invariants, checked after every step:
 //! 1. at most one process believes it holds an unexpired lease
@@ -28,8 +38,12 @@
 //! 4. once faults stop, every partition has exactly one owner among the
 //!    live processes within [`SimConfig::bound`] of virtual time.
 //!
-//! A failing run reports its seed; [`run`] with the same seed and
-//! configuration replays it exactly.
+//! A failing run reports its seed and preset; [`run`] with the same seed and
+//! configuration replays it exactly (`tests/simulation.rs` has a `replay`
+//! test for that). [`SimReport::stale_puts`] counts assignment writes that
+//! reached the store after their leader's lease could no longer be trusted
+//! (sent in time, delayed in flight): nothing fences them in the store, so
+//! they are measured rather than forbidden.
 
 mod claim;
 mod faults;
@@ -68,7 +82,8 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// A callback takes between these two durations.
     pub apply_time: (Duration, Duration),
-    /// Largest latency of a slow store operation.
+    /// Largest latency of a slow store operation (the real client gives up
+    /// at `operation_timeout`, so no larger).
     pub max_latency: Duration,
     /// When set, the run ends once every partition has had exactly one
     /// owner for this long after the faults stopped, instead of running to
