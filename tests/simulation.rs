@@ -200,3 +200,54 @@ fn sweep() {
         failed.iter().map(|f| f.seed).collect::<Vec<_>>()
     );
 }
+
+/// The runtime itself (real threads, memory store) for the bug behind seed
+/// 84: the leader's first attempts to watch the workers fail; it must retry
+/// and publish, not hold the lease without ever publishing.
+#[test]
+fn runtime_leader_retries_taking_office() {
+    use parti::source::StaticSource;
+    use parti::store::memory::{Fault, KvOp, MemoryBackend};
+    use parti::store::KvError;
+    use parti::{Config, ManagerBuilder, Partition};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let backend = MemoryBackend::default();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen = failures.clone();
+    backend.set_fault_hook(Some(Arc::new(move |op, bucket: &str, key: &str| {
+        let workers_watch = op == KvOp::Watch && key.is_empty() && bucket.ends_with("-workers");
+        (workers_watch && seen.fetch_add(1, Ordering::SeqCst) < 3)
+            .then(|| Fault::Fail(KvError::Unavailable("injected".into())))
+    })));
+    let ms = Duration::from_millis;
+    let config = Config {
+        heartbeat_interval: ms(50),
+        heartbeat_ttl: ms(200),
+        worker_id_ttl: ms(1000),
+        election_ttl: ms(300),
+        cold_start_window: ms(200),
+        planned_scale_window: ms(200),
+        emergency_grace: ms(100),
+        rebalance_cooldown: ms(100),
+        startup_timeout: Duration::from_secs(5),
+        shutdown_timeout: Duration::from_secs(3),
+        operation_timeout: ms(100),
+        ..Config::default()
+    };
+    let manager = ManagerBuilder::with_backend(Arc::new(backend), "office")
+        .config(config)
+        .partitions(StaticSource::new(
+            (0..4).map(|i| Partition::new(format!("p{i}"))),
+        ))
+        .start()
+        .expect("the leader retried taking office and published");
+    assert!(
+        failures.load(Ordering::SeqCst) >= 3,
+        "the fault was injected"
+    );
+    assert_eq!(manager.assignment().len(), 4);
+    manager.stop().expect("stop");
+}
