@@ -251,3 +251,66 @@ fn runtime_leader_retries_taking_office() {
     assert_eq!(manager.assignment().len(), 4);
     manager.stop().expect("stop");
 }
+
+/// The runtime itself for the bug behind seed 102: renewals slowed past the
+/// step-down point for a while; afterwards the leader must still publish
+/// (a joiner gets its assignment), not hold the lease with no leader thread.
+#[test]
+fn runtime_leader_survives_slow_renewals() {
+    use parti::source::StaticSource;
+    use parti::store::memory::{KvOp, MemoryBackend};
+    use parti::{Config, ManagerBuilder, Partition};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let ms = Duration::from_millis;
+    let config = Config {
+        heartbeat_interval: ms(50),
+        heartbeat_ttl: ms(200),
+        worker_id_ttl: ms(1000),
+        election_ttl: ms(300),
+        cold_start_window: ms(200),
+        planned_scale_window: ms(100),
+        emergency_grace: ms(100),
+        rebalance_cooldown: ms(100),
+        startup_timeout: Duration::from_secs(3),
+        shutdown_timeout: Duration::from_secs(3),
+        operation_timeout: ms(100),
+        ..Config::default()
+    };
+    let partitions = || StaticSource::new((0..4).map(|i| Partition::new(format!("p{i}"))));
+    let shared = MemoryBackend::default();
+    let first_client = shared.client();
+    let slow = Arc::new(AtomicBool::new(false));
+    let is_slow = slow.clone();
+    // Renewals answered after 160 ms: past the 225 ms step-down point of a
+    // lease renewed every 100 ms, yet still confirming it.
+    first_client.set_fault_hook(Some(Arc::new(move |op, bucket: &str, _key: &str| {
+        if is_slow.load(Ordering::SeqCst) && op == KvOp::Update && bucket.ends_with("-leader") {
+            std::thread::sleep(Duration::from_millis(160));
+        }
+        None
+    })));
+    let first = ManagerBuilder::with_backend(Arc::new(first_client), "slowlease")
+        .config(config.clone())
+        .partitions(partitions())
+        .start()
+        .expect("first worker");
+    assert!(first.is_leader());
+    slow.store(true, Ordering::SeqCst);
+    std::thread::sleep(ms(1000));
+    slow.store(false, Ordering::SeqCst);
+    std::thread::sleep(ms(300));
+    let second = ManagerBuilder::with_backend(Arc::new(shared.client()), "slowlease")
+        .config(config)
+        .partitions(partitions())
+        .start()
+        .expect("the leader still publishes after slow renewals");
+    assert!(
+        first.is_leader() != second.is_leader(),
+        "exactly one leader"
+    );
+    second.stop().expect("stop second");
+    first.stop().expect("stop first");
+}
