@@ -337,10 +337,18 @@ impl WorkerCore {
     /// When to call `poll`/`tick` next, at the latest.
     pub fn next_deadline(&self) -> Instant {
         let fence = self.last_confirmed + self.fence_after;
-        if self.degraded {
-            self.next_beat
+        // While suspended nothing is sent until `resume`, which comes with an
+        // input that wakes the shell anyway: a past `next_beat` would make it
+        // spin until then.
+        let beat = if self.suspended {
+            fence + Duration::from_secs(24 * 3600)
         } else {
-            self.next_beat.min(fence)
+            self.next_beat
+        };
+        if self.degraded {
+            beat
+        } else {
+            beat.min(fence)
         }
     }
 }
@@ -433,9 +441,11 @@ mod tests {
         assert!(w.is_degraded());
         // The key still says "a" for incarnation 0: not applied again.
         assert_eq!(w.on_assignment(Some(&record(3, 1, 0, &["a"]))), None);
-        // No beat announces the new incarnation before the release returned.
+        // No beat announces the new incarnation before the release returned,
+        // and nothing is due meanwhile (the shell must not spin).
         let t = t0 + I * 4;
         assert_eq!(w.poll(t), None);
+        assert!(w.next_deadline() > t + I * 100);
         w.resume(t);
         // A beat gets through: recovered, new incarnation announced.
         let act = w.poll(t).unwrap();
