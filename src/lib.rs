@@ -10,6 +10,8 @@ mod error;
 mod manager;
 mod names;
 mod runtime;
+#[doc(hidden)]
+pub mod sim;
 pub mod source;
 mod state;
 pub mod store;

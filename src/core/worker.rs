@@ -209,6 +209,10 @@ impl WorkerCore {
         self.fenced = true;
         self.degraded = true;
         self.incarnation += 1;
+        // The leader reads a new incarnation as "holds nothing" and may grant
+        // our partitions elsewhere at once: announce it only after the
+        // release callback returned (the shell resumes us then).
+        self.suspended = true;
         self.next_beat = self.next_beat.min(self.last_confirmed + self.interval);
         let released = Assignment::new(
             self.current.version(),
@@ -333,10 +337,18 @@ impl WorkerCore {
     /// When to call `poll`/`tick` next, at the latest.
     pub fn next_deadline(&self) -> Instant {
         let fence = self.last_confirmed + self.fence_after;
-        if self.degraded {
-            self.next_beat
+        // While suspended nothing is sent until `resume`, which comes with an
+        // input that wakes the shell anyway: a past `next_beat` would make it
+        // spin until then.
+        let beat = if self.suspended {
+            fence + Duration::from_secs(24 * 3600)
         } else {
-            self.next_beat.min(fence)
+            self.next_beat
+        };
+        if self.degraded {
+            beat
+        } else {
+            beat.min(fence)
         }
     }
 }
@@ -429,8 +441,13 @@ mod tests {
         assert!(w.is_degraded());
         // The key still says "a" for incarnation 0: not applied again.
         assert_eq!(w.on_assignment(Some(&record(3, 1, 0, &["a"]))), None);
-        // A beat gets through: recovered, new incarnation announced.
+        // No beat announces the new incarnation before the release returned,
+        // and nothing is due meanwhile (the shell must not spin).
         let t = t0 + I * 4;
+        assert_eq!(w.poll(t), None);
+        assert!(w.next_deadline() > t + I * 100);
+        w.resume(t);
+        // A beat gets through: recovered, new incarnation announced.
         let act = w.poll(t).unwrap();
         match &act {
             BeatAction::Update { record, .. } => assert_eq!(record.incarnation, 1),

@@ -12,7 +12,7 @@ use crate::core::calculator::{Calculator, Output, Publication};
 use crate::names::META_KEY;
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
-use crate::store::{KvStore, Watch, WatchEvent};
+use crate::store::{KvError, KvStore, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error};
@@ -69,6 +69,10 @@ impl LeaderThread {
             if !pending.writes.is_empty() {
                 deadline = deadline.min(now + retry);
             }
+            if !self.shared.lease_valid() {
+                // Nothing to do until the lease is confirmed or lost.
+                deadline = now + retry;
+            }
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(watch.events()) -> ev => match ev {
@@ -89,8 +93,13 @@ impl LeaderThread {
                 recv(self.ctx.refresh) -> _ => self.refresh(&mut calc),
                 recv(at(deadline)) -> _ => {}
             }
+            // Not acting on an unconfirmed lease, but not ending either: a
+            // renewal that was only slow makes it valid again, and the
+            // election thread, which alone knows, stops this thread when the
+            // term is over. (Ending here left the lease held and renewed by
+            // a leader that never published again.)
             if !self.shared.lease_valid() {
-                break;
+                continue;
             }
             let outputs = calc.tick(Instant::now());
             for out in outputs {
@@ -108,10 +117,15 @@ impl LeaderThread {
     /// the previous leader published.
     fn take_office(&self) -> Option<(Calculator, Watch)> {
         let ctx = &self.ctx;
-        let watch = match ctx.workers.watch(None) {
-            Ok(w) => w,
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
+        // Giving up here would leave the lease held by a leader that never
+        // publishes: retry until it works or the term ends.
+        let retry = ctx.config.heartbeat_interval / 4;
+        let watch = loop {
+            match ctx.workers.watch(None) {
+                Ok(w) => break w,
+                Err(e) => self.shared.report(Error::Kv(e)),
+            }
+            if !self.pause(retry) {
                 return None;
             }
         };
@@ -146,7 +160,17 @@ impl LeaderThread {
                 }
             }
         }
-        let (records, meta) = self.read_assignments();
+        // Adopting a partial view would let this leader grant partitions
+        // that a worker whose key it missed still holds.
+        let (records, meta) = loop {
+            match self.read_assignments() {
+                Ok(read) => break read,
+                Err(e) => self.shared.report(Error::Kv(e)),
+            }
+            if !self.pause(retry) {
+                return None;
+            }
+        };
         calc.adopt(
             Instant::now(),
             &records,
@@ -166,25 +190,25 @@ impl LeaderThread {
         Some((calc, watch))
     }
 
-    fn read_assignments(&self) -> (BTreeMap<String, AssignmentRecord>, Option<MetaRecord>) {
+    /// Waits `d` unless told to stop (`false`).
+    fn pause(&self, d: std::time::Duration) -> bool {
+        select_biased! {
+            recv(self.stop) -> _ => false,
+            recv(at(Instant::now() + d)) -> _ => true,
+        }
+    }
+
+    /// Every published key, or the first error (a key deleted meanwhile is
+    /// simply absent).
+    fn read_assignments(
+        &self,
+    ) -> Result<(BTreeMap<String, AssignmentRecord>, Option<MetaRecord>), KvError> {
         let store = &self.ctx.assignments;
         let mut records = BTreeMap::new();
         let mut meta = None;
-        let keys = match store.keys() {
-            Ok(k) => k,
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
-                return (records, meta);
-            }
-        };
-        for key in keys {
-            let entry = match store.get(&key) {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.shared.report(Error::Kv(e));
-                    continue;
-                }
+        for key in store.keys()? {
+            let Some(entry) = store.get(&key)? else {
+                continue;
             };
             if key == META_KEY {
                 match wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
@@ -200,7 +224,7 @@ impl LeaderThread {
                 Err(e) => self.shared.report(e),
             }
         }
-        (records, meta)
+        Ok((records, meta))
     }
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {

@@ -1,0 +1,263 @@
+//! A deterministic, single-threaded simulation of a whole group: every
+//! worker's pure cores ([`WorkerCore`](crate::core::worker::WorkerCore),
+//! [`LeaseCore`](crate::core::lease::LeaseCore) and, while leading, a
+//! [`Calculator`](crate::core::calculator::Calculator)) driven the way the
+//! runtime threads drive them, each process over its own
+//! [`MemoryBackend::client`](crate::store::memory::MemoryBackend::client)
+//! view of shared buckets, in virtual time ([`ManualClock`]), with faults
+//! drawn from a seeded [`Rng`].
+//!
+//! Each process has the runtime's threads, stepped in a seeded order every
+//! `step` of virtual time: the heartbeat thread (assignment watch, fencing,
+//! heartbeats, ID re-claim), the election thread (lease watch, renewals,
+//! takeover) and, while leading, the leader thread (take office, heartbeats
+//! in, calculator tick, deletes, puts each after a lease check). Watches are
+//! the memory store's channels, drained with `try_recv`. A thread waiting for
+//! a slow operation is blocked until its answer is due. Callbacks run in
+//! order and take `apply_time`; the worker reports `applied` when one
+//! returns. Worker IDs are claimed in virtual time with the runtime's rules.
+//!
+//! Faults (mixed, during the first `fault_time` of a run): crash, restart
+//! (maybe with the same preferred ID), pause (a process frozen, possibly
+//! past its lease, then resumed), network partition of one or several
+//! processes, slow store operations (up to `max_latency`; answered late, or
+//! applied late), failing store operations (failed, or applied with the
+//! answer lost), new processes joining, and mass restarts.
+//!
+//! Invariants, checked after every step:
+//! 1. at most one process believes it holds an unexpired lease
+//!    (`LeaseCore::valid_until() > now`);
+//! 2. no partition is owned by two processes at once: a partition is owned
+//!    from the moment an assignment granting it is installed until the
+//!    callback of the assignment that removes it returns. A paused process
+//!    is frozen and does no work, so it is not counted while paused, nor
+//!    after it resumes until the callbacks it queued have returned: user code
+//!    frozen mid-work is beyond what any lease can stop (fencing tokens cover
+//!    that window);
+//! 3. the assignment versions a process applies strictly increase;
+//! 4. once faults stop, every partition has exactly one owner among the
+//!    live processes within [`SimConfig::bound`] of virtual time.
+//!
+//! A failing run reports its seed and preset; [`run`] with the same seed and
+//! configuration replays it exactly (`tests/simulation.rs` has a `replay`
+//! test for that). [`SimReport::stale_puts`] counts assignment writes that
+//! reached the store after their leader's lease could no longer be trusted
+//! (sent in time, delayed in flight): nothing fences them in the store, so
+//! they are measured rather than forbidden.
+
+mod claim;
+mod faults;
+mod leader;
+mod node;
+mod ops;
+mod rng;
+mod world;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use rng::Rng;
+
+use crate::clock::ManualClock;
+use crate::strategy::{AssignmentStrategy, BoundedLoad};
+use crate::{Config, Partition};
+
+/// The shape of a simulated run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The preset this came from (`faulty`, `mixed`, `scale`), for the
+    /// replay command of a failure.
+    pub preset: &'static str,
+    /// The group's timings (scaled down, so runs are short in virtual time).
+    pub config: Config,
+    /// Processes started at time zero.
+    pub workers: usize,
+    /// Partitions in the static source.
+    pub partitions: usize,
+    /// Virtual time between two steps.
+    pub step: Duration,
+    /// Faults are injected during this first part of the run.
+    pub fault_time: Duration,
+    /// Expected faults per virtual second while injecting.
+    pub fault_rate: f64,
+    /// A callback takes between these two durations.
+    pub apply_time: (Duration, Duration),
+    /// Largest latency of a slow store operation (the real client gives up
+    /// at `operation_timeout`, so no larger).
+    pub max_latency: Duration,
+    /// When set, the run ends once every partition has had exactly one
+    /// owner for this long after the faults stopped, instead of running to
+    /// the end of the bound (for large groups, where a step is costly).
+    pub linger: Option<Duration>,
+}
+
+impl SimConfig {
+    /// A small group under mixed faults: 6 workers, 24 partitions, 20 s of
+    /// faults.
+    pub fn faulty() -> Self {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        SimConfig {
+            preset: "faulty",
+            config: Config {
+                heartbeat_interval: s(1),
+                heartbeat_ttl: s(3),
+                worker_id_ttl: s(10),
+                election_ttl: s(3),
+                cold_start_window: s(4),
+                planned_scale_window: s(2),
+                emergency_grace: s(1),
+                rebalance_cooldown: s(2),
+                operation_timeout: s(1),
+                handoff_timeout: s(3),
+                ..Config::default()
+            },
+            workers: 6,
+            partitions: 24,
+            step: ms(50),
+            fault_time: s(20),
+            fault_rate: 0.5,
+            apply_time: (ms(0), ms(300)),
+            linger: None,
+            max_latency: ms(1000),
+        }
+    }
+
+    /// [`faulty`](Self::faulty) with a group size (3 to 10 workers) and a
+    /// partition count (8 to 64) drawn from `seed`, so that many seeds cover
+    /// many shapes; a seed names its shape too, so replays need only it.
+    pub fn mixed(seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5eed_5eed);
+        SimConfig {
+            preset: "mixed",
+            workers: 3 + rng.index(8),
+            partitions: 8 + rng.index(57),
+            ..SimConfig::faulty()
+        }
+    }
+
+    /// [`mixed`](Self::mixed) with four times the fault rate.
+    pub fn harsh(seed: u64) -> Self {
+        SimConfig {
+            preset: "harsh",
+            fault_rate: 2.0,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// A large group without faults.
+    pub fn scale(workers: usize, partitions: usize) -> Self {
+        SimConfig {
+            preset: "scale",
+            workers,
+            partitions,
+            step: Duration::from_millis(100),
+            fault_time: Duration::ZERO,
+            fault_rate: 0.0,
+            linger: Some(Duration::from_secs(6)),
+            ..SimConfig::faulty()
+        }
+    }
+
+    /// How long after the faults stop every partition must have exactly one
+    /// live owner. The sum of the worst cases that may follow one another:
+    /// a stale lease taken over (2 × `election_ttl`: watched unchanged for a
+    /// TTL, plus the deposed leader's renewal period and step-down), a
+    /// preferred ID taken over and a dead worker declared (2 ×
+    /// `heartbeat_ttl` + `emergency_grace`), a restart or cold-start window,
+    /// a planned-scale window stretched to its maximum (3 ×
+    /// `planned_scale_window`) after a cooldown, a few heartbeats to
+    /// acknowledge releases, and two callbacks (a release, then a grant).
+    pub fn bound(&self) -> Duration {
+        let c = &self.config;
+        c.election_ttl * 2
+            + c.heartbeat_ttl * 2
+            + c.emergency_grace
+            + c.cold_start_window
+            + c.planned_scale_window * 3
+            + c.rebalance_cooldown
+            + c.heartbeat_interval * 4
+            + self.apply_time.1 * 2
+            + self.max_latency
+    }
+}
+
+/// What a run that kept every invariant did.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Steps taken.
+    pub steps: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Leader terms started.
+    pub terms: u64,
+    /// Virtual time from the end of the faults until every partition had
+    /// exactly one owner (the last time it became true).
+    pub converged_after: Duration,
+    /// Processes alive at the end.
+    pub alive: usize,
+    /// Assignment puts applied by the store after their sender's lease had
+    /// expired (sent in time, delayed in flight): nothing in the store fences
+    /// them, so they are counted.
+    pub stale_puts: u64,
+    /// Wall-clock time spent stepping the leading process (mostly its
+    /// calculator): a measurement, not part of the deterministic outcome.
+    pub leader_wall: Duration,
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug)]
+pub struct SimFailure {
+    /// The seed that reproduces it.
+    pub seed: u64,
+    /// The preset it ran with.
+    pub preset: &'static str,
+    /// Virtual time of the failing step.
+    pub at: Duration,
+    /// What broke.
+    pub message: String,
+    /// The last events before it (faults, leadership, fencing).
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "simulation seed {} failed at {:?}: {}",
+            self.seed, self.at, self.message
+        )?;
+        writeln!(
+            f,
+            "replay: PARTI_SIM_PRESET={} PARTI_SIM_SEED={} cargo test --release --test simulation replay -- --nocapture",
+            self.preset, self.seed
+        )?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What every process shares: timings, the partition list, the strategy.
+pub(crate) struct Env {
+    pub config: Config,
+    pub partitions: Vec<Partition>,
+    pub strategy: Arc<dyn AssignmentStrategy>,
+    pub apply_time: (Duration, Duration),
+}
+
+/// Runs one simulation; the same seed and configuration give the same run.
+pub fn run(seed: u64, sim: &SimConfig) -> Result<SimReport, SimFailure> {
+    let env = Env {
+        config: sim.config.clone(),
+        partitions: (0..sim.partitions)
+            .map(|i| Partition::new(format!("p{i}")))
+            .collect(),
+        strategy: Arc::new(BoundedLoad::default()),
+        apply_time: sim.apply_time,
+    };
+    world::World::new(seed, sim, env, ManualClock::new()).run()
+}

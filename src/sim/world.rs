@@ -1,0 +1,409 @@
+//! The simulated world: processes over one shared store, the virtual clock,
+//! the step loop and the invariant checks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, ManualClock};
+use crate::names::BucketNames;
+use crate::store::memory::{Fault, KvOp, MemoryBackend};
+use crate::store::{BucketConfig, KvBackend, KvError};
+use crate::wire::{self, WorkerRecord};
+
+use super::claim::{self, Claim};
+use super::node::{Notes, Running};
+use super::ops::{Io, Stores};
+use super::rng::Rng;
+use super::{Env, SimConfig, SimFailure, SimReport};
+
+const TRACE_LINES: usize = 60;
+
+pub(crate) enum Life {
+    Claiming(Claim),
+    Running(Box<Running>),
+}
+
+/// One simulated process.
+pub(crate) struct Process {
+    pub label: String,
+    pub preferred: Option<String>,
+    pub client: MemoryBackend,
+    pub io: Io,
+    pub rng: Rng,
+    pub instance: String,
+    pub life: Life,
+    /// Failure probability of each store operation (0: healthy).
+    pub flaky: Arc<Mutex<(Rng, f64)>>,
+    pub paused_until: Option<Instant>,
+    pub partitioned_until: Option<Instant>,
+    pub slow_until: Option<Instant>,
+    pub flaky_until: Option<Instant>,
+    /// Resumed from a pause, until its queued callbacks return.
+    pub exempt: bool,
+}
+
+impl Process {
+    pub fn running(&self) -> Option<&Running> {
+        match &self.life {
+            Life::Running(r) => Some(r),
+            Life::Claiming(_) => None,
+        }
+    }
+
+    /// Counted in the ownership checks.
+    pub fn counted(&self) -> Option<&Running> {
+        if self.paused_until.is_some() || self.exempt {
+            return None;
+        }
+        self.running()
+    }
+}
+
+pub(crate) struct World<'a> {
+    pub seed: u64,
+    pub sim: &'a SimConfig,
+    pub env: Env,
+    pub clock: ManualClock,
+    pub t0: Instant,
+    pub backend: MemoryBackend,
+    pub names: BucketNames,
+    pub rng: Rng,
+    pub procs: Vec<Process>,
+    pub spawned: u64,
+    pub trace: VecDeque<String>,
+    pub report: SimReport,
+    owned_dirty: bool,
+    /// Every partition had exactly one owner at the last full check.
+    converged: bool,
+}
+
+impl<'a> World<'a> {
+    pub fn new(seed: u64, sim: &'a SimConfig, env: Env, clock: ManualClock) -> Self {
+        let backend = MemoryBackend::new(Arc::new(clock.clone()));
+        let t0 = clock.now();
+        let mut world = World {
+            seed,
+            sim,
+            env,
+            clock,
+            t0,
+            backend,
+            names: BucketNames {
+                workers: "parti-sim-workers".into(),
+                leader: "parti-sim-leader".into(),
+                assignments: "parti-sim-assignments".into(),
+            },
+            rng: Rng::new(seed),
+            procs: Vec::new(),
+            spawned: 0,
+            trace: VecDeque::new(),
+            report: SimReport {
+                seed,
+                ..SimReport::default()
+            },
+            owned_dirty: true,
+            converged: false,
+        };
+        for _ in 0..sim.workers {
+            world.spawn(None);
+        }
+        world
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.clock.now() - self.t0
+    }
+
+    pub fn note(&mut self, line: String) {
+        let at = self.elapsed();
+        if self.trace.len() == TRACE_LINES {
+            self.trace.pop_front();
+        }
+        self.trace
+            .push_back(format!("{:>8.3}s {line}", at.as_secs_f64()));
+    }
+
+    fn fail(&self, message: String) -> SimFailure {
+        SimFailure {
+            seed: self.seed,
+            preset: self.sim.preset,
+            at: self.elapsed(),
+            message,
+            trace: self.trace.iter().cloned().collect(),
+        }
+    }
+
+    /// Starts a new process, asking for `preferred` as its ID.
+    pub fn spawn(&mut self, preferred: Option<String>) {
+        self.spawned += 1;
+        let label = format!("proc{}", self.spawned);
+        let client = self.backend.client();
+        let c = &self.env.config;
+        let open = |name: &str, age: Option<Duration>| client.open(&BucketConfig::new(name, age));
+        let stores = match (
+            open(&self.names.workers, Some(c.worker_id_ttl)),
+            open(&self.names.leader, Some(c.election_ttl)),
+            open(&self.names.assignments, None),
+        ) {
+            (Ok(workers), Ok(leader), Ok(assignments)) => Stores {
+                workers,
+                leader,
+                assignments,
+            },
+            // A fresh client on a healthy in-process store cannot fail to
+            // open; if it ever does, the process simply never starts.
+            _ => return,
+        };
+        let flaky = Arc::new(Mutex::new((self.rng.fork(), 0.0)));
+        let hook_state = flaky.clone();
+        client.set_fault_hook(Some(Arc::new(move |op, _bucket: &str, _key: &str| {
+            let mut state = hook_state.lock();
+            let (rng, p) = &mut *state;
+            if *p <= 0.0 || !rng.chance(*p) {
+                return None;
+            }
+            let e = KvError::Timeout {
+                op: "simulated",
+                after: Duration::from_secs(1),
+            };
+            let write = matches!(op, KvOp::Create | KvOp::Update | KvOp::Put | KvOp::Delete);
+            Some(if write && rng.chance(0.5) {
+                Fault::FailAfterApply(e)
+            } else {
+                Fault::Fail(e)
+            })
+        })));
+        let instance = format!("{:016x}", self.rng.next_u64());
+        let now = self.clock.now();
+        let io = Io::new(stores, self.rng.fork());
+        self.procs.push(Process {
+            label: label.clone(),
+            preferred: preferred.clone(),
+            client,
+            io,
+            rng: self.rng.fork(),
+            instance,
+            life: Life::Claiming(Claim::Start { retry: now }),
+            flaky,
+            paused_until: None,
+            partitioned_until: None,
+            slow_until: None,
+            flaky_until: None,
+            exempt: false,
+        });
+        self.note(format!("{label} starts (preferred id {preferred:?})"));
+    }
+
+    /// Removes a process at once: a crash, or its own exit.
+    pub fn remove(&mut self, index: usize) {
+        let p = self.procs.remove(index);
+        // Its watches and in-flight operations vanish with it.
+        drop(p);
+        self.owned_dirty = true;
+    }
+
+    fn step_process(&mut self, index: usize, now: Instant) -> Result<(), SimFailure> {
+        let env = &self.env;
+        let p = &mut self.procs[index];
+        if p.paused_until.is_some() {
+            return Ok(());
+        }
+        let mut notes = Notes::default();
+        match &mut p.life {
+            Life::Claiming(c) => {
+                let record = WorkerRecord {
+                    instance: p.instance.clone(),
+                    incarnation: 0,
+                    seq: 0,
+                    applied: 0,
+                    leaving: false,
+                    host: String::new(),
+                    pid: 0,
+                };
+                let value = wire::encode(&record);
+                let store = p.io.stores.workers.clone();
+                if let Some((id, rev)) = claim::step(
+                    c,
+                    store.as_ref(),
+                    &env.config,
+                    p.preferred.as_deref(),
+                    &value,
+                    now,
+                ) {
+                    notes.trace.push(format!("{} claimed {id}", p.label));
+                    p.life = Life::Running(Box::new(Running::new(env, id, &p.instance, rev, now)));
+                }
+            }
+            Life::Running(r) => {
+                let started = std::time::Instant::now();
+                r.step(env, &mut p.io, &mut p.rng, now, &mut notes);
+                if r.leader.is_some() {
+                    self.report.leader_wall += started.elapsed();
+                }
+            }
+        }
+        let p = &mut self.procs[index];
+        self.report.stale_puts += std::mem::take(&mut p.io.stale_puts);
+        if p.exempt && p.running().is_some_and(|r| !r.busy()) {
+            p.exempt = false;
+            notes.owned_changed = true;
+        }
+        self.owned_dirty |= notes.owned_changed;
+        for line in notes.trace {
+            if line.contains(" leads, epoch") {
+                self.report.terms += 1;
+            }
+            self.note(line);
+        }
+        if let Some(v) = notes.violations.into_iter().next() {
+            return Err(self.fail(v));
+        }
+        Ok(())
+    }
+
+    /// Invariants 1 and 2; updates `converged`.
+    fn check(&mut self, now: Instant) -> Result<(), SimFailure> {
+        let holders: Vec<&str> = self
+            .procs
+            .iter()
+            .filter(|p| {
+                p.running()
+                    .is_some_and(|r| r.lease.valid_until().is_some_and(|t| t > now))
+            })
+            .map(|p| p.label.as_str())
+            .collect();
+        if holders.len() > 1 {
+            return Err(self.fail(format!(
+                "{} processes hold an unexpired lease: {holders:?}",
+                holders.len()
+            )));
+        }
+        if !self.owned_dirty {
+            return Ok(());
+        }
+        self.owned_dirty = false;
+        let mut owner: HashMap<&str, usize> = HashMap::with_capacity(self.env.partitions.len());
+        let mut clash = None;
+        for (i, p) in self.procs.iter().enumerate() {
+            let Some(r) = p.counted() else { continue };
+            for id in r.owned() {
+                match owner.insert(id.as_str(), i) {
+                    Some(j) if j != i => {
+                        clash = Some(format!(
+                            "partition {id} owned by {} ({}) and {} ({})",
+                            p.label,
+                            r.id,
+                            self.procs[j].label,
+                            self.procs[j].running().map_or("?", |r| r.id.as_str())
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(c) = clash {
+            return Err(self.fail(c));
+        }
+        let all_owned = self
+            .env
+            .partitions
+            .iter()
+            .all(|p| owner.contains_key(p.id()));
+        let settled = self
+            .procs
+            .iter()
+            .all(|p| p.counted().is_some_and(|r| !r.busy()));
+        self.converged = all_owned && settled;
+        // Not converged yet: look again next step.
+        self.owned_dirty = !self.converged;
+        Ok(())
+    }
+
+    /// The step loop.
+    pub fn run(mut self) -> Result<SimReport, SimFailure> {
+        let end_faults = self.sim.fault_time;
+        let end = end_faults + self.sim.bound();
+        let mut faults_over = false;
+        let mut converged_at: Option<Duration> = None;
+        loop {
+            let now = self.clock.now();
+            let elapsed = now - self.t0;
+            if elapsed < end_faults {
+                self.maybe_inject(now);
+            } else if !faults_over {
+                faults_over = true;
+                self.end_faults(now);
+            }
+            self.expire_faults(now);
+            let mut order: Vec<usize> = (0..self.procs.len()).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, self.rng.index(i + 1));
+            }
+            for i in order {
+                self.step_process(i, now)?;
+            }
+            while let Some(i) = self
+                .procs
+                .iter()
+                .position(|p| p.running().is_some_and(|r| r.quit))
+            {
+                self.remove(i);
+            }
+            self.report.steps += 1;
+            self.check(now)?;
+            if faults_over {
+                match (self.converged, converged_at) {
+                    (true, None) => converged_at = Some(elapsed.saturating_sub(end_faults)),
+                    (false, Some(_)) => converged_at = None,
+                    _ => {}
+                }
+            }
+            let lingered = match (self.sim.linger, converged_at) {
+                (Some(linger), Some(at)) => elapsed >= end_faults + at + linger,
+                _ => false,
+            };
+            if elapsed >= end || lingered {
+                break;
+            }
+            self.clock.advance(self.sim.step);
+        }
+        match converged_at {
+            Some(after) => {
+                self.report.converged_after = after;
+                self.report.alive = self.procs.len();
+                Ok(self.report)
+            }
+            None => {
+                let unowned = self.describe_unowned();
+                Err(self.fail(format!(
+                    "not every partition has exactly one owner {:?} after the faults stopped: {unowned}",
+                    self.sim.bound()
+                )))
+            }
+        }
+    }
+
+    fn describe_unowned(&self) -> String {
+        let mut parts = Vec::new();
+        for p in &self.procs {
+            match &p.life {
+                Life::Claiming(c) => parts.push(format!("{} claiming {c:?}", p.label)),
+                Life::Running(r) => parts.push(format!(
+                    "{} {} owns {} (busy {}, leader {}, applied v{})",
+                    p.label,
+                    r.id,
+                    r.owned().count(),
+                    r.busy(),
+                    r.leader
+                        .as_ref()
+                        .map_or("no".to_string(), |l| format!("{:?}", l.phase())),
+                    r.worker.applied_version()
+                )),
+            }
+        }
+        parts.join("; ")
+    }
+}
