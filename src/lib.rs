@@ -12,6 +12,8 @@ mod runtime;
 pub mod source;
 pub mod wire;
 mod error;
+mod health;
+pub mod metrics;
 mod state;
 pub mod store;
 pub mod strategy;
@@ -19,6 +21,7 @@ mod types;
 
 pub use config::Config;
 pub use error::Error;
+pub use health::Health;
 pub use manager::{Manager, ManagerBuilder};
 pub use names::BucketNames;
 pub use state::State;

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, select_biased, Receiver};
+use crossbeam_channel::{at, never, select_biased, Receiver};
 
 use crate::core::calculator::{Calculator, Output, Publication};
 use crate::names::META_KEY;
@@ -31,6 +31,10 @@ pub(crate) struct LeaderContext {
     pub workers: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
     pub refresh: Receiver<()>,
+    /// The source's own change notifications, if it has any.
+    pub changes: Option<Receiver<()>>,
+    /// Re-read the source this often, if set.
+    pub refresh_every: Option<Duration>,
 }
 
 pub(crate) struct LeaderThread {
@@ -59,6 +63,11 @@ impl LeaderThread {
         };
         let mut pending = Pending::default();
         let retry = self.ctx.config.heartbeat_interval / 4;
+        let changes = self.ctx.changes.clone().unwrap_or_else(never);
+        let mut next_refresh = self.ctx.refresh_every.map(|d| Instant::now() + d);
+        // A re-read that failed (e.g. KV briefly unreachable) is retried, so
+        // a change notification is never lost.
+        let mut refresh_retry: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut deadline = calc
@@ -66,6 +75,9 @@ impl LeaderThread {
                 .unwrap_or(now + self.ctx.config.heartbeat_interval);
             if !pending.writes.is_empty() {
                 deadline = deadline.min(now + retry);
+            }
+            if let Some(at) = next_refresh.into_iter().chain(refresh_retry).min() {
+                deadline = deadline.min(at);
             }
             select_biased! {
                 recv(self.stop) -> _ => break,
@@ -84,8 +96,22 @@ impl LeaderThread {
                         break;
                     }
                 },
-                recv(self.ctx.refresh) -> _ => self.refresh(&mut calc),
+                recv(self.ctx.refresh) -> _ => refresh_retry = self.refresh(&mut calc),
+                recv(changes) -> _ => {
+                    // One read covers every notification queued so far.
+                    while changes.try_recv().is_ok() {}
+                    refresh_retry = self.refresh(&mut calc);
+                }
                 recv(at(deadline)) -> _ => {}
+            }
+            if refresh_retry.is_some_and(|at| Instant::now() >= at) {
+                refresh_retry = self.refresh(&mut calc);
+            }
+            if let (Some(at), Some(every)) = (next_refresh, self.ctx.refresh_every) {
+                if Instant::now() >= at {
+                    refresh_retry = self.refresh(&mut calc);
+                    next_refresh = Some(Instant::now() + every);
+                }
             }
             if !self.shared.lease_valid() {
                 break;
@@ -113,7 +139,7 @@ impl LeaderThread {
                 return None;
             }
         };
-        let partitions = match ctx.source.partitions() {
+        let partitions = match ctx.source.partitions_reporting(&mut |e| self.shared.report(e)) {
             Ok(p) => p,
             Err(e) => {
                 self.shared.report(e);
@@ -196,7 +222,10 @@ impl LeaderThread {
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
         match ev {
-            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.refresh(calc),
+            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => {
+                // A failure here is retried by the next request or period.
+                let _ = self.refresh(calc);
+            }
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(self.ctx.workers.bucket(), &entry.key, &entry.value) {
                     Ok(rec) => calc.observe_worker(Instant::now(), &entry.key, &rec),
@@ -208,10 +237,17 @@ impl LeaderThread {
         }
     }
 
-    fn refresh(&self, calc: &mut Calculator) {
-        match self.ctx.source.partitions() {
-            Ok(p) => calc.set_partitions(p),
-            Err(e) => self.shared.report(e),
+    /// Re-reads the source; on failure, returns when to try again.
+    fn refresh(&self, calc: &mut Calculator) -> Option<Instant> {
+        match self.ctx.source.partitions_reporting(&mut |e| self.shared.report(e)) {
+            Ok(p) => {
+                calc.set_partitions(p);
+                None
+            }
+            Err(e) => {
+                self.shared.report(e);
+                Some(Instant::now() + self.ctx.config.heartbeat_interval)
+            }
         }
     }
 
@@ -240,10 +276,13 @@ impl LeaderThread {
                 kind,
                 moved,
                 workers,
-            } => log::info!(
-                "[{id}] rebalance {kind}: {moved} partitions move, {workers} workers, after version {}",
-                calc.version()
-            ),
+            } => {
+                log::info!(
+                    "[{id}] rebalance {kind}: {moved} partitions move, {workers} workers, after version {}",
+                    calc.version()
+                );
+                self.shared.metrics.rebalance(kind);
+            }
             Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
             Output::Report(e) => self.shared.report(e),
         }

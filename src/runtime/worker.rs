@@ -282,8 +282,12 @@ impl WorkerThread {
     }
 
     fn after_write(&mut self, sent: Instant, result: &Result<u64, KvError>) {
-        if let Err(e) = result {
-            log::debug!("[{}] heartbeat: {e}", self.id);
+        match result {
+            Ok(_) => self.shared.heartbeat_confirmed(),
+            Err(e) => {
+                log::debug!("[{}] heartbeat: {e}", self.id);
+                self.shared.metrics.heartbeat_failure();
+            }
         }
         if let Some(ev) = self.core.on_beat(Instant::now(), sent, outcome(result)) {
             self.handle(ev);
