@@ -91,7 +91,8 @@ impl ManagerBuilder {
     /// Each re-read that finds a different list causes one
     /// `PartitionsChanged` rebalance; an unchanged list costs only the read.
     /// Default: never (re-read on leadership change and
-    /// [`Manager::refresh_partitions`] only).
+    /// [`Manager::refresh_partitions`] only). A zero period is rejected by
+    /// `start` ([`Error::InvalidConfig`]).
     ///
     /// [`FnSource`]: crate::source::FnSource
     pub fn refresh_every(mut self, period: Duration) -> Self {
@@ -142,6 +143,12 @@ impl ManagerBuilder {
 
     fn validate(&self) -> Result<BucketNames, Error> {
         self.config.validate()?;
+        if self.refresh_every.is_some_and(|p| p.is_zero()) {
+            return Err(Error::InvalidConfig {
+                field: "refresh_every",
+                reason: "must be longer than zero".into(),
+            });
+        }
         let names = BucketNames::for_group(&self.group)?;
         if let Some(id) = &self.preferred_id {
             let ok = worker_number(&self.config.worker_id_prefix, id)

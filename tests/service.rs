@@ -289,3 +289,13 @@ fn health_in_stable_and_after_the_server_dies() {
         && m.health().degraded_since.is_none()));
     m.stop().unwrap();
 }
+
+#[test]
+fn a_zero_refresh_period_is_rejected() {
+    let backend = Arc::new(parti::store::memory::MemoryBackend::default());
+    let err = parti::ManagerBuilder::with_backend(backend, "zero")
+        .refresh_every(Duration::ZERO)
+        .start()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { field: "refresh_every", .. }), "{err}");
+}

@@ -12,7 +12,8 @@
 //! ```
 //! - `status` prints the workers (heartbeat age, applied version, partition
 //!   count), the leader and its epoch, the assignment version and reason, and
-//!   the partitions of a KV source that nobody holds.
+//!   the partitions of a KV source that nobody holds. Heartbeat ages compare
+//!   the server's timestamps with this machine's clock.
 //! - `watch` prints one line per change in the group's workers, leader and
 //!   assignments buckets (heartbeats and lease renewals that change nothing
 //!   else only with `--heartbeats`) until it is killed.

@@ -123,21 +123,28 @@ impl KvSource {
         group: &str,
         op_timeout: Duration,
     ) -> Result<Self, Error> {
-        let backend: Arc<dyn KvBackend> =
-            Arc::new(crate::store::nats::NatsBackend::new(conn, op_timeout));
-        let mut source = Self::open(backend.as_ref(), group)?;
-        if let Some(inner) = Arc::get_mut(&mut source.inner) {
-            inner.owned = Some(backend);
-        }
-        Ok(source)
+        let backend = crate::store::nats::NatsBackend::new(conn, op_timeout);
+        let config = BucketConfig::new(Self::bucket_name(group)?, None);
+        let store = match backend.open(&config) {
+            Ok(store) => store,
+            Err(e) => {
+                backend.close();
+                return Err(e.into());
+            }
+        };
+        Ok(Self::build(store, Some(Arc::new(backend))))
     }
 
     /// A source over an already opened bucket.
     pub fn new(store: Arc<dyn KvStore>) -> Self {
+        Self::build(store, None)
+    }
+
+    fn build(store: Arc<dyn KvStore>, owned: Option<Arc<dyn KvBackend>>) -> Self {
         KvSource {
             inner: Arc::new(Inner {
                 store,
-                owned: None,
+                owned,
                 stops: Mutex::new(Vec::new()),
             }),
         }
