@@ -235,3 +235,85 @@ fn clear_errors_for_bad_input() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+/// A nats-server started with extra flags (here: authentication), killed
+/// when dropped.
+struct AuthServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthServer {
+    fn start(flags: &[&str]) -> AuthServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let child = Command::new(support::server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run nats-server");
+        let ready = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(ready, "nats-server with {flags:?} did not listen");
+        AuthServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr_of(args: &[&str]) -> (bool, String) {
+    let out = parti(args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn credentials_are_passed_to_nats() {
+    let server = AuthServer::start(&["--user", "ops", "--pass", "s3cret"]);
+    let url = server.url();
+    let base = [
+        "partitions",
+        "list",
+        "--server",
+        url.as_str(),
+        "--group",
+        "auth",
+    ];
+
+    let (ok, err) = stderr_of(&[&base[..], &["--user", "ops", "--password", "s3cret"]].concat());
+    assert!(ok, "correct credentials: {err}");
+    let (ok, err) = stderr_of(&[&base[..], &["--user", "ops", "--password", "wrong"]].concat());
+    assert!(!ok);
+    assert!(err.to_lowercase().contains("authorization"), "{err}");
+    let (ok, err) = stderr_of(&base);
+    assert!(!ok && err.to_lowercase().contains("authorization"), "{err}");
+
+    let server = AuthServer::start(&["--auth", "tok3n"]);
+    let url = server.url();
+    let base = ["status", "--server", url.as_str(), "--group", "auth"];
+    let (ok, err) = stderr_of(&[&base[..], &["--token", "tok3n"]].concat());
+    // Connected and authorized: the group simply does not exist yet.
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, err) = stderr_of(&[&base[..], &["--token", "nope"]].concat());
+    assert!(!ok && err.to_lowercase().contains("authorization"), "{err}");
+}
