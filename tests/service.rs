@@ -297,5 +297,89 @@ fn a_zero_refresh_period_is_rejected() {
         .refresh_every(Duration::ZERO)
         .start()
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "refresh_every", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "refresh_every",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_leader_waits_for_a_failing_source_instead_of_revoking_everything() {
+    let server = NatsServer::start();
+    let calls = Arc::new(Mutex::new(0u32));
+    let c = calls.clone();
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let s = sizes.clone();
+    let m = Manager::builder(
+        parti::store::nats::connect(&server.url()).unwrap(),
+        "flaky-source",
+    )
+    .config(fast_config())
+    .partitions(FnSource::new(move || {
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n <= 3 {
+            Err(Error::Plugin {
+                what: "partition source",
+                reason: "not reachable yet".into(),
+            })
+        } else {
+            Ok(partitions(5))
+        }
+    }))
+    .on_assignment_changed(move |change| s.lock().unwrap().push(change.assignment().len()))
+    .start()
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || m.assignment().len() == 5));
+    assert!(*calls.lock().unwrap() > 3);
+    // Callbacks run on their own thread, after the snapshot is installed.
+    assert!(wait_until(Duration::from_secs(5), || !sizes
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(sizes.first(), Some(&5), "{sizes:?}");
+    m.stop().unwrap();
+}
+
+/// CPU time this process has used (Linux: utime + stime from /proc).
+#[cfg(target_os = "linux")]
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_stuck_callback_does_not_make_the_manager_spin() {
+    let server = NatsServer::start();
+    let config = parti::Config {
+        handoff_timeout: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let m = Manager::builder(parti::store::nats::connect(&server.url()).unwrap(), "stuck")
+        .config(config)
+        .partitions(StaticSource::new(partitions(4)))
+        .on_assignment_changed(|_| std::thread::sleep(Duration::from_secs(3)))
+        .start()
+        .unwrap();
+    // Past the handoff timeout while the callback still sleeps: measure
+    // how busy the process is over one second.
+    std::thread::sleep(Duration::from_millis(600));
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time() - before;
+    assert!(used < Duration::from_millis(500), "{used:?} of CPU in 1 s");
+    drop(m);
 }

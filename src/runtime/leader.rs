@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, never, select_biased, Receiver};
+use crossbeam_channel::{after, at, never, select_biased, Receiver};
 
 use crate::core::calculator::{Calculator, Output, Publication};
 use crate::names::META_KEY;
@@ -16,6 +16,9 @@ use crate::store::{KvStore, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error};
+
+/// The shortest wait between two ticks of the calculator.
+const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// Key a follower writes in the workers bucket to ask the leader to re-read
 /// the partition source.
@@ -76,9 +79,14 @@ impl LeaderThread {
             if !pending.writes.is_empty() {
                 deadline = deadline.min(now + retry);
             }
-            if let Some(at) = next_refresh.into_iter().chain(refresh_retry).min() {
-                deadline = deadline.min(at);
+            if let Some(when) = next_refresh.into_iter().chain(refresh_retry).min() {
+                deadline = deadline.min(when);
             }
+            // The core can keep reporting a deadline that already passed
+            // while it waits on something else (e.g. a worker whose callback
+            // is stuck, heard from by nobody): tick at most every
+            // MIN_TICK instead of spinning.
+            deadline = deadline.max(now + MIN_TICK);
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(watch.events()) -> ev => match ev {
@@ -104,11 +112,11 @@ impl LeaderThread {
                 }
                 recv(at(deadline)) -> _ => {}
             }
-            if refresh_retry.is_some_and(|at| Instant::now() >= at) {
+            if refresh_retry.is_some_and(|when| Instant::now() >= when) {
                 refresh_retry = self.refresh(&mut calc);
             }
-            if let (Some(at), Some(every)) = (next_refresh, self.ctx.refresh_every) {
-                if Instant::now() >= at {
+            if let (Some(when), Some(every)) = (next_refresh, self.ctx.refresh_every) {
+                if Instant::now() >= when {
                     refresh_retry = self.refresh(&mut calc);
                     next_refresh = Some(Instant::now() + every);
                 }
@@ -139,11 +147,19 @@ impl LeaderThread {
                 return None;
             }
         };
-        let partitions = match ctx.source.partitions_reporting(&mut |e| self.shared.report(e)) {
-            Ok(p) => p,
-            Err(e) => {
-                self.shared.report(e);
-                Vec::new()
+        // Acting on an empty list would revoke every partition of the group,
+        // so a leader that cannot read its source waits (the published
+        // assignments stay in force meanwhile).
+        let partitions = loop {
+            match ctx.source.partitions_reporting(&mut |e| self.shared.report(e)) {
+                Ok(p) => break p,
+                Err(e) => {
+                    self.shared.report(e);
+                    select_biased! {
+                        recv(self.stop) -> _ => return None,
+                        recv(after(ctx.config.heartbeat_interval)) -> _ => {}
+                    }
+                }
             }
         };
         let now = Instant::now();
