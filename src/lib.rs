@@ -7,7 +7,9 @@ pub mod clock;
 mod config;
 pub mod core;
 mod error;
+mod health;
 mod manager;
+pub mod metrics;
 mod names;
 mod runtime;
 #[doc(hidden)]
@@ -22,6 +24,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use error::Error;
+pub use health::Health;
 pub use manager::{Manager, ManagerBuilder};
 pub use names::BucketNames;
 pub use state::State;

@@ -9,10 +9,12 @@ use parking_lot::Mutex;
 
 use crate::core::lease::LeaseCore;
 use crate::core::worker::WorkerCore;
+use crate::metrics::{Metrics, NoMetrics};
 use crate::names::{worker_number, BucketNames};
 use crate::runtime::election::ElectionThread;
 use crate::runtime::hooks::{self, Hooks};
 use crate::runtime::leader::{LeaderContext, REFRESH_KEY};
+use crate::runtime::metered::Metered;
 use crate::runtime::shared::Shared;
 use crate::runtime::worker::{Command, WorkerThread};
 use crate::runtime::{claim, join_until};
@@ -20,7 +22,7 @@ use crate::source::{PartitionSource, StaticSource};
 use crate::store::{BucketConfig, KvBackend, KvStore};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::WorkerRecord;
-use crate::{Assignment, AssignmentChange, Config, Error, State};
+use crate::{Assignment, AssignmentChange, Config, Error, Health, State};
 
 // The blocking `nats` client marks every item deprecated (in favour of its
 // async successor, which this synchronous library cannot use).
@@ -39,6 +41,8 @@ pub struct ManagerBuilder {
     strategy: Option<Arc<dyn AssignmentStrategy>>,
     hooks: Hooks,
     preferred_id: Option<String>,
+    metrics: Arc<dyn Metrics>,
+    refresh_every: Option<Duration>,
 }
 
 impl ManagerBuilder {
@@ -56,6 +60,8 @@ impl ManagerBuilder {
             strategy: None,
             hooks: Hooks::default(),
             preferred_id: None,
+            metrics: Arc::new(NoMetrics),
+            refresh_every: None,
         }
     }
 
@@ -68,6 +74,29 @@ impl ManagerBuilder {
     /// Where the partitions come from (default: none).
     pub fn partitions(mut self, source: impl PartitionSource + 'static) -> Self {
         self.source = Arc::new(source);
+        self
+    }
+
+    /// Where measurements go (default: [`NoMetrics`]). See
+    /// [`Metrics`] for when each method is called.
+    pub fn metrics(mut self, metrics: impl Metrics + 'static) -> Self {
+        self.metrics = Arc::new(metrics);
+        self
+    }
+
+    /// Makes the leader re-read the partition source every `period`, for
+    /// sources that cannot signal changes themselves (e.g. an [`FnSource`]
+    /// over a file or a database). Not needed for a
+    /// [`KvSource`](crate::source::KvSource), which signals every change.
+    /// Each re-read that finds a different list causes one
+    /// `PartitionsChanged` rebalance; an unchanged list costs only the read.
+    /// Default: never (re-read on leadership change and
+    /// [`Manager::refresh_partitions`] only). A zero period is rejected by
+    /// `start` ([`Error::InvalidConfig`]).
+    ///
+    /// [`FnSource`]: crate::source::FnSource
+    pub fn refresh_every(mut self, period: Duration) -> Self {
+        self.refresh_every = Some(period);
         self
     }
 
@@ -117,6 +146,12 @@ impl ManagerBuilder {
 
     fn validate(&self) -> Result<BucketNames, Error> {
         self.config.validate()?;
+        if self.refresh_every.is_some_and(|p| p.is_zero()) {
+            return Err(Error::InvalidConfig {
+                field: "refresh_every",
+                reason: "must be longer than zero".into(),
+            });
+        }
         let names = BucketNames::for_group(&self.group)?;
         if let Some(id) = &self.preferred_id {
             let ok = worker_number(&self.config.worker_id_prefix, id)
@@ -190,13 +225,18 @@ impl ManagerBuilder {
             c.replicas = config.replicas;
             backend.open(&c)
         };
-        let workers = bucket(&names.workers, Some(config.worker_id_ttl))?;
-        let leader_store = bucket(&names.leader, Some(config.election_ttl))?;
-        let assignments = bucket(&names.assignments, None)?;
+        let metrics = self.metrics;
+        let workers = Metered::wrap(
+            bucket(&names.workers, Some(config.worker_id_ttl))?,
+            &metrics,
+        );
+        let leader_store =
+            Metered::wrap(bucket(&names.leader, Some(config.election_ttl))?, &metrics);
+        let assignments = Metered::wrap(bucket(&names.assignments, None)?, &metrics);
 
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::new(jobs_tx));
+        let shared = Arc::new(Shared::new(jobs_tx, metrics));
         let callbacks = hooks::spawn(
             format!("parti-callbacks-{}", self.group),
             self.hooks,
@@ -270,6 +310,7 @@ impl ManagerBuilder {
         };
         let (refresh_tx, refresh_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let changes = self.source.changes();
         let strategy = self
             .strategy
             .unwrap_or_else(|| Arc::new(crate::strategy::default_strategy()));
@@ -287,6 +328,8 @@ impl ManagerBuilder {
                 workers: workers.clone(),
                 assignments,
                 refresh: refresh_rx,
+                changes,
+                refresh_every: self.refresh_every,
             },
             retry_every,
         }
@@ -437,6 +480,31 @@ impl Manager {
     /// This worker's partitions now: a cheap snapshot.
     pub fn assignment(&self) -> Assignment {
         self.shared.assignment()
+    }
+
+    /// What a readiness or liveness probe needs: see [`Health`].
+    ///
+    /// ```no_run
+    /// # fn probe(manager: &parti::Manager) {
+    /// let health = manager.health();
+    /// if !health.is_live() {
+    ///     eprintln!("heartbeat not confirmed for {:?}", health.since_last_heartbeat);
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
+        let probes = self.shared.probes();
+        let assignment = self.shared.assignment();
+        Health {
+            state: self.shared.state(),
+            is_leader: self.shared.is_leader(),
+            worker_id: self.worker_id.clone(),
+            since_last_heartbeat: probes.last_heartbeat.map(|t| t.elapsed()),
+            heartbeat_ttl: self.config.heartbeat_ttl,
+            assignment_version: assignment.version(),
+            partitions: assignment.len(),
+            degraded_since: probes.degraded_since.map(|t| t.elapsed()),
+        }
     }
 
     /// Blocks until the manager is in `state`, or `timeout` passes

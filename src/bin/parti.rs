@@ -1,12 +1,40 @@
 //! `parti`: run a worker or inspect a group from the command line.
 //!
 //! ```text
+//! parti status --group G [--json] [CONNECTION]
+//! parti watch --group G [--json] [--heartbeats] [CONNECTION]
+//! parti partitions add|remove|list --group G [--weight N] [--replicas N] [--json] [ID...] [CONNECTION]
 //! parti worker --server URL --group G --partitions N [--preferred-id ID]
 //!              [--release-ms MS] [--set FIELD=DURATION]...
+//!
+//! CONNECTION: [--server URL] [--user U --password P | --token T | --creds FILE
+//!             | --nkey SEEDFILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]
 //! ```
-//! `worker` joins the group and prints one JSON line per event (started,
-//! assignment, state, leader, error) until it is killed or its standard
-//! input closes, then stops gracefully.
+//! - `status` prints the workers (heartbeat age, applied version, partition
+//!   count), the leader and its epoch, the assignment version and reason, and
+//!   the partitions of a KV source that nobody holds. Heartbeat ages compare
+//!   the server's timestamps with this machine's clock.
+//! - `watch` prints one line per change in the group's workers, leader and
+//!   assignments buckets (heartbeats and lease renewals that change nothing
+//!   else only with `--heartbeats`) until it is killed.
+//! - `partitions` edits the group's KV partition source
+//!   (`parti-<group>-partitions`); running groups rebalance by themselves.
+//! - `worker` joins the group and prints one JSON line per event (started,
+//!   assignment, state, leader, error) until it is killed or its standard
+//!   input closes, then stops gracefully.
+
+#[path = "parti/args.rs"]
+mod args;
+#[path = "parti/connect.rs"]
+mod connect;
+#[path = "parti/partitions.rs"]
+mod partitions;
+#[path = "parti/snapshot.rs"]
+mod snapshot;
+#[path = "parti/status.rs"]
+mod status;
+#[path = "parti/watch.rs"]
+mod watch;
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -17,7 +45,10 @@ use parti::{Config, Manager, Partition};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: parti worker --server URL --group G --partitions N [--preferred-id ID] [--release-ms MS] [--set FIELD=DURATION]..."
+        "usage:\n  parti status --group G [--json] {c}\n  parti watch --group G [--json] [--heartbeats] {c}\n  \
+         parti partitions add|remove|list --group G [--weight N] [--replicas N] [--json] [ID...] {c}\n  \
+         parti worker --server URL --group G --partitions N [--preferred-id ID] [--release-ms MS] [--set FIELD=DURATION]...",
+        c = connect::USAGE
     );
     ExitCode::from(2)
 }
@@ -162,6 +193,9 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "worker" => worker(&args[1..]),
+        "status" => status::run(&args[1..]),
+        "watch" => watch::run(&args[1..]),
+        "partitions" => partitions::run(&args[1..]),
         _ => return usage(),
     };
     match result {

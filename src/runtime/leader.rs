@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, select_biased, Receiver};
+use crossbeam_channel::{after, at, never, select_biased, Receiver};
 
 use crate::core::calculator::{Calculator, Output, Publication};
 use crate::names::META_KEY;
@@ -16,6 +16,9 @@ use crate::store::{KvError, KvStore, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error};
+
+/// The shortest wait between two ticks of the calculator.
+const MIN_TICK: Duration = Duration::from_millis(10);
 
 /// Key a follower writes in the workers bucket to ask the leader to re-read
 /// the partition source.
@@ -31,6 +34,10 @@ pub(crate) struct LeaderContext {
     pub workers: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
     pub refresh: Receiver<()>,
+    /// The source's own change notifications, if it has any.
+    pub changes: Option<Receiver<()>>,
+    /// Re-read the source this often, if set.
+    pub refresh_every: Option<Duration>,
 }
 
 pub(crate) struct LeaderThread {
@@ -61,6 +68,11 @@ impl LeaderThread {
         };
         let mut pending = Pending::default();
         let retry = self.ctx.config.heartbeat_interval / 4;
+        let changes = self.ctx.changes.clone().unwrap_or_else(never);
+        let mut next_refresh = self.ctx.refresh_every.map(|d| Instant::now() + d);
+        // A re-read that failed (e.g. KV briefly unreachable) is retried, so
+        // a change notification is never lost.
+        let mut refresh_retry: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut deadline = calc
@@ -73,6 +85,14 @@ impl LeaderThread {
                 // Nothing to do until the lease is confirmed or lost.
                 deadline = now + retry;
             }
+            if let Some(when) = next_refresh.into_iter().chain(refresh_retry).min() {
+                deadline = deadline.min(when);
+            }
+            // The core can keep reporting a deadline that already passed
+            // while it waits on something else (e.g. a worker whose callback
+            // is stuck, heard from by nobody): tick at most every
+            // MIN_TICK instead of spinning.
+            deadline = deadline.max(now + MIN_TICK);
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(watch.events()) -> ev => match ev {
@@ -90,7 +110,12 @@ impl LeaderThread {
                         break;
                     }
                 },
-                recv(self.ctx.refresh) -> _ => self.refresh(&mut calc),
+                recv(self.ctx.refresh) -> _ => refresh_retry = self.refresh(&mut calc),
+                recv(changes) -> _ => {
+                    // One read covers every notification queued so far.
+                    while changes.try_recv().is_ok() {}
+                    refresh_retry = self.refresh(&mut calc);
+                }
                 recv(at(deadline)) -> _ => {}
             }
             // Not acting on an unconfirmed lease, but not ending either: a
@@ -98,6 +123,15 @@ impl LeaderThread {
             // election thread, which alone knows, stops this thread when the
             // term is over. (Ending here left the lease held and renewed by
             // a leader that never published again.)
+            if refresh_retry.is_some_and(|when| Instant::now() >= when) {
+                refresh_retry = self.refresh(&mut calc);
+            }
+            if let (Some(when), Some(every)) = (next_refresh, self.ctx.refresh_every) {
+                if Instant::now() >= when {
+                    refresh_retry = self.refresh(&mut calc);
+                    next_refresh = Some(Instant::now() + every);
+                }
+            }
             if !self.shared.lease_valid() {
                 continue;
             }
@@ -129,11 +163,22 @@ impl LeaderThread {
                 return None;
             }
         };
-        let partitions = match ctx.source.partitions() {
-            Ok(p) => p,
-            Err(e) => {
-                self.shared.report(e);
-                Vec::new()
+        // Acting on an empty list would revoke every partition of the group,
+        // so a leader that cannot read its source waits (the published
+        // assignments stay in force meanwhile).
+        let partitions = loop {
+            match ctx
+                .source
+                .partitions_reporting(&mut |e| self.shared.report(e))
+            {
+                Ok(p) => break p,
+                Err(e) => {
+                    self.shared.report(e);
+                    select_biased! {
+                        recv(self.stop) -> _ => return None,
+                        recv(after(ctx.config.heartbeat_interval)) -> _ => {}
+                    }
+                }
             }
         };
         let now = Instant::now();
@@ -229,7 +274,10 @@ impl LeaderThread {
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
         match ev {
-            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.refresh(calc),
+            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => {
+                // A failure here is retried by the next request or period.
+                let _ = self.refresh(calc);
+            }
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(
                     self.ctx.workers.bucket(),
@@ -245,10 +293,21 @@ impl LeaderThread {
         }
     }
 
-    fn refresh(&self, calc: &mut Calculator) {
-        match self.ctx.source.partitions() {
-            Ok(p) => calc.set_partitions(p),
-            Err(e) => self.shared.report(e),
+    /// Re-reads the source; on failure, returns when to try again.
+    fn refresh(&self, calc: &mut Calculator) -> Option<Instant> {
+        match self
+            .ctx
+            .source
+            .partitions_reporting(&mut |e| self.shared.report(e))
+        {
+            Ok(p) => {
+                calc.set_partitions(p);
+                None
+            }
+            Err(e) => {
+                self.shared.report(e);
+                Some(Instant::now() + self.ctx.config.heartbeat_interval)
+            }
         }
     }
 
@@ -268,7 +327,9 @@ impl LeaderThread {
                 for (worker, record) in records {
                     pending.writes.insert(worker, wire::encode(&record));
                 }
-                pending.writes.insert(META_KEY.to_string(), wire::encode(&meta));
+                pending
+                    .writes
+                    .insert(META_KEY.to_string(), wire::encode(&meta));
                 pending.version = version;
             }
             Output::Clear(worker) => {
@@ -281,10 +342,13 @@ impl LeaderThread {
                 kind,
                 moved,
                 workers,
-            } => log::info!(
-                "[{id}] rebalance {kind}: {moved} partitions move, {workers} workers, after version {}",
-                calc.version()
-            ),
+            } => {
+                log::info!(
+                    "[{id}] rebalance {kind}: {moved} partitions move, {workers} workers, after version {}",
+                    calc.version()
+                );
+                self.shared.metrics.rebalance(kind);
+            }
             Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
             Output::Report(e) => self.shared.report(e),
         }

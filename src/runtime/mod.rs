@@ -6,6 +6,7 @@ pub(crate) mod claim;
 pub(crate) mod election;
 pub(crate) mod hooks;
 pub(crate) mod leader;
+pub(crate) mod metered;
 pub(crate) mod shared;
 pub(crate) mod worker;
 

@@ -3,12 +3,14 @@
 //! snapshot, the leader flag.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::core::calculator::Phase;
+use crate::metrics::Metrics;
 use crate::runtime::hooks::Job;
 use crate::{Assignment, AssignmentChange, Error, State};
 
@@ -62,10 +64,20 @@ pub(crate) struct Shared {
     drained: AtomicBool,
     lease_valid_until: Mutex<Option<Instant>>,
     jobs: Mutex<Option<Sender<Job>>>,
+    pub metrics: Arc<dyn Metrics>,
+    /// For health probes: the last confirmed heartbeat, and since when the
+    /// worker has been degraded.
+    probes: Mutex<Probes>,
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Probes {
+    pub last_heartbeat: Option<Instant>,
+    pub degraded_since: Option<Instant>,
 }
 
 impl Shared {
-    pub fn new(jobs: Sender<Job>) -> Self {
+    pub fn new(jobs: Sender<Job>, metrics: Arc<dyn Metrics>) -> Self {
         Shared {
             worker_id: RwLock::new(String::new()),
             cell: Mutex::new(StateCell {
@@ -84,6 +96,8 @@ impl Shared {
             drained: AtomicBool::new(false),
             lease_valid_until: Mutex::new(None),
             jobs: Mutex::new(Some(jobs)),
+            metrics,
+            probes: Mutex::new(Probes::default()),
         }
     }
 
@@ -140,6 +154,7 @@ impl Shared {
         drop(cell);
         log::info!("[{}] state {from} -> {to}", self.worker_id());
         self.changed.notify_all();
+        self.metrics.state(to);
         self.send(Job::State(from, to));
     }
 
@@ -149,7 +164,24 @@ impl Shared {
     }
 
     pub fn set_degraded(&self, degraded: bool) {
+        {
+            let mut probes = self.probes.lock();
+            probes.degraded_since = match (degraded, probes.degraded_since) {
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(Instant::now()),
+                (false, _) => None,
+            };
+        }
         self.update(|f| f.degraded = degraded);
+    }
+
+    /// A heartbeat write was confirmed by the server.
+    pub fn heartbeat_confirmed(&self) {
+        self.probes.lock().last_heartbeat = Some(Instant::now());
+    }
+
+    pub fn probes(&self) -> Probes {
+        *self.probes.lock()
     }
 
     pub fn set_leader_phase(&self, phase: Option<Phase>) {
@@ -162,12 +194,15 @@ impl Shared {
 
     /// Installs a new assignment snapshot and queues its callback.
     pub fn install(&self, assignment: Assignment, has_assignment: bool) {
+        let (version, owned) = (assignment.version(), assignment.len());
         let change = {
             let mut current = self.assignment.write();
             let change = AssignmentChange::between(&current, &assignment);
             *current = assignment;
             change
         };
+        self.metrics.assignment_version(version);
+        self.metrics.partitions_owned(owned);
         self.update(|f| f.has_assignment = has_assignment);
         self.send(Job::Assignment(change));
     }
@@ -191,6 +226,7 @@ impl Shared {
                     "no longer leader"
                 }
             );
+            self.metrics.leader(leader);
             self.send(Job::Leadership(leader));
         }
     }

@@ -15,6 +15,9 @@ use crate::store::{KvError, KvStore, Watch, WatchEvent};
 use crate::wire::{self, AssignmentRecord, WorkerRecord};
 use crate::Error;
 
+/// The shortest wait between two passes of the loop.
+const MIN_TICK: Duration = Duration::from_millis(10);
+
 /// What the manager can ask of the heartbeat thread.
 pub(crate) enum Command {
     /// Announce the departure and release everything.
@@ -81,9 +84,14 @@ impl WorkerThread {
             if let Some((since, n)) = self.degraded {
                 deadline = deadline.min(since + degraded_alert_at(n));
             }
-            if let Some(since) = self.callbacks.front() {
+            // Once suspended there is nothing more to do at that deadline;
+            // keeping it (in the past) would spin this loop.
+            if let Some(since) = self.callbacks.front().filter(|_| !self.core.is_suspended()) {
                 deadline = deadline.min(*since + self.handoff_timeout);
             }
+            // While heartbeats are suspended the core's beat deadline stays
+            // in the past: wait at least MIN_TICK rather than spin.
+            deadline = deadline.max(Instant::now() + MIN_TICK);
             let events = watch.as_ref().map(|w| w.events().clone());
             let events = events.unwrap_or_else(never);
             select_biased! {
@@ -302,8 +310,12 @@ impl WorkerThread {
     }
 
     fn after_write(&mut self, sent: Instant, result: &Result<u64, KvError>) {
-        if let Err(e) = result {
-            log::debug!("[{}] heartbeat: {e}", self.id);
+        match result {
+            Ok(_) => self.shared.heartbeat_confirmed(),
+            Err(e) => {
+                log::debug!("[{}] heartbeat: {e}", self.id);
+                self.shared.metrics.heartbeat_failure();
+            }
         }
         if let Some(ev) = self.core.on_beat(Instant::now(), sent, outcome(result)) {
             self.handle(ev);

@@ -124,7 +124,7 @@ impl Leader {
                 Kind::Delete(key)
             } else if let Some(key) = self.round.pop() {
                 // A deposed leader must not write: re-check before each put.
-                if !valid_until.is_some_and(|t| now < t) {
+                if valid_until.is_none_or(|t| now >= t) {
                     self.round.clear();
                     return;
                 }

@@ -1,14 +1,46 @@
 //! Where the list of partitions comes from.
+//!
+//! The leader reads its source when it takes office, whenever
+//! `Manager::refresh_partitions` is called, every
+//! `ManagerBuilder::refresh_every` period when one is set, and whenever the
+//! source's own [`changes`](PartitionSource::changes) channel fires (as
+//! [`KvSource`] does on every add or remove).
+
+mod kv;
 
 use std::sync::Arc;
 
+use crossbeam_channel::Receiver;
+
 use crate::{Error, Partition};
 
-/// A source of the current partition list. The leader reads it when it takes
-/// office and whenever `Manager::refresh_partitions` is called.
+pub use kv::KvSource;
+
+/// A source of the current partition list.
 pub trait PartitionSource: Send + Sync {
     /// The partitions that exist now.
     fn partitions(&self) -> Result<Vec<Partition>, Error>;
+
+    /// Like [`partitions`](PartitionSource::partitions), but entries that
+    /// cannot be used (e.g. corrupt values) are skipped and handed to
+    /// `skipped` instead of failing the whole read. The manager reports them
+    /// through `on_error`. The default never skips anything.
+    fn partitions_reporting(
+        &self,
+        skipped: &mut dyn FnMut(Error),
+    ) -> Result<Vec<Partition>, Error> {
+        let _ = skipped;
+        self.partitions()
+    }
+
+    /// A channel that receives a message whenever the list may have changed,
+    /// so the leader re-reads it without anyone calling
+    /// `refresh_partitions`. Called once, by `start()`. Several messages may
+    /// be coalesced into one. The default (`None`) means the source only
+    /// changes when told.
+    fn changes(&self) -> Option<Receiver<()>> {
+        None
+    }
 }
 
 /// A fixed list of partitions.
