@@ -61,7 +61,10 @@ fn cold_start_of_three_workers() {
     )));
     assert_eq!(refs.iter().filter(|m| m.is_leader()).count(), 1);
     for (m, log) in &ms {
-        assert!(wait_until(Duration::from_secs(5), || m.state() == State::Stable));
+        // The log is written by the callback thread, a moment after the
+        // state itself changes.
+        assert!(wait_until(Duration::from_secs(5), || log.states().last()
+            == Some(&State::Stable)));
         assert_eq!(
             log.states(),
             vec![

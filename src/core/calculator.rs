@@ -98,6 +98,12 @@ pub struct Calculator {
     last_reason: RebalanceKind,
     removal_times: BTreeMap<u64, Instant>,
     unconfirmed: Option<u64>,
+    /// Something changed that a publication step could act on; without it
+    /// the step (linear in partitions) is skipped: a stable group's leader
+    /// hears every heartbeat and must not redo the work each time.
+    dirty: bool,
+    /// Every target worker's key holds its target (cached by the step).
+    settled: bool,
     clears: Vec<String>,
     /// Partitions of workers that left or died, by worker ID: if a process
     /// comes back under that ID (a rolling restart with preferred IDs), it is
@@ -139,6 +145,8 @@ impl Calculator {
             last_reason: RebalanceKind::ColdStart,
             removal_times: BTreeMap::new(),
             unconfirmed: None,
+            dirty: true,
+            settled: false,
             clears: Vec::new(),
             affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
@@ -227,6 +235,7 @@ impl Calculator {
             instance: record.instance.clone(),
             incarnation: record.incarnation,
         };
+        self.dirty |= !self.members.contains_key(worker);
         let member = self
             .members
             .entry(worker.to_string())
@@ -246,12 +255,13 @@ impl Calculator {
         member.applied = record.applied;
         member.leaving = record.leaving;
         member.last_seen = now;
-        self.ledger.observe(worker, &addressee, record.applied);
+        self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
 
     /// A worker deleted its key: it left after releasing everything. Its
     /// assignment key is cleared at the next tick.
     pub fn worker_gone(&mut self, worker: &str) {
+        self.dirty = true;
         self.members.remove(worker);
         if self.ledger.forget(worker) {
             self.clears.push(worker.to_string());
@@ -299,7 +309,11 @@ impl Calculator {
         if let Some(kind) = self.due(now) {
             self.rebalance(now, kind, &mut out);
         }
-        self.publish_step(now, &mut out);
+        if self.dirty {
+            self.dirty = false;
+            self.publish_step(now, &mut out);
+            self.settled = self.compute_settled();
+        }
         self.report_slow_handoffs(now, &mut out);
         self.phase = self.compute_phase();
         out
@@ -347,6 +361,7 @@ impl Calculator {
         if dead.is_empty() {
             return;
         }
+        self.dirty = true;
         let in_target: Vec<&String> = self.target.iter().flat_map(|t| t.keys()).collect();
         let missing = in_target
             .iter()
@@ -488,6 +503,7 @@ impl Calculator {
             workers: workers.len(),
         });
         self.target = Some(target);
+        self.dirty = true;
         self.last_rebalance = Some(now);
         self.restart_until = None;
         self.emergency_due = false;
@@ -632,19 +648,26 @@ impl Calculator {
         }
     }
 
-    fn compute_phase(&mut self) -> Phase {
+    fn compute_settled(&self) -> bool {
         let Some(target) = &self.target else {
-            return Phase::ColdStart;
+            return false;
         };
-        if self.restart_until.is_some() {
-            return Phase::Scaling;
-        }
         let published = self.ledger.placement();
         // Removals are published at once, so a key holding as many partitions
         // as its target holds exactly its target.
-        let settled = target
+        target
             .iter()
-            .all(|(w, ps)| published.get(w).is_some_and(|have| have.len() == ps.len()));
+            .all(|(w, ps)| published.get(w).is_some_and(|have| have.len() == ps.len()))
+    }
+
+    fn compute_phase(&mut self) -> Phase {
+        if self.target.is_none() {
+            return Phase::ColdStart;
+        }
+        if self.restart_until.is_some() {
+            return Phase::Scaling;
+        }
+        let settled = self.settled;
         // An emergency lasts until its assignment is written; a cold start
         // whose first round granted everything is simply done.
         let writing_emergency = self.emergency_active && self.unconfirmed.is_some();

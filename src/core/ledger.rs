@@ -116,16 +116,28 @@ impl Ledger {
     /// A heartbeat from `worker` as `addressee` that has applied `applied`.
     /// A new addressee (restarted process or new incarnation) holds nothing:
     /// its old key is void and it will be sent a fresh one.
-    pub fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) {
+    /// Returns whether anything changed (so a publication step may now do
+    /// more than before).
+    pub fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
         let Some(key) = self.keys.get_mut(worker) else {
-            return;
+            return false;
         };
         if key.addressee != *addressee {
             *key = WorkerKey::empty(addressee.clone());
-        } else if applied >= key.version {
-            key.unreleased = Unreleased::Known(BTreeMap::new());
-        } else if let Unreleased::Known(ids) = &mut key.unreleased {
-            ids.retain(|_, removed_at| *removed_at > applied);
+            return true;
+        }
+        match &mut key.unreleased {
+            Unreleased::Known(ids) if ids.is_empty() => false,
+            unreleased if applied >= key.version => {
+                *unreleased = Unreleased::Known(BTreeMap::new());
+                true
+            }
+            Unreleased::Known(ids) => {
+                let before = ids.len();
+                ids.retain(|_, removed_at| *removed_at > applied);
+                ids.len() != before
+            }
+            Unreleased::Unknown => false,
         }
     }
 
