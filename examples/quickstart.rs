@@ -1,6 +1,6 @@
 //! A live demo: several workers share 16 partitions through a local
-//! nats-server. Workers start, one more joins, one crashes... well, stops
-//! abruptly, one leaves gracefully; every change is printed as it happens.
+//! nats-server. Three workers start together, a fourth joins, one leaves
+//! gracefully; every change is printed as it happens.
 //!
 //! ```text
 //! NATS_URL=127.0.0.1:4222 cargo run --release --example quickstart

@@ -192,7 +192,36 @@ impl Assignment {
     /// strictly increases every time the partition changes owner. Make
     /// downstream writes conditional on it (reject a write whose token is lower
     /// than the highest seen) and a stale owner can never overwrite the newer
-    /// one's work.
+    /// one's work, even a process that was frozen past its lease and resumed.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use parti::{Assignment, Partition};
+    ///
+    /// /// A downstream store that keeps, per partition, the highest token it
+    /// /// has accepted, and refuses writes from older owners.
+    /// #[derive(Default)]
+    /// struct Fenced { high: HashMap<String, u64>, rows: Vec<String> }
+    ///
+    /// impl Fenced {
+    ///     fn write(&mut self, partition: &str, token: u64, row: &str) -> Result<(), String> {
+    ///         let high = self.high.entry(partition.to_string()).or_insert(0);
+    ///         if token < *high {
+    ///             return Err(format!("stale owner of {partition}: token {token} < {high}"));
+    ///         }
+    ///         *high = token;
+    ///         self.rows.push(row.to_string());
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// // An old owner got p7 at version 3, the new owner at version 9.
+    /// let old = Assignment::new(3, 1, None, [(Partition::new("p7"), 3)]);
+    /// let new = Assignment::new(9, 2, None, [(Partition::new("p7"), 9)]);
+    /// let mut db = Fenced::default();
+    /// db.write("p7", new.token("p7").unwrap(), "from the new owner").unwrap();
+    /// assert!(db.write("p7", old.token("p7").unwrap(), "from a zombie").is_err());
+    /// ```
     pub fn token(&self, id: &str) -> Option<u64> {
         self.index_of(id).map(|i| self.data.tokens[i])
     }
