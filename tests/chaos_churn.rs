@@ -8,32 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{exactly_once, fast_config, start_recorded, wait_until, Recorded};
+use group::*;
 use support::{thread_count, NatsServer};
 
 const N: usize = 40;
-
-fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
-    ms.iter()
-        .map(|r| {
-            let ps = r
-                .manager
-                .assignment()
-                .partitions()
-                .iter()
-                .map(|p| p.id().to_string())
-                .collect();
-            (r.label(), ps)
-        })
-        .collect()
-}
-
-fn recorded_settled(ms: &[Recorded]) -> bool {
-    let r = recorded_reports(ms);
-    exactly_once(&r, N)
-        && r.iter().all(|(_, p)| !p.is_empty())
-        && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
-}
 
 #[test]
 fn a_minute_of_churn_keeps_every_invariant_and_leaks_nothing() {
@@ -74,7 +52,7 @@ fn a_minute_of_churn_keeps_every_invariant_and_leaks_nothing() {
         std::thread::sleep(Duration::from_millis(1000 + (step % 2) * 1000));
     }
     assert!(
-        wait_until(Duration::from_secs(30), || recorded_settled(&live_ms)),
+        wait_until(Duration::from_secs(30), || recorded_settled(&live_ms, N)),
         "{:?}",
         recorded_reports(&live_ms)
     );

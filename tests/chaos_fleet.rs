@@ -9,53 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{
-    exactly_once, fast_config, start_recorded, unix_micros, wait_until, ChildWorker, Observer,
-    Recorded,
-};
+use group::*;
 use support::NatsServer;
 
 const N: usize = 40;
-
-fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
-    workers.iter().filter(|w| w.killed_at.is_none()).collect()
-}
-
-fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers
-        .iter()
-        .map(|w| (w.label(), w.partitions()))
-        .collect()
-}
-
-fn settled(workers: &[&ChildWorker]) -> bool {
-    let r = reports(workers);
-    exactly_once(&r, N)
-        && r.iter().all(|(_, p)| !p.is_empty())
-        && workers.iter().filter(|w| w.is_leader()).count() == 1
-}
-
-fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
-    ms.iter()
-        .map(|r| {
-            let ps = r
-                .manager
-                .assignment()
-                .partitions()
-                .iter()
-                .map(|p| p.id().to_string())
-                .collect();
-            (r.label(), ps)
-        })
-        .collect()
-}
-
-fn recorded_settled(ms: &[Recorded]) -> bool {
-    let r = recorded_reports(ms);
-    exactly_once(&r, N)
-        && r.iter().all(|(_, p)| !p.is_empty())
-        && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
-}
 
 #[test]
 fn eighty_percent_killed_then_a_thundering_herd() {
@@ -64,16 +21,20 @@ fn eighty_percent_killed_then_a_thundering_herd() {
     let mut workers: Vec<ChildWorker> = (0..10)
         .map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(30), || children_settled(
+        &live(&workers),
+        N
+    )));
     for w in workers.iter_mut().take(8) {
         w.kill();
     }
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )),
         "two survivors own everything: {:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
     // Everyone dies, and ten new processes start within 100 ms.
     for w in workers.iter_mut() {
@@ -94,9 +55,12 @@ fn eighty_percent_killed_then_a_thundering_herd() {
         .collect();
     assert_eq!(ids.len(), 10, "distinct IDs");
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&herd))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&herd),
+            N
+        )),
         "{:?}",
-        reports(&live(&herd))
+        child_reports(&live(&herd))
     );
 }
 
@@ -120,9 +84,10 @@ fn gray_failure_slow_heartbeats_cause_no_thrash() {
         w.wait_started(Duration::from_secs(30));
     }
     workers.push(ChildWorker::spawn(&server.url(), "gray", N, &slow, None));
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(30), || children_settled(
+        &live(&workers),
+        N
+    )));
     assert!(!workers[2].is_leader());
     let version = workers.iter().flat_map(|w| w.versions()).max().unwrap_or(0);
     assert!(wait_until(Duration::from_secs(5), || observer
@@ -142,7 +107,7 @@ fn gray_failure_slow_heartbeats_cause_no_thrash() {
         !workers[2].saw_state(parti::State::Degraded),
         "the slow worker fenced itself"
     );
-    assert!(settled(&live(&workers)));
+    assert!(children_settled(&live(&workers), N));
 }
 
 #[test]
@@ -154,9 +119,10 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         .iter()
         .map(|id| ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id)))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(30), || children_settled(
+        &live(&workers),
+        N
+    )));
     let by_id = |ws: &[&ChildWorker]| -> BTreeMap<String, String> {
         ws.iter()
             .flat_map(|w| {
@@ -176,9 +142,10 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         let replacement = ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id));
         assert_eq!(replacement.wait_started(Duration::from_secs(30)), *id);
         old.push(std::mem::replace(&mut workers[i], replacement));
-        assert!(wait_until(Duration::from_secs(30), || settled(&live(
-            &workers
-        ))));
+        assert!(wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )));
     }
     let after = by_id(&live(&workers));
     let kept = before
@@ -210,7 +177,7 @@ fn rapid_scaling_then_a_quiet_minute() {
         .collect();
     let mut gone = Vec::new();
     assert!(wait_until(Duration::from_secs(30), || recorded_settled(
-        &ms
+        &ms, N
     )));
     for cycle in 0..3 {
         let handles: Vec<_> = (0..40)
@@ -251,7 +218,7 @@ fn rapid_scaling_then_a_quiet_minute() {
             .collect();
         gone.extend(handles.into_iter().map(|h| h.join().expect("stop")));
         assert!(
-            wait_until(Duration::from_secs(60), || recorded_settled(&ms)),
+            wait_until(Duration::from_secs(60), || recorded_settled(&ms, N)),
             "cycle {cycle}: back to 10"
         );
     }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use group::{exactly_once, fast_config, wait_until, ChildWorker, Observer};
+use group::*;
 use support::{NatsServer, TcpProxy};
 
 const N: usize = 40;
@@ -27,36 +27,19 @@ fn spawn_slow_release(url: &str, group: &str, ms: u64) -> ChildWorker {
     )
 }
 
-fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
-    workers.iter().filter(|w| w.killed_at.is_none()).collect()
-}
-
-fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers
-        .iter()
-        .map(|w| (w.label(), w.partitions()))
-        .collect()
-}
-
-fn leaders(workers: &[&ChildWorker]) -> usize {
-    workers.iter().filter(|w| w.is_leader()).count()
-}
-
-/// Every live worker busy, each partition owned once, one leader.
-fn settled(workers: &[&ChildWorker]) -> bool {
-    let r = reports(workers);
-    exactly_once(&r, N) && r.iter().all(|(_, p)| !p.is_empty()) && leaders(workers) == 1
-}
-
+/// Starts `count` child workers and waits until they settle.
 fn start_group(server_url: &str, group: &str, count: usize) -> Vec<ChildWorker> {
     let workers: Vec<ChildWorker> = (0..count).map(|_| spawn(server_url, group)).collect();
     for w in &workers {
         w.wait_started(Duration::from_secs(30));
     }
     assert!(
-        wait_until(Duration::from_secs(20), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(20), || children_settled(
+            &live(&workers),
+            N
+        )),
         "{:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
     workers
 }
@@ -92,9 +75,12 @@ fn killing_the_leader_every_few_seconds_for_a_minute() {
     }
     assert!(kills >= 10, "only {kills} kills in a minute");
     assert!(
-        wait_until(Duration::from_secs(20), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(20), || children_settled(
+            &live(&workers),
+            N
+        )),
         "ends stable with one leader and every partition owned: {:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
 }
 
@@ -136,9 +122,10 @@ fn a_frozen_leader_publishes_nothing_after_losing_its_lease() {
     workers[old].signal("CONT");
     // It notices it lost the lease and steps down.
     assert!(wait_until(Duration::from_secs(10), || !workers[old].is_leader()));
-    assert!(wait_until(Duration::from_secs(20), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(20), || children_settled(
+        &live(&workers),
+        N
+    )));
     let stale: Vec<_> = observer
         .writes()
         .into_iter()
@@ -158,9 +145,10 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
     workers[0].wait_started(Duration::from_secs(30));
     workers.push(spawn(&server.url(), "split"));
     workers.push(spawn(&server.url(), "split"));
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(30), || children_settled(
+        &live(&workers),
+        N
+    )));
     assert!(workers[0].is_leader(), "the proxied worker leads");
     // A slow link first: no thrash.
     let version = observer.last_version();
@@ -186,7 +174,7 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
         || others.iter().any(|w| w.is_leader())
     ));
     assert!(wait_until(Duration::from_secs(10), || exactly_once(
-        &reports(&others),
+        &child_reports(&others),
         N
     )));
     assert!(
@@ -201,9 +189,12 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
         .unwrap();
     proxy.restore();
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )),
         "{:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
     assert_eq!(leaders(&live(&workers)), 1);
     let stale: Vec<_> = observer
@@ -225,9 +216,12 @@ fn leader_killed_during_a_scaling_window() {
     let leader = workers.iter().position(|w| w.is_leader()).unwrap();
     workers[leader].kill();
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )),
         "{:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
 }
 
@@ -239,9 +233,10 @@ fn leader_killed_during_a_rebalance() {
     let mut workers: Vec<ChildWorker> = (0..3)
         .map(|_| spawn_slow_release(&server.url(), "killrebal", 1500))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || settled(&live(
-        &workers
-    ))));
+    assert!(wait_until(Duration::from_secs(30), || children_settled(
+        &live(&workers),
+        N
+    )));
     let leader = workers.iter().position(|w| w.is_leader()).unwrap();
     workers.push(spawn_slow_release(&server.url(), "killrebal", 1500));
     assert!(
@@ -251,9 +246,12 @@ fn leader_killed_during_a_rebalance() {
     );
     workers[leader].kill();
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )),
         "{:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
 }
 
@@ -269,8 +267,11 @@ fn leader_killed_during_an_emergency() {
     std::thread::sleep(config.heartbeat_ttl + config.emergency_grace);
     workers[leader].kill();
     assert!(
-        wait_until(Duration::from_secs(30), || settled(&live(&workers))),
+        wait_until(Duration::from_secs(30), || children_settled(
+            &live(&workers),
+            N
+        )),
         "{:?}",
-        reports(&live(&workers))
+        child_reports(&live(&workers))
     );
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use group::ledger::Ledger;
-use group::{exactly_once, fast_config, unix_micros, wait_until, ChildWorker};
+use group::*;
 use support::{NatsServer, TcpProxy};
 
 const N: usize = 30;
@@ -28,25 +28,14 @@ fn spawn(url: &str, group: &str) -> ChildWorker {
     )
 }
 
-fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
-    workers.iter().filter(|w| w.killed_at.is_none()).collect()
-}
-
-fn reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
-    workers
-        .iter()
-        .map(|w| (w.label(), w.partitions()))
-        .collect()
-}
-
 /// Waits until the live workers own every partition exactly once and nothing
 /// changed for a heartbeat TTL.
 fn settle(workers: &[&ChildWorker], timeout: Duration) {
     let quiet = fast_config().heartbeat_ttl;
-    let mut last = reports(workers);
+    let mut last = child_reports(workers);
     let mut since = std::time::Instant::now();
     let ok = wait_until(timeout, || {
-        let now = reports(workers);
+        let now = child_reports(workers);
         if now != last {
             last = now;
             since = std::time::Instant::now();
@@ -54,7 +43,7 @@ fn settle(workers: &[&ChildWorker], timeout: Duration) {
         let all_busy = last.iter().all(|(_, ps)| !ps.is_empty());
         exactly_once(&last, N) && all_busy && since.elapsed() >= quiet
     });
-    assert!(ok, "group did not settle: {:?}", reports(workers));
+    assert!(ok, "group did not settle: {:?}", child_reports(workers));
 }
 
 struct Outcome {
@@ -242,7 +231,7 @@ fn cut_connection_self_fences_before_its_partitions_move() {
     let cut_for = config.heartbeat_ttl + config.emergency_grace + Duration::from_millis(1500);
     let others: Vec<&ChildWorker> = workers[..2].iter().collect();
     assert!(wait_until(cut_for + Duration::from_secs(5), || {
-        exactly_once(&reports(&others), N)
+        exactly_once(&child_reports(&others), N)
     }));
     std::thread::sleep(cut_for.saturating_sub(Duration::from_micros(unix_micros() - from)));
     proxy.restore();

@@ -492,15 +492,53 @@ pub fn unix_micros() -> u64 {
         .unwrap_or_default()
 }
 
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+#[allow(unused_imports)] // not every test crate waits through this module
+pub use crate::support::wait_until;
+
+/// The workers not killed.
+pub fn live(workers: &[ChildWorker]) -> Vec<&ChildWorker> {
+    workers.iter().filter(|w| w.killed_at.is_none()).collect()
+}
+
+/// (label, partitions) of each worker.
+pub fn child_reports(workers: &[&ChildWorker]) -> Vec<(String, Vec<String>)> {
+    workers
+        .iter()
+        .map(|w| (w.label(), w.partitions()))
+        .collect()
+}
+
+/// How many workers believe they lead.
+pub fn leaders(workers: &[&ChildWorker]) -> usize {
+    workers.iter().filter(|w| w.is_leader()).count()
+}
+
+/// Every worker busy, each of `n` partitions owned once, one leader.
+pub fn children_settled(workers: &[&ChildWorker], n: usize) -> bool {
+    let r = child_reports(workers);
+    exactly_once(&r, n) && r.iter().all(|(_, p)| !p.is_empty()) && leaders(workers) == 1
+}
+
+/// (label, partitions) of each recorded in-process manager.
+pub fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
+    ms.iter()
+        .map(|r| {
+            let ps = r
+                .manager
+                .assignment()
+                .partitions()
+                .iter()
+                .map(|p| p.id().to_string())
+                .collect();
+            (r.label(), ps)
+        })
+        .collect()
+}
+
+/// Every manager busy, each of `n` partitions owned once, one leader.
+pub fn recorded_settled(ms: &[Recorded], n: usize) -> bool {
+    let r = recorded_reports(ms);
+    exactly_once(&r, n)
+        && r.iter().all(|(_, p)| !p.is_empty())
+        && ms.iter().filter(|m| m.manager.is_leader()).count() == 1
 }
