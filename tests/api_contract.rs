@@ -64,6 +64,8 @@ fn the_manager_api_of_the_issues() {
 }
 
 #[test]
+// `RoundRobin::default()` is how the issue spells it.
+#[allow(clippy::default_constructed_unit_structs)]
 fn the_strategy_api_of_the_issues() {
     let workers: Vec<String> = (0..3).map(|i| format!("worker-{i}")).collect();
     let partitions: Vec<Partition> = (0..10).map(|i| Partition::new(format!("p{i}"))).collect();
