@@ -371,6 +371,8 @@ struct ProxyShared {
     stop: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
     delay: Mutex<Duration>,
+    /// (probability in per mille, retransmission penalty) of a lost segment.
+    loss: Mutex<(u32, Duration)>,
 }
 
 impl ProxyShared {
@@ -396,6 +398,7 @@ impl TcpProxy {
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             delay: Mutex::new(Duration::ZERO),
+            loss: Mutex::new((0, Duration::ZERO)),
         });
         let accept = {
             let shared = shared.clone();
@@ -434,6 +437,14 @@ impl TcpProxy {
     /// Delays every forwarded chunk by `delay` (a slow link).
     pub fn set_delay(&self, delay: Duration) {
         *self.shared.delay.lock().expect("proxy lock") = delay;
+    }
+
+    /// A lossy link: each forwarded chunk is "lost" with probability
+    /// `per_mille`/1000 and delivered only after `penalty`, as TCP does
+    /// after retransmitting a dropped segment (bytes are never discarded:
+    /// on TCP, loss shows up as latency spikes).
+    pub fn set_loss(&self, per_mille: u32, penalty: Duration) {
+        *self.shared.loss.lock().expect("proxy lock") = (per_mille.min(1000), penalty);
     }
 }
 
@@ -486,6 +497,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>) {
 
 fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<ProxyShared>) {
     let mut buf = vec![0u8; 16 * 1024];
+    // A small xorshift PRNG, seeded per connection: loss without a crate.
+    let mut rng: u64 =
+        0x9e37_79b9_7f4a_7c15 ^ (from.peer_addr().map(|a| a.port()).unwrap_or(1) as u64);
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -494,6 +508,15 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<ProxyShared>) {
         let delay = *shared.delay.lock().expect("proxy lock");
         if !delay.is_zero() {
             thread::sleep(delay);
+        }
+        let (per_mille, penalty) = *shared.loss.lock().expect("proxy lock");
+        if per_mille > 0 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if (rng % 1000) < u64::from(per_mille) {
+                thread::sleep(penalty);
+            }
         }
         if shared.cut.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
             break;
