@@ -63,7 +63,7 @@ impl LeaderThread {
     }
 
     fn run(self) {
-        let Some((mut calc, watch)) = self.take_office() else {
+        let Some((mut calc, mut watch)) = self.take_office() else {
             return;
         };
         let mut pending = Pending::default();
@@ -107,7 +107,13 @@ impl LeaderThread {
                         self.shared.report(Error::Kv(crate::store::KvError::Unavailable(
                             "workers watch ended".into(),
                         )));
-                        break;
+                        // Ending here would leave a leader that renews its
+                        // lease but never publishes: watch again (the
+                        // replay re-announces every worker).
+                        match self.rewatch(retry) {
+                            Some(w) => watch = w,
+                            None => break,
+                        }
                     }
                 },
                 recv(self.ctx.refresh) -> _ => refresh_retry = self.refresh(&mut calc),
@@ -147,6 +153,19 @@ impl LeaderThread {
         }
     }
 
+    /// A new workers watch, retried until it works; `None` when told to stop.
+    fn rewatch(&self, retry: std::time::Duration) -> Option<Watch> {
+        loop {
+            match self.ctx.workers.watch(None) {
+                Ok(w) => return Some(w),
+                Err(e) => self.shared.report(Error::Kv(e)),
+            }
+            if !self.pause(retry) {
+                return None;
+            }
+        }
+    }
+
     /// Learns the group as it is: live workers (the watch's replay) and what
     /// the previous leader published.
     fn take_office(&self) -> Option<(Calculator, Watch)> {
@@ -154,15 +173,7 @@ impl LeaderThread {
         // Giving up here would leave the lease held by a leader that never
         // publishes: retry until it works or the term ends.
         let retry = ctx.config.heartbeat_interval / 4;
-        let watch = loop {
-            match ctx.workers.watch(None) {
-                Ok(w) => break w,
-                Err(e) => self.shared.report(Error::Kv(e)),
-            }
-            if !self.pause(retry) {
-                return None;
-            }
-        };
+        let watch = self.rewatch(retry)?;
         // Acting on an empty list would revoke every partition of the group,
         // so a leader that cannot read its source waits (the published
         // assignments stay in force meanwhile).
