@@ -39,13 +39,7 @@ impl ElectionThread {
     }
 
     fn open_watch(&self) -> Option<Watch> {
-        match self.store.watch(Some(LEADER_KEY)) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
-                None
-            }
-        }
+        self.shared.watch(self.store.as_ref(), LEADER_KEY)
     }
 
     fn run(mut self) {

@@ -122,6 +122,19 @@ impl Shared {
         self.send(Job::Error(error));
     }
 
+    /// A watch of `key` in `store`, or `None` after reporting why not (the
+    /// caller retries later).
+    pub fn watch(
+        &self,
+        store: &dyn crate::store::KvStore,
+        key: &str,
+    ) -> Option<crate::store::Watch> {
+        store
+            .watch(Some(key))
+            .map_err(|e| self.report(Error::Kv(e)))
+            .ok()
+    }
+
     /// Closes the job queue so the callback thread ends after the queued jobs.
     pub fn close_jobs(&self) {
         self.jobs.lock().take();

@@ -63,13 +63,7 @@ impl WorkerThread {
     }
 
     fn open_watch(&self) -> Option<Watch> {
-        match self.assignments.watch(Some(&self.id)) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
-                None
-            }
-        }
+        self.shared.watch(self.assignments.as_ref(), &self.id)
     }
 
     fn run(mut self) {
