@@ -83,13 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => (404, "text/plain", "try /ready, /live or /health\n".into()),
         }
     });
-    let run_for = std::env::var("RUN_FOR").ok().and_then(|s| s.parse().ok());
-    match run_for {
-        Some(secs) => std::thread::sleep(Duration::from_secs(secs)),
-        None => loop {
-            std::thread::park();
-        },
-    }
+    http::run_until_told();
     manager.stop()?;
     Ok(())
 }

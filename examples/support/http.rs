@@ -50,3 +50,14 @@ fn answer(stream: TcpStream, handler: &impl Fn(&str) -> Response) -> std::io::Re
     )?;
     stream.flush()
 }
+
+/// Serves for `RUN_FOR` seconds when that is set (CI), otherwise until the
+/// process is killed.
+pub fn run_until_told() {
+    match std::env::var("RUN_FOR").ok().and_then(|s| s.parse().ok()) {
+        Some(secs) => std::thread::sleep(std::time::Duration::from_secs(secs)),
+        None => loop {
+            std::thread::park();
+        },
+    }
+}

@@ -47,6 +47,19 @@ impl AssignmentStrategy for StickyDeal {
 
 const MS: Duration = Duration::from_millis(1);
 
+/// A heartbeat record of incarnation 0.
+fn beat_record(instance: &str, applied: u64, leaving: bool) -> WorkerRecord {
+    WorkerRecord {
+        instance: instance.into(),
+        incarnation: 0,
+        seq: 0,
+        applied,
+        leaving,
+        host: String::new(),
+        pid: 0,
+    }
+}
+
 fn config() -> Config {
     Config {
         heartbeat_interval: MS * 100,
@@ -99,15 +112,7 @@ impl World {
 
     fn beat(&mut self, w: &str) {
         let (applied, _) = self.workers[w].clone();
-        let rec = WorkerRecord {
-            instance: format!("i-{w}"),
-            incarnation: 0,
-            seq: 0,
-            applied,
-            leaving: false,
-            host: String::new(),
-            pid: 0,
-        };
+        let rec = beat_record(&format!("i-{w}"), applied, false);
         self.calc.observe_worker(self.now, w, &rec);
     }
 
@@ -293,15 +298,7 @@ fn leaving_worker_is_drained_at_once() {
         w.join(n);
     }
     w.run(MS * 1100);
-    let rec = WorkerRecord {
-        instance: "i-w2".into(),
-        incarnation: 0,
-        seq: 9,
-        applied: w.workers["w2"].0,
-        leaving: true,
-        host: String::new(),
-        pid: 0,
-    };
+    let rec = beat_record("i-w2", w.workers["w2"].0, true);
     w.calc.observe_worker(w.now, "w2", &rec);
     let outs = w.calc.tick(w.now);
     let published = outs.iter().find_map(|o| match o {
@@ -363,16 +360,7 @@ fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
     let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w4", 9, w.now, parts(8));
     // The replay still shows the old workers' keys.
     for n in ["w0", "w1", "w2", "w3"] {
-        let rec = WorkerRecord {
-            instance: format!("i-{n}"),
-            incarnation: 0,
-            seq: 0,
-            applied: 1,
-            leaving: false,
-            host: String::new(),
-            pid: 0,
-        };
-        next.observe_worker(w.now, n, &rec);
+        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), 1, false));
     }
     next.adopt(w.now, &records, 1);
     w.calc = next;
@@ -404,15 +392,7 @@ fn a_blind_leader_declares_nobody_dead() {
 #[test]
 fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
     let t0 = Instant::now();
-    let rec = |instance: &str, applied: u64| WorkerRecord {
-        instance: instance.into(),
-        incarnation: 0,
-        seq: 0,
-        applied,
-        leaving: false,
-        host: String::new(),
-        pid: 0,
-    };
+    let rec = |instance: &str, applied: u64| beat_record(instance, applied, false);
     let assigned = |instance: &str, ids: &[&str]| AssignmentRecord {
         version: 5,
         epoch: 1,
