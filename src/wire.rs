@@ -123,6 +123,11 @@ pub struct MetaRecord {
     /// leader change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub departed: BTreeMap<String, Vec<String>>,
+    /// Partitions on their way to a worker (revoked or being revoked from
+    /// their holder, not yet granted), so that a new leader finishes the
+    /// handoff instead of undoing it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moving: BTreeMap<String, Vec<String>>,
 }
 
 /// Serializes a record (infallible for these types).

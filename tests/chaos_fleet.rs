@@ -153,14 +153,21 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         .filter(|(p, w)| after.get(*p) == Some(w))
         .count();
     eprintln!("rolling update: {kept}/{N} partitions on the same worker id");
-    assert!(kept * 100 >= N * 95, "only {kept}/{N} stayed");
+    assert!(
+        kept * 100 >= N * 95,
+        "only {kept}/{N} stayed\nbefore: {before:?}\nafter: {after:?}"
+    );
     let mut all: Vec<&ChildWorker> = old.iter().collect();
     all.extend(workers.iter());
     let ledger = Ledger::of(&all);
     assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
     let ids_all: Vec<String> = (0..N).map(|i| format!("p{i}")).collect();
-    let gap = ledger.longest_unowned(&ids_all, from, unix_micros());
-    eprintln!("rolling update: longest unowned {} ms", gap / 1000);
+    let (gap, partition, at) = ledger.longest_gap(&ids_all, from, unix_micros());
+    eprintln!(
+        "rolling update: longest unowned {} ms ({partition} from {} ms)",
+        gap / 1000,
+        (at / 1000) % 100_000
+    );
     assert!(
         gap < config.planned_scale_window.as_micros() as u64,
         "unowned for {gap} µs"

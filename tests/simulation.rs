@@ -43,6 +43,7 @@ fn preset(name: &str, seed: u64) -> SimConfig {
     match name {
         "faulty" => SimConfig::faulty(),
         "harsh" => SimConfig::harsh(seed),
+        "laggy" => SimConfig::laggy(seed),
         _ => SimConfig::mixed(seed),
     }
 }
@@ -90,9 +91,10 @@ fn mixed_faults_many_seeds() {
     let faults: u64 = ok.iter().map(|r| r.faults).sum();
     let terms: u64 = ok.iter().map(|r| r.terms).sum();
     let stale: u64 = ok.iter().map(|r| r.stale_puts).sum();
+    let overwrites: u64 = ok.iter().map(|r| r.late_overwrites).sum();
     println!(
-        "{} seeds in {:?}: {} failed; {faults} faults, {terms} leader terms, {stale} late assignment puts; \
-         slowest convergence {worst:?} (bound {:?})",
+        "{} seeds in {:?}: {} failed; {faults} faults, {terms} leader terms, {stale} late assignment writes \
+         ({overwrites} landed over a newer leader); slowest convergence {worst:?} (bound {:?})",
         ok.len() + failed.len(),
         started.elapsed(),
         failed.len(),
@@ -103,10 +105,47 @@ fn mixed_faults_many_seeds() {
     }
     let seeds: Vec<u64> = failed.iter().map(|f| f.seed).collect();
     assert!(failed.is_empty(), "failing seeds: {seeds:?}");
+    assert_eq!(overwrites, 0, "a deposed leader's write got past the fence");
     assert!(
         faults > 2000,
         "too few faults injected to mean anything: {faults}"
     );
+}
+
+/// Seeds of the `laggy` preset (requests that reach the store long after
+/// their client gave up) in which, before assignment writes were fenced, a
+/// deposed leader's write landed over its successor's (5156, 6475, 11084,
+/// 16906) or a worker applied the same version twice (6787, 14499).
+const FENCE_SEEDS: &[u64] = &[5156, 6475, 6787, 11084, 14499, 16906];
+
+#[test]
+fn deposed_leaders_late_writes_are_fenced() {
+    let (ok, failed) = run_seeds(0..1500, SimConfig::laggy);
+    let mut reports = ok;
+    let mut failures = failed;
+    for seed in FENCE_SEEDS {
+        match sim::run(*seed, &SimConfig::laggy(*seed)) {
+            Ok(r) => reports.push(r),
+            Err(f) => failures.push(f),
+        }
+    }
+    for f in &failures {
+        println!("{f}");
+    }
+    let stale: u64 = reports.iter().map(|r| r.stale_puts).sum();
+    let overwrites: u64 = reports.iter().map(|r| r.late_overwrites).sum();
+    println!(
+        "{} laggy seeds: {} failed, {stale} late assignment writes, {overwrites} landed over a newer leader",
+        reports.len() + failures.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {:?}",
+        failures.iter().map(|f| f.seed).collect::<Vec<_>>()
+    );
+    assert!(stale > 0, "no late write was even attempted");
+    assert_eq!(overwrites, 0, "a deposed leader's write got past the fence");
 }
 
 #[test]
@@ -185,8 +224,9 @@ fn sweep() {
     let name = std::env::var("PARTI_SIM_PRESET").unwrap_or_else(|_| "harsh".into());
     let (ok, failed) = run_seeds(from..to, |seed| preset(&name, seed));
     let stale: u64 = ok.iter().map(|r| r.stale_puts).sum();
+    let overwrites: u64 = ok.iter().map(|r| r.late_overwrites).sum();
     println!(
-        "{} seeds in {:?}: {} failed, {stale} late assignment puts",
+        "{} seeds in {:?}: {} failed, {stale} late assignment writes ({overwrites} landed over a newer leader)",
         ok.len() + failed.len(),
         started.elapsed(),
         failed.len()
@@ -199,6 +239,7 @@ fn sweep() {
         "failing seeds: {:?}",
         failed.iter().map(|f| f.seed).collect::<Vec<_>>()
     );
+    assert_eq!(overwrites, 0, "a deposed leader's write got past the fence");
 }
 
 /// The runtime itself (real threads, memory store) for the bug behind seed

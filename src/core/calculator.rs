@@ -66,6 +66,9 @@ struct Member {
     addressee: Addressee,
     applied: u64,
     leaving: bool,
+    /// Heartbeats seen by this leader; false for a worker known only from
+    /// the assignment keys it adopted.
+    heard: bool,
     last_seen: Instant,
     joined: Instant,
 }
@@ -177,6 +180,7 @@ impl Calculator {
                     },
                     applied: 0,
                     leaving: false,
+                    heard: false,
                     last_seen: now,
                     joined: now,
                 });
@@ -205,14 +209,57 @@ impl Calculator {
         }
     }
 
-    /// Remembers what recently departed workers held (from the previous
-    /// leader's summary), as if they had departed at `now`.
-    pub fn adopt_departed(&mut self, now: Instant, departed: &BTreeMap<String, Vec<String>>) {
-        for (w, ids) in departed {
-            if !self.members.contains_key(w)
-                || self.target.as_ref().is_some_and(|t| !t.contains_key(w))
+    /// Called once the workers bucket's replay is complete: a worker that
+    /// has a drained (empty) assignment key but no heartbeat key left after
+    /// releasing everything, or stopped heartbeating a TTL ago and fenced
+    /// itself. Either way nothing it might hold blocks anyone, so it is
+    /// forgotten now instead of at a death verdict a TTL from now.
+    pub fn forget_unheard(&mut self) {
+        let placement = self.ledger.placement();
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(w, m)| !m.heard && placement.get(*w).is_none_or(|ps| ps.is_empty()))
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in gone {
+            self.worker_gone(&w);
+        }
+    }
+
+    /// Takes over the previous leader's summary: what recently departed
+    /// workers held (remembered as if they had departed at `now`) and the
+    /// handoffs it had under way, which this leader finishes.
+    pub fn adopt_meta(&mut self, now: Instant, meta: &MetaRecord) {
+        for (w, ids) in &meta.departed {
+            // A departed worker's drained key may still be there, empty; only
+            // a worker already holding work again has no use for the memory.
+            if self
+                .target
+                .as_ref()
+                .is_none_or(|t| t.get(w).is_none_or(|ps| ps.is_empty()))
             {
                 self.affinity.insert(w.clone(), (ids.clone(), now));
+            }
+        }
+        let Some(target) = &mut self.target else {
+            return;
+        };
+        for (w, ids) in &meta.moving {
+            if !target.contains_key(w) {
+                continue;
+            }
+            for id in ids {
+                let Some(p) = self.partitions.iter().find(|p| p.id() == id) else {
+                    continue;
+                };
+                for ps in target.values_mut() {
+                    ps.retain(|q| q.id() != id);
+                }
+                if let Some(ps) = target.get_mut(w) {
+                    ps.push(p.clone());
+                }
+                self.dirty = true;
             }
         }
     }
@@ -243,6 +290,7 @@ impl Calculator {
                 addressee: addressee.clone(),
                 applied: 0,
                 leaving: false,
+                heard: true,
                 last_seen: now,
                 joined: now,
             });
@@ -254,6 +302,7 @@ impl Calculator {
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
+        member.heard = true;
         member.last_seen = now;
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
@@ -405,6 +454,7 @@ impl Calculator {
             .filter(move |(w, m)| {
                 let Some(t) = target else { return false };
                 !m.leaving
+                    && m.heard
                     && match t.get(*w) {
                         None => true,
                         Some(ps) => {
@@ -462,14 +512,23 @@ impl Calculator {
     }
 
     fn rebalance(&mut self, now: Instant, kind: RebalanceKind, out: &mut Vec<Output>) {
+        let previous = self.ledger.placement();
+        // A worker known only from an empty assignment key left or died
+        // before this leader took office: work placed on it would stay
+        // unowned until its death verdict.
         let workers: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| !m.leaving)
+            .filter(|(w, m)| {
+                !m.leaving && (m.heard || previous.get(*w).is_some_and(|ps| !ps.is_empty()))
+            })
             .map(|(w, _)| w.clone())
             .collect();
-        let previous = self.ledger.placement();
-        let hint = self.previous_with_affinity(now, &previous, &workers);
+        // Start from where partitions are headed, not from what is published:
+        // a rebalance in the middle of a handoff then leaves in-flight moves
+        // on their way instead of sending them back or elsewhere.
+        let intended = self.target.clone().unwrap_or_else(|| previous.clone());
+        let hint = self.previous_with_affinity(now, &intended, &workers);
         let mut target = if workers.is_empty() {
             Placement::new()
         } else {
@@ -618,6 +677,7 @@ impl Calculator {
                     .iter()
                     .map(|(w, (ids, _))| (w.clone(), ids.clone()))
                     .collect(),
+                moving: self.ledger.missing_from(target),
             },
         }));
     }

@@ -89,6 +89,10 @@ struct World {
     kinds: Vec<RebalanceKind>,
     phases: Vec<Phase>,
     acking: bool,
+    /// Workers that keep beating but apply nothing new.
+    stalled: BTreeSet<String>,
+    /// Workers that beat with the leaving flag.
+    leaving: BTreeSet<String>,
 }
 
 impl World {
@@ -103,6 +107,8 @@ impl World {
             kinds: Vec::new(),
             phases: Vec::new(),
             acking: true,
+            stalled: BTreeSet::new(),
+            leaving: BTreeSet::new(),
         }
     }
 
@@ -112,7 +118,7 @@ impl World {
 
     fn beat(&mut self, w: &str) {
         let (applied, _) = self.workers[w].clone();
-        let rec = beat_record(&format!("i-{w}"), applied, false);
+        let rec = beat_record(&format!("i-{w}"), applied, self.leaving.contains(w));
         self.calc.observe_worker(self.now, w, &rec);
     }
 
@@ -124,7 +130,7 @@ impl World {
             self.now += MS * 50;
             let names: Vec<String> = self.workers.keys().cloned().collect();
             for w in &names {
-                if self.acking {
+                if self.acking && !self.stalled.contains(w) {
                     let v = self.workers[w].1.as_ref().map_or(0, |r| r.version);
                     self.workers.get_mut(w).unwrap().0 = v;
                 }
@@ -165,6 +171,26 @@ impl World {
             }
         }
         owners
+    }
+
+    /// Partition ids in `worker`'s latest record.
+    fn held(&self, worker: &str) -> BTreeSet<String> {
+        self.workers[worker]
+            .1
+            .iter()
+            .flat_map(|r| r.partitions.iter().map(|p| p.id.clone()))
+            .collect()
+    }
+
+    /// The last record published to `worker` at a version up to `upto`.
+    fn last_record(&self, worker: &str, upto: u64) -> Option<AssignmentRecord> {
+        self.published
+            .iter()
+            .rev()
+            .filter(|p| p.version <= upto)
+            .flat_map(|p| p.records.iter())
+            .find(|(n, _)| n == worker)
+            .map(|(_, r)| r.clone())
     }
 
     fn assert_each_owned_once(&self, n: usize) {
@@ -446,4 +472,165 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
     }
     assert!(w1_written, "the restarted w1 got a key");
     assert!(w1_busy, "and, after a planned window, work");
+}
+
+#[test]
+fn a_rebalance_during_a_handoff_keeps_moves_in_flight_on_their_way() {
+    let mut w = World::new(12);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    // w1 stops applying, so what it must give up stays in flight.
+    w.stalled.insert("w1".into());
+    w.join("a3");
+    w.run(MS * 1500);
+    let w1_then: BTreeSet<String> = w
+        .last_record("w1", w.workers["w1"].0)
+        .map(|r| r.partitions.iter().map(|p| p.id.clone()).collect())
+        .unwrap_or_default();
+    let in_flight: Vec<String> = w1_then.difference(&w.held("w1")).cloned().collect();
+    assert_eq!(in_flight.len(), 1, "one partition on its way from w1");
+    assert!(!w.held("a3").contains(&in_flight[0]), "not granted yet");
+    // Another worker leaves before the handoff completes.
+    let rec = beat_record("i-w2", w.workers["w2"].0, true);
+    w.calc.observe_worker(w.now, "w2", &rec);
+    w.workers.remove("w2");
+    w.run(MS * 200);
+    w.stalled.clear();
+    w.run(MS * 1000);
+    w.assert_each_owned_once(12);
+    assert!(
+        w.held("a3").contains(&in_flight[0]),
+        "the partition in flight reached the worker it was sent to: {:?}",
+        w.owners()
+    );
+}
+
+#[test]
+fn a_new_leader_finishes_the_handoffs_its_predecessor_had_under_way() {
+    let mut w = World::new(12);
+    for n in ["w0", "w1", "w2"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    w.stalled.insert("w1".into());
+    w.join("a3");
+    w.run(MS * 1500);
+    let meta = w.published.last().expect("published").meta.clone();
+    let moving = meta.moving.get("a3").cloned().unwrap_or_default();
+    assert_eq!(moving.len(), 1, "the summary names the move: {:?}", meta);
+    let records: BTreeMap<String, AssignmentRecord> = w
+        .workers
+        .iter()
+        .filter_map(|(n, (_, r))| Some((n.clone(), r.clone()?)))
+        .collect();
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w0", 9, w.now, parts(12));
+    next.adopt(w.now, &records, meta.version);
+    next.adopt_meta(w.now, &meta);
+    w.calc = next;
+    let adopted_at = w.published.len();
+    w.run(MS * 300);
+    w.stalled.clear();
+    w.run(MS * 1000);
+    w.assert_each_owned_once(12);
+    assert_eq!(w.owners()[&moving[0]], vec!["a3".to_string()]);
+    let granted_by = w.published[adopted_at..]
+        .iter()
+        .find(|p| {
+            p.records
+                .iter()
+                .any(|(n, r)| n == "a3" && r.partitions.iter().any(|q| q.id == moving[0]))
+        })
+        .map(|p| p.meta.epoch);
+    assert_eq!(granted_by, Some(9), "the new leader made the grant");
+}
+
+#[test]
+fn a_worker_back_under_its_id_after_a_leader_change_gets_its_partitions_back() {
+    let mut w = World::new(12);
+    for n in ["w0", "w1", "w2", "w3"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    let original = w.held("w3");
+    // w3 leaves gracefully and is drained; its key stays behind, empty.
+    let rec = beat_record("i-w3", w.workers["w3"].0, true);
+    w.calc.observe_worker(w.now, "w3", &rec);
+    w.workers.remove("w3");
+    w.run(MS * 300);
+    let mut records: BTreeMap<String, AssignmentRecord> = w
+        .workers
+        .iter()
+        .filter_map(|(n, (_, r))| Some((n.clone(), r.clone()?)))
+        .collect();
+    let last = w.published.last().expect("published");
+    let drained = w.last_record("w3", u64::MAX).expect("w3 was written");
+    assert!(drained.partitions.is_empty());
+    records.insert("w3".into(), drained);
+    let meta = last.meta.clone();
+    assert!(meta.departed.contains_key("w3"), "{meta:?}");
+    // The leader changes, then w3 comes back under the same ID.
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(12));
+    next.adopt(w.now, &records, meta.version);
+    next.adopt_meta(w.now, &meta);
+    w.calc = next;
+    w.join("w3");
+    w.run(MS * 2000);
+    w.assert_each_owned_once(12);
+    assert_eq!(w.held("w3"), original);
+}
+
+#[test]
+fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
+    let mut w = World::new(12);
+    for n in ["w0", "w1", "w2", "w3"] {
+        w.join(n);
+    }
+    w.run(MS * 1100);
+    // w0 drains and leaves ...
+    w.leaving.insert("w0".into());
+    w.run(MS * 300);
+    w.workers.remove("w0");
+    let top = w.calc.version();
+    let drained = w.last_record("w0", top).expect("w0 was written");
+    assert!(drained.partitions.is_empty());
+    // ... and the old leader stops before w3's grant is written, so a
+    // partition is owned by nobody when the next leader takes office.
+    let granted_at = w
+        .published
+        .iter()
+        .rev()
+        .find(|p| p.records.iter().any(|(n, _)| n == "w3"))
+        .map(|p| p.version)
+        .expect("w3 was written");
+    let mut records: BTreeMap<String, AssignmentRecord> = ["w1", "w2"]
+        .iter()
+        .map(|n| (n.to_string(), w.last_record(n, top).expect("written")))
+        .collect();
+    let older = w
+        .last_record("w3", granted_at - 1)
+        .expect("w3 written before");
+    assert!(older.partitions.len() < 4, "the grant is what goes missing");
+    records.insert("w3".into(), older.clone());
+    records.insert("w0".into(), drained);
+    w.workers.get_mut("w3").unwrap().1 = Some(older);
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(12));
+    for n in ["w1", "w2", "w3"] {
+        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), top, false));
+    }
+    next.adopt(w.now, &records, top);
+    next.forget_unheard();
+    w.calc = next;
+    let adopted_at = w.published.len();
+    // Well before w0's death verdict (ttl + grace = 400 ms).
+    w.run(MS * 250);
+    w.assert_each_owned_once(12);
+    let to_w0: Vec<usize> = w.published[adopted_at..]
+        .iter()
+        .flat_map(|p| p.records.iter())
+        .filter(|(n, _)| n == "w0")
+        .map(|(_, r)| r.partitions.len())
+        .collect();
+    assert!(to_w0.iter().all(|n| *n == 0), "work sent to w0: {to_w0:?}");
 }

@@ -170,6 +170,23 @@ impl Ledger {
             .collect()
     }
 
+    /// Partition ids in `target` that their worker's published key does not
+    /// hold yet, by worker; workers with none are left out.
+    pub fn missing_from(&self, target: &Placement) -> BTreeMap<String, Vec<String>> {
+        target
+            .iter()
+            .filter_map(|(w, ps)| {
+                let held = self.keys.get(w).map(|k| &k.partitions);
+                let missing: Vec<String> = ps
+                    .iter()
+                    .filter(|p| !held.is_some_and(|h| h.contains_key(p.id())))
+                    .map(|p| p.id().to_string())
+                    .collect();
+                (!missing.is_empty()).then(|| (w.clone(), missing))
+            })
+            .collect()
+    }
+
     /// Published partition count per worker.
     pub fn counts(&self) -> BTreeMap<String, usize> {
         self.keys

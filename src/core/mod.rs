@@ -5,6 +5,7 @@
 //! thousands of workers in virtual time.
 
 pub mod calculator;
+pub mod fence;
 pub mod lease;
 pub mod ledger;
 pub mod worker;

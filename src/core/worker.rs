@@ -180,6 +180,14 @@ impl WorkerCore {
         if !newer {
             return None;
         }
+        if self.fenced {
+            // Our heartbeat is unconfirmed: the leader may have seen one that
+            // landed without our knowing, and may have declared us dead since
+            // and given the work elsewhere (its delete of our key can still
+            // be on its way). Nothing addressed to this incarnation is
+            // applied; the recovery starts a new one.
+            return None;
+        }
         let assignment = Assignment::new(
             record.version,
             record.epoch,
@@ -189,7 +197,14 @@ impl WorkerCore {
                 .iter()
                 .map(|p| (Partition::with_weight(p.id.clone(), p.weight), p.token)),
         );
+        // A new leader re-stamps every key with its epoch (see
+        // `core::fence`): same version, same partitions, nothing to apply.
+        let restamped = assignment.version() == self.current.version()
+            && assignment.iter().eq(self.current.iter());
         self.current = assignment.clone();
+        if restamped {
+            return None;
+        }
         Some(WorkerEvent::Apply(assignment))
     }
 
@@ -286,6 +301,12 @@ impl WorkerCore {
                 self.last_confirmed = self.last_confirmed.max(sent);
                 self.next_beat = sent + self.interval;
                 if self.degraded {
+                    if self.fenced {
+                        // Void whatever was addressed to the fenced
+                        // incarnation (see `on_assignment`).
+                        self.incarnation += 1;
+                        self.next_beat = now;
+                    }
                     self.degraded = false;
                     self.fenced = false;
                     return Some(WorkerEvent::Recovered);
@@ -424,6 +445,53 @@ mod tests {
     }
 
     #[test]
+    fn nothing_addressed_to_a_fenced_incarnation_is_ever_applied() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        w.on_assignment(Some(&record(2, 1, 0, &["a"])));
+        let t1 = t0 + I * 3;
+        assert!(matches!(w.tick(t1), Some(WorkerEvent::Fenced(_))));
+        w.resume(t1);
+        assert_eq!(w.record().incarnation, 1);
+        // The leader saw a heartbeat of the fenced incarnation that we never
+        // heard back about, and grants it work.
+        assert_eq!(w.on_assignment(Some(&record(3, 1, 1, &["b"]))), None);
+        assert!(w.current().is_empty());
+        w.poll(t1).expect("a heartbeat is due");
+        assert_eq!(
+            w.on_beat(t1, t1, BeatOutcome::Written(9)),
+            Some(WorkerEvent::Recovered)
+        );
+        assert_eq!(w.record().incarnation, 2, "recovery starts afresh");
+        assert_eq!(
+            w.on_assignment(Some(&record(4, 1, 1, &["b"]))),
+            None,
+            "still addressed to the fenced incarnation"
+        );
+        assert!(matches!(
+            w.on_assignment(Some(&record(5, 1, 2, &["b"]))),
+            Some(WorkerEvent::Apply(a)) if a.contains("b")
+        ));
+    }
+
+    #[test]
+    fn a_new_leaders_restamp_changes_the_epoch_and_nothing_else() {
+        let mut w = core(Instant::now());
+        w.on_assignment(Some(&record(4, 1, 0, &["a", "b"])));
+        assert_eq!(w.on_assignment(Some(&record(4, 2, 0, &["a", "b"]))), None);
+        assert_eq!(w.current().epoch(), 2);
+        assert_eq!(
+            w.on_assignment(Some(&record(4, 1, 0, &["a"]))),
+            None,
+            "the old leader's epoch is behind now"
+        );
+        assert!(matches!(
+            w.on_assignment(Some(&record(4, 3, 0, &["a"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
+    }
+
+    #[test]
     fn fences_itself_before_the_ttl_and_ignores_its_old_assignment() {
         let t0 = Instant::now();
         let mut w = core(t0);
@@ -457,8 +525,9 @@ mod tests {
             w.on_beat(t, t, BeatOutcome::Written(3)),
             Some(WorkerEvent::Recovered)
         );
+        // Work comes to the incarnation that follows the recovery.
         assert!(matches!(
-            w.on_assignment(Some(&record(4, 1, 1, &["a"]))),
+            w.on_assignment(Some(&record(4, 1, 2, &["a"]))),
             Some(WorkerEvent::Apply(_))
         ));
     }

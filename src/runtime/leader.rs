@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{after, at, never, select_biased, Receiver};
 
 use crate::core::calculator::{Calculator, Output, Publication};
+use crate::core::fence::{Fence, Step, Verdict};
 use crate::names::META_KEY;
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
-use crate::store::{KvError, KvStore, Watch, WatchEvent};
+use crate::store::{KvError, KvStore, Revision, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error};
@@ -47,11 +48,21 @@ pub(crate) struct LeaderThread {
     pub stop: Receiver<()>,
 }
 
-/// Writes not yet confirmed, retried every tick.
-#[derive(Default)]
+/// Writes not yet confirmed, retried every tick, and what this term knows
+/// of the keys' revisions.
 struct Pending {
     writes: BTreeMap<String, Vec<u8>>,
     version: u64,
+    fence: Fence,
+    /// A newer leader's epoch found in a key: this term writes no more.
+    deposed: Option<u64>,
+}
+
+/// What a new leader read of the assignments bucket: records and summary,
+/// with the revision of every key.
+struct Adopted {
+    records: BTreeMap<String, (AssignmentRecord, Revision)>,
+    meta: Option<(MetaRecord, Revision)>,
 }
 
 impl LeaderThread {
@@ -63,10 +74,15 @@ impl LeaderThread {
     }
 
     fn run(self) {
-        let Some((mut calc, mut watch)) = self.take_office() else {
+        let Some((mut calc, mut watch, fence)) = self.take_office() else {
             return;
         };
-        let mut pending = Pending::default();
+        let mut pending = Pending {
+            writes: BTreeMap::new(),
+            version: 0,
+            fence,
+            deposed: None,
+        };
         let retry = self.ctx.config.heartbeat_interval / 4;
         let changes = self.ctx.changes.clone().unwrap_or_else(never);
         let mut next_refresh = self.ctx.refresh_every.map(|d| Instant::now() + d);
@@ -138,7 +154,7 @@ impl LeaderThread {
                     next_refresh = Some(Instant::now() + every);
                 }
             }
-            if !self.shared.lease_valid() {
+            if !self.shared.lease_valid() || pending.deposed.is_some() {
                 continue;
             }
             let outputs = calc.tick(Instant::now());
@@ -168,7 +184,7 @@ impl LeaderThread {
 
     /// Learns the group as it is: live workers (the watch's replay) and what
     /// the previous leader published.
-    fn take_office(&self) -> Option<(Calculator, Watch)> {
+    fn take_office(&self) -> Option<(Calculator, Watch, Fence)> {
         let ctx = &self.ctx;
         // Giving up here would leave the lease held by a leader that never
         // publishes: retry until it works or the term ends.
@@ -202,11 +218,15 @@ impl LeaderThread {
             partitions,
         );
         let replay_deadline = now + ctx.config.operation_timeout * 2;
+        let mut replayed = false;
         loop {
             select_biased! {
                 recv(self.stop) -> _ => return None,
                 recv(watch.events()) -> ev => match ev {
-                    Ok(WatchEvent::Synced) => break,
+                    Ok(WatchEvent::Synced) => {
+                        replayed = true;
+                        break;
+                    }
                     Ok(ev) => self.on_worker_event(&mut calc, ev),
                     Err(_) => return None,
                 },
@@ -217,23 +237,38 @@ impl LeaderThread {
             }
         }
         // Adopting a partial view would let this leader grant partitions
-        // that a worker whose key it missed still holds.
-        let (records, meta) = loop {
-            match self.read_assignments() {
-                Ok(read) => break read,
+        // that a worker whose key it missed still holds; adopting keys the
+        // previous leader can still overwrite would let its late writes
+        // undo this leader's decisions. Read and re-stamp until both hold.
+        let mut fence = Fence::new(self.epoch);
+        let adopted = loop {
+            match self
+                .read_assignments()
+                .and_then(|read| self.restamp(&mut fence, read))
+            {
+                Ok(adopted) => break adopted,
                 Err(e) => self.shared.report(Error::Kv(e)),
             }
             if !self.pause(retry) {
                 return None;
             }
         };
+        let records: BTreeMap<String, AssignmentRecord> = adopted
+            .records
+            .into_iter()
+            .map(|(k, (r, _))| (k, r))
+            .collect();
+        let meta = adopted.meta.map(|(m, _)| m);
         calc.adopt(
             Instant::now(),
             &records,
             meta.as_ref().map_or(0, |m| m.version),
         );
+        if replayed {
+            calc.forget_unheard();
+        }
         if let Some(meta) = &meta {
-            calc.adopt_departed(Instant::now(), &meta.departed);
+            calc.adopt_meta(Instant::now(), meta);
         }
         log::info!(
             "[{}] leading epoch {}: {} workers known, {} assignment keys, version {}",
@@ -243,7 +278,34 @@ impl LeaderThread {
             records.len(),
             calc.version()
         );
-        Some((calc, watch))
+        Some((calc, watch, fence))
+    }
+
+    /// Rewrites every adopted key with this leader's epoch, each a
+    /// compare-and-set on the revision just read: a write the previous
+    /// leader still has in flight then fails instead of landing after this
+    /// leader has decided on what it read. A conflict means such a write
+    /// landed in between: the caller reads again.
+    fn restamp(&self, fence: &mut Fence, mut read: Adopted) -> Result<Adopted, KvError> {
+        let store = &self.ctx.assignments;
+        for (key, (record, revision)) in read.records.iter_mut() {
+            if record.epoch > self.epoch {
+                return Err(KvError::Other(format!(
+                    "{key} written by a newer leader (epoch {})",
+                    record.epoch
+                )));
+            }
+            record.epoch = self.epoch;
+            *revision = store.update(key, &wire::encode(record), *revision)?;
+            fence.learn(key, Some(*revision));
+        }
+        if let Some((meta, revision)) = &mut read.meta {
+            meta.epoch = meta.epoch.max(self.epoch);
+            meta.leader = self.ctx.id.clone();
+            *revision = store.update(META_KEY, &wire::encode(meta), *revision)?;
+            fence.learn(META_KEY, Some(*revision));
+        }
+        Ok(read)
     }
 
     /// Waits `d` unless told to stop (`false`).
@@ -254,33 +316,34 @@ impl LeaderThread {
         }
     }
 
-    /// Every published key, or the first error (a key deleted meanwhile is
-    /// simply absent).
-    fn read_assignments(
-        &self,
-    ) -> Result<(BTreeMap<String, AssignmentRecord>, Option<MetaRecord>), KvError> {
+    /// Every published key with its revision, or the first error (a key
+    /// deleted meanwhile is simply absent; a corrupt one is reported and left
+    /// for the first write to replace).
+    fn read_assignments(&self) -> Result<Adopted, KvError> {
         let store = &self.ctx.assignments;
-        let mut records = BTreeMap::new();
-        let mut meta = None;
+        let mut read = Adopted {
+            records: BTreeMap::new(),
+            meta: None,
+        };
         for key in store.keys()? {
             let Some(entry) = store.get(&key)? else {
                 continue;
             };
             if key == META_KEY {
                 match wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
-                    Ok(m) => meta = Some(m),
+                    Ok(m) => read.meta = Some((m, entry.revision)),
                     Err(e) => self.shared.report(e),
                 }
                 continue;
             }
             match wire::decode::<AssignmentRecord>(store.bucket(), &key, &entry.value) {
                 Ok(r) => {
-                    records.insert(key, r);
+                    read.records.insert(key, (r, entry.revision));
                 }
                 Err(e) => self.shared.report(e),
             }
         }
-        Ok((records, meta))
+        Ok(read)
     }
 
     fn on_worker_event(&self, calc: &mut Calculator, ev: WatchEvent) {
@@ -345,7 +408,10 @@ impl LeaderThread {
             }
             Output::Clear(worker) => {
                 pending.writes.remove(&worker);
-                if let Err(e) = self.ctx.assignments.delete(&worker, None) {
+                let expected = pending.fence.expected_for_delete(&worker);
+                let result = self.ctx.assignments.delete(&worker, expected);
+                pending.fence.deleted(&worker, result.is_ok());
+                if let Err(e) = result {
                     log::warn!("[{id}] clearing {worker}: {e}");
                 }
             }
@@ -367,7 +433,7 @@ impl LeaderThread {
 
     /// Writes what is pending; confirms the publication once all landed.
     fn flush(&self, calc: &mut Calculator, pending: &mut Pending) {
-        if pending.writes.is_empty() {
+        if pending.writes.is_empty() || pending.deposed.is_some() {
             return;
         }
         let keys: Vec<String> = pending.writes.keys().cloned().collect();
@@ -379,15 +445,58 @@ impl LeaderThread {
             let Some(value) = pending.writes.get(&key) else {
                 continue;
             };
-            match self.ctx.assignments.put(&key, value) {
-                Ok(_) => {
+            match self.write_fenced(&mut pending.fence, &key, value) {
+                Ok(()) => {
                     pending.writes.remove(&key);
                 }
-                Err(e) => log::debug!("[{}] publishing {key}: {e}", self.ctx.id),
+                Err(WriteError::Deposed(epoch)) => {
+                    log::warn!(
+                        "[{}] {key} holds epoch {epoch}, newer than {}: writing no more",
+                        self.ctx.id,
+                        self.epoch
+                    );
+                    pending.deposed = Some(epoch);
+                    return;
+                }
+                Err(WriteError::Kv(e)) => log::debug!("[{}] publishing {key}: {e}", self.ctx.id),
             }
         }
         if pending.writes.is_empty() {
             calc.confirm_published(pending.version);
         }
     }
+
+    /// One compare-and-set write of `key`, reading it first when its
+    /// revision is unknown.
+    fn write_fenced(&self, fence: &mut Fence, key: &str, value: &[u8]) -> Result<(), WriteError> {
+        let store = &self.ctx.assignments;
+        let mut step = fence.step(key);
+        if step == Step::Read {
+            let found = store.get(key).map_err(WriteError::Kv)?;
+            let found = found.as_ref().map(|e| (e.value.as_slice(), e.revision));
+            match fence.read(key, found, value) {
+                Verdict::Done => return Ok(()),
+                Verdict::Deposed { epoch } => return Err(WriteError::Deposed(epoch)),
+                Verdict::Write => step = fence.step(key),
+            }
+        }
+        let result = match step {
+            Step::Create => store.create(key, value),
+            Step::Update(rev) => store.update(key, value, rev),
+            Step::Read => {
+                return Err(WriteError::Kv(KvError::Other(
+                    "revision unknown after a read".into(),
+                )))
+            }
+        };
+        fence.written(key, result.as_ref().ok().copied());
+        result.map(|_| ()).map_err(WriteError::Kv)
+    }
+}
+
+/// Why a fenced write did not land.
+enum WriteError {
+    /// A newer leader wrote the key (its epoch).
+    Deposed(u64),
+    Kv(KvError),
 }

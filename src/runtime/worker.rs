@@ -181,6 +181,11 @@ impl WorkerThread {
     }
 
     fn on_watch(&mut self, ev: WatchEvent) {
+        // After a freeze the fencing deadline may have passed: fence before
+        // acting on anything that queued up meanwhile.
+        if let Some(ev) = self.core.tick(Instant::now()) {
+            self.handle(ev);
+        }
         let event = match ev {
             WatchEvent::Put(entry) => {
                 match wire::decode::<AssignmentRecord>(
@@ -195,13 +200,8 @@ impl WorkerThread {
                     }
                 }
             }
-            WatchEvent::Delete { .. } => {
-                if self.core.current().version() == 0 {
-                    None
-                } else {
-                    self.core.on_assignment(None)
-                }
-            }
+            // Holding nothing, the core ignores it.
+            WatchEvent::Delete { .. } => self.core.on_assignment(None),
             WatchEvent::Synced => None,
         };
         if let Some(event) = event {
@@ -258,6 +258,7 @@ impl WorkerThread {
         if let Some(ev) = self.core.tick(Instant::now()) {
             self.handle(ev);
         }
+
         let mut action = self.core.poll(Instant::now());
         while let Some(a) = action.take() {
             let sent = Instant::now();

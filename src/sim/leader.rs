@@ -1,12 +1,13 @@
 //! The leader thread of a simulated process, driven like
 //! `runtime::leader`: take office (replay heartbeats, adopt published keys),
 //! then per step: heartbeats in, calculator tick, deletes, then one round of
-//! puts, each re-checking the lease first.
+//! fenced writes, each re-checking the lease first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use crate::core::calculator::{Calculator, Output, Publication};
+use crate::core::fence::{Fence, Step, Verdict};
 use crate::names::META_KEY;
 use crate::runtime::leader::REFRESH_KEY;
 use crate::store::{Watch, WatchEvent};
@@ -23,6 +24,9 @@ pub(crate) struct Leader {
     version: u64,
     deletes: VecDeque<String>,
     round: Vec<String>,
+    fence: Fence,
+    /// A newer leader's epoch was found in a key: this term writes no more.
+    deposed: bool,
     /// Publications handed to the store in this term.
     pub published: u64,
 }
@@ -41,30 +45,57 @@ impl Leader {
             now,
             env.partitions.to_vec(),
         );
+        let mut replayed = false;
         while let Ok(ev) = watch.events().try_recv() {
             if ev == WatchEvent::Synced {
+                replayed = true;
                 break;
             }
             on_worker_event(&mut calc, now, io, ev);
         }
         let mut records = BTreeMap::new();
-        let mut meta_version = 0;
+        let mut meta = None;
+        let mut fence = Fence::new(epoch);
         let store = &io.stores.assignments;
+        // Read and re-stamp every key, as `LeaderThread::restamp` does; a
+        // conflict (a late write of the previous leader) ends this attempt.
         for key in store.keys().ok()? {
             let Some(entry) = store.get(&key).ok()? else {
                 continue;
             };
             if key == META_KEY {
-                if let Ok(m) = wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) {
-                    meta_version = m.version;
-                }
-            } else if let Ok(r) =
+                let Ok(mut m) = wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value)
+                else {
+                    continue;
+                };
+                m.epoch = m.epoch.max(epoch);
+                m.leader = id.to_string();
+                let rev = store.update(&key, &wire::encode(&m), entry.revision).ok()?;
+                fence.learn(&key, Some(rev));
+                meta = Some(m);
+            } else if let Ok(mut r) =
                 wire::decode::<AssignmentRecord>(store.bucket(), &key, &entry.value)
             {
+                if r.epoch > epoch {
+                    return None;
+                }
+                r.epoch = epoch;
+                let rev = store.update(&key, &wire::encode(&r), entry.revision).ok()?;
+                fence.learn(&key, Some(rev));
                 records.insert(key, r);
             }
         }
-        calc.adopt(now, &records, meta_version);
+        io.stores
+            .office
+            .epoch
+            .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+        calc.adopt(now, &records, meta.as_ref().map_or(0, |m| m.version));
+        if replayed {
+            calc.forget_unheard();
+        }
+        if let Some(meta) = &meta {
+            calc.adopt_meta(now, meta);
+        }
         Some(Leader {
             calc,
             watch,
@@ -72,6 +103,8 @@ impl Leader {
             version: 0,
             deletes: VecDeque::new(),
             round: Vec::new(),
+            fence,
+            deposed: false,
             published: 0,
         })
     }
@@ -97,7 +130,7 @@ impl Leader {
             while let Ok(ev) = self.watch.events().try_recv() {
                 on_worker_event(&mut self.calc, now, io, ev);
             }
-            if !lease_valid {
+            if !lease_valid || self.deposed {
                 return;
             }
             for out in self.calc.tick(now) {
@@ -121,17 +154,21 @@ impl Leader {
                 return;
             }
             let kind = if let Some(key) = self.deletes.pop_front() {
-                Kind::Delete(key)
+                let expected = self.fence.expected_for_delete(&key);
+                Kind::Delete(key, expected)
             } else if let Some(key) = self.round.pop() {
-                // A deposed leader must not write: re-check before each put.
-                if valid_until.is_none_or(|t| now >= t) {
+                // A deposed leader must not write: re-check before each write.
+                if self.deposed || valid_until.is_none_or(|t| now >= t) {
                     self.round.clear();
                     return;
                 }
                 let Some(value) = self.pending.get(&key) else {
                     continue;
                 };
-                Kind::Put(key, value.clone())
+                match self.fence.step(&key) {
+                    Step::Read => Kind::Read(key),
+                    step => Kind::Write(key, value.clone(), step),
+                }
             } else {
                 if self.pending.is_empty() && self.version > 0 {
                     self.calc.confirm_published(self.version);
@@ -145,8 +182,29 @@ impl Leader {
     }
 
     fn answered(&mut self, kind: Kind, answer: Answer) {
-        if let (Kind::Put(key, _), Ok(_)) = (&kind, answer.write()) {
-            self.pending.remove(key);
+        match (kind, answer) {
+            (Kind::Read(key), Answer::Get(Ok(found))) => {
+                let Some(value) = self.pending.get(&key) else {
+                    return;
+                };
+                let found = found.as_ref().map(|e| (e.value.as_slice(), e.revision));
+                match self.fence.read(&key, found, value) {
+                    Verdict::Done => {
+                        self.pending.remove(&key);
+                    }
+                    Verdict::Write => self.round.push(key),
+                    Verdict::Deposed { .. } => self.deposed = true,
+                }
+            }
+            (Kind::Write(key, ..), answer) => {
+                let result = answer.write();
+                self.fence.written(&key, result.as_ref().ok().copied());
+                if result.is_ok() {
+                    self.pending.remove(&key);
+                }
+            }
+            (Kind::Delete(key, _), answer) => self.fence.deleted(&key, answer.write().is_ok()),
+            _ => {}
         }
     }
 

@@ -42,8 +42,9 @@
 //! configuration replays it exactly (`tests/simulation.rs` has a `replay`
 //! test for that). [`SimReport::stale_puts`] counts assignment writes that
 //! reached the store after their leader's lease could no longer be trusted
-//! (sent in time, delayed in flight): nothing fences them in the store, so
-//! they are measured rather than forbidden.
+//! (sent in time, delayed in flight); they are compare-and-set writes, and
+//! [`SimReport::late_overwrites`] counts those that landed although a newer
+//! leader had already re-stamped the keys: the fence allows none.
 
 mod claim;
 mod faults;
@@ -85,6 +86,9 @@ pub struct SimConfig {
     /// Largest latency of a slow store operation (the real client gives up
     /// at `operation_timeout`, so no larger).
     pub max_latency: Duration,
+    /// How much longer than `operation_timeout` a slow request may stay on
+    /// the wire after its client gave up (zero: never).
+    pub delivery_lag: Duration,
     /// When set, the run ends once every partition has had exactly one
     /// owner for this long after the faults stopped, instead of running to
     /// the end of the bound (for large groups, where a step is costly).
@@ -120,6 +124,7 @@ impl SimConfig {
             apply_time: (ms(0), ms(300)),
             linger: None,
             max_latency: ms(1000),
+            delivery_lag: Duration::ZERO,
         }
     }
 
@@ -142,6 +147,18 @@ impl SimConfig {
             preset: "harsh",
             fault_rate: 2.0,
             ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// [`harsh`](Self::harsh) where a slow request may still reach the
+    /// store up to two lease TTLs after its client gave up: a deposed
+    /// leader's writes land while its successor leads.
+    pub fn laggy(seed: u64) -> Self {
+        let harsh = SimConfig::harsh(seed);
+        SimConfig {
+            preset: "laggy",
+            delivery_lag: harsh.config.election_ttl * 2,
+            ..harsh
         }
     }
 
@@ -179,6 +196,7 @@ impl SimConfig {
             + c.heartbeat_interval * 4
             + self.apply_time.1 * 2
             + self.max_latency
+            + self.delivery_lag
     }
 }
 
@@ -202,6 +220,9 @@ pub struct SimReport {
     /// expired (sent in time, delayed in flight): nothing in the store fences
     /// them, so they are counted.
     pub stale_puts: u64,
+    /// Of those, compare-and-set writes that landed although a newer leader
+    /// had already taken office: the fence (see `core::fence`) lets none.
+    pub late_overwrites: u64,
     /// Wall-clock time spent stepping the leading process (mostly its
     /// calculator): a measurement, not part of the deterministic outcome.
     pub leader_wall: Duration,

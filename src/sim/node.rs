@@ -219,6 +219,10 @@ impl Running {
         if io.blocked(Thread::Beat) || self.quit {
             return;
         }
+        // As `runtime::worker`: fence before acting on what queued up.
+        if let Some(ev) = self.worker.tick(now) {
+            self.handle(env, rng, ev, now, notes);
+        }
         let events: Vec<WatchEvent> = self
             .assign_watch
             .as_ref()
@@ -233,9 +237,7 @@ impl Running {
                 )
                 .ok()
                 .and_then(|r| self.worker.on_assignment(Some(&r))),
-                WatchEvent::Delete { .. } if self.worker.current().version() != 0 => {
-                    self.worker.on_assignment(None)
-                }
+                WatchEvent::Delete { .. } => self.worker.on_assignment(None),
                 _ => None,
             };
             if let Some(event) = event {

@@ -3,9 +3,11 @@
 //! only when answered (a slow request, the case that lets a deposed leader's
 //! write land late).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::fence::{epoch_of, Step};
 use crate::core::lease::LeaseAction;
 use crate::core::worker::BeatAction;
 use crate::names::LEADER_KEY;
@@ -20,6 +22,19 @@ pub(crate) struct Stores {
     pub workers: Arc<dyn KvStore>,
     pub leader: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
+    /// Shared by every process of the world.
+    pub office: Arc<Office>,
+}
+
+/// What the world knows of leader terms, to check the fence: once a leader
+/// has taken office (re-stamped every key), no older leader's
+/// compare-and-set may land.
+#[derive(Default)]
+pub(crate) struct Office {
+    /// The newest epoch that has taken office.
+    pub epoch: AtomicU64,
+    /// Assignment updates that landed carrying an older epoch than that.
+    pub overwritten: AtomicU64,
 }
 
 /// What an in-flight operation is for: the thread that issued it and how
@@ -28,8 +43,11 @@ pub(crate) struct Stores {
 pub(crate) enum Kind {
     Beat(BeatAction),
     Lease(LeaseAction),
-    Put(String, Vec<u8>),
-    Delete(String),
+    /// A fenced assignment write (`Step::Read` is never sent as a write).
+    Write(String, Vec<u8>, Step),
+    /// Reading an assignment key whose revision is unknown.
+    Read(String),
+    Delete(String, Option<Revision>),
 }
 
 /// An answer.
@@ -85,8 +103,24 @@ fn perform(stores: &Stores, id: &str, kind: &Kind) -> Answer {
                 .leader
                 .update(LEADER_KEY, &wire::encode(record), *revision),
         ),
-        Kind::Put(key, value) => Answer::Write(stores.assignments.put(key, value)),
-        Kind::Delete(key) => Answer::Write(stores.assignments.delete(key, None).map(|()| 0)),
+        Kind::Write(key, value, step) => {
+            let result = match step {
+                Step::Update(rev) => stores.assignments.update(key, value, *rev),
+                Step::Create | Step::Read => stores.assignments.create(key, value),
+            };
+            let in_office = stores.office.epoch.load(Ordering::SeqCst);
+            if matches!(step, Step::Update(_))
+                && result.is_ok()
+                && epoch_of(value).is_some_and(|e| e < in_office)
+            {
+                stores.office.overwritten.fetch_add(1, Ordering::SeqCst);
+            }
+            Answer::Write(result)
+        }
+        Kind::Read(key) => Answer::Get(stores.assignments.get(key)),
+        Kind::Delete(key, expected) => {
+            Answer::Write(stores.assignments.delete(key, *expected).map(|()| 0))
+        }
     }
 }
 
@@ -102,6 +136,15 @@ pub(crate) struct Io {
     /// Assignment puts that reached the store after the lease they were sent
     /// under could no longer be trusted.
     pub stale_puts: u64,
+    /// How much longer than the client's timeout a slow request may stay on
+    /// the wire (TCP retransmissions): the client gives up at `timeout`
+    /// while the bytes still arrive later.
+    pub lag: Duration,
+    /// The client's operation timeout.
+    pub timeout: Duration,
+    /// Requests given up on by the client but still on their way: when they
+    /// arrive, who sent them, what they do.
+    wire: Vec<(Instant, String, Kind)>,
 }
 
 impl Io {
@@ -113,6 +156,32 @@ impl Io {
             rng,
             lease_valid_until: None,
             stale_puts: 0,
+            lag: Duration::ZERO,
+            timeout: Duration::MAX,
+            wire: Vec::new(),
+        }
+    }
+
+    /// Lets the requests still on the wire that are due now reach the store;
+    /// nobody waits for their answers any more.
+    pub fn deliver(&mut self, now: Instant) {
+        if self.wire.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire)
+            .into_iter()
+            .partition(|(t, _, _)| *t <= now);
+        self.wire = later;
+        for (_, id, kind) in due {
+            self.count_stale(&kind, now);
+            drop(perform(&self.stores, &id, &kind));
+        }
+    }
+
+    fn count_stale(&mut self, kind: &Kind, now: Instant) {
+        let lease_valid = self.lease_valid_until.is_some_and(|t| now < t);
+        if matches!(kind, Kind::Write(..)) && !lease_valid {
+            self.stale_puts += 1;
         }
     }
 
@@ -131,12 +200,34 @@ impl Io {
         now: Instant,
     ) -> Option<(Kind, Answer)> {
         let latency = match self.slow {
-            Some(max) => self.rng.duration(Duration::ZERO, max),
+            Some(max) => self.rng.duration(Duration::ZERO, max + self.lag),
             None => Duration::ZERO,
         };
         if latency.is_zero() {
             let answer = perform(&self.stores, id, &kind);
             return Some((kind, answer));
+        }
+        if latency > self.timeout {
+            let after = self.timeout;
+            let timeout = KvError::Timeout {
+                op: "simulated",
+                after,
+            };
+            let answer = match kind {
+                Kind::Read(_)
+                | Kind::Beat(BeatAction::ReadOwnKey)
+                | Kind::Lease(LeaseAction::Read) => Answer::Get(Err(timeout)),
+                _ => Answer::Write(Err(timeout)),
+            };
+            self.wire
+                .push((now + latency, id.to_string(), kind.clone()));
+            self.slots[thread as usize] = Some(InFlight {
+                kind,
+                sent: now,
+                due: now + after,
+                answer: Some(answer),
+            });
+            return None;
         }
         let answer = self
             .rng
@@ -166,10 +257,7 @@ impl Io {
         let answer = match f.answer {
             Some(a) => a,
             None => {
-                let lease_valid = self.lease_valid_until.is_some_and(|t| now < t);
-                if matches!(f.kind, Kind::Put(..)) && !lease_valid {
-                    self.stale_puts += 1;
-                }
+                self.count_stale(&f.kind, now);
                 perform(&self.stores, id, &f.kind)
             }
         };

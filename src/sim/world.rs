@@ -15,7 +15,7 @@ use crate::wire::{self, WorkerRecord};
 
 use super::claim::{self, Claim};
 use super::node::{Notes, Running};
-use super::ops::{Io, Stores};
+use super::ops::{Io, Office, Stores};
 use super::rng::Rng;
 use super::{Env, SimConfig, SimFailure, SimReport};
 
@@ -78,6 +78,8 @@ pub(crate) struct World<'a> {
     owned_dirty: bool,
     /// Every partition had exactly one owner at the last full check.
     converged: bool,
+    /// Leader terms, shared with every process's stores.
+    pub office: Arc<Office>,
 }
 
 impl<'a> World<'a> {
@@ -106,6 +108,7 @@ impl<'a> World<'a> {
             },
             owned_dirty: true,
             converged: false,
+            office: Arc::new(Office::default()),
         };
         for _ in 0..sim.workers {
             world.spawn(None);
@@ -152,6 +155,7 @@ impl<'a> World<'a> {
                 workers,
                 leader,
                 assignments,
+                office: self.office.clone(),
             },
             // A fresh client on a healthy in-process store cannot fail to
             // open; if it ever does, the process simply never starts.
@@ -178,7 +182,9 @@ impl<'a> World<'a> {
         })));
         let instance = format!("{:016x}", self.rng.next_u64());
         let now = self.clock.now();
-        let io = Io::new(stores, self.rng.fork());
+        let mut io = Io::new(stores, self.rng.fork());
+        io.lag = self.sim.delivery_lag;
+        io.timeout = self.env.config.operation_timeout;
         self.procs.push(Process {
             label: label.clone(),
             preferred: preferred.clone(),
@@ -208,6 +214,8 @@ impl<'a> World<'a> {
     fn step_process(&mut self, index: usize, now: Instant) -> Result<(), SimFailure> {
         let env = &self.env;
         let p = &mut self.procs[index];
+        // Bytes on the wire arrive whether or not their sender is frozen.
+        p.io.deliver(now);
         if p.paused_until.is_some() {
             return Ok(());
         }
@@ -247,6 +255,10 @@ impl<'a> World<'a> {
         }
         let p = &mut self.procs[index];
         self.report.stale_puts += std::mem::take(&mut p.io.stale_puts);
+        self.report.late_overwrites = self
+            .office
+            .overwritten
+            .load(std::sync::atomic::Ordering::SeqCst);
         if p.exempt && p.running().is_some_and(|r| !r.busy()) {
             p.exempt = false;
             notes.owned_changed = true;

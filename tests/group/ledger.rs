@@ -137,8 +137,19 @@ impl Ledger {
     /// The longest time (micros) a partition had no owner between `from` and
     /// `to`, for the given partitions.
     pub fn longest_unowned(&self, partitions: &[String], from: u64, to: u64) -> u64 {
+        self.longest_gap(partitions, from, to).0
+    }
+
+    /// The longest unowned stretch between `from` and `to`: (micros,
+    /// partition, wall-clock micros it began), for failure messages.
+    pub fn longest_gap(&self, partitions: &[String], from: u64, to: u64) -> (u64, String, u64) {
         let by = self.by_partition();
-        let mut worst = 0;
+        let mut worst = (0, String::new(), 0);
+        let mut note = |len: u64, p: &str, at: u64| {
+            if len > worst.0 {
+                worst = (len, p.to_string(), at);
+            }
+        };
         for p in partitions {
             let mut covered_until = from;
             for i in by.get(p.as_str()).into_iter().flatten() {
@@ -147,7 +158,7 @@ impl Ledger {
                     continue;
                 }
                 if i.start > covered_until {
-                    worst = worst.max(i.start.min(to) - covered_until);
+                    note(i.start.min(to) - covered_until, p, covered_until);
                 }
                 covered_until = covered_until.max(end);
                 if covered_until >= to {
@@ -155,7 +166,7 @@ impl Ledger {
                 }
             }
             if covered_until < to {
-                worst = worst.max(to - covered_until);
+                note(to - covered_until, p, covered_until);
             }
         }
         worst
