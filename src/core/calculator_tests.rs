@@ -112,6 +112,24 @@ impl World {
         }
     }
 
+    /// A group of `names` that has been through its cold start.
+    fn started(n_parts: usize, names: &[&str]) -> Self {
+        let mut w = World::new(n_parts);
+        for n in names {
+            w.join(n);
+        }
+        w.run(MS * 1100);
+        w
+    }
+
+    /// Every worker's latest record, as a new leader would read them.
+    fn records(&self) -> BTreeMap<String, AssignmentRecord> {
+        self.workers
+            .iter()
+            .filter_map(|(n, (_, r))| Some((n.clone(), r.clone()?)))
+            .collect()
+    }
+
     fn join(&mut self, w: &str) {
         self.workers.insert(w.to_string(), (0, None));
     }
@@ -270,11 +288,7 @@ fn no_partition_is_granted_while_its_old_owner_has_not_acknowledged() {
 
 #[test]
 fn a_dead_worker_triggers_an_emergency_after_ttl_plus_grace() {
-    let mut w = World::new(9);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(9, &["w0", "w1", "w2"]);
     let before = w.published.len();
     w.workers.remove("w2");
     let died_at = w.now;
@@ -291,11 +305,7 @@ fn a_dead_worker_triggers_an_emergency_after_ttl_plus_grace() {
 
 #[test]
 fn most_of_the_group_vanishing_is_a_restart_not_an_emergency() {
-    let mut w = World::new(8);
-    for n in ["w0", "w1", "w2", "w3"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(8, &["w0", "w1", "w2", "w3"]);
     for n in ["w1", "w2", "w3"] {
         w.workers.remove(n);
     }
@@ -319,11 +329,7 @@ fn most_of_the_group_vanishing_is_a_restart_not_an_emergency() {
 
 #[test]
 fn leaving_worker_is_drained_at_once() {
-    let mut w = World::new(6);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(6, &["w0", "w1", "w2"]);
     let rec = beat_record("i-w2", w.workers["w2"].0, true);
     w.calc.observe_worker(w.now, "w2", &rec);
     let outs = w.calc.tick(w.now);
@@ -338,17 +344,9 @@ fn leaving_worker_is_drained_at_once() {
 
 #[test]
 fn a_new_leader_adopts_without_reshuffling_and_continues_versions() {
-    let mut w = World::new(10);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(10, &["w0", "w1", "w2"]);
     let owners = w.owners();
-    let records: BTreeMap<String, AssignmentRecord> = w
-        .workers
-        .iter()
-        .map(|(n, (_, r))| (n.clone(), r.clone().unwrap()))
-        .collect();
+    let records = w.records();
     let last = w.calc.version();
     let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(10));
     next.adopt(w.now, &records, last);
@@ -367,16 +365,8 @@ fn a_new_leader_adopts_without_reshuffling_and_continues_versions() {
 
 #[test]
 fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
-    let mut w = World::new(8);
-    for n in ["w0", "w1", "w2", "w3"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
-    let records: BTreeMap<String, AssignmentRecord> = w
-        .workers
-        .iter()
-        .map(|(n, (_, r))| (n.clone(), r.clone().unwrap()))
-        .collect();
+    let mut w = World::started(8, &["w0", "w1", "w2", "w3"]);
+    let records = w.records();
     // The whole fleet is killed; new processes with new ids appear and one
     // of them takes office, finding the old assignment.
     w.workers.clear();
@@ -398,11 +388,7 @@ fn a_new_leader_facing_a_restarted_fleet_waits_one_cold_start() {
 
 #[test]
 fn a_blind_leader_declares_nobody_dead() {
-    let mut w = World::new(6);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(6, &["w0", "w1", "w2"]);
     let kinds = w.kinds.len();
     // The leader hears nothing at all for longer than ttl + grace ...
     let saved = std::mem::take(&mut w.workers);
@@ -474,17 +460,19 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
     assert!(w1_busy, "and, after a planned window, work");
 }
 
-#[test]
-fn a_rebalance_during_a_handoff_keeps_moves_in_flight_on_their_way() {
-    let mut w = World::new(12);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
-    // w1 stops applying, so what it must give up stays in flight.
+/// Three workers with 12 partitions; a3 joins while w1 applies nothing, so
+/// the partition w1 must give up to a3 stays in flight.
+fn handoff_stuck_on_w1() -> World {
+    let mut w = World::started(12, &["w0", "w1", "w2"]);
     w.stalled.insert("w1".into());
     w.join("a3");
     w.run(MS * 1500);
+    w
+}
+
+#[test]
+fn a_rebalance_during_a_handoff_keeps_moves_in_flight_on_their_way() {
+    let mut w = handoff_stuck_on_w1();
     let w1_then: BTreeSet<String> = w
         .last_record("w1", w.workers["w1"].0)
         .map(|r| r.partitions.iter().map(|p| p.id.clone()).collect())
@@ -509,22 +497,11 @@ fn a_rebalance_during_a_handoff_keeps_moves_in_flight_on_their_way() {
 
 #[test]
 fn a_new_leader_finishes_the_handoffs_its_predecessor_had_under_way() {
-    let mut w = World::new(12);
-    for n in ["w0", "w1", "w2"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
-    w.stalled.insert("w1".into());
-    w.join("a3");
-    w.run(MS * 1500);
+    let mut w = handoff_stuck_on_w1();
     let meta = w.published.last().expect("published").meta.clone();
     let moving = meta.moving.get("a3").cloned().unwrap_or_default();
     assert_eq!(moving.len(), 1, "the summary names the move: {:?}", meta);
-    let records: BTreeMap<String, AssignmentRecord> = w
-        .workers
-        .iter()
-        .filter_map(|(n, (_, r))| Some((n.clone(), r.clone()?)))
-        .collect();
+    let records = w.records();
     let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w0", 9, w.now, parts(12));
     next.adopt(w.now, &records, meta.version);
     next.adopt_meta(w.now, &meta);
@@ -548,22 +525,14 @@ fn a_new_leader_finishes_the_handoffs_its_predecessor_had_under_way() {
 
 #[test]
 fn a_worker_back_under_its_id_after_a_leader_change_gets_its_partitions_back() {
-    let mut w = World::new(12);
-    for n in ["w0", "w1", "w2", "w3"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(12, &["w0", "w1", "w2", "w3"]);
     let original = w.held("w3");
     // w3 leaves gracefully and is drained; its key stays behind, empty.
     let rec = beat_record("i-w3", w.workers["w3"].0, true);
     w.calc.observe_worker(w.now, "w3", &rec);
     w.workers.remove("w3");
     w.run(MS * 300);
-    let mut records: BTreeMap<String, AssignmentRecord> = w
-        .workers
-        .iter()
-        .filter_map(|(n, (_, r))| Some((n.clone(), r.clone()?)))
-        .collect();
+    let mut records = w.records();
     let last = w.published.last().expect("published");
     let drained = w.last_record("w3", u64::MAX).expect("w3 was written");
     assert!(drained.partitions.is_empty());
@@ -583,11 +552,7 @@ fn a_worker_back_under_its_id_after_a_leader_change_gets_its_partitions_back() {
 
 #[test]
 fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
-    let mut w = World::new(12);
-    for n in ["w0", "w1", "w2", "w3"] {
-        w.join(n);
-    }
-    w.run(MS * 1100);
+    let mut w = World::started(12, &["w0", "w1", "w2", "w3"]);
     // w0 drains and leaves ...
     w.leaving.insert("w0".into());
     w.run(MS * 300);
