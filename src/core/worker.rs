@@ -83,6 +83,9 @@ pub struct WorkerCore {
     degraded: bool,
     fenced: bool,
     suspended: bool,
+    /// The newest leader epoch seen in the lease: records of older leaders
+    /// are ignored (a deposed leader's late write).
+    min_epoch: u64,
 }
 
 impl WorkerCore {
@@ -114,6 +117,7 @@ impl WorkerCore {
             degraded: false,
             fenced: false,
             suspended: false,
+            min_epoch: 0,
         }
     }
 
@@ -173,7 +177,10 @@ impl WorkerCore {
             }
             return self.fence_now(true);
         };
-        if record.instance != self.instance || record.incarnation != self.incarnation {
+        if record.instance != self.instance
+            || record.incarnation != self.incarnation
+            || record.epoch < self.min_epoch
+        {
             return None;
         }
         let newer = (record.epoch, record.version) > (self.current.epoch(), self.current.version());
@@ -237,6 +244,13 @@ impl WorkerCore {
         );
         self.current = released.clone();
         Some(WorkerEvent::Fenced(released))
+    }
+
+    /// A leader epoch seen in the lease: from now on, records written by
+    /// older leaders are ignored. This covers what revision fencing cannot:
+    /// a deposed leader's late *create* of a key that did not exist yet.
+    pub fn observe_lease_epoch(&mut self, epoch: u64) {
+        self.min_epoch = self.min_epoch.max(epoch);
     }
 
     /// Checks the self-fencing deadline.
@@ -472,6 +486,23 @@ mod tests {
             w.on_assignment(Some(&record(5, 1, 2, &["b"]))),
             Some(WorkerEvent::Apply(a)) if a.contains("b")
         ));
+    }
+
+    #[test]
+    fn records_of_a_leader_older_than_the_lease_are_ignored() {
+        let mut w = core(Instant::now());
+        w.observe_lease_epoch(5);
+        assert_eq!(w.on_assignment(Some(&record(9, 4, 0, &["a"]))), None);
+        assert!(matches!(
+            w.on_assignment(Some(&record(9, 5, 0, &["a"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
+        w.observe_lease_epoch(3);
+        assert_eq!(
+            w.on_assignment(Some(&record(10, 4, 0, &["b"]))),
+            None,
+            "the minimum never goes down"
+        );
     }
 
     #[test]

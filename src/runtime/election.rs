@@ -174,6 +174,7 @@ impl ElectionThread {
         match ev {
             LeaseEvent::Acquired { epoch } => {
                 log::info!("[{}] acquired leadership, epoch {epoch}", self.id);
+                self.shared.observe_lease_epoch(epoch);
                 self.shared.set_lease_valid_until(self.core.valid_until());
                 self.shared.set_leader(true);
                 let (stop, stop_rx) = crossbeam_channel::bounded(0);
@@ -196,7 +197,7 @@ impl ElectionThread {
                 stop_leader(running, &self.shared);
                 self.shared.set_leader(false);
             }
-            LeaseEvent::Epoch(_) => {}
+            LeaseEvent::Epoch(epoch) => self.shared.observe_lease_epoch(epoch),
         }
     }
 }

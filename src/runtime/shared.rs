@@ -2,7 +2,7 @@
 //! state (derived from a few flags, transitions validated), the assignment
 //! snapshot, the leader flag.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     changed: Condvar,
     assignment: RwLock<Assignment>,
     leader: AtomicBool,
+    /// The newest leader epoch the election thread has seen in the lease.
+    lease_epoch: AtomicU64,
     drained: AtomicBool,
     lease_valid_until: Mutex<Option<Instant>>,
     jobs: Mutex<Option<Sender<Job>>>,
@@ -93,6 +95,7 @@ impl Shared {
             changed: Condvar::new(),
             assignment: RwLock::new(Assignment::default()),
             leader: AtomicBool::new(false),
+            lease_epoch: AtomicU64::new(0),
             drained: AtomicBool::new(false),
             lease_valid_until: Mutex::new(None),
             jobs: Mutex::new(Some(jobs)),
@@ -222,6 +225,16 @@ impl Shared {
 
     pub fn assignment(&self) -> Assignment {
         self.assignment.read().clone()
+    }
+
+    /// Records a leader epoch seen in the lease (only ever raises it).
+    pub fn observe_lease_epoch(&self, epoch: u64) {
+        self.lease_epoch.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    /// The newest leader epoch seen in the lease.
+    pub fn lease_epoch(&self) -> u64 {
+        self.lease_epoch.load(Ordering::SeqCst)
     }
 
     pub fn is_leader(&self) -> bool {

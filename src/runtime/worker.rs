@@ -186,6 +186,7 @@ impl WorkerThread {
         if let Some(ev) = self.core.tick(Instant::now()) {
             self.handle(ev);
         }
+        self.core.observe_lease_epoch(self.shared.lease_epoch());
         let event = match ev {
             WatchEvent::Put(entry) => {
                 match wire::decode::<AssignmentRecord>(

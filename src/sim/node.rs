@@ -350,6 +350,7 @@ impl Running {
         for ev in events {
             match ev {
                 LeaseEvent::Acquired { epoch } => {
+                    self.worker.observe_lease_epoch(epoch);
                     notes
                         .trace
                         .push(format!("{} leads, epoch {epoch}", self.id));
@@ -360,7 +361,7 @@ impl Running {
                     self.leader = None;
                     self.office = None;
                 }
-                LeaseEvent::Epoch(_) => {}
+                LeaseEvent::Epoch(epoch) => self.worker.observe_lease_epoch(epoch),
             }
         }
     }
