@@ -61,11 +61,6 @@ impl Fence {
         }
     }
 
-    /// The epoch this fence writes under.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     /// Learns a key's revision from a read (`None`: absent).
     pub fn learn(&mut self, key: &str, revision: Option<Revision>) {
         self.known.insert(key.to_string(), revision);
