@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::store::Revision;
+use crate::wire::{AssignmentRecord, MetaRecord};
 
 /// How to write a key next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,24 @@ impl Fence {
         Fence {
             epoch,
             known: BTreeMap::new(),
+        }
+    }
+
+    /// An adopted record as a new leader re-writes it: the same, under this
+    /// fence's epoch; `None` if a newer leader wrote it.
+    pub fn restamped(&self, record: &AssignmentRecord) -> Option<AssignmentRecord> {
+        (record.epoch <= self.epoch).then(|| AssignmentRecord {
+            epoch: self.epoch,
+            ..record.clone()
+        })
+    }
+
+    /// The adopted summary as new leader `leader` re-writes it.
+    pub fn restamped_meta(&self, meta: &MetaRecord, leader: &str) -> MetaRecord {
+        MetaRecord {
+            epoch: meta.epoch.max(self.epoch),
+            leader: leader.to_string(),
+            ..meta.clone()
         }
     }
 

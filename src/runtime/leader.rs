@@ -289,20 +289,20 @@ impl LeaderThread {
     fn restamp(&self, fence: &mut Fence, mut read: Adopted) -> Result<Adopted, KvError> {
         let store = &self.ctx.assignments;
         for (key, (record, revision)) in read.records.iter_mut() {
-            if record.epoch > self.epoch {
+            let Some(stamped) = fence.restamped(record) else {
                 return Err(KvError::Other(format!(
                     "{key} written by a newer leader (epoch {})",
                     record.epoch
                 )));
-            }
-            record.epoch = self.epoch;
-            *revision = store.update(key, &wire::encode(record), *revision)?;
+            };
+            *revision = store.update(key, &wire::encode(&stamped), *revision)?;
+            *record = stamped;
             fence.learn(key, Some(*revision));
         }
         if let Some((meta, revision)) = &mut read.meta {
-            meta.epoch = meta.epoch.max(self.epoch);
-            meta.leader = self.ctx.id.clone();
-            *revision = store.update(META_KEY, &wire::encode(meta), *revision)?;
+            let stamped = fence.restamped_meta(meta, &self.ctx.id);
+            *revision = store.update(META_KEY, &wire::encode(&stamped), *revision)?;
+            *meta = stamped;
             fence.learn(META_KEY, Some(*revision));
         }
         Ok(read)

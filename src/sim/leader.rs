@@ -64,22 +64,17 @@ impl Leader {
                 continue;
             };
             if key == META_KEY {
-                let Ok(mut m) = wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value)
-                else {
+                let Ok(m) = wire::decode::<MetaRecord>(store.bucket(), &key, &entry.value) else {
                     continue;
                 };
-                m.epoch = m.epoch.max(epoch);
-                m.leader = id.to_string();
+                let m = fence.restamped_meta(&m, id);
                 let rev = store.update(&key, &wire::encode(&m), entry.revision).ok()?;
                 fence.learn(&key, Some(rev));
                 meta = Some(m);
-            } else if let Ok(mut r) =
+            } else if let Ok(r) =
                 wire::decode::<AssignmentRecord>(store.bucket(), &key, &entry.value)
             {
-                if r.epoch > epoch {
-                    return None;
-                }
-                r.epoch = epoch;
+                let r = fence.restamped(&r)?;
                 let rev = store.update(&key, &wire::encode(&r), entry.revision).ok()?;
                 fence.learn(&key, Some(rev));
                 records.insert(key, r);
