@@ -58,6 +58,19 @@ pub enum Error {
         /// Its message.
         reason: String,
     },
+    /// A custom [`AssignmentStrategy`](crate::strategy::AssignmentStrategy)
+    /// or [`PartitionSource`](crate::source::PartitionSource) panicked on the
+    /// leader. The panic was caught; the leader resigned so that another
+    /// worker leads, and this worker stays out of the election for a while
+    /// (twice as long each time it happens again in a row). The published
+    /// assignments stay in force meanwhile.
+    #[error("{what} panicked: {message}")]
+    PluginPanicked {
+        /// Which plug-in ("strategy", "partition source").
+        what: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
     /// `start()` did not see this worker's first assignment within
     /// `Config::startup_timeout`. The manager was stopped.
     #[error("startup timed out after {after:?} in state {state}")]
@@ -180,4 +193,27 @@ pub enum Error {
     /// A KV operation failed. See [`KvError`] for the cases.
     #[error(transparent)]
     Kv(#[from] KvError),
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string())
+}
+
+/// Runs user plug-in code (`what` names it), turning a panic into
+/// [`Error::PluginPanicked`].
+pub(crate) fn catch_plugin<T>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(Error::PluginPanicked {
+            what,
+            message: panic_message(payload.as_ref()),
+        })
+    })
 }

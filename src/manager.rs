@@ -332,6 +332,7 @@ impl ManagerBuilder {
                 refresh_every: self.refresh_every,
             },
             retry_every,
+            resignations: 0,
         }
         .spawn();
         let threads = Threads {

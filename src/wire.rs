@@ -135,13 +135,115 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
 }
 
-/// Parses a record found in `bucket` under `key`.
-pub fn decode<T: DeserializeOwned>(bucket: &str, key: &str, bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+/// The largest counter (version, epoch, token, sequence) a record may carry:
+/// 2^53 - 1, the largest integer every JSON reader holds exactly. Counters
+/// grow by one per write, so no group reaches it; a larger value was written
+/// by something else and is treated as corrupt, which keeps `+ 1` on any
+/// counter read from KV from overflowing.
+pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
+/// A record type stored in the group's buckets, with the checks a decoded
+/// value must pass beyond its JSON shape.
+pub trait Record: DeserializeOwned {
+    /// Why this value cannot be right, if it cannot.
+    fn implausible(&self) -> Option<String>;
+}
+
+fn counter(name: &str, value: u64) -> Option<String> {
+    (value > MAX_COUNTER).then(|| format!("{name} {value} exceeds {MAX_COUNTER}"))
+}
+
+impl Record for WorkerRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("seq", self.seq).or_else(|| counter("applied", self.applied))
+    }
+}
+
+impl Record for LeaderRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("epoch", self.epoch)
+    }
+}
+
+impl Record for AssignmentRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("version", self.version)
+            .or_else(|| counter("epoch", self.epoch))
+            .or_else(|| {
+                self.partitions
+                    .iter()
+                    .find_map(|p| counter(&format!("token of {}", p.id), p.token))
+            })
+    }
+}
+
+impl Record for MetaRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("version", self.version).or_else(|| counter("epoch", self.epoch))
+    }
+}
+
+/// Parses a record found in `bucket` under `key`; a value that does not
+/// parse, or carries a counter no group can reach ([`MAX_COUNTER`]), is an
+/// [`Error::Corrupt`].
+pub fn decode<T: Record>(bucket: &str, key: &str, bytes: &[u8]) -> Result<T, Error> {
+    let corrupt = |reason: String| Error::Corrupt {
         bucket: bucket.to_string(),
         key: key.to_string(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let record: T = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match record.implausible() {
+        Some(reason) => Err(corrupt(reason)),
+        None => Ok(record),
+    }
+}
+
+/// Parses the lease found at `revision`. Its epoch is the revision of the
+/// write that acquired it, so an epoch above the revision it is read at was
+/// not written by a parti leader: trusting it would make every worker ignore
+/// the real leaders' (lower) epochs for good.
+pub fn decode_lease(
+    bucket: &str,
+    key: &str,
+    bytes: &[u8],
+    revision: u64,
+) -> Result<LeaderRecord, Error> {
+    let record: LeaderRecord = decode(bucket, key, bytes)?;
+    if record.epoch > revision {
+        return Err(Error::Corrupt {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            reason: format!(
+                "epoch {} above the revision {revision} it was read at",
+                record.epoch
+            ),
+        });
+    }
+    Ok(record)
+}
+
+/// The lease as a watcher or reader should take it: a value that cannot be
+/// trusted ([`decode_lease`] fails) counts as held by nobody known, so it is
+/// taken over once it has stood still for a lease TTL, and the error is
+/// returned for reporting.
+pub(crate) fn lease_or_nobody(
+    bucket: &str,
+    key: &str,
+    bytes: &[u8],
+    revision: u64,
+) -> (LeaderRecord, Option<Error>) {
+    match decode_lease(bucket, key, bytes, revision) {
+        Ok(record) => (record, None),
+        Err(e) => (
+            LeaderRecord {
+                worker: String::new(),
+                instance: String::new(),
+                epoch: 0,
+            },
+            Some(e),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +256,28 @@ mod tests {
         assert!(matches!(err, Error::Corrupt { ref key, .. } if key == "k"));
         let err = decode::<AssignmentRecord>("b", "k", br#"{"version":"x"}"#).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }));
+    }
+
+    #[test]
+    fn counters_no_group_can_reach_are_corrupt() {
+        let huge = format!(
+            r#"{{"version":{},"epoch":1,"reason":"cold_start","instance":"i","incarnation":0,"partitions":[]}}"#,
+            u64::MAX
+        );
+        let err = decode::<AssignmentRecord>("b", "k", huge.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { ref reason, .. } if reason.contains("version")));
+        let ok = huge.replace(&u64::MAX.to_string(), &MAX_COUNTER.to_string());
+        assert!(decode::<AssignmentRecord>("b", "k", ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_lease_epoch_above_its_revision_is_corrupt() {
+        let rec = br#"{"worker":"w","instance":"i","epoch":1000}"#;
+        assert!(decode_lease("leader", "leader", rec, 999).is_err());
+        assert_eq!(
+            decode_lease("leader", "leader", rec, 1000).unwrap().epoch,
+            1000
+        );
     }
 
     #[test]

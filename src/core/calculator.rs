@@ -59,6 +59,9 @@ pub enum Output {
     Died(Vec<String>),
     /// Something worth an `on_error` report.
     Report(Error),
+    /// The strategy panicked: this leader should hand the lease to another
+    /// worker (reported just before).
+    Resign,
 }
 
 #[derive(Clone, Debug)]
@@ -532,10 +535,18 @@ impl Calculator {
         let mut target = if workers.is_empty() {
             Placement::new()
         } else {
-            match self.strategy.assign(&workers, &self.partitions, &hint) {
+            let strategy = &self.strategy;
+            let assigned = crate::error::catch_plugin("strategy", || {
+                strategy.assign(&workers, &self.partitions, &hint)
+            });
+            match assigned {
                 Ok(t) => t,
                 Err(e) => {
+                    let panicked = matches!(e, Error::PluginPanicked { .. });
                     out.push(Output::Report(e));
+                    if panicked {
+                        out.push(Output::Resign);
+                    }
                     return;
                 }
             }

@@ -95,6 +95,8 @@ pub struct LeaseCore {
     /// Highest revision observed or written: older watch events (e.g. a
     /// replay that arrives after our own takeover) are stale and ignored.
     max_seen: Revision,
+    /// After resigning: no campaign before this time.
+    sit_out_until: Option<Instant>,
 }
 
 impl LeaseCore {
@@ -111,6 +113,7 @@ impl LeaseCore {
             in_flight: false,
             retry_at: None,
             max_seen: 0,
+            sit_out_until: None,
         }
     }
 
@@ -216,8 +219,10 @@ impl LeaseCore {
                 record: self.record(h.epoch),
             })
         } else {
+            let sitting_out = self.sit_out_until.is_some_and(|t| now < t);
             match &self.observed {
                 Observed::Unknown => Some(LeaseAction::Read),
+                _ if sitting_out => None,
                 Observed::Absent => Some(LeaseAction::Create(self.record(0))),
                 Observed::Present {
                     revision,
@@ -301,11 +306,23 @@ impl LeaseCore {
         if let Some(t) = self.retry_at {
             return t.max(now);
         }
+        let campaign_from = self.sit_out_until.unwrap_or(now).max(now);
         match (&self.held, &self.observed) {
             (Some(h), _) => h.next_renew.min(h.confirmed + self.step_down_after),
-            (None, Observed::Present { since, .. }) => *since + self.ttl,
-            (None, _) => now,
+            (None, Observed::Unknown) => now,
+            (None, Observed::Present { since, .. }) => (*since + self.ttl).max(campaign_from),
+            (None, Observed::Absent) => campaign_from,
         }
+    }
+
+    /// Gives the lease up and stays out of the election until `until`, e.g.
+    /// because this worker's own plug-in code keeps failing as leader.
+    /// Returns the revision of the lease it held, for the caller to delete
+    /// so that another worker takes over at once.
+    pub fn resign_until(&mut self, until: Instant) -> Option<Revision> {
+        self.sit_out_until = Some(until);
+        self.observed = Observed::Unknown;
+        self.held.take().map(|h| h.revision)
     }
 
     /// Forgets leadership without a write (used when stopping after the key
@@ -318,6 +335,35 @@ impl LeaseCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resigned_worker_sits_out_then_campaigns_again() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(3);
+        let mut c = LeaseCore::new("w", "me", ttl);
+        assert_eq!(c.poll(t0), Some(LeaseAction::Read));
+        c.on_result(t0, t0, &LeaseAction::Read, WriteOutcome::Unknown);
+        c.observe(t0, 0, None);
+        let create = c.poll(t0).unwrap();
+        assert_eq!(
+            c.on_result(t0, t0, &create, WriteOutcome::Written(4)),
+            vec![LeaseEvent::Acquired { epoch: 4 }]
+        );
+        let back = t0 + ttl * 2;
+        assert_eq!(c.resign_until(back), Some(4));
+        assert!(!c.is_leader());
+        // It may look at the key, but not campaign, even when it is free.
+        assert_eq!(c.poll(t0), Some(LeaseAction::Read));
+        c.on_result(t0, t0, &LeaseAction::Read, WriteOutcome::Unknown);
+        c.observe(t0, 5, None);
+        assert_eq!(c.poll(t0 + ttl), None);
+        assert_eq!(
+            c.next_deadline(t0 + ttl),
+            back,
+            "wakes when the sit-out ends, not before"
+        );
+        assert!(matches!(c.poll(back), Some(LeaseAction::Create(_))));
+    }
 
     const TTL: Duration = Duration::from_secs(3);
 

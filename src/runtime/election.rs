@@ -23,11 +23,20 @@ pub(crate) struct ElectionThread {
     pub stop: Receiver<()>,
     pub leader: LeaderContext,
     pub retry_every: Duration,
+    /// Terms in a row that ended because the leader's plug-in code panicked.
+    pub resignations: u32,
 }
 
 struct RunningLeader {
     stop: Sender<()>,
     handle: JoinHandle<()>,
+    resigned: Receiver<()>,
+}
+
+/// How long a worker whose plug-in code panicked `n` terms in a row stays
+/// out of the election: two lease TTLs, doubling, at most 64.
+fn sit_out(ttl: Duration, n: u32) -> Duration {
+    ttl * 2u32.pow(n.min(5) + 1)
 }
 
 impl ElectionThread {
@@ -57,15 +66,18 @@ impl ElectionThread {
                 .as_ref()
                 .map(|w| w.events().clone())
                 .unwrap_or_else(never);
+            let resigned = running
+                .as_ref()
+                .map(|r| r.resigned.clone())
+                .unwrap_or_else(never);
             let mut lease_events = Vec::new();
             select_biased! {
                 recv(self.stop) -> _ => break,
+                recv(resigned) -> _ => self.resign(&mut running),
                 recv(events) -> ev => match ev {
                     Ok(WatchEvent::Put(entry)) => {
-                        match wire::decode::<LeaderRecord>(self.store.bucket(), &entry.key, &entry.value) {
-                            Ok(rec) => lease_events = self.core.observe(Instant::now(), entry.revision, Some(rec)),
-                            Err(e) => self.shared.report(e),
-                        }
+                        let rec = self.lease_seen(&entry);
+                        lease_events = self.core.observe(Instant::now(), entry.revision, Some(rec));
                     }
                     Ok(WatchEvent::Delete { revision, .. }) => lease_events = self.core.observe(Instant::now(), revision, None),
                     Ok(WatchEvent::Synced) => {}
@@ -117,24 +129,7 @@ impl ElectionThread {
                     Ok(found) => {
                         let (revision, seen) = match found {
                             None => (0, None),
-                            Some(e) => match wire::decode::<LeaderRecord>(
-                                self.store.bucket(),
-                                &e.key,
-                                &e.value,
-                            ) {
-                                Ok(rec) => (e.revision, Some(rec)),
-                                Err(err) => {
-                                    // A corrupt lease counts as held by nobody
-                                    // we know: taken over after a TTL.
-                                    self.shared.report(err);
-                                    let nobody = LeaderRecord {
-                                        worker: String::new(),
-                                        instance: String::new(),
-                                        epoch: 0,
-                                    };
-                                    (e.revision, Some(nobody))
-                                }
-                            },
+                            Some(e) => (e.revision, Some(self.lease_seen(&e))),
                         };
                         let mut evs = self.core.on_result(
                             Instant::now(),
@@ -170,6 +165,41 @@ impl ElectionThread {
         self.core.on_result(Instant::now(), sent, action, outcome)
     }
 
+    /// The leader's plug-in code panicked: hand the lease over at once and
+    /// stay out of the election for a while, so that a healthy worker leads.
+    fn resign(&mut self, running: &mut Option<RunningLeader>) {
+        stop_leader(running, &self.shared);
+        let until = Instant::now() + sit_out(self.leader.config.election_ttl, self.resignations);
+        self.resignations += 1;
+        if let Some(revision) = self.core.resign_until(until) {
+            if let Err(e) = self.store.delete(LEADER_KEY, Some(revision)) {
+                log::debug!("[{}] releasing the lease: {e}", self.id);
+            }
+        }
+        log::warn!(
+            "[{}] resigned the lease after a panic in plug-in code; out of the election for {:?}",
+            self.id,
+            until.saturating_duration_since(Instant::now())
+        );
+        self.shared.set_lease_valid_until(None);
+        self.shared.set_leader(false);
+    }
+
+    /// The lease in `entry`; one that cannot be trusted is reported and
+    /// counts as held by nobody known (taken over after a TTL).
+    fn lease_seen(&self, entry: &crate::store::Entry) -> LeaderRecord {
+        let (rec, err) = wire::lease_or_nobody(
+            self.store.bucket(),
+            &entry.key,
+            &entry.value,
+            entry.revision,
+        );
+        if let Some(e) = err {
+            self.shared.report(e);
+        }
+        rec
+    }
+
     fn on_event(&mut self, ev: LeaseEvent, running: &mut Option<RunningLeader>) {
         match ev {
             LeaseEvent::Acquired { epoch } => {
@@ -178,14 +208,23 @@ impl ElectionThread {
                 self.shared.set_lease_valid_until(self.core.valid_until());
                 self.shared.set_leader(true);
                 let (stop, stop_rx) = crossbeam_channel::bounded(0);
+                let (resign, resigned) = crossbeam_channel::bounded(1);
                 let thread = LeaderThread {
                     ctx: self.leader.clone(),
                     shared: self.shared.clone(),
                     epoch,
                     stop: stop_rx,
+                    resign,
+                    resigning: Default::default(),
                 };
                 match thread.spawn() {
-                    Ok(handle) => *running = Some(RunningLeader { stop, handle }),
+                    Ok(handle) => {
+                        *running = Some(RunningLeader {
+                            stop,
+                            handle,
+                            resigned,
+                        })
+                    }
                     Err(e) => self.shared.report(Error::Kv(KvError::Other(format!(
                         "cannot spawn leader thread: {e}"
                     )))),
@@ -193,6 +232,8 @@ impl ElectionThread {
             }
             LeaseEvent::Lost => {
                 log::info!("[{}] lost leadership", self.id);
+                // A term that ended without a panic.
+                self.resignations = 0;
                 self.shared.set_lease_valid_until(None);
                 stop_leader(running, &self.shared);
                 self.shared.set_leader(false);

@@ -5,6 +5,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::error::panic_message;
 use crate::{AssignmentChange, Error, State};
 
 type ChangeHook = Box<dyn Fn(&AssignmentChange) + Send + Sync>;
@@ -28,14 +29,6 @@ pub(crate) enum Job {
     State(State, State),
     Leadership(bool),
     Error(Error),
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
 
 impl Hooks {

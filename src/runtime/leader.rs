@@ -1,22 +1,24 @@
 //! The leader thread: watches the workers' heartbeats, runs the calculator,
 //! and publishes assignments while this worker holds the lease.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{after, at, never, select_biased, Receiver};
+use crossbeam_channel::{after, at, never, select_biased, Receiver, Sender};
 
 use crate::core::calculator::{Calculator, Output, Publication};
 use crate::core::fence::{Fence, Step, Verdict};
+use crate::error::catch_plugin;
 use crate::names::META_KEY;
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
 use crate::store::{KvError, KvStore, Revision, Watch, WatchEvent};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
-use crate::{Config, Error};
+use crate::{Config, Error, Partition};
 
 /// The shortest wait between two ticks of the calculator.
 const MIN_TICK: Duration = Duration::from_millis(10);
@@ -46,6 +48,10 @@ pub(crate) struct LeaderThread {
     pub shared: Arc<Shared>,
     pub epoch: u64,
     pub stop: Receiver<()>,
+    /// Told when this term ends because the user's plug-in code panicked:
+    /// the election thread then hands the lease to another worker.
+    pub resign: Sender<()>,
+    pub resigning: Cell<bool>,
 }
 
 /// Writes not yet confirmed, retried every tick, and what this term knows
@@ -74,6 +80,13 @@ impl LeaderThread {
     }
 
     fn run(self) {
+        self.lead();
+        if self.resigning.get() {
+            let _ = self.resign.send(());
+        }
+    }
+
+    fn lead(&self) {
         let Some((mut calc, mut watch, fence)) = self.take_office() else {
             return;
         };
@@ -84,7 +97,7 @@ impl LeaderThread {
             deposed: None,
         };
         let retry = self.ctx.config.heartbeat_interval / 4;
-        let changes = self.ctx.changes.clone().unwrap_or_else(never);
+        let mut changes = self.ctx.changes.clone().unwrap_or_else(never);
         let mut next_refresh = self.ctx.refresh_every.map(|d| Instant::now() + d);
         // A re-read that failed (e.g. KV briefly unreachable) is retried, so
         // a change notification is never lost.
@@ -133,11 +146,16 @@ impl LeaderThread {
                     }
                 },
                 recv(self.ctx.refresh) -> _ => refresh_retry = self.refresh(&mut calc),
-                recv(changes) -> _ => {
-                    // One read covers every notification queued so far.
-                    while changes.try_recv().is_ok() {}
-                    refresh_retry = self.refresh(&mut calc);
-                }
+                recv(changes) -> msg => match msg {
+                    Ok(()) => {
+                        // One read covers every notification queued so far.
+                        while changes.try_recv().is_ok() {}
+                        refresh_retry = self.refresh(&mut calc);
+                    }
+                    // The source dropped its sender: it will signal nothing
+                    // more, and a disconnected channel is always ready.
+                    Err(_) => changes = never(),
+                },
                 recv(at(deadline)) -> _ => {}
             }
             // Not acting on an unconfirmed lease, but not ending either: a
@@ -154,6 +172,9 @@ impl LeaderThread {
                     next_refresh = Some(Instant::now() + every);
                 }
             }
+            if self.resigning.get() {
+                return;
+            }
             if !self.shared.lease_valid() || pending.deposed.is_some() {
                 continue;
             }
@@ -164,9 +185,26 @@ impl LeaderThread {
             // Show the phase while the writes are under way (an emergency
             // lasts until its assignment is written).
             self.shared.set_leader_phase(Some(calc.phase()));
+            if self.resigning.get() {
+                return;
+            }
             self.flush(&mut calc, &mut pending);
             self.shared.set_leader_phase(Some(calc.phase()));
         }
+    }
+
+    /// Reads the partition source, catching a panic in it: the term then
+    /// ends and the lease goes to another worker.
+    fn read_source(&self) -> Result<Vec<Partition>, Error> {
+        let result = catch_plugin("partition source", || {
+            self.ctx
+                .source
+                .partitions_reporting(&mut |e| self.shared.report(e))
+        });
+        if matches!(result, Err(Error::PluginPanicked { .. })) {
+            self.resigning.set(true);
+        }
+        result
     }
 
     /// A new workers watch, retried until it works; `None` when told to stop.
@@ -194,13 +232,13 @@ impl LeaderThread {
         // so a leader that cannot read its source waits (the published
         // assignments stay in force meanwhile).
         let partitions = loop {
-            match ctx
-                .source
-                .partitions_reporting(&mut |e| self.shared.report(e))
-            {
+            match self.read_source() {
                 Ok(p) => break p,
                 Err(e) => {
                     self.shared.report(e);
+                    if self.resigning.get() {
+                        return None;
+                    }
                     select_biased! {
                         recv(self.stop) -> _ => return None,
                         recv(after(ctx.config.heartbeat_interval)) -> _ => {}
@@ -369,11 +407,7 @@ impl LeaderThread {
 
     /// Re-reads the source; on failure, returns when to try again.
     fn refresh(&self, calc: &mut Calculator) -> Option<Instant> {
-        match self
-            .ctx
-            .source
-            .partitions_reporting(&mut |e| self.shared.report(e))
-        {
+        match self.read_source() {
             Ok(p) => {
                 calc.set_partitions(p);
                 None
@@ -428,6 +462,7 @@ impl LeaderThread {
             }
             Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
             Output::Report(e) => self.shared.report(e),
+            Output::Resign => self.resigning.set(true),
         }
     }
 

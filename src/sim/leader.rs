@@ -223,7 +223,8 @@ impl Leader {
                 self.pending.remove(&worker);
                 self.deletes.push_back(worker);
             }
-            Output::Rebalanced { .. } | Output::Died(_) | Output::Report(_) => {}
+            // The simulated strategy never panics.
+            Output::Rebalanced { .. } | Output::Died(_) | Output::Report(_) | Output::Resign => {}
         }
     }
 

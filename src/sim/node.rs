@@ -9,7 +9,7 @@ use crate::core::lease::{LeaseAction, LeaseCore, LeaseEvent, WriteOutcome};
 use crate::core::worker::{BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
 use crate::names::LEADER_KEY;
 use crate::store::{Watch, WatchEvent};
-use crate::wire::{self, AssignmentRecord, LeaderRecord, WorkerRecord};
+use crate::wire::{self, AssignmentRecord, WorkerRecord};
 use crate::Assignment;
 
 use super::leader::Leader;
@@ -322,15 +322,13 @@ impl Running {
             for ev in seen {
                 match ev {
                     WatchEvent::Put(entry) => {
-                        let rec = wire::decode::<LeaderRecord>(
+                        let (rec, _) = wire::lease_or_nobody(
                             io.stores.leader.bucket(),
                             &entry.key,
                             &entry.value,
-                        )
-                        .ok();
-                        if let Some(rec) = rec {
-                            events.extend(self.lease.observe(now, entry.revision, Some(rec)));
-                        }
+                            entry.revision,
+                        );
+                        events.extend(self.lease.observe(now, entry.revision, Some(rec)));
                     }
                     WatchEvent::Delete { revision, .. } => {
                         events.extend(self.lease.observe(now, revision, None))
@@ -394,13 +392,8 @@ impl Running {
                 let (revision, seen) = match found {
                     None => (0, None),
                     Some(e) => {
-                        let nobody = LeaderRecord {
-                            worker: String::new(),
-                            instance: String::new(),
-                            epoch: 0,
-                        };
-                        let rec = wire::decode::<LeaderRecord>("leader", &e.key, &e.value)
-                            .unwrap_or(nobody);
+                        let (rec, _) =
+                            wire::lease_or_nobody("leader", &e.key, &e.value, e.revision);
                         (e.revision, Some(rec))
                     }
                 };
