@@ -5,9 +5,11 @@
 //! thousands of workers in virtual time.
 
 pub mod calculator;
+pub mod claim;
 pub mod fence;
 pub mod lease;
 pub mod ledger;
+pub mod ops;
 pub mod worker;
 
 #[cfg(test)]

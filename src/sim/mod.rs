@@ -46,7 +46,6 @@
 //! [`SimReport::late_overwrites`] counts those that landed although a newer
 //! leader had already re-stamped the keys: the fence allows none.
 
-mod claim;
 mod faults;
 mod leader;
 mod node;

@@ -11,18 +11,20 @@ use crate::clock::{Clock, ManualClock};
 use crate::names::BucketNames;
 use crate::store::memory::{Fault, KvOp, MemoryBackend};
 use crate::store::{BucketConfig, KvBackend, KvError};
-use crate::wire::{self, WorkerRecord};
+use crate::wire::WorkerRecord;
 
-use super::claim::{self, Claim};
 use super::node::{Notes, Running};
 use super::ops::{Io, Office, Stores};
 use super::rng::Rng;
 use super::{Env, SimConfig, SimFailure, SimReport};
+use crate::core::claim::{ClaimEffect, ClaimNode};
 
 const TRACE_LINES: usize = 60;
 
 pub(crate) enum Life {
-    Claiming(Claim),
+    /// Claiming its ID with the runtime's node; a failed claim is tried
+    /// again from the start, not before the instant given.
+    Claiming(Box<ClaimNode>, Instant),
     Running(Box<Running>),
 }
 
@@ -49,7 +51,7 @@ impl Process {
     pub fn running(&self) -> Option<&Running> {
         match &self.life {
             Life::Running(r) => Some(r),
-            Life::Claiming(_) => None,
+            Life::Claiming(..) => None,
         }
     }
 
@@ -182,6 +184,7 @@ impl<'a> World<'a> {
         })));
         let instance = format!("{:016x}", self.rng.next_u64());
         let now = self.clock.now();
+        let claim = Box::new(claim_node(&self.env, preferred.as_deref(), &instance));
         let mut io = Io::new(stores, self.rng.fork());
         io.lag = self.sim.delivery_lag;
         io.timeout = self.env.config.operation_timeout;
@@ -192,7 +195,7 @@ impl<'a> World<'a> {
             io,
             rng: self.rng.fork(),
             instance,
-            life: Life::Claiming(Claim::Start { retry: now }),
+            life: Life::Claiming(claim, now),
             flaky,
             paused_until: None,
             partitioned_until: None,
@@ -221,28 +224,31 @@ impl<'a> World<'a> {
         }
         let mut notes = Notes::default();
         match &mut p.life {
-            Life::Claiming(c) => {
-                let record = WorkerRecord {
-                    instance: p.instance.clone(),
-                    incarnation: 0,
-                    seq: 0,
-                    applied: 0,
-                    leaving: false,
-                    host: String::new(),
-                    pid: 0,
-                };
-                let value = wire::encode(&record);
-                let store = p.io.stores.workers.clone();
-                if let Some((id, rev)) = claim::step(
-                    c,
-                    store.as_ref(),
-                    &env.config,
-                    p.preferred.as_deref(),
-                    &value,
-                    now,
-                ) {
-                    notes.trace.push(format!("{} claimed {id}", p.label));
-                    p.life = Life::Running(Box::new(Running::new(env, id, &p.instance, rev, now)));
+            Life::Claiming(node, not_before) => {
+                if now >= *not_before {
+                    while let Some(op) = node.poll_op(now) {
+                        let reply = op.perform(p.io.stores.workers.as_ref());
+                        node.handle_reply(now, reply);
+                    }
+                }
+                match node.poll_effect() {
+                    Some(ClaimEffect::Claimed { id, revision, .. }) => {
+                        notes.trace.push(format!("{} claimed {id}", p.label));
+                        p.life = Life::Running(Box::new(Running::new(
+                            env,
+                            id,
+                            &p.instance,
+                            revision,
+                            now,
+                        )));
+                    }
+                    Some(ClaimEffect::Failed(_)) => {
+                        p.life = Life::Claiming(
+                            Box::new(claim_node(env, p.preferred.as_deref(), &p.instance)),
+                            now + env.config.heartbeat_interval / 2,
+                        );
+                    }
+                    None => {}
                 }
             }
             Life::Running(r) => {
@@ -402,7 +408,7 @@ impl<'a> World<'a> {
         let mut parts = Vec::new();
         for p in &self.procs {
             match &p.life {
-                Life::Claiming(c) => parts.push(format!("{} claiming {c:?}", p.label)),
+                Life::Claiming(c, _) => parts.push(format!("{} claiming {c:?}", p.label)),
                 Life::Running(r) => parts.push(format!(
                     "{} {} owns {} (busy {}, leader {}, applied v{})",
                     p.label,
@@ -418,4 +424,19 @@ impl<'a> World<'a> {
         }
         parts.join("; ")
     }
+}
+
+/// A claim as a starting manager makes it (no start-up deadline: a
+/// simulated process waits as long as it takes).
+fn claim_node(env: &Env, preferred: Option<&str>, instance: &str) -> ClaimNode {
+    let record = WorkerRecord {
+        instance: instance.to_string(),
+        incarnation: 0,
+        seq: 0,
+        applied: 0,
+        leaving: false,
+        host: String::new(),
+        pid: 0,
+    };
+    ClaimNode::new(&env.config, preferred, &record, None)
 }

@@ -1,0 +1,389 @@
+//! Claiming a stable worker ID, as a sans-IO node: `<prefix>-<n>`, the
+//! preferred one when it is free or its holder has gone quiet, otherwise the
+//! lowest free n.
+//!
+//! A preferred ID held by another process is taken over only once its
+//! heartbeat has been seen standing still for a whole heartbeat TTL (its
+//! holder has fenced itself by then), by a compare-and-set on the revision
+//! that stood still. The runtime drives it while starting a manager; the
+//! simulator drives the very same node for every simulated process.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::core::ops::{Bucket, Op, Reply};
+use crate::names::{worker_id, worker_number};
+use crate::store::{Entry, Revision};
+use crate::wire::{self, WorkerRecord};
+use crate::{Config, Error};
+
+/// What the claim ended with.
+#[derive(Debug)]
+pub enum ClaimEffect {
+    /// The ID is this worker's, written at `revision`.
+    Claimed {
+        /// The worker ID.
+        id: String,
+        /// The revision of the write that claimed it.
+        revision: Revision,
+        /// The instance that held it before, when it was taken over.
+        took_over_from: Option<String>,
+    },
+    /// The claim failed (a KV error, or the group is full); nothing is held.
+    Failed(Error),
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Create the preferred ID.
+    CreatePreferred,
+    /// It exists: read who holds it.
+    ReadPreferred,
+    /// It vanished between the create and the read: create it again.
+    RecreatePreferred,
+    /// Its holder's heartbeat at `entry` must stand still until `stale_at`;
+    /// look again at `next_poll`.
+    Watching {
+        entry: Entry,
+        stale_at: Instant,
+        next_poll: Instant,
+    },
+    /// It stood still for a TTL: take it over.
+    TakeOver { entry: Entry },
+    /// List the taken IDs.
+    ListKeys,
+    /// Create the free IDs in turn, lowest first.
+    CreateFree(VecDeque<String>),
+    /// Over: the effect is out.
+    Done,
+}
+
+/// The ID claim of one starting worker.
+#[derive(Debug)]
+pub struct ClaimNode {
+    preferred: Option<String>,
+    value: Vec<u8>,
+    prefix: String,
+    max_workers: u32,
+    ttl: Duration,
+    poll: Duration,
+    /// A preferred ID whose takeover would end after this is given up.
+    deadline: Option<Instant>,
+    step: Step,
+    in_flight: bool,
+    effect: Option<ClaimEffect>,
+}
+
+impl ClaimNode {
+    /// A claim of `preferred` (or the lowest free ID) with `record` as the
+    /// first heartbeat.
+    pub fn new(
+        config: &Config,
+        preferred: Option<&str>,
+        record: &WorkerRecord,
+        deadline: Option<Instant>,
+    ) -> Self {
+        ClaimNode {
+            preferred: preferred.map(str::to_string),
+            value: wire::encode(record),
+            prefix: config.worker_id_prefix.clone(),
+            max_workers: config.max_workers,
+            ttl: config.heartbeat_ttl,
+            poll: (config.heartbeat_interval / 2).max(Duration::from_millis(5)),
+            deadline,
+            step: if preferred.is_some() {
+                Step::CreatePreferred
+            } else {
+                Step::ListKeys
+            },
+            in_flight: false,
+            effect: None,
+        }
+    }
+
+    fn preferred_key(&self) -> String {
+        self.preferred.clone().unwrap_or_default()
+    }
+
+    /// The operation to perform now, if any (at most one is in flight).
+    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+        if self.in_flight {
+            return None;
+        }
+        let bucket = Bucket::Workers;
+        let op = match &self.step {
+            Step::CreatePreferred | Step::RecreatePreferred => Op::Create {
+                bucket,
+                key: self.preferred_key(),
+                value: self.value.clone(),
+            },
+            Step::ReadPreferred => Op::Get {
+                bucket,
+                key: self.preferred_key(),
+            },
+            Step::Watching { next_poll, .. } if now < *next_poll => return None,
+            Step::Watching { .. } => Op::Get {
+                bucket,
+                key: self.preferred_key(),
+            },
+            Step::TakeOver { entry } => Op::Update {
+                bucket,
+                key: self.preferred_key(),
+                value: self.value.clone(),
+                revision: entry.revision,
+            },
+            Step::ListKeys => Op::Keys { bucket },
+            Step::CreateFree(free) => Op::Create {
+                bucket,
+                key: free.front()?.clone(),
+                value: self.value.clone(),
+            },
+            Step::Done => return None,
+        };
+        self.in_flight = true;
+        Some(op)
+    }
+
+    /// When the node next has something to do without a reply.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.step {
+            Step::Watching { next_poll, .. } if !self.in_flight => Some(*next_poll),
+            _ => None,
+        }
+    }
+
+    /// How the claim ended, once it has.
+    pub fn poll_effect(&mut self) -> Option<ClaimEffect> {
+        self.effect.take()
+    }
+
+    fn claimed(&mut self, id: String, revision: Revision, took_over_from: Option<String>) {
+        self.step = Step::Done;
+        self.effect = Some(ClaimEffect::Claimed {
+            id,
+            revision,
+            took_over_from,
+        });
+    }
+
+    fn fail(&mut self, e: Error) {
+        self.step = Step::Done;
+        self.effect = Some(ClaimEffect::Failed(e));
+    }
+
+    fn no_free_id(&mut self) {
+        self.fail(Error::NoFreeWorkerId {
+            max_workers: self.max_workers,
+        });
+    }
+
+    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
+    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+        self.in_flight = false;
+        if let Some(e) = reply.error().filter(|e| !e.is_conflict()) {
+            let e = e.clone();
+            return self.fail(e.into());
+        }
+        let id = self.preferred_key();
+        match (std::mem::replace(&mut self.step, Step::Done), reply) {
+            (Step::CreatePreferred, Reply::Written(Ok(rev))) => self.claimed(id, rev, None),
+            (Step::CreatePreferred, _) => self.step = Step::ReadPreferred,
+            (Step::ReadPreferred, Reply::Entry(Ok(None))) => self.step = Step::RecreatePreferred,
+            (Step::ReadPreferred, Reply::Entry(Ok(Some(entry)))) => {
+                let stale_at = now + self.ttl;
+                self.step = if self.deadline.is_some_and(|d| stale_at >= d) {
+                    log::info!("preferred worker id {id} is held; its takeover would outlast the start-up deadline");
+                    Step::ListKeys
+                } else {
+                    Step::Watching {
+                        entry,
+                        stale_at,
+                        next_poll: (now + self.poll).min(stale_at),
+                    }
+                };
+            }
+            (Step::RecreatePreferred, Reply::Written(Ok(rev))) => self.claimed(id, rev, None),
+            (
+                Step::Watching {
+                    entry, stale_at, ..
+                },
+                Reply::Entry(Ok(Some(seen))),
+            ) if seen.revision == entry.revision => {
+                self.step = if now >= stale_at {
+                    Step::TakeOver { entry }
+                } else {
+                    Step::Watching {
+                        entry,
+                        stale_at,
+                        next_poll: (now + self.poll).min(stale_at),
+                    }
+                };
+            }
+            (Step::TakeOver { entry }, Reply::Written(Ok(rev))) => {
+                let old = wire::decode::<WorkerRecord>("workers", &id, &entry.value).ok();
+                self.claimed(id, rev, old.map(|r| r.instance));
+            }
+            // The preferred ID is held by a live worker (its heartbeat moved),
+            // or was won by another claimant: take the lowest free one.
+            (Step::RecreatePreferred | Step::Watching { .. } | Step::TakeOver { .. }, _) => {
+                log::info!("preferred worker id {id} is held by a live worker; taking another");
+                self.step = Step::ListKeys;
+            }
+            (Step::ListKeys, Reply::Keys(Ok(keys))) => {
+                let taken: std::collections::BTreeSet<u32> = keys
+                    .iter()
+                    .filter_map(|k| worker_number(&self.prefix, k))
+                    .collect();
+                let free: VecDeque<String> = (0..self.max_workers)
+                    .filter(|n| !taken.contains(n))
+                    .map(|n| worker_id(&self.prefix, n))
+                    .collect();
+                if free.is_empty() {
+                    return self.no_free_id();
+                }
+                self.step = Step::CreateFree(free);
+            }
+            (Step::CreateFree(mut free), Reply::Written(result)) => match result {
+                Ok(rev) => {
+                    let id = free.pop_front().unwrap_or_default();
+                    self.claimed(id, rev, None);
+                }
+                Err(_) => {
+                    free.pop_front();
+                    if free.is_empty() {
+                        return self.no_free_id();
+                    }
+                    self.step = Step::CreateFree(free);
+                }
+            },
+            (step, reply) => {
+                self.fail(Error::Kv(crate::store::KvError::Other(format!(
+                    "id claim: unexpected reply {reply:?} in step {step:?}"
+                ))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryBackend;
+    use crate::store::{BucketConfig, KvBackend, KvStore};
+    use std::sync::Arc;
+
+    fn record(instance: &str) -> WorkerRecord {
+        WorkerRecord {
+            instance: instance.into(),
+            incarnation: 0,
+            seq: 0,
+            applied: 0,
+            leaving: false,
+            host: String::new(),
+            pid: 0,
+        }
+    }
+
+    fn store() -> Arc<dyn KvStore> {
+        let backend = MemoryBackend::new(Arc::new(crate::clock::SystemClock));
+        backend.open(&BucketConfig::new("workers", None)).unwrap()
+    }
+
+    /// Drives the node at virtual `now`, stepping time to its timeouts.
+    fn drive(
+        node: &mut ClaimNode,
+        store: &dyn KvStore,
+        mut now: Instant,
+    ) -> (ClaimEffect, Instant) {
+        for _ in 0..1000 {
+            while let Some(op) = node.poll_op(now) {
+                let reply = op.perform(store);
+                node.handle_reply(now, reply);
+            }
+            if let Some(e) = node.poll_effect() {
+                return (e, now);
+            }
+            now = node
+                .poll_timeout()
+                .expect("a node with nothing in flight waits for a time");
+        }
+        panic!("the claim never ended");
+    }
+
+    #[test]
+    fn the_lowest_free_id_is_taken() {
+        let s = store();
+        s.create("worker-0", b"x").unwrap();
+        let c = Config::default();
+        let mut node = ClaimNode::new(&c, None, &record("a"), None);
+        let (e, _) = drive(&mut node, s.as_ref(), Instant::now());
+        assert!(
+            matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-1"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_held_preferred_id_is_taken_over_after_a_quiet_ttl() {
+        let s = store();
+        s.create("worker-3", &wire::encode(&record("old"))).unwrap();
+        let c = Config::default();
+        let t0 = Instant::now();
+        let mut node = ClaimNode::new(&c, Some("worker-3"), &record("new"), None);
+        let (e, at) = drive(&mut node, s.as_ref(), t0);
+        match e {
+            ClaimEffect::Claimed {
+                id, took_over_from, ..
+            } => {
+                assert_eq!(id, "worker-3");
+                assert_eq!(took_over_from.as_deref(), Some("old"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            at >= t0 + c.heartbeat_ttl,
+            "not before a whole TTL: {:?}",
+            at - t0
+        );
+    }
+
+    #[test]
+    fn a_preferred_id_whose_takeover_would_outlast_the_deadline_is_given_up() {
+        let s = store();
+        s.create("worker-3", b"{}").unwrap();
+        let c = Config::default();
+        let t0 = Instant::now();
+        let mut node = ClaimNode::new(
+            &c,
+            Some("worker-3"),
+            &record("new"),
+            Some(t0 + c.heartbeat_ttl / 2),
+        );
+        let (e, at) = drive(&mut node, s.as_ref(), t0);
+        assert!(
+            matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-0"),
+            "{e:?}"
+        );
+        assert_eq!(at, t0, "without waiting");
+    }
+
+    #[test]
+    fn a_full_group_is_a_typed_error() {
+        let s = store();
+        let c = Config {
+            max_workers: 2,
+            ..Config::default()
+        };
+        s.create("worker-0", b"x").unwrap();
+        s.create("worker-1", b"x").unwrap();
+        let mut node = ClaimNode::new(&c, None, &record("a"), None);
+        let (e, _) = drive(&mut node, s.as_ref(), Instant::now());
+        assert!(
+            matches!(
+                e,
+                ClaimEffect::Failed(Error::NoFreeWorkerId { max_workers: 2 })
+            ),
+            "{e:?}"
+        );
+    }
+}
