@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::core::lease::LeaseCore;
-use crate::core::worker::WorkerCore;
+use crate::core::election::ElectionNode;
+use crate::core::heartbeat::HeartbeatNode;
 use crate::metrics::{Metrics, NoMetrics};
 use crate::names::{worker_number, BucketNames};
 use crate::runtime::election::ElectionThread;
@@ -280,28 +280,24 @@ impl ManagerBuilder {
         shared.set_startup(Some(State::Election));
 
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        let core = WorkerCore::new(
+        let node = HeartbeatNode::new(
+            &id,
             &instance,
             revision,
+            &config,
+            (&names.workers, &names.assignments),
             Instant::now(),
-            config.heartbeat_interval,
-            config.self_fence_after(),
-            config.keep_assignment_on_outage,
         );
         let retry_every = config.heartbeat_interval;
         let worker_thread = WorkerThread {
             id: id.clone(),
-            core,
+            node,
             shared: shared.clone(),
             workers: workers.clone(),
             assignments: assignments.clone(),
             commands: cmd_rx,
             applied: applied_rx,
             retry_every,
-            fence_after: config.self_fence_after(),
-            degraded: None,
-            callbacks: Default::default(),
-            handoff_timeout: config.handoff_timeout,
         }
         .spawn();
         let worker_thread = match worker_thread {
@@ -316,7 +312,13 @@ impl ManagerBuilder {
             .unwrap_or_else(|| Arc::new(crate::strategy::default_strategy()));
         let election = ElectionThread {
             id: id.clone(),
-            core: LeaseCore::new(&id, &instance, config.election_ttl),
+            node: ElectionNode::new(
+                &id,
+                &instance,
+                config.election_ttl,
+                &names.leader,
+                Instant::now(),
+            ),
             shared: shared.clone(),
             store: leader_store,
             stop: stop_rx,
@@ -332,7 +334,6 @@ impl ManagerBuilder {
                 refresh_every: self.refresh_every,
             },
             retry_every,
-            resignations: 0,
         }
         .spawn();
         let threads = Threads {

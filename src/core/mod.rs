@@ -6,7 +6,9 @@
 
 pub mod calculator;
 pub mod claim;
+pub mod election;
 pub mod fence;
+pub mod heartbeat;
 pub mod lease;
 pub mod ledger;
 pub mod ops;

@@ -369,21 +369,16 @@ impl WorkerCore {
         self.next_beat = now + (self.interval / 4).max(Duration::from_millis(10));
     }
 
-    /// When to call `poll`/`tick` next, at the latest.
-    pub fn next_deadline(&self) -> Instant {
-        let fence = self.last_confirmed + self.fence_after;
+    /// When to call `poll`/`tick` next, at the latest (`None`: nothing is
+    /// due until an input comes).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let fence = (!self.degraded).then_some(self.last_confirmed + self.fence_after);
         // While suspended nothing is sent until `resume`, which comes with an
-        // input that wakes the shell anyway: a past `next_beat` would make it
-        // spin until then.
-        let beat = if self.suspended {
-            fence + Duration::from_secs(24 * 3600)
-        } else {
-            self.next_beat
-        };
-        if self.degraded {
-            beat
-        } else {
-            beat.min(fence)
+        // input that wakes the shell anyway.
+        let beat = (!self.suspended).then_some(self.next_beat);
+        match (beat, fence) {
+            (Some(b), Some(f)) => Some(b.min(f)),
+            (b, f) => b.or(f),
         }
     }
 }
@@ -544,7 +539,7 @@ mod tests {
         // and nothing is due meanwhile (the shell must not spin).
         let t = t0 + I * 4;
         assert_eq!(w.poll(t), None);
-        assert!(w.next_deadline() > t + I * 100);
+        assert!(w.next_deadline().is_none_or(|d| d > t + I * 100));
         w.resume(t);
         // A beat gets through: recovered, new incarnation announced.
         let act = w.poll(t).unwrap();

@@ -1,5 +1,6 @@
-//! The election thread: campaigns for and renews the leader lease, and runs
-//! the leader thread while this worker holds it.
+//! The election thread: drives the [`ElectionNode`] (campaign, renewals,
+//! takeover, resigning, release on stop) and runs the leader thread while
+//! this worker holds the lease.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -7,36 +8,27 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select_biased, Receiver, Sender};
 
-use crate::core::lease::{LeaseAction, LeaseCore, LeaseEvent, WriteOutcome};
+use crate::core::election::{ElectionEffect, ElectionNode};
 use crate::names::LEADER_KEY;
 use crate::runtime::leader::{LeaderContext, LeaderThread};
 use crate::runtime::shared::Shared;
-use crate::store::{KvError, KvStore, Watch, WatchEvent};
-use crate::wire::{self, LeaderRecord};
+use crate::store::{KvError, KvStore, Watch};
 use crate::Error;
 
 pub(crate) struct ElectionThread {
     pub id: String,
-    pub core: LeaseCore,
+    pub node: ElectionNode,
     pub shared: Arc<Shared>,
     pub store: Arc<dyn KvStore>,
     pub stop: Receiver<()>,
     pub leader: LeaderContext,
     pub retry_every: Duration,
-    /// Terms in a row that ended because the leader's plug-in code panicked.
-    pub resignations: u32,
 }
 
 struct RunningLeader {
     stop: Sender<()>,
     handle: JoinHandle<()>,
     resigned: Receiver<()>,
-}
-
-/// How long a worker whose plug-in code panicked `n` terms in a row stays
-/// out of the election: two lease TTLs, doubling, at most 64.
-fn sit_out(ttl: Duration, n: u32) -> Duration {
-    ttl * 2u32.pow(n.min(5) + 1)
 }
 
 impl ElectionThread {
@@ -55,12 +47,14 @@ impl ElectionThread {
         let mut watch = self.open_watch();
         let mut watch_retry = Instant::now() + self.retry_every;
         let mut running: Option<RunningLeader> = None;
-        let mut settled = false;
         loop {
-            let now = Instant::now();
-            let mut deadline = self.core.next_deadline(now);
+            self.step(&mut running);
+            if self.shared.state() == crate::State::Shutdown {
+                break;
+            }
+            let mut deadline = self.node.poll_timeout();
             if watch.is_none() {
-                deadline = deadline.min(watch_retry);
+                deadline = Some(deadline.map_or(watch_retry, |d| d.min(watch_retry)));
             }
             let events = watch
                 .as_ref()
@@ -70,142 +64,55 @@ impl ElectionThread {
                 .as_ref()
                 .map(|r| r.resigned.clone())
                 .unwrap_or_else(never);
-            let mut lease_events = Vec::new();
+            let timer = deadline.map(at).unwrap_or_else(never);
             select_biased! {
                 recv(self.stop) -> _ => break,
-                recv(resigned) -> _ => self.resign(&mut running),
+                recv(resigned) -> _ => self.node.resign(Instant::now()),
                 recv(events) -> ev => match ev {
-                    Ok(WatchEvent::Put(entry)) => {
-                        let rec = self.lease_seen(&entry);
-                        lease_events = self.core.observe(Instant::now(), entry.revision, Some(rec));
-                    }
-                    Ok(WatchEvent::Delete { revision, .. }) => lease_events = self.core.observe(Instant::now(), revision, None),
-                    Ok(WatchEvent::Synced) => {}
+                    Ok(ev) => self.node.handle_watch(Instant::now(), ev),
                     Err(_) => {
                         watch = None;
                         watch_retry = Instant::now() + self.retry_every;
                     }
                 },
-                recv(at(deadline)) -> _ => {}
+                recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
             }
             if watch.is_none() && Instant::now() >= watch_retry {
                 watch = self.open_watch();
                 watch_retry = Instant::now() + self.retry_every;
             }
-            lease_events.extend(self.core.tick(Instant::now()));
-            if let Some(action) = self.core.poll(Instant::now()) {
-                lease_events.extend(self.execute(&action));
-            }
-            for ev in lease_events {
-                if !settled {
-                    settled = true;
-                    self.shared.set_startup(None);
-                }
-                self.on_event(ev, &mut running);
-            }
-            self.shared.set_lease_valid_until(self.core.valid_until());
-            if self.shared.state() == crate::State::Shutdown {
-                break;
-            }
         }
-        self.shared.set_lease_valid_until(None);
+        // Hand the lease over at once instead of letting it expire.
+        self.node.release(Instant::now());
+        self.step(&mut running);
         stop_leader(&mut running, &self.shared);
-        if let Some(revision) = self.core.held_revision() {
-            // Hand the lease over at once instead of letting it expire.
-            if let Err(e) = self.store.delete(LEADER_KEY, Some(revision)) {
-                log::debug!("[{}] releasing the lease: {e}", self.id);
-            }
-            self.core.resign();
-            self.shared.set_leader(false);
-        }
-    }
-
-    fn execute(&mut self, action: &LeaseAction) -> Vec<LeaseEvent> {
-        let sent = Instant::now();
-        log::debug!("[{}] lease action {action:?}", self.id);
-        let result: Result<u64, KvError> = match action {
-            LeaseAction::Read => {
-                return match self.store.get(LEADER_KEY) {
-                    Ok(found) => {
-                        let (revision, seen) = match found {
-                            None => (0, None),
-                            Some(e) => (e.revision, Some(self.lease_seen(&e))),
-                        };
-                        let mut evs = self.core.on_result(
-                            Instant::now(),
-                            sent,
-                            action,
-                            WriteOutcome::Unknown,
-                        );
-                        evs.extend(self.core.observe(Instant::now(), revision, seen));
-                        evs
-                    }
-                    Err(e) => {
-                        log::debug!("[{}] reading the lease: {e}", self.id);
-                        self.core.read_failed(Instant::now());
-                        Vec::new()
-                    }
-                };
-            }
-            LeaseAction::Create(rec) => self.store.create(LEADER_KEY, &wire::encode(rec)),
-            LeaseAction::Takeover { revision, record }
-            | LeaseAction::Renew { revision, record } => {
-                self.store
-                    .update(LEADER_KEY, &wire::encode(record), *revision)
-            }
-        };
-        let outcome = match &result {
-            Ok(rev) => WriteOutcome::Written(*rev),
-            Err(e) if e.is_conflict() => WriteOutcome::Conflict,
-            Err(e) => {
-                log::debug!("[{}] lease write: {e}", self.id);
-                WriteOutcome::Unknown
-            }
-        };
-        self.core.on_result(Instant::now(), sent, action, outcome)
-    }
-
-    /// The leader's plug-in code panicked: hand the lease over at once and
-    /// stay out of the election for a while, so that a healthy worker leads.
-    fn resign(&mut self, running: &mut Option<RunningLeader>) {
-        stop_leader(running, &self.shared);
-        let until = Instant::now() + sit_out(self.leader.config.election_ttl, self.resignations);
-        self.resignations += 1;
-        if let Some(revision) = self.core.resign_until(until) {
-            if let Err(e) = self.store.delete(LEADER_KEY, Some(revision)) {
-                log::debug!("[{}] releasing the lease: {e}", self.id);
-            }
-        }
-        log::warn!(
-            "[{}] resigned the lease after a panic in plug-in code; out of the election for {:?}",
-            self.id,
-            until.saturating_duration_since(Instant::now())
-        );
         self.shared.set_lease_valid_until(None);
-        self.shared.set_leader(false);
     }
 
-    /// The lease in `entry`; one that cannot be trusted is reported and
-    /// counts as held by nobody known (taken over after a TTL).
-    fn lease_seen(&self, entry: &crate::store::Entry) -> LeaderRecord {
-        let (rec, err) = wire::lease_or_nobody(
-            self.store.bucket(),
-            &entry.key,
-            &entry.value,
-            entry.revision,
-        );
-        if let Some(e) = err {
-            self.shared.report(e);
+    /// Performs the node's operations and carries out its effects.
+    fn step(&mut self, running: &mut Option<RunningLeader>) {
+        loop {
+            while let Some(effect) = self.node.poll_effect() {
+                self.on_effect(effect, running);
+            }
+            let Some(op) = self.node.poll_op(Instant::now()) else {
+                break;
+            };
+            let reply = op.perform(self.store.as_ref());
+            if let Some(e) = reply.error() {
+                log::debug!("[{}] lease {op:?}: {e}", self.id);
+            }
+            self.node.handle_reply(Instant::now(), reply);
         }
-        rec
     }
 
-    fn on_event(&mut self, ev: LeaseEvent, running: &mut Option<RunningLeader>) {
-        match ev {
-            LeaseEvent::Acquired { epoch } => {
+    fn on_effect(&mut self, effect: ElectionEffect, running: &mut Option<RunningLeader>) {
+        match effect {
+            ElectionEffect::Settled => self.shared.set_startup(None),
+            ElectionEffect::Acquired { epoch } => {
                 log::info!("[{}] acquired leadership, epoch {epoch}", self.id);
                 self.shared.observe_lease_epoch(epoch);
-                self.shared.set_lease_valid_until(self.core.valid_until());
+                self.shared.set_lease_valid_until(self.node.valid_until());
                 self.shared.set_leader(true);
                 let (stop, stop_rx) = crossbeam_channel::bounded(0);
                 let (resign, resigned) = crossbeam_channel::bounded(1);
@@ -230,15 +137,15 @@ impl ElectionThread {
                     )))),
                 }
             }
-            LeaseEvent::Lost => {
+            ElectionEffect::Lost => {
                 log::info!("[{}] lost leadership", self.id);
-                // A term that ended without a panic.
-                self.resignations = 0;
                 self.shared.set_lease_valid_until(None);
                 stop_leader(running, &self.shared);
                 self.shared.set_leader(false);
             }
-            LeaseEvent::Epoch(epoch) => self.shared.observe_lease_epoch(epoch),
+            ElectionEffect::Epoch(epoch) => self.shared.observe_lease_epoch(epoch),
+            ElectionEffect::Valid(until) => self.shared.set_lease_valid_until(until),
+            ElectionEffect::Report(e) => self.shared.report(e),
         }
     }
 }

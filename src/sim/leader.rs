@@ -106,16 +106,9 @@ impl Leader {
 
     /// One step of the thread. `valid_until` is the lease as the election
     /// thread last published it.
-    pub fn step(
-        &mut self,
-        env: &Env,
-        io: &mut Io,
-        id: &str,
-        valid_until: Option<Instant>,
-        now: Instant,
-    ) {
+    pub fn step(&mut self, io: &mut Io, valid_until: Option<Instant>, now: Instant) {
         let lease_valid = valid_until.is_some_and(|t| now < t);
-        if let Some((kind, answer, _)) = io.due(id, Thread::Leader, now) {
+        if let Some((kind, answer, _)) = io.due(Thread::Leader, now) {
             self.answered(kind, answer);
         }
         if io.blocked(Thread::Leader) {
@@ -133,17 +126,10 @@ impl Leader {
             }
             self.round = self.pending.keys().rev().cloned().collect();
         }
-        self.drain(env, io, id, valid_until, now);
+        self.drain(io, valid_until, now);
     }
 
-    fn drain(
-        &mut self,
-        _env: &Env,
-        io: &mut Io,
-        id: &str,
-        valid_until: Option<Instant>,
-        now: Instant,
-    ) {
+    fn drain(&mut self, io: &mut Io, valid_until: Option<Instant>, now: Instant) {
         loop {
             if io.blocked(Thread::Leader) {
                 return;
@@ -170,7 +156,7 @@ impl Leader {
                 }
                 return;
             };
-            if let Some((kind, answer)) = io.issue(id, Thread::Leader, kind, now) {
+            if let Some((kind, answer)) = io.issue(Thread::Leader, kind, now) {
                 self.answered(kind, answer);
             }
         }

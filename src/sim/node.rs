@@ -5,11 +5,10 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
-use crate::core::lease::{LeaseAction, LeaseCore, LeaseEvent, WriteOutcome};
-use crate::core::worker::{BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
+use crate::core::election::{ElectionEffect, ElectionNode};
+use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
 use crate::names::LEADER_KEY;
 use crate::store::{Watch, WatchEvent};
-use crate::wire::{self, AssignmentRecord, WorkerRecord};
 use crate::Assignment;
 
 use super::leader::Leader;
@@ -21,15 +20,14 @@ use super::Env;
 struct Callback {
     version: u64,
     partitions: BTreeSet<String>,
-    queued: Instant,
     done_at: Instant,
 }
 
 /// A process that holds its worker ID.
 pub(crate) struct Running {
     pub id: String,
-    pub worker: WorkerCore,
-    pub lease: LeaseCore,
+    pub worker: HeartbeatNode,
+    pub lease: ElectionNode,
     assign_watch: Option<Watch>,
     lease_watch: Option<Watch>,
     watch_retry: Instant,
@@ -57,15 +55,8 @@ impl Running {
     pub fn new(env: &Env, id: String, instance: &str, revision: u64, now: Instant) -> Self {
         let c = &env.config;
         Running {
-            lease: LeaseCore::new(&id, instance, c.election_ttl),
-            worker: WorkerCore::new(
-                instance,
-                revision,
-                now,
-                c.heartbeat_interval,
-                c.self_fence_after(),
-                false,
-            ),
+            lease: ElectionNode::new(&id, instance, c.election_ttl, "leader", now),
+            worker: HeartbeatNode::new(&id, instance, revision, c, ("workers", "assignments"), now),
             id,
             assign_watch: None,
             lease_watch: None,
@@ -95,7 +86,7 @@ impl Running {
 
     /// One step of every thread at `now`.
     pub fn step(&mut self, env: &Env, io: &mut Io, rng: &mut Rng, now: Instant, notes: &mut Notes) {
-        self.callbacks_step(env, now, notes);
+        self.callbacks_step(now, notes);
         if (self.assign_watch.is_none() || self.lease_watch.is_none()) && now >= self.watch_retry {
             self.open_watches(io);
             self.watch_retry = now + env.config.heartbeat_interval;
@@ -114,11 +105,11 @@ impl Running {
         io.lease_valid_until = valid_until;
         match &mut self.leader {
             Some(leader) => {
-                leader.step(env, io, &self.id, valid_until, now);
+                leader.step(io, valid_until, now);
             }
             // A write sent by a leader thread that has ended since still
             // reaches the store.
-            None => drop(io.due(&self.id, Thread::Leader, now)),
+            None => drop(io.due(Thread::Leader, now)),
         }
     }
 
@@ -131,22 +122,14 @@ impl Running {
         }
     }
 
-    fn callbacks_step(&mut self, env: &Env, now: Instant, notes: &mut Notes) {
+    fn callbacks_step(&mut self, now: Instant, notes: &mut Notes) {
         while self.callbacks.front().is_some_and(|c| c.done_at <= now) {
             let Some(done) = self.callbacks.pop_front() else {
                 break;
             };
             self.completed = done.partitions;
             notes.owned_changed = true;
-            if self.callbacks.is_empty() {
-                self.worker.resume(now);
-            }
-            self.worker.applied(now, done.version);
-        }
-        if let Some(front) = self.callbacks.front() {
-            if now >= front.queued + env.config.handoff_timeout && !self.worker.is_suspended() {
-                self.worker.suspend();
-            }
+            self.worker.handle_applied(now, done.version);
         }
     }
 
@@ -162,48 +145,13 @@ impl Running {
         self.callbacks.push_back(Callback {
             version: a.version(),
             partitions: a.partitions().iter().map(|p| p.id().to_string()).collect(),
-            queued: now,
             done_at: start + rng.duration(env.apply_time.0, env.apply_time.1),
         });
         notes.owned_changed = true;
     }
 
-    fn handle(
-        &mut self,
-        env: &Env,
-        rng: &mut Rng,
-        ev: WorkerEvent,
-        now: Instant,
-        notes: &mut Notes,
-    ) {
-        match ev {
-            WorkerEvent::Apply(a) => {
-                if a.version() <= self.last_apply {
-                    notes.violations.push(format!(
-                        "{} applied version {} after version {}",
-                        self.id,
-                        a.version(),
-                        self.last_apply
-                    ));
-                }
-                self.last_apply = self.last_apply.max(a.version());
-                self.install(env, rng, &a, now, notes);
-            }
-            WorkerEvent::Fenced(released) => {
-                notes.trace.push(format!("{} fenced itself", self.id));
-                self.install(env, rng, &released, now, notes);
-            }
-            WorkerEvent::IdLost => {
-                notes.trace.push(format!("{} lost its ID: quits", self.id));
-                if let Some(WorkerEvent::Fenced(released)) = self.worker.on_assignment(None) {
-                    self.install(env, rng, &released, now, notes);
-                }
-                self.quit = true;
-            }
-            WorkerEvent::Degraded | WorkerEvent::Recovered => {}
-        }
-    }
-
+    /// The heartbeat node, driven like `runtime::worker` drives it, over
+    /// this process's link.
     fn beat_step(
         &mut self,
         env: &Env,
@@ -212,106 +160,68 @@ impl Running {
         now: Instant,
         notes: &mut Notes,
     ) {
-        let mut next = None;
-        if let Some((kind, answer, sent)) = io.due(&self.id, Thread::Beat, now) {
-            next = self.beat_answer(env, rng, kind, answer, sent, now, notes);
+        if let Some((_, Answer::Op(reply), _)) = io.due(Thread::Beat, now) {
+            self.worker.handle_reply(now, reply);
         }
-        if io.blocked(Thread::Beat) || self.quit {
-            return;
-        }
-        // As `runtime::worker`: fence before acting on what queued up.
-        if let Some(ev) = self.worker.tick(now) {
-            self.handle(env, rng, ev, now, notes);
-        }
-        let events: Vec<WatchEvent> = self
-            .assign_watch
-            .as_ref()
-            .map(|w| w.events().try_iter().collect())
-            .unwrap_or_default();
-        for ev in events {
-            let event = match ev {
-                WatchEvent::Put(entry) => wire::decode::<AssignmentRecord>(
-                    io.stores.assignments.bucket(),
-                    &entry.key,
-                    &entry.value,
-                )
-                .ok()
-                .and_then(|r| self.worker.on_assignment(Some(&r))),
-                WatchEvent::Delete { .. } => self.worker.on_assignment(None),
-                _ => None,
-            };
-            if let Some(event) = event {
-                self.handle(env, rng, event, now, notes);
+        if !io.blocked(Thread::Beat) {
+            let events: Vec<WatchEvent> = self
+                .assign_watch
+                .as_ref()
+                .map(|w| w.events().try_iter().collect())
+                .unwrap_or_default();
+            for ev in events {
+                self.worker.handle_watch(now, ev);
+            }
+            if self.worker.poll_timeout().is_some_and(|t| now >= t) {
+                self.worker.handle_timeout(now);
+            }
+            while let Some(op) = self.worker.poll_op(now) {
+                match io.issue(Thread::Beat, Kind::Op(op), now) {
+                    Some((_, Answer::Op(reply))) => self.worker.handle_reply(now, reply),
+                    _ => break,
+                }
             }
         }
-        if let Some(ev) = self.worker.tick(now) {
-            self.handle(env, rng, ev, now, notes);
-        }
-        let mut action = next.or_else(|| self.worker.poll(now));
-        // A read may lead to a create: at most a few operations per step.
-        for _ in 0..4 {
-            let Some(a) = action.take() else { break };
-            let Some((kind, answer)) = io.issue(&self.id, Thread::Beat, Kind::Beat(a), now) else {
-                break;
-            };
-            action = self.beat_answer(env, rng, kind, answer, now, now, notes);
-            if self.quit {
-                return;
+        while let Some(effect) = self.worker.poll_effect() {
+            match effect {
+                HeartbeatEffect::Install {
+                    assignment,
+                    has_assignment,
+                } => {
+                    if has_assignment {
+                        if assignment.version() <= self.last_apply {
+                            notes.violations.push(format!(
+                                "{} applied version {} after version {}",
+                                self.id,
+                                assignment.version(),
+                                self.last_apply
+                            ));
+                        }
+                        self.last_apply = self.last_apply.max(assignment.version());
+                    } else {
+                        notes.trace.push(format!("{} fenced itself", self.id));
+                    }
+                    self.install(env, rng, &assignment, now, notes);
+                }
+                HeartbeatEffect::IdLost => {
+                    notes.trace.push(format!("{} lost its ID: quits", self.id));
+                    self.quit = true;
+                }
+                HeartbeatEffect::Degraded(_)
+                | HeartbeatEffect::Beat
+                | HeartbeatEffect::BeatFailed
+                | HeartbeatEffect::Drained
+                | HeartbeatEffect::Report(_)
+                | HeartbeatEffect::Exited => {}
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn beat_answer(
-        &mut self,
-        env: &Env,
-        rng: &mut Rng,
-        kind: Kind,
-        answer: Answer,
-        sent: Instant,
-        now: Instant,
-        notes: &mut Notes,
-    ) -> Option<BeatAction> {
-        match (kind, answer) {
-            (Kind::Beat(BeatAction::ReadOwnKey), Answer::Get(found)) => {
-                let found = match found {
-                    Ok(found) => found,
-                    Err(_) => {
-                        self.worker.read_failed(now);
-                        return None;
-                    }
-                };
-                let found = found.and_then(|e| {
-                    wire::decode::<WorkerRecord>(io_bucket(), &e.key, &e.value)
-                        .ok()
-                        .map(|r| (e.revision, r))
-                });
-                match self.worker.own_key_read(now, found) {
-                    Ok(next) => next,
-                    Err(ev) => {
-                        self.handle(env, rng, ev, now, notes);
-                        None
-                    }
-                }
-            }
-            (_, answer) => {
-                let outcome = match answer.write() {
-                    Ok(rev) => BeatOutcome::Written(rev),
-                    Err(e) if e.is_conflict() => BeatOutcome::Conflict,
-                    Err(_) => BeatOutcome::Unknown,
-                };
-                if let Some(ev) = self.worker.on_beat(now, sent, outcome) {
-                    self.handle(env, rng, ev, now, notes);
-                }
-                None
-            }
-        }
-    }
-
+    /// The election node, driven like `runtime::election` drives it, over
+    /// this process's link.
     fn lease_step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
-        let mut events = Vec::new();
-        if let Some((kind, answer, sent)) = io.due(&self.id, Thread::Lease, now) {
-            events.extend(self.lease_answer(kind, answer, sent, now));
+        if let Some((_, Answer::Op(reply), _)) = io.due(Thread::Lease, now) {
+            self.lease.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Lease) {
             let seen: Vec<WatchEvent> = self
@@ -320,46 +230,34 @@ impl Running {
                 .map(|w| w.events().try_iter().collect())
                 .unwrap_or_default();
             for ev in seen {
-                match ev {
-                    WatchEvent::Put(entry) => {
-                        let (rec, _) = wire::lease_or_nobody(
-                            io.stores.leader.bucket(),
-                            &entry.key,
-                            &entry.value,
-                            entry.revision,
-                        );
-                        events.extend(self.lease.observe(now, entry.revision, Some(rec)));
-                    }
-                    WatchEvent::Delete { revision, .. } => {
-                        events.extend(self.lease.observe(now, revision, None))
-                    }
-                    WatchEvent::Synced => {}
-                }
+                self.lease.handle_watch(now, ev);
             }
-            events.extend(self.lease.tick(now));
-            if let Some(action) = self.lease.poll(now) {
-                if let Some((kind, answer)) =
-                    io.issue(&self.id, Thread::Lease, Kind::Lease(action), now)
-                {
-                    events.extend(self.lease_answer(kind, answer, now, now));
+            if self.lease.poll_timeout().is_some_and(|t| now >= t) {
+                self.lease.handle_timeout(now);
+            }
+            while let Some(op) = self.lease.poll_op(now) {
+                match io.issue(Thread::Lease, Kind::Op(op), now) {
+                    Some((_, Answer::Op(reply))) => self.lease.handle_reply(now, reply),
+                    _ => break,
                 }
             }
         }
-        for ev in events {
-            match ev {
-                LeaseEvent::Acquired { epoch } => {
-                    self.worker.observe_lease_epoch(epoch);
+        while let Some(effect) = self.lease.poll_effect() {
+            match effect {
+                ElectionEffect::Acquired { epoch } => {
+                    self.worker.handle_lease_epoch(epoch);
                     notes
                         .trace
                         .push(format!("{} leads, epoch {epoch}", self.id));
                     self.take_office(env, io, epoch, now, notes);
                 }
-                LeaseEvent::Lost => {
+                ElectionEffect::Lost => {
                     notes.trace.push(format!("{} lost the lease", self.id));
                     self.leader = None;
                     self.office = None;
                 }
-                LeaseEvent::Epoch(epoch) => self.worker.observe_lease_epoch(epoch),
+                ElectionEffect::Epoch(epoch) => self.worker.handle_lease_epoch(epoch),
+                ElectionEffect::Settled | ElectionEffect::Valid(_) | ElectionEffect::Report(_) => {}
             }
         }
     }
@@ -376,49 +274,4 @@ impl Running {
             }
         };
     }
-
-    fn lease_answer(
-        &mut self,
-        kind: Kind,
-        answer: Answer,
-        sent: Instant,
-        now: Instant,
-    ) -> Vec<LeaseEvent> {
-        let Kind::Lease(action) = kind else {
-            return Vec::new();
-        };
-        match (&action, answer) {
-            (LeaseAction::Read, Answer::Get(Ok(found))) => {
-                let (revision, seen) = match found {
-                    None => (0, None),
-                    Some(e) => {
-                        let (rec, _) =
-                            wire::lease_or_nobody("leader", &e.key, &e.value, e.revision);
-                        (e.revision, Some(rec))
-                    }
-                };
-                let mut evs = self
-                    .lease
-                    .on_result(now, sent, &action, WriteOutcome::Unknown);
-                evs.extend(self.lease.observe(now, revision, seen));
-                evs
-            }
-            (LeaseAction::Read, _) => {
-                self.lease.read_failed(now);
-                Vec::new()
-            }
-            (_, answer) => {
-                let outcome = match answer.write() {
-                    Ok(rev) => WriteOutcome::Written(rev),
-                    Err(e) if e.is_conflict() => WriteOutcome::Conflict,
-                    Err(_) => WriteOutcome::Unknown,
-                };
-                self.lease.on_result(now, sent, &action, outcome)
-            }
-        }
-    }
-}
-
-fn io_bucket() -> &'static str {
-    "workers"
 }

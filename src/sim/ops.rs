@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::fence::{epoch_of, Step};
-use crate::core::lease::LeaseAction;
-use crate::core::worker::BeatAction;
-use crate::names::LEADER_KEY;
+use crate::core::ops::{Bucket, Op, Reply};
 use crate::store::{Entry, KvError, KvStore, Revision};
-use crate::wire;
 
 use super::rng::Rng;
 
@@ -41,8 +38,8 @@ pub(crate) struct Office {
 /// its answer is fed back.
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    Beat(BeatAction),
-    Lease(LeaseAction),
+    /// An operation of a node, in the shared vocabulary.
+    Op(Op),
     /// A fenced assignment write (`Step::Read` is never sent as a write).
     Write(String, Vec<u8>, Step),
     /// Reading an assignment key whose revision is unknown.
@@ -53,6 +50,8 @@ pub(crate) enum Kind {
 /// An answer.
 #[derive(Debug)]
 pub(crate) enum Answer {
+    /// To [`Kind::Op`].
+    Op(Reply),
     Get(Result<Option<Entry>, KvError>),
     Write(Result<Revision, KvError>),
 }
@@ -60,8 +59,10 @@ pub(crate) enum Answer {
 impl Answer {
     pub fn write(self) -> Result<Revision, KvError> {
         match self {
-            Answer::Write(r) => r,
-            Answer::Get(r) => r.map(|e| e.map_or(0, |e| e.revision)),
+            Answer::Write(r) | Answer::Op(Reply::Written(r)) => r,
+            Answer::Get(r) | Answer::Op(Reply::Entry(r)) => r.map(|e| e.map_or(0, |e| e.revision)),
+            Answer::Op(Reply::Deleted(r)) => r.map(|()| 0),
+            Answer::Op(Reply::Keys(r)) => r.map(|_| 0),
         }
     }
 }
@@ -83,26 +84,20 @@ pub(crate) struct InFlight {
     pub answer: Option<Answer>,
 }
 
-fn perform(stores: &Stores, id: &str, kind: &Kind) -> Answer {
+impl Stores {
+    /// The store of `bucket`.
+    pub fn of(&self, bucket: Bucket) -> &dyn KvStore {
+        match bucket {
+            Bucket::Workers => self.workers.as_ref(),
+            Bucket::Leader => self.leader.as_ref(),
+            Bucket::Assignments => self.assignments.as_ref(),
+        }
+    }
+}
+
+fn perform(stores: &Stores, kind: &Kind) -> Answer {
     match kind {
-        Kind::Beat(BeatAction::Update { record, revision }) => {
-            Answer::Write(stores.workers.update(id, &wire::encode(record), *revision))
-        }
-        Kind::Beat(BeatAction::Create(record)) => {
-            Answer::Write(stores.workers.create(id, &wire::encode(record)))
-        }
-        Kind::Beat(BeatAction::ReadOwnKey) => Answer::Get(stores.workers.get(id)),
-        Kind::Lease(LeaseAction::Read) => Answer::Get(stores.leader.get(LEADER_KEY)),
-        Kind::Lease(LeaseAction::Create(rec)) => {
-            Answer::Write(stores.leader.create(LEADER_KEY, &wire::encode(rec)))
-        }
-        Kind::Lease(
-            LeaseAction::Takeover { revision, record } | LeaseAction::Renew { revision, record },
-        ) => Answer::Write(
-            stores
-                .leader
-                .update(LEADER_KEY, &wire::encode(record), *revision),
-        ),
+        Kind::Op(op) => Answer::Op(op.perform(stores.of(op.bucket()))),
         Kind::Write(key, value, step) => {
             let result = match step {
                 Step::Update(rev) => stores.assignments.update(key, value, *rev),
@@ -144,7 +139,7 @@ pub(crate) struct Io {
     pub timeout: Duration,
     /// Requests given up on by the client but still on their way: when they
     /// arrive, who sent them, what they do.
-    wire: Vec<(Instant, String, Kind)>,
+    wire: Vec<(Instant, Kind)>,
 }
 
 impl Io {
@@ -170,11 +165,11 @@ impl Io {
         }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.wire)
             .into_iter()
-            .partition(|(t, _, _)| *t <= now);
+            .partition(|(t, _)| *t <= now);
         self.wire = later;
-        for (_, id, kind) in due {
+        for (_, kind) in due {
             self.count_stale(&kind, now);
-            drop(perform(&self.stores, &id, &kind));
+            drop(perform(&self.stores, &kind));
         }
     }
 
@@ -192,19 +187,13 @@ impl Io {
 
     /// Issues an operation. Returns its answer at once when the link is
     /// fast; otherwise the thread is blocked until [`due`](Self::due).
-    pub fn issue(
-        &mut self,
-        id: &str,
-        thread: Thread,
-        kind: Kind,
-        now: Instant,
-    ) -> Option<(Kind, Answer)> {
+    pub fn issue(&mut self, thread: Thread, kind: Kind, now: Instant) -> Option<(Kind, Answer)> {
         let latency = match self.slow {
             Some(max) => self.rng.duration(Duration::ZERO, max + self.lag),
             None => Duration::ZERO,
         };
         if latency.is_zero() {
-            let answer = perform(&self.stores, id, &kind);
+            let answer = perform(&self.stores, &kind);
             return Some((kind, answer));
         }
         if latency > self.timeout {
@@ -213,14 +202,12 @@ impl Io {
                 op: "simulated",
                 after,
             };
-            let answer = match kind {
-                Kind::Read(_)
-                | Kind::Beat(BeatAction::ReadOwnKey)
-                | Kind::Lease(LeaseAction::Read) => Answer::Get(Err(timeout)),
+            let answer = match &kind {
+                Kind::Op(op) => Answer::Op(op.timed_out(after)),
+                Kind::Read(_) => Answer::Get(Err(timeout)),
                 _ => Answer::Write(Err(timeout)),
             };
-            self.wire
-                .push((now + latency, id.to_string(), kind.clone()));
+            self.wire.push((now + latency, kind.clone()));
             self.slots[thread as usize] = Some(InFlight {
                 kind,
                 sent: now,
@@ -229,10 +216,7 @@ impl Io {
             });
             return None;
         }
-        let answer = self
-            .rng
-            .chance(0.5)
-            .then(|| perform(&self.stores, id, &kind));
+        let answer = self.rng.chance(0.5).then(|| perform(&self.stores, &kind));
         self.slots[thread as usize] = Some(InFlight {
             kind,
             sent: now,
@@ -243,12 +227,7 @@ impl Io {
     }
 
     /// The answer of `thread`'s operation once it is due, with its send time.
-    pub fn due(
-        &mut self,
-        id: &str,
-        thread: Thread,
-        now: Instant,
-    ) -> Option<(Kind, Answer, Instant)> {
+    pub fn due(&mut self, thread: Thread, now: Instant) -> Option<(Kind, Answer, Instant)> {
         let slot = &mut self.slots[thread as usize];
         if !matches!(slot, Some(f) if f.due <= now) {
             return None;
@@ -258,7 +237,7 @@ impl Io {
             Some(a) => a,
             None => {
                 self.count_stale(&f.kind, now);
-                perform(&self.stores, id, &f.kind)
+                perform(&self.stores, &f.kind)
             }
         };
         Some((f.kind, answer, f.sent))

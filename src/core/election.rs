@@ -1,0 +1,351 @@
+//! The election as a sans-IO node: the lease state machine
+//! ([`LeaseCore`]) with everything around it that used to live in the
+//! election thread — decoding (and distrusting) the lease key, turning lease
+//! actions into KV operations and their answers into outcomes, resigning
+//! after the leader's plug-in code panicked, releasing the lease on stop.
+//!
+//! Contract, as every node's: feed it with `handle_*`, then take its next KV
+//! operation from [`poll_op`](ElectionNode::poll_op) (at most one in
+//! flight), its effects from [`poll_effect`](ElectionNode::poll_effect), and
+//! wake it no later than [`poll_timeout`](ElectionNode::poll_timeout).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::core::lease::{LeaseAction, LeaseCore, LeaseEvent, WriteOutcome};
+use crate::core::ops::{Bucket, Op, Reply};
+use crate::names::LEADER_KEY;
+use crate::store::WatchEvent;
+use crate::wire;
+use crate::Error;
+
+/// What the election tells its shell.
+#[derive(Debug)]
+pub enum ElectionEffect {
+    /// The first lease event: the worker knows where the lease stands.
+    Settled,
+    /// This worker leads with this epoch: start a leader term.
+    Acquired {
+        /// The epoch.
+        epoch: u64,
+    },
+    /// This worker no longer leads (lost, stepped down, resigned or
+    /// released): end the leader term.
+    Lost,
+    /// The lease is held with this epoch (by anyone).
+    Epoch(u64),
+    /// Until when the held lease may be acted on (`None`: not leader).
+    Valid(Option<Instant>),
+    /// Worth an `on_error` report.
+    Report(Error),
+}
+
+#[derive(Debug)]
+enum InFlight {
+    Lease {
+        action: LeaseAction,
+        sent: Instant,
+    },
+    /// Deleting the lease this worker gave up.
+    Release,
+}
+
+/// How long a worker whose plug-in code panicked `n` terms in a row stays
+/// out of the election: two lease TTLs, doubling, at most 64.
+fn sit_out(ttl: Duration, n: u32) -> Duration {
+    ttl * 2u32.pow(n.min(5) + 1)
+}
+
+/// The election of one worker.
+#[derive(Debug)]
+pub struct ElectionNode {
+    core: LeaseCore,
+    ttl: Duration,
+    /// The lease bucket's name, for reports.
+    bucket: String,
+    now: Instant,
+    in_flight: Option<InFlight>,
+    release: Option<Op>,
+    effects: VecDeque<ElectionEffect>,
+    settled: bool,
+    valid: Option<Instant>,
+    /// Terms in a row that ended because the leader's plug-in code panicked.
+    resignations: u32,
+}
+
+impl ElectionNode {
+    /// A follower that has not looked at the lease (in `bucket`) yet.
+    pub fn new(worker: &str, instance: &str, ttl: Duration, bucket: &str, now: Instant) -> Self {
+        ElectionNode {
+            core: LeaseCore::new(worker, instance, ttl),
+            ttl,
+            bucket: bucket.to_string(),
+            now,
+            in_flight: None,
+            release: None,
+            effects: VecDeque::new(),
+            settled: false,
+            valid: None,
+            resignations: 0,
+        }
+    }
+
+    /// Until when the held lease may be acted on.
+    pub fn valid_until(&self) -> Option<Instant> {
+        self.core.valid_until()
+    }
+
+    fn absorb(&mut self, events: Vec<LeaseEvent>) {
+        for ev in events {
+            if !self.settled {
+                self.settled = true;
+                self.effects.push_back(ElectionEffect::Settled);
+            }
+            self.effects.push_back(match ev {
+                LeaseEvent::Acquired { epoch } => ElectionEffect::Acquired { epoch },
+                LeaseEvent::Lost => {
+                    // A term that ended without a panic.
+                    self.resignations = 0;
+                    ElectionEffect::Lost
+                }
+                LeaseEvent::Epoch(e) => ElectionEffect::Epoch(e),
+            });
+        }
+        let valid = self.core.valid_until();
+        if valid != self.valid {
+            self.valid = valid;
+            self.effects.push_back(ElectionEffect::Valid(valid));
+        }
+    }
+
+    /// The lease as found in `entry`; one that cannot be trusted is
+    /// reported and counts as held by nobody known (taken over after a TTL).
+    fn observe_entry(&mut self, now: Instant, entry: &crate::store::Entry) {
+        let (record, err) =
+            wire::lease_or_nobody(&self.bucket, &entry.key, &entry.value, entry.revision);
+        if let Some(e) = err {
+            self.effects.push_back(ElectionEffect::Report(e));
+        }
+        let events = self.core.observe(now, entry.revision, Some(record));
+        self.absorb(events);
+    }
+
+    /// An event of the watch on the lease key.
+    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+        self.now = now;
+        match ev {
+            WatchEvent::Put(entry) => self.observe_entry(now, &entry),
+            WatchEvent::Delete { revision, .. } => {
+                let events = self.core.observe(now, revision, None);
+                self.absorb(events);
+            }
+            WatchEvent::Synced => {}
+        }
+    }
+
+    /// Time passed: steps down when the lease can no longer be trusted.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let events = self.core.tick(now);
+        self.absorb(events);
+    }
+
+    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
+    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+        self.now = now;
+        let Some(InFlight::Lease { action, sent }) = self.in_flight.take() else {
+            return;
+        };
+        let events = match (&action, reply) {
+            (LeaseAction::Read, Reply::Entry(Ok(found))) => {
+                let mut evs = self
+                    .core
+                    .on_result(now, sent, &action, WriteOutcome::Unknown);
+                self.absorb(std::mem::take(&mut evs));
+                match found {
+                    Some(entry) => self.observe_entry(now, &entry),
+                    None => {
+                        let evs = self.core.observe(now, 0, None);
+                        self.absorb(evs);
+                    }
+                }
+                Vec::new()
+            }
+            (LeaseAction::Read, _) => {
+                self.core.read_failed(now);
+                Vec::new()
+            }
+            (_, reply) => {
+                let outcome = match reply {
+                    Reply::Written(Ok(rev)) => WriteOutcome::Written(rev),
+                    Reply::Written(Err(e)) if e.is_conflict() => WriteOutcome::Conflict,
+                    _ => WriteOutcome::Unknown,
+                };
+                self.core.on_result(now, sent, &action, outcome)
+            }
+        };
+        self.absorb(events);
+    }
+
+    /// The leader's plug-in code panicked: give the lease up at once (the
+    /// key is deleted, so another worker takes over without waiting for a
+    /// TTL) and stay out of the election for a while.
+    pub fn resign(&mut self, now: Instant) {
+        self.now = now;
+        let until = now + sit_out(self.ttl, self.resignations);
+        self.resignations += 1;
+        log::warn!(
+            "resigning the lease after a panic in plug-in code; out of the election for {:?}",
+            until - now
+        );
+        let held = self.core.resign_until(until);
+        self.give_up(held);
+    }
+
+    /// The worker stops: release the lease so another worker takes over at
+    /// once instead of waiting for it to expire.
+    pub fn release(&mut self, now: Instant) {
+        self.now = now;
+        let held = self.core.held_revision();
+        self.core.resign();
+        self.give_up(held);
+    }
+
+    fn give_up(&mut self, held: Option<crate::store::Revision>) {
+        if let Some(revision) = held {
+            self.release = Some(Op::Delete {
+                bucket: Bucket::Leader,
+                key: LEADER_KEY.to_string(),
+                expected: Some(revision),
+            });
+            self.effects.push_back(ElectionEffect::Lost);
+        }
+        self.absorb(Vec::new());
+    }
+
+    /// The KV operation to perform now, if any (at most one in flight).
+    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+        self.now = now;
+        if self.in_flight.is_some() {
+            return None;
+        }
+        if let Some(op) = self.release.take() {
+            self.in_flight = Some(InFlight::Release);
+            return Some(op);
+        }
+        let events = self.core.tick(now);
+        self.absorb(events);
+        let action = self.core.poll(now)?;
+        log::trace!("lease action {action:?}");
+        let bucket = Bucket::Leader;
+        let key = LEADER_KEY.to_string();
+        let op = match &action {
+            LeaseAction::Read => Op::Get { bucket, key },
+            LeaseAction::Create(record) => Op::Create {
+                bucket,
+                key,
+                value: wire::encode(record),
+            },
+            LeaseAction::Takeover { revision, record }
+            | LeaseAction::Renew { revision, record } => Op::Update {
+                bucket,
+                key,
+                value: wire::encode(record),
+                revision: *revision,
+            },
+        };
+        self.in_flight = Some(InFlight::Lease { action, sent: now });
+        Some(op)
+    }
+
+    /// What the shell should do next.
+    pub fn poll_effect(&mut self) -> Option<ElectionEffect> {
+        self.effects.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.core.next_deadline(self.now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Entry;
+
+    fn drain(n: &mut ElectionNode) -> Vec<ElectionEffect> {
+        std::iter::from_fn(|| n.poll_effect()).collect()
+    }
+
+    #[test]
+    fn a_free_lease_is_created_and_its_revision_is_the_epoch() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        assert!(matches!(n.poll_op(t0), Some(Op::Get { .. })));
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        assert!(matches!(n.poll_op(t0), Some(Op::Create { .. })));
+        n.handle_reply(t0, Reply::Written(Ok(7)));
+        let effects = drain(&mut n);
+        assert!(matches!(effects[0], ElectionEffect::Settled), "{effects:?}");
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Acquired { epoch: 7 })));
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Valid(Some(_)))));
+    }
+
+    #[test]
+    fn a_forged_lease_is_reported_and_its_epoch_not_trusted() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        let entry = Entry {
+            key: LEADER_KEY.into(),
+            value: br#"{"worker":"x","instance":"y","epoch":999999}"#.to_vec(),
+            revision: 12,
+        };
+        n.handle_watch(t0, WatchEvent::Put(entry));
+        let effects = drain(&mut n);
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Report(Error::Corrupt { .. }))));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, ElectionEffect::Epoch(12))),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
+    fn resigning_deletes_the_lease_and_sits_out_longer_each_time() {
+        let ttl = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", ttl, "leader", t0);
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Written(Ok(4)));
+        drain(&mut n);
+        n.resign(t0);
+        assert!(drain(&mut n)
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Lost)));
+        let release = n.poll_op(t0);
+        assert!(
+            matches!(
+                release,
+                Some(Op::Delete {
+                    expected: Some(4),
+                    ..
+                })
+            ),
+            "{release:?}"
+        );
+        n.handle_reply(t0, Reply::Deleted(Ok(())));
+        assert_eq!(sit_out(ttl, 0), ttl * 2);
+        assert_eq!(sit_out(ttl, 1), ttl * 4);
+        assert_eq!(sit_out(ttl, 9), ttl * 64);
+    }
+}
