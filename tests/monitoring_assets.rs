@@ -2,8 +2,9 @@
 //! `deploy/grafana/parti-dashboard.json` and every alert expression of
 //! `deploy/prometheus/parti-alerts.yml` uses only series that
 //! `examples/prometheus_metrics.rs` exports, and `docs/monitoring.md`
-//! documents every one of them. No NATS needed: the example's own
-//! registration is called directly.
+//! documents every one of them and every info, warn and error line the
+//! library logs. No NATS needed: the example's own registration is called
+//! directly.
 
 #[allow(dead_code)] // the example's `main` and HTTP server are not used here
 #[path = "../examples/prometheus_metrics.rs"]
@@ -328,4 +329,103 @@ fn the_guide_documents_every_exported_metric() {
             "docs/monitoring.md does not document `{family}`"
         );
     }
+}
+
+/// The format string of every `log::info!`, `log::warn!` and `log::error!`
+/// in the library's sources (the CLI in `src/bin` logs its own way).
+fn logged_formats() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("read src/") {
+            let path = entry.expect("src entry").path();
+            if path.is_dir() {
+                if !path.ends_with("bin") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read a source file");
+                for level in ["info", "warn", "error"] {
+                    let call = format!("log::{level}!(");
+                    for (at, _) in text.match_indices(&call) {
+                        let rest = text[at + call.len()..].trim_start();
+                        let literal = rest
+                            .strip_prefix('"')
+                            .and_then(|r| r.split_once('"'))
+                            .map(|(lit, _)| lit.to_string())
+                            .unwrap_or_else(|| {
+                                panic!("{}: {call} without a literal", path.display())
+                            });
+                        let place = path
+                            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                            .unwrap_or(&path);
+                        out.push((format!("{}: {level}", place.display()), literal));
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut out,
+    );
+    out
+}
+
+/// The literal pieces of a format string, between its `{…}` placeholders.
+fn literal_pieces(format: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = format;
+    while let Some(open) = rest.find('{') {
+        pieces.push(&rest[..open]);
+        rest = rest[open..].split_once('}').map_or("", |(_, r)| r);
+    }
+    pieces.push(rest);
+    pieces
+        .into_iter()
+        .filter(|p| !p.trim().is_empty())
+        .collect()
+}
+
+/// Whether `line` holds `pieces` in this order.
+fn shows(line: &str, pieces: &[&str]) -> bool {
+    let mut rest = line;
+    pieces.iter().all(|p| match rest.find(p) {
+        Some(at) => {
+            rest = &rest[at + p.len()..];
+            true
+        }
+        None => false,
+    })
+}
+
+#[test]
+fn the_guide_documents_every_log_line() {
+    // The example lines of the guide's logging table: its code spans.
+    let documented: Vec<&str> = GUIDE
+        .lines()
+        .filter(|l| {
+            ["| info |", "| warn |", "| error |"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .flat_map(|l| l.split('`').skip(1).step_by(2))
+        .collect();
+    assert!(
+        documented.len() > 20,
+        "no logging table in docs/monitoring.md"
+    );
+    let formats = logged_formats();
+    assert!(formats.len() > 20, "found only {} log calls", formats.len());
+    let mut missing = Vec::new();
+    for (place, format) in &formats {
+        let pieces = literal_pieces(format);
+        if !documented.iter().any(|line| shows(line, &pieces)) {
+            missing.push(format!("{place}: \"{format}\""));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/monitoring.md's logging table lacks:\n{}",
+        missing.join("\n")
+    );
 }
