@@ -37,9 +37,11 @@ struct OpLabels {
 }
 
 /// The metric handles; clones share their values, so the registry and the
-/// manager see the same numbers.
+/// manager see the same numbers. `pub` (with [`Exporter::new`]) because
+/// `tests/monitoring_assets.rs` includes this file to learn exactly which
+/// series the shipped dashboard and alerts may use.
 #[derive(Clone)]
-struct Exporter {
+pub struct Exporter {
     rebalances: Family<KindLabel, Counter>,
     assignment_version: Gauge,
     partitions_owned: Gauge,
@@ -50,7 +52,8 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn new(registry: &mut Registry) -> Self {
+    /// Registers every `parti_*` metric in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
         let e = Exporter {
             rebalances: Family::default(),
             assignment_version: Gauge::default(),

@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/with-nats-server.sh
+source scripts/lib/target-dir.sh
 cargo build --release --examples --bin parti
+examples="$(cargo_target_dir)/release/examples"
 run() {
     echo "== example $*" >&2
-    timeout 120 "target/release/examples/$@" >/dev/null
+    timeout 120 "$examples/$@" >/dev/null
 }
 run quickstart
 run closure_source
