@@ -5,6 +5,7 @@
 //! cargo build --release --bin parti --example scale
 //! target/release/examples/scale scale 200 10000     # managers, partitions
 //! target/release/examples/scale failover 20         # runs of each kind
+//! target/release/examples/scale restart 20 5         # managers, restarts
 //! ```
 //! Starts its own nats-server (`NATS_SERVER_BIN`, else `nats-server` on PATH)
 //! on 127.0.0.1 with a temp dir. Failover runs use `parti worker` child
@@ -21,6 +22,9 @@ use std::time::{Duration, Instant};
 use parti::source::StaticSource;
 use parti::{Config, Manager, Partition, State};
 
+#[path = "scale/restart.rs"]
+mod restart;
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 struct Server {
@@ -31,30 +35,48 @@ struct Server {
 
 impl Server {
     fn start() -> Res<Server> {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let dir = std::env::temp_dir().join(format!("parti-scale-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new(bin)
+        let child = Server::spawn(port, &dir)?;
+        Ok(Server {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// Starts nats-server on `port` storing under `dir`; returns once it
+    /// accepts connections.
+    fn spawn(port: u16, dir: &PathBuf) -> Res<Child> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let mut child = Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
+                let _ = child.kill();
                 return Err("nats-server did not start".into());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Server {
-            child,
-            port,
-            _dir: dir,
-        })
+        Ok(child)
+    }
+
+    /// SIGKILLs the server, waits `outage`, starts it again on the same
+    /// port and storage; returns when it accepts connections again.
+    fn restart(&mut self, outage: Duration) -> Res<Instant> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(outage);
+        self.child = Server::spawn(self.port, &self._dir)?;
+        Ok(Instant::now())
     }
 
     fn url(&self) -> String {
@@ -397,6 +419,10 @@ fn main() -> Res<()> {
     match args.first().map(String::as_str) {
         Some("scale") => scale(num(1, 200), num(2, 10_000)),
         Some("failover") => failover(num(1, 20)),
-        _ => Err("usage: scale [managers] [partitions] | failover [runs]".into()),
+        Some("restart") => restart::run(num(1, 20), num(2, 5)),
+        _ => Err(
+            "usage: scale [managers] [partitions] | failover [runs] | restart [managers] [runs]"
+                .into(),
+        ),
     }
 }

@@ -25,6 +25,8 @@ pub fn connect(args: &Args) -> Result<nats::Connection, String> {
     options
         .with_name("parti-cli")
         .max_reconnects(Some(3))
+        // Dial at once: the crate's default delay sleeps up to 1 s first.
+        .reconnect_delay_callback(parti::store::nats::reconnect_delay)
         .connect(server)
         .map_err(|e| format!("cannot connect to {server}: {e}"))
 }

@@ -177,8 +177,9 @@ fn violation_for(subject: &str, since: Instant) -> Option<Error> {
 }
 
 /// parti's connection options (like
-/// [`connect_options`](super::connect_options): reconnect forever, no
-/// reconnect buffer, a client name) with `auth`, and an error callback that
+/// [`connect_options`](super::connect_options): connect at once, reconnect
+/// forever with [`reconnect_delay`](super::reconnect_delay), no reconnect
+/// buffer, a client name) with `auth`, and an error callback that
 /// logs and remembers permission violations. The first connect is not
 /// retried, so wrong credentials or an unreachable server fail at once.
 ///
@@ -198,6 +199,7 @@ pub fn options_with(auth: &Auth) -> nats::Options {
     options
         .with_name("parti")
         .max_reconnects(None)
+        .reconnect_delay_callback(super::reconnect_delay)
         .reconnect_buffer_size(0)
         .error_callback(|e| record_server_error(e.to_string()))
 }

@@ -12,11 +12,13 @@
 //!
 //! # Connections
 //! Options of an existing connection cannot be changed, so connect with
-//! [`connect`] or [`connect_options`]: they reconnect forever (the crate's
-//! default gives up after 60 attempts) and keep no reconnect buffer, so a
-//! write attempted while disconnected fails at once with
-//! [`KvError::Unavailable`] (certainly not written) instead of being sent
-//! later.
+//! [`connect`] or [`connect_options`]: they dial at once (the crate's default
+//! sleeps up to 1 s before every attempt, the first included), reconnect
+//! forever with a backoff capped at 500 ms (the crate's default gives up after
+//! 60 attempts; see [`reconnect_delay`] and `docs/connections.md`) and keep
+//! no reconnect buffer, so a write attempted while disconnected fails at
+//! once with [`KvError::Unavailable`] (certainly not written) instead of
+//! being sent later.
 //!
 //! # Authentication and TLS
 //! [`connect_with`] takes an [`Auth`] (user/password, token, credentials
@@ -43,6 +45,7 @@
 #![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated (trap 9)
 
 mod auth;
+mod backoff;
 mod bucket;
 mod consumer;
 mod link;
@@ -62,13 +65,15 @@ pub use self::auth::{
     check_permissions, connect_checked, connect_with, options_with, recent_permission_violations,
     worker_permissions, Auth, NKeySigner, Permissions,
 };
+pub use self::backoff::reconnect_delay;
 use self::link::Link;
 use self::wire::{AckOutcome, Op, StoredMsg};
 use super::{is_valid_key, BucketConfig, Entry, KvBackend, KvError, KvStore, Revision, Watch};
 
-/// Connection options suited to parti: reconnect forever, no reconnect
-/// buffer (a publish while disconnected fails at once instead of being sent
-/// later), and a client name.
+/// Connection options suited to parti: connect at once, reconnect forever
+/// with a short capped backoff ([`reconnect_delay`]), no reconnect buffer (a
+/// publish while disconnected fails at once instead of being sent later),
+/// and a client name.
 ///
 /// Use these (or [`connect`]) to build the connection you hand to
 /// [`NatsBackend::new`]; an existing connection's options cannot be changed.
@@ -76,6 +81,7 @@ pub fn connect_options() -> nats::Options {
     nats::Options::new()
         .with_name("parti")
         .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
         .reconnect_buffer_size(0)
         .retry_on_failed_connect()
 }
