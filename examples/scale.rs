@@ -136,40 +136,67 @@ fn scale(managers: usize, partitions: usize) -> Res<()> {
         operation_timeout: Duration::from_secs(1),
         ..Config::default()
     };
-    let (threads0, rss0) = (threads(), rss_kib());
+    // One list shared by every manager's source (only the leader reads
+    // it), so the figures per manager are parti's own.
+    let source = StaticSource::new((0..partitions).map(|i| Partition::new(format!("p{i}"))));
     // (threads and memory below include each manager's NATS connection)
-    let parts: Vec<Partition> = (0..partitions)
-        .map(|i| Partition::new(format!("p{i}")))
-        .collect();
-    // Connecting is the `nats` crate's own cost (it builds a TLS client
-    // configuration, loading the system's root certificates, every time):
-    // measured apart from parti's.
+    let (threads0, rss0) = (threads(), rss_kib());
     let t = Instant::now();
     let conns: Vec<nats::Connection> = (0..managers)
         .map(|_| parti::store::nats::connect(&server.url()))
         .collect::<Result<_, _>>()?;
     let connected = t.elapsed();
     let t0 = Instant::now();
-    let mut list = Vec::new();
-    for nc in conns {
-        list.push(
-            Manager::builder(nc, "scale")
-                .config(config.clone())
-                .partitions(StaticSource::new(parts.clone()))
-                .spawn()?,
-        );
-    }
+    // Started from a few threads at once, as a fleet's processes would be.
+    let spawners = 8;
+    let per = managers.div_ceil(spawners).max(1);
+    let mut conns = conns;
+    let chunks: Vec<Vec<nats::Connection>> = std::iter::from_fn(|| {
+        (!conns.is_empty()).then(|| conns.split_off(conns.len().saturating_sub(per)))
+    })
+    .collect();
+    let list: Vec<Manager> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (config, source) = (&config, &source);
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|nc| {
+                            Manager::builder(nc, "scale")
+                                .config(config.clone())
+                                .partitions(source.clone())
+                                .spawn()
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(Ok(ms)) => all.extend(ms),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("a spawning thread panicked".to_string()),
+            }
+        }
+        Ok(all)
+    })?;
     let spawned = t0.elapsed();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !list.iter().all(|m| m.state() == State::Stable) {
         if Instant::now() > deadline {
-            return Err("not all managers reached Stable".into());
+            let stable = list.iter().filter(|m| m.state() == State::Stable).count();
+            return Err(format!("only {stable} of {managers} managers reached Stable").into());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let stable = t0.elapsed();
     let owned: usize = list.iter().map(|m| m.assignment().len()).sum();
-    assert_eq!(owned, partitions, "every partition owned once");
+    if owned != partitions {
+        return Err(format!("{owned} partitions owned in all, expected {partitions}").into());
+    }
     let (threads1, rss1) = (threads(), rss_kib());
     // Steady-state write rate: every KV write is one stream message.
     let probe = nats::connect(server.url())?;
@@ -193,7 +220,7 @@ fn scale(managers: usize, partitions: usize) -> Res<()> {
         .zip(&after)
         .map(|(b, a)| (a - b) as f64 / window.as_secs_f64())
         .collect();
-    println!("| managers | partitions | connect all (nats crate) | spawn all (claim IDs) | all Stable (cold-start window {:?}) | threads / manager | RSS / manager | KV writes/s: heartbeats, lease, assignments | per worker per interval |", config.cold_start_window);
+    println!("| managers | partitions | connect all | spawn all (claim IDs) | all Stable (cold-start window {:?}) | threads / manager | RSS / manager | KV writes/s: heartbeats, lease, assignments | per worker per interval |", config.cold_start_window);
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
         "| {managers} | {partitions} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.0} KiB | {:.1}, {:.1}, {:.1} | {:.2} |",
@@ -207,10 +234,23 @@ fn scale(managers: usize, partitions: usize) -> Res<()> {
         rates[2],
         rates[0] * config.heartbeat_interval.as_secs_f64() / managers as f64,
     );
+    let bound = config.cold_start_window + Duration::from_secs(2);
+    println!(
+        "all Stable {:.2} s after the first start: {} the cold-start window + 2 s ({:.0} s)",
+        stable.as_secs_f64(),
+        if stable <= bound {
+            "within"
+        } else {
+            "NOT within"
+        },
+        bound.as_secs_f64()
+    );
     let t = Instant::now();
-    for m in &list {
-        let _ = m.stop();
-    }
+    std::thread::scope(|scope| {
+        for chunk in list.chunks(per) {
+            scope.spawn(move || chunk.iter().for_each(|m| drop(m.stop())));
+        }
+    });
     println!("stopping all took {:.2} s", t.elapsed().as_secs_f64());
     Ok(())
 }

@@ -62,8 +62,8 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 pub use self::auth::{
-    check_permissions, connect_checked, connect_with, options_with, recent_permission_violations,
-    worker_permissions, Auth, NKeySigner, Permissions,
+    check_permissions, connect_checked, connect_with, inbox_prefix, options_with,
+    recent_permission_violations, worker_permissions, Auth, NKeySigner, Permissions,
 };
 pub use self::backoff::reconnect_delay;
 use self::link::Link;
@@ -144,6 +144,7 @@ impl NatsBackend {
         Ok(NatsStore {
             bucket: config.name.clone(),
             stream: wire::stream_name(&config.name),
+            inbox: wire::inbox_prefix(&config.name),
             shared: self.shared.clone(),
         })
     }
@@ -178,6 +179,8 @@ impl KvBackend for NatsBackend {
 pub struct NatsStore {
     bucket: String,
     stream: String,
+    /// Reply subjects of this bucket's requests ([`wire::inbox_prefix`]).
+    inbox: String,
     shared: Arc<Shared>,
 }
 
@@ -223,7 +226,7 @@ impl NatsStore {
         let subject = wire::key_subject(&self.bucket, key);
         let reply = self
             .link()
-            .request(op, &subject, headers, value, deadline)?;
+            .request(op, &self.inbox, &subject, headers, value, deadline)?;
         wire::parse_ack(op, &self.stream, &reply.data)
     }
 
@@ -231,7 +234,10 @@ impl NatsStore {
     fn last_msg(&self, key: &str, deadline: Instant) -> Result<Option<StoredMsg>, KvError> {
         let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
         let body = json!({ "last_by_subj": wire::key_subject(&self.bucket, key) });
-        match self.link().api("get", &subject, &body, deadline)? {
+        match self
+            .link()
+            .api("get", &self.inbox, &subject, &body, deadline)?
+        {
             Ok(reply) => wire::parse_msg_get(reply).map(Some),
             Err(e) if e.err_code == link::ERR_NO_MESSAGE => Ok(None),
             Err(e) if e.err_code == link::ERR_STREAM_NOT_FOUND => {
