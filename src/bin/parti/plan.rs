@@ -106,7 +106,7 @@ fn strategy(
         )),
         (_, Some(_)) => return Err("--epsilon goes with --strategy bounded-load".into()),
         ("consistent-hash", None) => Box::new(ConsistentHash::default()),
-        ("round-robin", None) => Box::new(RoundRobin::default()),
+        ("round-robin", None) => Box::new(RoundRobin),
         (other, None) => {
             return Err(format!(
                 "unknown strategy {other:?} (bounded-load, consistent-hash, round-robin)"
