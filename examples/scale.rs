@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release --bin parti --example scale
 //! target/release/examples/scale scale 200 10000     # managers, partitions
+//! target/release/examples/scale scale 1000 100000 15 # ..., cold-start window (s)
 //! target/release/examples/scale failover 20         # runs of each kind
 //! target/release/examples/scale restart 20 5         # managers, restarts
 //! ```
@@ -19,9 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use parti::source::StaticSource;
-use parti::{Config, Manager, Partition, State};
-
+#[path = "scale/fleet.rs"]
+mod fleet;
 #[path = "scale/restart.rs"]
 mod restart;
 
@@ -103,156 +103,6 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self._dir);
     }
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 4
-}
-
-fn scale(managers: usize, partitions: usize) -> Res<()> {
-    let server = Server::start()?;
-    let config = Config {
-        heartbeat_interval: Duration::from_secs(1),
-        heartbeat_ttl: Duration::from_secs(4),
-        worker_id_ttl: Duration::from_secs(20),
-        election_ttl: Duration::from_secs(3),
-        cold_start_window: Duration::from_secs(5),
-        planned_scale_window: Duration::from_secs(3),
-        startup_timeout: Duration::from_secs(60),
-        operation_timeout: Duration::from_secs(1),
-        ..Config::default()
-    };
-    // One list shared by every manager's source (only the leader reads
-    // it), so the figures per manager are parti's own.
-    let source = StaticSource::new((0..partitions).map(|i| Partition::new(format!("p{i}"))));
-    // (threads and memory below include each manager's NATS connection)
-    let (threads0, rss0) = (threads(), rss_kib());
-    let t = Instant::now();
-    let conns: Vec<nats::Connection> = (0..managers)
-        .map(|_| parti::store::nats::connect(&server.url()))
-        .collect::<Result<_, _>>()?;
-    let connected = t.elapsed();
-    let t0 = Instant::now();
-    // Started from a few threads at once, as a fleet's processes would be.
-    let spawners = 8;
-    let per = managers.div_ceil(spawners).max(1);
-    let mut conns = conns;
-    let chunks: Vec<Vec<nats::Connection>> = std::iter::from_fn(|| {
-        (!conns.is_empty()).then(|| conns.split_off(conns.len().saturating_sub(per)))
-    })
-    .collect();
-    let list: Vec<Manager> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                let (config, source) = (&config, &source);
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|nc| {
-                            Manager::builder(nc, "scale")
-                                .config(config.clone())
-                                .partitions(source.clone())
-                                .spawn()
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            match h.join() {
-                Ok(Ok(ms)) => all.extend(ms),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Err(_) => return Err("a spawning thread panicked".to_string()),
-            }
-        }
-        Ok(all)
-    })?;
-    let spawned = t0.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !list.iter().all(|m| m.state() == State::Stable) {
-        if Instant::now() > deadline {
-            let stable = list.iter().filter(|m| m.state() == State::Stable).count();
-            return Err(format!("only {stable} of {managers} managers reached Stable").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let stable = t0.elapsed();
-    let owned: usize = list.iter().map(|m| m.assignment().len()).sum();
-    if owned != partitions {
-        return Err(format!("{owned} partitions owned in all, expected {partitions}").into());
-    }
-    let (threads1, rss1) = (threads(), rss_kib());
-    // Steady-state write rate: every KV write is one stream message.
-    let probe = nats::connect(server.url())?;
-    let streams = [
-        "KV_parti-scale-workers",
-        "KV_parti-scale-leader",
-        "KV_parti-scale-assignments",
-    ];
-    let before: Vec<u64> = streams
-        .iter()
-        .map(|s| server.stream_seq(&probe, s))
-        .collect();
-    let window = Duration::from_secs(10);
-    std::thread::sleep(window);
-    let after: Vec<u64> = streams
-        .iter()
-        .map(|s| server.stream_seq(&probe, s))
-        .collect();
-    let rates: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| (a - b) as f64 / window.as_secs_f64())
-        .collect();
-    println!("| managers | partitions | connect all | spawn all (claim IDs) | all Stable (cold-start window {:?}) | threads / manager | RSS / manager | KV writes/s: heartbeats, lease, assignments | per worker per interval |", config.cold_start_window);
-    println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {managers} | {partitions} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.0} KiB | {:.1}, {:.1}, {:.1} | {:.2} |",
-        connected.as_secs_f64(),
-        spawned.as_secs_f64(),
-        stable.as_secs_f64(),
-        (threads1 - threads0) as f64 / managers as f64,
-        (rss1.saturating_sub(rss0)) as f64 / managers as f64,
-        rates[0],
-        rates[1],
-        rates[2],
-        rates[0] * config.heartbeat_interval.as_secs_f64() / managers as f64,
-    );
-    let bound = config.cold_start_window + Duration::from_secs(2);
-    println!(
-        "all Stable {:.2} s after the first start: {} the cold-start window + 2 s ({:.0} s)",
-        stable.as_secs_f64(),
-        if stable <= bound {
-            "within"
-        } else {
-            "NOT within"
-        },
-        bound.as_secs_f64()
-    );
-    let t = Instant::now();
-    std::thread::scope(|scope| {
-        for chunk in list.chunks(per) {
-            scope.spawn(move || chunk.iter().for_each(|m| drop(m.stop())));
-        }
-    });
-    println!("stopping all took {:.2} s", t.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// A `parti worker` child process and its event lines.
@@ -457,11 +307,15 @@ fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("scale") => scale(num(1, 200), num(2, 10_000)),
+        Some("scale") => fleet::run(
+            num(1, 200),
+            num(2, 10_000),
+            Duration::from_secs(num(3, 5) as u64),
+        ),
         Some("failover") => failover(num(1, 20)),
         Some("restart") => restart::run(num(1, 20), num(2, 5)),
         _ => Err(
-            "usage: scale [managers] [partitions] | failover [runs] | restart [managers] [runs]"
+            "usage: scale [managers] [partitions] [cold-start window s] | failover [runs] | restart [managers] [runs]"
                 .into(),
         ),
     }
