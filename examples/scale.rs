@@ -304,6 +304,10 @@ fn failover(runs: usize) -> Res<()> {
 }
 
 fn main() -> Res<()> {
+    // RUST_LOG=parti=info shows the leader's rebalances, with milliseconds.
+    let _ = env_logger::Builder::from_default_env()
+        .format_timestamp_millis()
+        .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
