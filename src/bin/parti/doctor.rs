@@ -19,8 +19,11 @@
 //!   wall-clock times; parti's timing uses monotonic clocks and server
 //!   timestamps), so only heartbeat ages (server time against this machine's
 //!   clock) are checked.
-//! - Permissions (`--check-permissions`): the connecting user holds every
-//!   permission a worker of the group needs.
+//! - Permissions (`--check-permissions`): the user doctor connects as holds
+//!   every permission a worker of the group needs (for setups where workers
+//!   and operators share a user; doctor's own reads, like `parti status`,
+//!   need replies on `_INBOX.>`, which a worker's minimal permissions do not
+//!   grant).
 #![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated
 
 use std::collections::BTreeMap;
