@@ -4,7 +4,9 @@
 //! ```text
 //! cargo build --release --bin parti --example scale
 //! target/release/examples/scale scale 200 10000     # managers, partitions
+//! target/release/examples/scale scale 1000 100000 15 # ..., cold-start window (s)
 //! target/release/examples/scale failover 20         # runs of each kind
+//! target/release/examples/scale restart 20 5         # managers, restarts
 //! ```
 //! Starts its own nats-server (`NATS_SERVER_BIN`, else `nats-server` on PATH)
 //! on 127.0.0.1 with a temp dir. Failover runs use `parti worker` child
@@ -18,8 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use parti::source::StaticSource;
-use parti::{Config, Manager, Partition, State};
+#[path = "scale/fleet.rs"]
+mod fleet;
+#[path = "scale/restart.rs"]
+mod restart;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -31,30 +35,48 @@ struct Server {
 
 impl Server {
     fn start() -> Res<Server> {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let dir = std::env::temp_dir().join(format!("parti-scale-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new(bin)
+        let child = Server::spawn(port, &dir)?;
+        Ok(Server {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// Starts nats-server on `port` storing under `dir`; returns once it
+    /// accepts connections.
+    fn spawn(port: u16, dir: &PathBuf) -> Res<Child> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let mut child = Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline {
+                let _ = child.kill();
                 return Err("nats-server did not start".into());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Server {
-            child,
-            port,
-            _dir: dir,
-        })
+        Ok(child)
+    }
+
+    /// SIGKILLs the server, waits `outage`, starts it again on the same
+    /// port and storage; returns when it accepts connections again.
+    fn restart(&mut self, outage: Duration) -> Res<Instant> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(outage);
+        self.child = Server::spawn(self.port, &self._dir)?;
+        Ok(Instant::now())
     }
 
     fn url(&self) -> String {
@@ -81,116 +103,6 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self._dir);
     }
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 4
-}
-
-fn scale(managers: usize, partitions: usize) -> Res<()> {
-    let server = Server::start()?;
-    let config = Config {
-        heartbeat_interval: Duration::from_secs(1),
-        heartbeat_ttl: Duration::from_secs(4),
-        worker_id_ttl: Duration::from_secs(20),
-        election_ttl: Duration::from_secs(3),
-        cold_start_window: Duration::from_secs(5),
-        planned_scale_window: Duration::from_secs(3),
-        startup_timeout: Duration::from_secs(60),
-        operation_timeout: Duration::from_secs(1),
-        ..Config::default()
-    };
-    let (threads0, rss0) = (threads(), rss_kib());
-    // (threads and memory below include each manager's NATS connection)
-    let parts: Vec<Partition> = (0..partitions)
-        .map(|i| Partition::new(format!("p{i}")))
-        .collect();
-    // Connecting is the `nats` crate's own cost (it builds a TLS client
-    // configuration, loading the system's root certificates, every time):
-    // measured apart from parti's.
-    let t = Instant::now();
-    let conns: Vec<nats::Connection> = (0..managers)
-        .map(|_| parti::store::nats::connect(&server.url()))
-        .collect::<Result<_, _>>()?;
-    let connected = t.elapsed();
-    let t0 = Instant::now();
-    let mut list = Vec::new();
-    for nc in conns {
-        list.push(
-            Manager::builder(nc, "scale")
-                .config(config.clone())
-                .partitions(StaticSource::new(parts.clone()))
-                .spawn()?,
-        );
-    }
-    let spawned = t0.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !list.iter().all(|m| m.state() == State::Stable) {
-        if Instant::now() > deadline {
-            return Err("not all managers reached Stable".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let stable = t0.elapsed();
-    let owned: usize = list.iter().map(|m| m.assignment().len()).sum();
-    assert_eq!(owned, partitions, "every partition owned once");
-    let (threads1, rss1) = (threads(), rss_kib());
-    // Steady-state write rate: every KV write is one stream message.
-    let probe = nats::connect(server.url())?;
-    let streams = [
-        "KV_parti-scale-workers",
-        "KV_parti-scale-leader",
-        "KV_parti-scale-assignments",
-    ];
-    let before: Vec<u64> = streams
-        .iter()
-        .map(|s| server.stream_seq(&probe, s))
-        .collect();
-    let window = Duration::from_secs(10);
-    std::thread::sleep(window);
-    let after: Vec<u64> = streams
-        .iter()
-        .map(|s| server.stream_seq(&probe, s))
-        .collect();
-    let rates: Vec<f64> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| (a - b) as f64 / window.as_secs_f64())
-        .collect();
-    println!("| managers | partitions | connect all (nats crate) | spawn all (claim IDs) | all Stable (cold-start window {:?}) | threads / manager | RSS / manager | KV writes/s: heartbeats, lease, assignments | per worker per interval |", config.cold_start_window);
-    println!("|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {managers} | {partitions} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.0} KiB | {:.1}, {:.1}, {:.1} | {:.2} |",
-        connected.as_secs_f64(),
-        spawned.as_secs_f64(),
-        stable.as_secs_f64(),
-        (threads1 - threads0) as f64 / managers as f64,
-        (rss1.saturating_sub(rss0)) as f64 / managers as f64,
-        rates[0],
-        rates[1],
-        rates[2],
-        rates[0] * config.heartbeat_interval.as_secs_f64() / managers as f64,
-    );
-    let t = Instant::now();
-    for m in &list {
-        let _ = m.stop();
-    }
-    println!("stopping all took {:.2} s", t.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// A `parti worker` child process and its event lines.
@@ -392,11 +304,23 @@ fn failover(runs: usize) -> Res<()> {
 }
 
 fn main() -> Res<()> {
+    // RUST_LOG=parti=info shows the leader's rebalances, with milliseconds.
+    let _ = env_logger::Builder::from_default_env()
+        .format_timestamp_millis()
+        .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("scale") => scale(num(1, 200), num(2, 10_000)),
+        Some("scale") => fleet::run(
+            num(1, 200),
+            num(2, 10_000),
+            Duration::from_secs(num(3, 5) as u64),
+        ),
         Some("failover") => failover(num(1, 20)),
-        _ => Err("usage: scale [managers] [partitions] | failover [runs]".into()),
+        Some("restart") => restart::run(num(1, 20), num(2, 5)),
+        _ => Err(
+            "usage: scale [managers] [partitions] [cold-start window s] | failover [runs] | restart [managers] [runs]"
+                .into(),
+        ),
     }
 }

@@ -257,3 +257,119 @@ fn every_missing_permission_is_named() {
         }
     }
 }
+
+/// Counts what a subscription receives, and keeps what mentions `needle`.
+fn spy(
+    nc: &nats::Connection,
+    subject: &str,
+    needle: &'static str,
+) -> std::sync::Arc<parking_lot::Mutex<(usize, Vec<String>)>> {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new((0, Vec::new())));
+    let sink = seen.clone();
+    nc.subscribe(subject)
+        .expect("subscribe")
+        .with_handler(move |m| {
+            let text = format!(
+                "{} {} {}",
+                m.subject,
+                m.reply.as_deref().unwrap_or(""),
+                String::from_utf8_lossy(&m.data)
+            );
+            let mut s = sink.lock();
+            s.0 += 1;
+            if text.contains(needle) {
+                s.1.push(text);
+            }
+            Ok(())
+        });
+    seen
+}
+
+/// Two groups in one account, each run by a user holding exactly its
+/// `worker_permissions`: a worker user of group A may subscribe only to A's
+/// inbox prefix, and everything arriving there is A's, while B's replies
+/// and watch deliveries flow (seen by an admin) all along.
+#[test]
+fn groups_sharing_an_account_see_nothing_of_each_other() {
+    let perms = |g: &str| {
+        worker_permissions(g)
+            .expect("permissions")
+            .to_server_config()
+    };
+    let config = format!(
+        "authorization {{ users: [\n{{ user: admin, password: adminpw }}\n\
+         {{ user: wa, password: pw, {} }}\n{{ user: wb, password: pw, {} }}\n] }}\n",
+        perms("ga"),
+        perms("gb")
+    );
+    let server = start_with_config(&config, admin_ready);
+    let url = server.url();
+    let connect = |user: &str| {
+        let password = if user == "admin" { "adminpw" } else { "pw" };
+        connect_with(&url, &Auth::user_password(user, password)).expect("connects")
+    };
+
+    // A worker user of group A listening on everything it may, and trying
+    // the rest of the inbox space.
+    let a_spy = connect("wa");
+    let a_seen = spy(&a_spy, "_INBOX.parti.ga.>", "parti-gb");
+    let a_wide = spy(&a_spy, "_INBOX.>", "parti-gb");
+    let a_on_b = spy(&a_spy, "_INBOX.parti.gb.>", "parti-gb");
+    let admin = connect("admin");
+    let b_seen = spy(&admin, "_INBOX.parti.gb.>", "parti-gb");
+
+    let start = |user: &str, group: &str| {
+        Manager::builder(connect(user), group)
+            .config(fast_config())
+            .partitions(StaticSource::new(
+                (0..N).map(|i| Partition::new(format!("p{i}"))),
+            ))
+            .start()
+            .expect("start with the group's minimal permissions")
+    };
+    let managers = [
+        start("wa", "ga"),
+        start("wa", "ga"),
+        start("wb", "gb"),
+        start("wb", "gb"),
+    ];
+    let refs: Vec<&Manager> = managers.iter().collect();
+    let settled = wait_until(Duration::from_secs(20), || {
+        refs.iter().all(|m| m.state() == State::Stable)
+            && exactly_once(&manager_report(&refs[..2]), N)
+            && exactly_once(&manager_report(&refs[2..]), N)
+    });
+    assert!(
+        settled,
+        "groups did not settle: {:?}",
+        manager_report(&refs)
+    );
+    // Both groups keep talking (heartbeats every 200 ms): wait until each
+    // side has seen plenty of its own group's traffic.
+    let busy = wait_until(Duration::from_secs(20), || {
+        a_seen.lock().0 >= 30 && b_seen.lock().1.len() >= 30
+    });
+    assert!(
+        busy,
+        "A's spy saw {}, the admin saw {} of B's",
+        a_seen.lock().0,
+        b_seen.lock().1.len()
+    );
+    for m in &managers {
+        m.stop().expect("stop");
+    }
+    let denied = recent_permission_violations(Duration::from_secs(60));
+    for subject in ["\"_INBOX.>\"", "\"_INBOX.parti.gb.>\""] {
+        assert!(
+            denied.iter().any(|e| e.to_string().contains(subject)),
+            "subscribing to {subject} as A's worker was not denied: {denied:?}"
+        );
+    }
+    assert_eq!(
+        a_seen.lock().1,
+        Vec::<String>::new(),
+        "B's traffic reached A"
+    );
+    assert_eq!(a_wide.lock().0, 0, "A's denied _INBOX.> received messages");
+    assert_eq!(a_on_b.lock().0, 0, "A's denied B inbox received messages");
+}

@@ -4,6 +4,9 @@
 //! parti status --group G [--json] [CONNECTION]
 //! parti watch --group G [--json] [--heartbeats] [CONNECTION]
 //! parti partitions add|remove|list --group G [--weight N] [--replicas N] [--json] [ID...] [CONNECTION]
+//! parti plan --group G [--add N] [--remove WORKER...] [--prefix P]
+//!            [--strategy bounded-load|consistent-hash|round-robin] [--epsilon E] [--json] [CONNECTION]
+//! parti doctor --group G [--set FIELD=DURATION]... [--replicas N] [--check-permissions] [--json] [CONNECTION]
 //! parti worker --server URL --group G --partitions N [--preferred-id ID]
 //!              [--release-ms MS] [--set FIELD=DURATION]...
 //!
@@ -19,16 +22,32 @@
 //!   else only with `--heartbeats`) until it is killed.
 //! - `partitions` edits the group's KV partition source
 //!   (`parti-<group>-partitions`); running groups rebalance by themselves.
+//! - `plan` prints what would move if `--add N` workers joined and/or the
+//!   `--remove` ones left, computed with the group's strategy (BoundedLoad
+//!   unless `--strategy` says otherwise) from the live state. Writes nothing.
+//! - `doctor` checks the buckets' settings and replicas, their TTLs against
+//!   the workers' configuration (their `--set` flags), and the records
+//!   (stale, undecodable or inconsistent ones, e.g. a partition listed
+//!   under two workers); with `--check-permissions`, that the connecting
+//!   user may run a worker. Exits 3 when it finds a problem.
 //! - `worker` joins the group and prints one JSON line per event (started,
 //!   assignment, state, leader, error) until it is killed or its standard
 //!   input closes, then stops gracefully.
 
 #[path = "parti/args.rs"]
 mod args;
+#[path = "parti/buckets.rs"]
+mod buckets;
 #[path = "parti/connect.rs"]
 mod connect;
+#[path = "parti/doctor.rs"]
+mod doctor;
 #[path = "parti/partitions.rs"]
 mod partitions;
+#[path = "parti/plan.rs"]
+mod plan;
+#[path = "parti/settings.rs"]
+mod settings;
 #[path = "parti/snapshot.rs"]
 mod snapshot;
 #[path = "parti/status.rs"]
@@ -42,54 +61,18 @@ use std::time::Duration;
 
 use parti::source::StaticSource;
 use parti::{Config, Manager, Partition};
+use settings::set_field;
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  parti status --group G [--json] {c}\n  parti watch --group G [--json] [--heartbeats] {c}\n  \
          parti partitions add|remove|list --group G [--weight N] [--replicas N] [--json] [ID...] {c}\n  \
+         parti plan --group G [--add N] [--remove WORKER...] [--prefix P] [--strategy S] [--epsilon E] [--json] {c}\n  \
+         parti doctor --group G [--set FIELD=DURATION]... [--replicas N] [--check-permissions] [--json] {c}\n  \
          parti worker --server URL --group G --partitions N [--preferred-id ID] [--release-ms MS] [--set FIELD=DURATION]...",
         c = connect::USAGE
     );
     ExitCode::from(2)
-}
-
-fn parse_duration(s: &str) -> Option<Duration> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        return secs.parse::<f64>().ok().map(Duration::from_secs_f64);
-    }
-    None
-}
-
-fn set_field(config: &mut Config, assignment: &str) -> Result<(), String> {
-    let (field, value) = assignment
-        .split_once('=')
-        .ok_or_else(|| format!("--set wants FIELD=VALUE, got {assignment:?}"))?;
-    if field == "restart_ratio" {
-        config.restart_ratio = value.parse().map_err(|_| format!("bad ratio {value:?}"))?;
-        return Ok(());
-    }
-    let d =
-        parse_duration(value).ok_or_else(|| format!("bad duration {value:?} (use 200ms or 2s)"))?;
-    let slot = match field {
-        "heartbeat_interval" => &mut config.heartbeat_interval,
-        "heartbeat_ttl" => &mut config.heartbeat_ttl,
-        "worker_id_ttl" => &mut config.worker_id_ttl,
-        "election_ttl" => &mut config.election_ttl,
-        "cold_start_window" => &mut config.cold_start_window,
-        "planned_scale_window" => &mut config.planned_scale_window,
-        "emergency_grace" => &mut config.emergency_grace,
-        "rebalance_cooldown" => &mut config.rebalance_cooldown,
-        "startup_timeout" => &mut config.startup_timeout,
-        "shutdown_timeout" => &mut config.shutdown_timeout,
-        "operation_timeout" => &mut config.operation_timeout,
-        "handoff_timeout" => &mut config.handoff_timeout,
-        other => return Err(format!("unknown config field {other:?}")),
-    };
-    *slot = d;
-    Ok(())
 }
 
 fn emit(line: serde_json::Value) {
@@ -196,6 +179,13 @@ fn main() -> ExitCode {
         "status" => status::run(&args[1..]),
         "watch" => watch::run(&args[1..]),
         "partitions" => partitions::run(&args[1..]),
+        "plan" => plan::run(&args[1..]),
+        "doctor" => match doctor::run(&args[1..]) {
+            Ok(true) => Ok(()),
+            // The report on stdout names the problems.
+            Ok(false) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
         _ => return usage(),
     };
     match result {

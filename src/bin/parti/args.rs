@@ -19,7 +19,8 @@ pub const COMMON_VALUES: &[&str] = &[
 /// Parsed command-line arguments.
 #[derive(Debug, Default)]
 pub struct Args {
-    values: BTreeMap<String, String>,
+    /// Every value of each flag, in order (a flag may be repeated).
+    values: BTreeMap<String, Vec<String>>,
     switches: BTreeSet<String>,
     /// Words that are not flags, in order.
     pub positional: Vec<String>,
@@ -35,7 +36,10 @@ impl Args {
             let w = word.as_str();
             if COMMON_VALUES.contains(&w) || values.contains(&w) {
                 let v = it.next().ok_or_else(|| format!("{w} needs a value"))?;
-                args.values.insert(w.to_string(), v.clone());
+                args.values
+                    .entry(w.to_string())
+                    .or_default()
+                    .push(v.clone());
             } else if switches.contains(&w) {
                 args.switches.insert(w.to_string());
             } else if w.starts_with("--") {
@@ -47,9 +51,17 @@ impl Args {
         Ok(args)
     }
 
-    /// The value of `flag`, if given.
+    /// The value of `flag`, if given (the last one when repeated).
     pub fn value(&self, flag: &str) -> Option<&str> {
-        self.values.get(flag).map(String::as_str)
+        self.values
+            .get(flag)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    /// Every value given for `flag`, in order.
+    pub fn values(&self, flag: &str) -> &[String] {
+        self.values.get(flag).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `switch` was given.
@@ -86,5 +98,9 @@ mod tests {
         assert_eq!(a.server(), "127.0.0.1:4222");
         assert!(Args::parse(&words("--group"), &[], &[]).is_err());
         assert!(Args::parse(&words("--nope"), &[], &[]).is_err());
+        let a = Args::parse(&words("--set a=1 --set b=2"), &["--set"], &[]).unwrap();
+        assert_eq!(a.values("--set"), words("a=1 b=2"));
+        assert_eq!(a.value("--set"), Some("b=2"));
+        assert!(a.values("--other").is_empty());
     }
 }

@@ -1,6 +1,10 @@
 //! Connecting with the authentication and TLS options the library accepts.
 #![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated
 
+use std::sync::Arc;
+
+use parti::store::nats::{options_with, Auth};
+
 use super::args::Args;
 
 /// Usage text of the connection flags.
@@ -8,11 +12,13 @@ pub const USAGE: &str =
     "[--server URL] [--user U --password P | --token T | --creds FILE | --nkey SEEDFILE] \
 [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]";
 
-/// Connects to `--server` with the given credentials. Unlike the library's
-/// connection, this fails at once when the server cannot be reached: an
-/// operator wants an error, not a wait.
+/// Connects to `--server` with the given credentials and the library's
+/// options (`options_with`: dial at once, permission violations recorded for
+/// `check_permissions`). Unlike a worker's connection, this fails at once
+/// when the server cannot be reached and gives up after three reconnects:
+/// an operator wants an error, not a wait.
 pub fn connect(args: &Args) -> Result<nats::Connection, String> {
-    let mut options = credentials(args)?;
+    let mut options = options_with(&credentials(args)?);
     if let Some(ca) = args.value("--tls-ca") {
         options = options.add_root_certificate(ca);
     }
@@ -29,7 +35,7 @@ pub fn connect(args: &Args) -> Result<nats::Connection, String> {
         .map_err(|e| format!("cannot connect to {server}: {e}"))
 }
 
-fn credentials(args: &Args) -> Result<nats::Options, String> {
+fn credentials(args: &Args) -> Result<Auth, String> {
     let given: Vec<&str> = ["--user", "--token", "--creds", "--nkey"]
         .into_iter()
         .filter(|f| args.value(f).is_some())
@@ -42,16 +48,16 @@ fn credentials(args: &Args) -> Result<nats::Options, String> {
     }
     if let Some(user) = args.value("--user") {
         let password = args.value("--password").ok_or("--user needs --password")?;
-        return Ok(nats::Options::with_user_pass(user, password));
+        return Ok(Auth::user_password(user, password));
     }
     if args.value("--password").is_some() {
         return Err("--password needs --user".into());
     }
     if let Some(token) = args.value("--token") {
-        return Ok(nats::Options::with_token(token));
+        return Ok(Auth::token(token));
     }
     if let Some(file) = args.value("--creds") {
-        return Ok(nats::Options::with_credentials(file));
+        return Ok(Auth::credentials_file(file));
     }
     if let Some(file) = args.value("--nkey") {
         let seed = std::fs::read_to_string(file)
@@ -61,9 +67,10 @@ fn credentials(args: &Args) -> Result<nats::Options, String> {
         let public = pair.public_key();
         // A failed signature only makes the server reject the connection,
         // which is reported as an authorization error.
-        return Ok(nats::Options::with_nkey(&public, move |nonce| {
-            pair.sign(nonce).unwrap_or_default()
-        }));
+        return Ok(Auth::NKey {
+            public_key: public,
+            sign: Arc::new(move |nonce| pair.sign(nonce).unwrap_or_default()),
+        });
     }
-    Ok(nats::Options::new())
+    Ok(Auth::None)
 }

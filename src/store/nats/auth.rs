@@ -177,8 +177,9 @@ fn violation_for(subject: &str, since: Instant) -> Option<Error> {
 }
 
 /// parti's connection options (like
-/// [`connect_options`](super::connect_options): reconnect forever, no
-/// reconnect buffer, a client name) with `auth`, and an error callback that
+/// [`connect_options`](super::connect_options): connect at once, reconnect
+/// forever with [`reconnect_delay`](super::reconnect_delay), no reconnect
+/// buffer, a client name) with `auth`, and an error callback that
 /// logs and remembers permission violations. The first connect is not
 /// retried, so wrong credentials or an unreachable server fail at once.
 ///
@@ -198,6 +199,7 @@ pub fn options_with(auth: &Auth) -> nats::Options {
     options
         .with_name("parti")
         .max_reconnects(None)
+        .reconnect_delay_callback(super::reconnect_delay)
         .reconnect_buffer_size(0)
         .error_callback(|e| record_server_error(e.to_string()))
 }
@@ -222,15 +224,35 @@ pub fn connect_with(url: &str, auth: &Auth) -> Result<nats::Connection, Error> {
     connect_checked(url, options_with(auth))
 }
 
+/// The prefix of the reply subjects of every request parti makes for
+/// `group`'s buckets, and of its watch deliveries: `_INBOX.parti.<group>.`.
+///
+/// Workers of different groups sharing one account therefore never
+/// receive each other's replies once each may subscribe only under its own
+/// prefix ([`worker_permissions`]; `docs/connections.md`).
+///
+/// ```
+/// assert_eq!(parti::store::nats::inbox_prefix("orders")?, "_INBOX.parti.orders.");
+/// # Ok::<(), parti::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidName`] for an invalid group name.
+pub fn inbox_prefix(group: &str) -> Result<String, Error> {
+    crate::names::validate_group(group)?;
+    Ok(super::wire::group_inbox_prefix(group))
+}
+
 /// The subjects a worker of `group` publishes to and subscribes on: the
 /// minimal NATS permissions of a worker (see `docs/security.md`, proven by
-/// `tests/security.rs`). Replies come to `_INBOX.>`, which the `nats` 0.26
-/// crate does not let you rename.
+/// `tests/security.rs`). Replies come only to [`inbox_prefix`]`(group)`, so
+/// the subscribe permission is scoped to the group: in an account shared by
+/// several groups a worker of one receives nothing of another's.
 ///
 /// ```
 /// let p = parti::store::nats::worker_permissions("orders")?;
 /// assert!(p.publish.contains(&"$KV.parti-orders-workers.>".to_string()));
-/// assert_eq!(p.subscribe, vec!["_INBOX.>".to_string()]);
+/// assert_eq!(p.subscribe, vec!["_INBOX.parti.orders.>".to_string()]);
 /// # Ok::<(), parti::Error>(())
 /// ```
 ///
@@ -254,7 +276,7 @@ pub fn worker_permissions(group: &str) -> Result<Permissions, Error> {
     }
     Ok(Permissions {
         publish,
-        subscribe: vec!["_INBOX.>".to_string()],
+        subscribe: vec![format!("{}>", super::wire::group_inbox_prefix(group))],
     })
 }
 
@@ -302,7 +324,7 @@ impl Permissions {
 /// # Errors
 /// [`Error::PermissionDenied`] naming the first denied permission, as the
 /// server put it (e.g. `publish to "$KV.parti-orders-leader.leader"`, or
-/// `subscription to "_INBOX.…"`); [`Error::Kv`] (`Unavailable`) for a
+/// `subscription to "_INBOX.parti.orders.…"`); [`Error::Kv`] (`Unavailable`) for a
 /// timeout without any violation (NATS unreachable or JetStream down).
 pub fn check_permissions(
     conn: &nats::Connection,
@@ -310,6 +332,7 @@ pub fn check_permissions(
     timeout: Duration,
 ) -> Result<(), Error> {
     let names = BucketNames::for_group(group)?;
+    let inbox = super::wire::group_inbox_prefix(group);
     let mut probes: Vec<(String, Option<HeaderMap>, Vec<u8>)> =
         vec![("$JS.API.INFO".into(), None, Vec::new())];
     for bucket in [&names.workers, &names.leader, &names.assignments] {
@@ -350,8 +373,10 @@ pub fn check_permissions(
     }
     for (subject, headers, body) in probes {
         let since = Instant::now();
+        // Replies come where the worker's own do: the probe also proves the
+        // subscribe permission on the group's inbox prefix.
         let outcome =
-            conn.request_with_headers_or_timeout(&subject, headers.as_ref(), Some(timeout), &body);
+            super::link::scoped_request(conn, &inbox, &subject, headers.as_ref(), timeout, &body);
         match outcome {
             // "No responders" (the bucket does not exist yet) is an answer
             // too: the request was allowed through.

@@ -47,7 +47,8 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     }
     let deadline = link.deadline();
     let stream = wire::stream_name(&config.name);
-    if let Some(existing) = info(link, &stream, deadline)? {
+    let inbox = wire::inbox_prefix(&config.name);
+    if let Some(existing) = info(link, &inbox, &stream, deadline)? {
         return compare(config, &existing);
     }
     let max_age = config.max_age.map_or(0, nanos);
@@ -74,10 +75,10 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
         "allow_direct": true,
     });
     let subject = format!("$JS.API.STREAM.CREATE.{stream}");
-    match link.api("open", &subject, &body, deadline)? {
+    match link.api("open", &inbox, &subject, &body, deadline)? {
         Ok(_) => Ok(()),
         // Someone created it first, with another config.
-        Err(e) if e.err_code == ERR_STREAM_EXISTS => match info(link, &stream, deadline)? {
+        Err(e) if e.err_code == ERR_STREAM_EXISTS => match info(link, &inbox, &stream, deadline)? {
             Some(existing) => compare(config, &existing),
             None => Err(e.into_kv("open")),
         },
@@ -85,9 +86,14 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     }
 }
 
-fn info(link: &Link, stream: &str, deadline: Instant) -> Result<Option<StreamConfig>, KvError> {
+fn info(
+    link: &Link,
+    inbox: &str,
+    stream: &str,
+    deadline: Instant,
+) -> Result<Option<StreamConfig>, KvError> {
     let subject = format!("$JS.API.STREAM.INFO.{stream}");
-    match link.api("open", &subject, &json!({}), deadline)? {
+    match link.api("open", inbox, &subject, &json!({}), deadline)? {
         Ok(value) => StreamInfo::deserialize(value)
             .map(|i| Some(i.config))
             .map_err(|e| KvError::Other(format!("open: unreadable stream info: {e}"))),
@@ -140,7 +146,8 @@ pub(crate) fn live_keys(
     let stream = wire::stream_name(bucket);
     let filter = wire::key_subject(bucket, ">");
     let prefix = format!("$KV.{bucket}.");
-    let deliver = link.conn.new_inbox();
+    let inbox = wire::inbox_prefix(bucket);
+    let deliver = link.inbox(&inbox);
     let sub = link
         .conn
         .subscribe(&deliver)
@@ -149,6 +156,7 @@ pub(crate) fn live_keys(
         stream: &stream,
         filter: &filter,
         deliver: &deliver,
+        inbox: &inbox,
         start: Start::LastPerSubject,
         headers_only: true,
         heartbeat: None,

@@ -24,6 +24,10 @@ pub(crate) struct Spec<'a> {
     pub stream: &'a str,
     pub filter: &'a str,
     pub deliver: &'a str,
+    /// Where the API's reply comes ([`wire::inbox_prefix`]).
+    ///
+    /// [`wire::inbox_prefix`]: super::wire::inbox_prefix
+    pub inbox: &'a str,
     pub start: Start,
     pub headers_only: bool,
     /// Idle heartbeat and flow control (long-lived watches only).
@@ -72,7 +76,7 @@ pub(crate) fn create(
     }
     let body = json!({ "stream_name": spec.stream, "config": config });
     let subject = format!("$JS.API.CONSUMER.CREATE.{}", spec.stream);
-    match link.api(op, &subject, &body, deadline)? {
+    match link.api(op, spec.inbox, &subject, &body, deadline)? {
         Ok(reply) => Created::deserialize(reply)
             .map_err(|e| KvError::Other(format!("{op}: unreadable consumer reply: {e}"))),
         Err(e) if e.err_code == super::link::ERR_STREAM_NOT_FOUND => {

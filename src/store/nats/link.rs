@@ -102,22 +102,31 @@ impl Link {
         }
     }
 
+    /// A fresh reply subject under `prefix` (see [`wire::inbox_prefix`]).
+    ///
+    /// [`wire::inbox_prefix`]: super::wire::inbox_prefix
+    pub(crate) fn inbox(&self, prefix: &str) -> String {
+        scoped_inbox(&self.conn, prefix)
+    }
+
     /// The deadline of an operation starting now.
     pub(crate) fn deadline(&self) -> Instant {
         Instant::now() + self.op_timeout
     }
 
-    /// One request, answered by `deadline` or reported as
-    /// [`KvError::Timeout`] (outcome unknown) or [`KvError::Unavailable`].
+    /// One request, its reply coming to a subject under `inbox_prefix`,
+    /// answered by `deadline` or reported as [`KvError::Timeout`] (outcome
+    /// unknown) or [`KvError::Unavailable`].
     pub(crate) fn request(
         &self,
         op: &'static str,
+        inbox_prefix: &str,
         subject: &str,
         headers: Option<&HeaderMap>,
         body: &[u8],
         deadline: Instant,
     ) -> Result<Message, KvError> {
-        let inbox = self.conn.new_inbox();
+        let inbox = self.inbox(inbox_prefix);
         let sub = self.conn.subscribe(&inbox).map_err(unavailable)?;
         // With `connect_options()` the reconnect buffer is empty, so a publish
         // while disconnected fails here and the write was certainly not sent.
@@ -143,11 +152,13 @@ impl Link {
     pub(crate) fn api(
         &self,
         op: &'static str,
+        inbox_prefix: &str,
         subject: &str,
         body: &Value,
         deadline: Instant,
     ) -> Result<Result<Value, JsError>, KvError> {
-        let msg = self.request(op, subject, None, body.to_string().as_bytes(), deadline)?;
+        let body = body.to_string();
+        let msg = self.request(op, inbox_prefix, subject, None, body.as_bytes(), deadline)?;
         let value: Value = serde_json::from_slice(&msg.data)
             .map_err(|e| KvError::Other(format!("{op}: unreadable reply from server: {e}")))?;
         if let Some(err) = value.get("error") {
@@ -157,6 +168,34 @@ impl Link {
         }
         Ok(Ok(value))
     }
+}
+
+/// `_INBOX.<unique>` of the crate, moved under `prefix`.
+pub(crate) fn scoped_inbox(conn: &nats::Connection, prefix: &str) -> String {
+    let inbox = conn.new_inbox();
+    let unique = inbox.strip_prefix("_INBOX.").unwrap_or(&inbox);
+    format!("{prefix}{unique}")
+}
+
+/// The crate's `request_with_headers_or_timeout`, with the reply subject
+/// under `prefix` instead of `_INBOX.`; "no responders" is
+/// `ErrorKind::NotFound` as there.
+pub(crate) fn scoped_request(
+    conn: &nats::Connection,
+    prefix: &str,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    timeout: Duration,
+    body: &[u8],
+) -> io::Result<Message> {
+    let inbox = scoped_inbox(conn, prefix);
+    let sub = conn.subscribe(&inbox)?;
+    conn.publish_with_reply_or_headers(subject, Some(&inbox), headers, body)?;
+    let msg = sub.next_timeout(timeout)?;
+    if msg.is_no_responders() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no responders"));
+    }
+    Ok(msg)
 }
 
 fn unavailable(e: io::Error) -> KvError {

@@ -12,11 +12,13 @@
 //!
 //! # Connections
 //! Options of an existing connection cannot be changed, so connect with
-//! [`connect`] or [`connect_options`]: they reconnect forever (the crate's
-//! default gives up after 60 attempts) and keep no reconnect buffer, so a
-//! write attempted while disconnected fails at once with
-//! [`KvError::Unavailable`] (certainly not written) instead of being sent
-//! later.
+//! [`connect`] or [`connect_options`]: they dial at once (the crate's default
+//! sleeps up to 1 s before every attempt, the first included), reconnect
+//! forever with a backoff capped at 500 ms (the crate's default gives up after
+//! 60 attempts; see [`reconnect_delay`] and `docs/connections.md`) and keep
+//! no reconnect buffer, so a write attempted while disconnected fails at
+//! once with [`KvError::Unavailable`] (certainly not written) instead of
+//! being sent later.
 //!
 //! # Authentication and TLS
 //! [`connect_with`] takes an [`Auth`] (user/password, token, credentials
@@ -43,6 +45,7 @@
 #![allow(deprecated)] // every item of the `nats` 0.26 crate is deprecated (trap 9)
 
 mod auth;
+mod backoff;
 mod bucket;
 mod consumer;
 mod link;
@@ -59,16 +62,18 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 pub use self::auth::{
-    check_permissions, connect_checked, connect_with, options_with, recent_permission_violations,
-    worker_permissions, Auth, NKeySigner, Permissions,
+    check_permissions, connect_checked, connect_with, inbox_prefix, options_with,
+    recent_permission_violations, worker_permissions, Auth, NKeySigner, Permissions,
 };
+pub use self::backoff::reconnect_delay;
 use self::link::Link;
 use self::wire::{AckOutcome, Op, StoredMsg};
 use super::{is_valid_key, BucketConfig, Entry, KvBackend, KvError, KvStore, Revision, Watch};
 
-/// Connection options suited to parti: reconnect forever, no reconnect
-/// buffer (a publish while disconnected fails at once instead of being sent
-/// later), and a client name.
+/// Connection options suited to parti: connect at once, reconnect forever
+/// with a short capped backoff ([`reconnect_delay`]), no reconnect buffer (a
+/// publish while disconnected fails at once instead of being sent later),
+/// and a client name.
 ///
 /// Use these (or [`connect`]) to build the connection you hand to
 /// [`NatsBackend::new`]; an existing connection's options cannot be changed.
@@ -76,6 +81,7 @@ pub fn connect_options() -> nats::Options {
     nats::Options::new()
         .with_name("parti")
         .max_reconnects(None)
+        .reconnect_delay_callback(reconnect_delay)
         .reconnect_buffer_size(0)
         .retry_on_failed_connect()
 }
@@ -138,6 +144,7 @@ impl NatsBackend {
         Ok(NatsStore {
             bucket: config.name.clone(),
             stream: wire::stream_name(&config.name),
+            inbox: wire::inbox_prefix(&config.name),
             shared: self.shared.clone(),
         })
     }
@@ -172,6 +179,8 @@ impl KvBackend for NatsBackend {
 pub struct NatsStore {
     bucket: String,
     stream: String,
+    /// Reply subjects of this bucket's requests ([`wire::inbox_prefix`]).
+    inbox: String,
     shared: Arc<Shared>,
 }
 
@@ -217,7 +226,7 @@ impl NatsStore {
         let subject = wire::key_subject(&self.bucket, key);
         let reply = self
             .link()
-            .request(op, &subject, headers, value, deadline)?;
+            .request(op, &self.inbox, &subject, headers, value, deadline)?;
         wire::parse_ack(op, &self.stream, &reply.data)
     }
 
@@ -225,7 +234,10 @@ impl NatsStore {
     fn last_msg(&self, key: &str, deadline: Instant) -> Result<Option<StoredMsg>, KvError> {
         let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.stream);
         let body = json!({ "last_by_subj": wire::key_subject(&self.bucket, key) });
-        match self.link().api("get", &subject, &body, deadline)? {
+        match self
+            .link()
+            .api("get", &self.inbox, &subject, &body, deadline)?
+        {
             Ok(reply) => wire::parse_msg_get(reply).map(Some),
             Err(e) if e.err_code == link::ERR_NO_MESSAGE => Ok(None),
             Err(e) if e.err_code == link::ERR_STREAM_NOT_FOUND => {

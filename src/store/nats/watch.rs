@@ -48,6 +48,8 @@ pub(crate) struct WatchState {
     stream: String,
     prefix: String,
     filter: String,
+    /// Reply and delivery subjects go under this ([`wire::inbox_prefix`]).
+    inbox: String,
     tx: Sender<WatchEvent>,
     /// Last stream sequence delivered to the user.
     last_seq: u64,
@@ -85,6 +87,7 @@ impl WatchState {
             stream: wire::stream_name(bucket),
             prefix: format!("$KV.{bucket}."),
             filter: wire::key_subject(bucket, key.unwrap_or(">")),
+            inbox: wire::inbox_prefix(bucket),
             tx,
             last_seq: 0,
             last_cseq: 0,
@@ -102,7 +105,7 @@ impl WatchState {
     /// `Ok(false)`: the user dropped the watch.
     pub(crate) fn start(&mut self, link: &Link) -> Result<bool, KvError> {
         self.stop(link);
-        let deliver = link.conn.new_inbox();
+        let deliver = link.inbox(&self.inbox);
         let sub = link.conn.subscribe(&deliver).map_err(|e| {
             // Subscribing works while disconnected; it fails only on a
             // closed connection, which never comes back.
@@ -118,6 +121,7 @@ impl WatchState {
             stream: &self.stream,
             filter: &self.filter,
             deliver: &deliver,
+            inbox: &self.inbox,
             start,
             headers_only: false,
             heartbeat: Some(HEARTBEAT),

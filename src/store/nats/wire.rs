@@ -5,6 +5,8 @@ use nats::HeaderMap;
 use serde::Deserialize;
 
 use super::link::JsError;
+use crate::names::BucketNames;
+use crate::source::KvSource;
 use crate::store::{KvError, Revision};
 
 /// Header naming the operation of a KV message.
@@ -20,6 +22,39 @@ pub(crate) fn stream_name(bucket: &str) -> String {
 /// The subject a key is stored under.
 pub(crate) fn key_subject(bucket: &str, key: &str) -> String {
     format!("$KV.{bucket}.{key}")
+}
+
+/// The reply-subject prefix of every request parti makes for `bucket` and
+/// of its watch deliveries: `_INBOX.parti.<group>.` for the buckets of a
+/// group (its workers, leader, assignments and KV-source buckets), so a
+/// worker needs to subscribe only there; `_INBOX.parti-bucket.<bucket>.`
+/// for any other bucket (a second token no group prefix can equal).
+pub(crate) fn inbox_prefix(bucket: &str) -> String {
+    match group_of(bucket) {
+        Some(group) => group_inbox_prefix(group),
+        None => format!("_INBOX.parti-bucket.{bucket}."),
+    }
+}
+
+/// The reply-subject prefix of `group`'s buckets (see [`inbox_prefix`]).
+pub(crate) fn group_inbox_prefix(group: &str) -> String {
+    format!("_INBOX.parti.{group}.")
+}
+
+/// The group whose bucket this is, if it is one of a group's buckets.
+fn group_of(bucket: &str) -> Option<&str> {
+    let rest = bucket.strip_prefix("parti-")?;
+    let group = ["-workers", "-leader", "-assignments", "-partitions"]
+        .iter()
+        .find_map(|suffix| rest.strip_suffix(suffix))?;
+    // The names themselves come from where they are defined, not from a copy
+    // of their format here.
+    let names = BucketNames::for_group(group).ok()?;
+    let ours = [names.workers, names.leader, names.assignments]
+        .into_iter()
+        .chain(KvSource::bucket_name(group).ok())
+        .any(|b| b == bucket);
+    ours.then_some(group)
 }
 
 /// What a KV message means.
@@ -187,6 +222,27 @@ mod tests {
         let new = "$JS.ACK.dom.acchash.KV_b.cons.1.42.7.1700000000.3.rnd";
         assert_eq!(parse_ack_subject(new), Some(want));
         assert_eq!(parse_ack_subject("_INBOX.x"), None);
+    }
+
+    #[test]
+    fn inbox_prefixes_are_scoped_to_the_group() {
+        for bucket in [
+            "parti-a-b-workers",
+            "parti-a-b-leader",
+            "parti-a-b-assignments",
+            "parti-a-b-partitions",
+        ] {
+            assert_eq!(inbox_prefix(bucket), "_INBOX.parti.a-b.", "{bucket}");
+        }
+        assert_eq!(inbox_prefix("orders"), "_INBOX.parti-bucket.orders.");
+        assert_eq!(
+            inbox_prefix("parti-x-other"),
+            "_INBOX.parti-bucket.parti-x-other."
+        );
+        assert_eq!(
+            inbox_prefix("parti--workers"),
+            "_INBOX.parti-bucket.parti--workers."
+        );
     }
 
     #[test]
