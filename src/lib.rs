@@ -167,6 +167,12 @@ mod readme_doctests {}
 #[doc = include_str!("../docs/concepts-and-tuning.md")]
 mod concepts_doctests {}
 #[cfg(doctest)]
+#[doc = include_str!("../docs/architecture.md")]
+mod architecture_doctests {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/connections.md")]
+mod connections_doctests {}
+#[cfg(doctest)]
 #[doc = include_str!("../docs/deployment.md")]
 mod deployment_doctests {}
 #[cfg(doctest)]

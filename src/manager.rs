@@ -9,11 +9,13 @@ use parking_lot::Mutex;
 
 use crate::core::election::ElectionNode;
 use crate::core::heartbeat::HeartbeatNode;
+use crate::core::leader::LeaderParams;
 use crate::metrics::{Metrics, NoMetrics};
+use crate::names::REFRESH_KEY;
 use crate::names::{worker_number, BucketNames};
 use crate::runtime::election::ElectionThread;
 use crate::runtime::hooks::{self, Hooks};
-use crate::runtime::leader::{LeaderContext, REFRESH_KEY};
+use crate::runtime::leader::LeaderContext;
 use crate::runtime::metered::Metered;
 use crate::runtime::shared::Shared;
 use crate::runtime::worker::{Command, WorkerThread};
@@ -323,15 +325,18 @@ impl ManagerBuilder {
             store: leader_store,
             stop: stop_rx,
             leader: LeaderContext {
-                id: id.clone(),
-                config: config.clone(),
-                strategy,
+                params: LeaderParams {
+                    id: id.clone(),
+                    config: config.clone(),
+                    strategy,
+                    refresh_every: self.refresh_every,
+                    buckets: (names.workers.clone(), names.assignments.clone()),
+                },
                 source: self.source,
                 workers: workers.clone(),
                 assignments,
                 refresh: refresh_rx,
                 changes,
-                refresh_every: self.refresh_every,
             },
             retry_every,
         }

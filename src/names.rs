@@ -86,6 +86,10 @@ pub const LEADER_KEY: &str = "leader";
 /// The key of the assignment summary.
 pub const META_KEY: &str = "_meta";
 
+/// Key a follower writes in the workers bucket to ask the leader to re-read
+/// the partition source.
+pub(crate) const REFRESH_KEY: &str = "_refresh";
+
 #[cfg(test)]
 mod tests {
     use super::*;

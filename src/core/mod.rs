@@ -9,6 +9,7 @@ pub mod claim;
 pub mod election;
 pub mod fence;
 pub mod heartbeat;
+pub mod leader;
 pub mod lease;
 pub mod ledger;
 pub mod ops;

@@ -29,6 +29,7 @@ struct RunningLeader {
     stop: Sender<()>,
     handle: JoinHandle<()>,
     resigned: Receiver<()>,
+    lease: Sender<Option<Instant>>,
 }
 
 impl ElectionThread {
@@ -86,7 +87,6 @@ impl ElectionThread {
         self.node.release(Instant::now());
         self.step(&mut running);
         stop_leader(&mut running, &self.shared);
-        self.shared.set_lease_valid_until(None);
     }
 
     /// Performs the node's operations and carries out its effects.
@@ -112,17 +112,18 @@ impl ElectionThread {
             ElectionEffect::Acquired { epoch } => {
                 log::info!("[{}] acquired leadership, epoch {epoch}", self.id);
                 self.shared.observe_lease_epoch(epoch);
-                self.shared.set_lease_valid_until(self.node.valid_until());
                 self.shared.set_leader(true);
                 let (stop, stop_rx) = crossbeam_channel::bounded(0);
                 let (resign, resigned) = crossbeam_channel::bounded(1);
+                let (lease, lease_rx) = crossbeam_channel::unbounded();
                 let thread = LeaderThread {
                     ctx: self.leader.clone(),
                     shared: self.shared.clone(),
                     epoch,
+                    valid_until: self.node.valid_until(),
                     stop: stop_rx,
+                    lease: lease_rx,
                     resign,
-                    resigning: Default::default(),
                 };
                 match thread.spawn() {
                     Ok(handle) => {
@@ -130,6 +131,7 @@ impl ElectionThread {
                             stop,
                             handle,
                             resigned,
+                            lease,
                         })
                     }
                     Err(e) => self.shared.report(Error::Kv(KvError::Other(format!(
@@ -139,12 +141,15 @@ impl ElectionThread {
             }
             ElectionEffect::Lost => {
                 log::info!("[{}] lost leadership", self.id);
-                self.shared.set_lease_valid_until(None);
                 stop_leader(running, &self.shared);
                 self.shared.set_leader(false);
             }
             ElectionEffect::Epoch(epoch) => self.shared.observe_lease_epoch(epoch),
-            ElectionEffect::Valid(until) => self.shared.set_lease_valid_until(until),
+            ElectionEffect::Valid(until) => {
+                if let Some(r) = running {
+                    let _ = r.lease.send(until);
+                }
+            }
             ElectionEffect::Report(e) => self.shared.report(e),
         }
     }

@@ -64,7 +64,6 @@ pub(crate) struct Shared {
     /// The newest leader epoch the election thread has seen in the lease.
     lease_epoch: AtomicU64,
     drained: AtomicBool,
-    lease_valid_until: Mutex<Option<Instant>>,
     jobs: Mutex<Option<Sender<Job>>>,
     pub metrics: Arc<dyn Metrics>,
     /// For health probes: the last confirmed heartbeat, and since when the
@@ -97,7 +96,6 @@ impl Shared {
             leader: AtomicBool::new(false),
             lease_epoch: AtomicU64::new(0),
             drained: AtomicBool::new(false),
-            lease_valid_until: Mutex::new(None),
             jobs: Mutex::new(Some(jobs)),
             metrics,
             probes: Mutex::new(Probes::default()),
@@ -292,18 +290,5 @@ impl Shared {
             }
         }
         true
-    }
-
-    /// Records until when the leader may act on its lease.
-    pub fn set_lease_valid_until(&self, until: Option<Instant>) {
-        *self.lease_valid_until.lock() = until;
-    }
-
-    /// Whether the leader may still write (its lease cannot have been taken
-    /// over yet).
-    pub fn lease_valid(&self) -> bool {
-        self.lease_valid_until
-            .lock()
-            .is_some_and(|t| Instant::now() < t)
     }
 }

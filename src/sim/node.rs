@@ -12,7 +12,7 @@ use crate::store::{Watch, WatchEvent};
 use crate::Assignment;
 
 use super::leader::Leader;
-use super::ops::{Answer, Io, Kind, Thread};
+use super::ops::{Io, Thread};
 use super::rng::Rng;
 use super::Env;
 
@@ -33,8 +33,6 @@ pub(crate) struct Running {
     watch_retry: Instant,
     /// `Some` while the leader thread runs.
     pub leader: Option<Leader>,
-    /// A term whose leader thread is still taking office: epoch, next try.
-    office: Option<(u64, Instant)>,
     callbacks: VecDeque<Callback>,
     completed: BTreeSet<String>,
     last_apply: u64,
@@ -62,7 +60,6 @@ impl Running {
             lease_watch: None,
             watch_retry: now,
             leader: None,
-            office: None,
             callbacks: VecDeque::new(),
             completed: BTreeSet::new(),
             last_apply: 0,
@@ -97,15 +94,10 @@ impl Running {
         }
         self.lease_step(env, io, now, notes);
         let valid_until = self.lease.valid_until();
-        if let Some((epoch, at)) = self.office {
-            if now >= at {
-                self.take_office(env, io, epoch, now, notes);
-            }
-        }
         io.lease_valid_until = valid_until;
         match &mut self.leader {
             Some(leader) => {
-                leader.step(io, valid_until, now);
+                leader.step(env, io, valid_until, now);
             }
             // A write sent by a leader thread that has ended since still
             // reaches the store.
@@ -160,7 +152,7 @@ impl Running {
         now: Instant,
         notes: &mut Notes,
     ) {
-        if let Some((_, Answer::Op(reply), _)) = io.due(Thread::Beat, now) {
+        if let Some(reply) = io.due(Thread::Beat, now) {
             self.worker.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Beat) {
@@ -176,8 +168,8 @@ impl Running {
                 self.worker.handle_timeout(now);
             }
             while let Some(op) = self.worker.poll_op(now) {
-                match io.issue(Thread::Beat, Kind::Op(op), now) {
-                    Some((_, Answer::Op(reply))) => self.worker.handle_reply(now, reply),
+                match io.issue(Thread::Beat, op, now) {
+                    Some(reply) => self.worker.handle_reply(now, reply),
                     _ => break,
                 }
             }
@@ -220,7 +212,7 @@ impl Running {
     /// The election node, driven like `runtime::election` drives it, over
     /// this process's link.
     fn lease_step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
-        if let Some((_, Answer::Op(reply), _)) = io.due(Thread::Lease, now) {
+        if let Some(reply) = io.due(Thread::Lease, now) {
             self.lease.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Lease) {
@@ -236,8 +228,8 @@ impl Running {
                 self.lease.handle_timeout(now);
             }
             while let Some(op) = self.lease.poll_op(now) {
-                match io.issue(Thread::Lease, Kind::Op(op), now) {
-                    Some((_, Answer::Op(reply))) => self.lease.handle_reply(now, reply),
+                match io.issue(Thread::Lease, op, now) {
+                    Some(reply) => self.lease.handle_reply(now, reply),
                     _ => break,
                 }
             }
@@ -249,29 +241,15 @@ impl Running {
                     notes
                         .trace
                         .push(format!("{} leads, epoch {epoch}", self.id));
-                    self.take_office(env, io, epoch, now, notes);
+                    self.leader = Some(Leader::new(env, io, &self.id, epoch, now));
                 }
                 ElectionEffect::Lost => {
                     notes.trace.push(format!("{} lost the lease", self.id));
                     self.leader = None;
-                    self.office = None;
                 }
                 ElectionEffect::Epoch(epoch) => self.worker.handle_lease_epoch(epoch),
                 ElectionEffect::Settled | ElectionEffect::Valid(_) | ElectionEffect::Report(_) => {}
             }
         }
-    }
-
-    fn take_office(&mut self, env: &Env, io: &Io, epoch: u64, now: Instant, notes: &mut Notes) {
-        self.leader = Leader::take_office(env, io, &self.id, epoch, now);
-        self.office = match self.leader {
-            Some(_) => None,
-            None => {
-                notes
-                    .trace
-                    .push(format!("{}: leader cannot take office yet", self.id));
-                Some((epoch, now + env.config.heartbeat_interval / 4))
-            }
-        };
     }
 }

@@ -1,15 +1,15 @@
-//! KV operations of a simulated process, with injected latency: an operation
-//! is either applied when issued and answered late (a slow ack), or applied
-//! only when answered (a slow request, the case that lets a deposed leader's
-//! write land late).
+//! The link of a simulated process: the nodes' KV operations (the shared
+//! [`Op`] vocabulary), with injected latency: an operation is either applied
+//! when issued and answered late (a slow ack), or applied only when answered
+//! (a slow request, the case that lets a deposed leader's write land late).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::fence::{epoch_of, Step};
+use crate::core::fence::epoch_of;
 use crate::core::ops::{Bucket, Op, Reply};
-use crate::store::{Entry, KvError, KvStore, Revision};
+use crate::store::KvStore;
 
 use super::rng::Rng;
 
@@ -34,35 +34,13 @@ pub(crate) struct Office {
     pub overwritten: AtomicU64,
 }
 
-/// What an in-flight operation is for: the thread that issued it and how
-/// its answer is fed back.
-#[derive(Clone, Debug)]
-pub(crate) enum Kind {
-    /// An operation of a node, in the shared vocabulary.
-    Op(Op),
-    /// A fenced assignment write (`Step::Read` is never sent as a write).
-    Write(String, Vec<u8>, Step),
-    /// Reading an assignment key whose revision is unknown.
-    Read(String),
-    Delete(String, Option<Revision>),
-}
-
-/// An answer.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// To [`Kind::Op`].
-    Op(Reply),
-    Get(Result<Option<Entry>, KvError>),
-    Write(Result<Revision, KvError>),
-}
-
-impl Answer {
-    pub fn write(self) -> Result<Revision, KvError> {
-        match self {
-            Answer::Write(r) | Answer::Op(Reply::Written(r)) => r,
-            Answer::Get(r) | Answer::Op(Reply::Entry(r)) => r.map(|e| e.map_or(0, |e| e.revision)),
-            Answer::Op(Reply::Deleted(r)) => r.map(|()| 0),
-            Answer::Op(Reply::Keys(r)) => r.map(|_| 0),
+impl Stores {
+    /// The store of `bucket`.
+    pub fn of(&self, bucket: Bucket) -> &dyn KvStore {
+        match bucket {
+            Bucket::Workers => self.workers.as_ref(),
+            Bucket::Leader => self.leader.as_ref(),
+            Bucket::Assignments => self.assignments.as_ref(),
         }
     }
 }
@@ -78,45 +56,42 @@ pub(crate) enum Thread {
 /// An operation whose answer is not in yet.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    pub kind: Kind,
-    pub sent: Instant,
+    pub op: Op,
     pub due: Instant,
-    pub answer: Option<Answer>,
+    pub reply: Option<Reply>,
 }
 
-impl Stores {
-    /// The store of `bucket`.
-    pub fn of(&self, bucket: Bucket) -> &dyn KvStore {
-        match bucket {
-            Bucket::Workers => self.workers.as_ref(),
-            Bucket::Leader => self.leader.as_ref(),
-            Bucket::Assignments => self.assignments.as_ref(),
+/// A write of an assignment key (what a deposed leader may send late).
+fn is_assignment_write(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Create {
+            bucket: Bucket::Assignments,
+            ..
+        } | Op::Update {
+            bucket: Bucket::Assignments,
+            ..
         }
-    }
+    )
 }
 
-fn perform(stores: &Stores, kind: &Kind) -> Answer {
-    match kind {
-        Kind::Op(op) => Answer::Op(op.perform(stores.of(op.bucket()))),
-        Kind::Write(key, value, step) => {
-            let result = match step {
-                Step::Update(rev) => stores.assignments.update(key, value, *rev),
-                Step::Create | Step::Read => stores.assignments.create(key, value),
-            };
-            let in_office = stores.office.epoch.load(Ordering::SeqCst);
-            if matches!(step, Step::Update(_))
-                && result.is_ok()
-                && epoch_of(value).is_some_and(|e| e < in_office)
-            {
-                stores.office.overwritten.fetch_add(1, Ordering::SeqCst);
-            }
-            Answer::Write(result)
-        }
-        Kind::Read(key) => Answer::Get(stores.assignments.get(key)),
-        Kind::Delete(key, expected) => {
-            Answer::Write(stores.assignments.delete(key, *expected).map(|()| 0))
+fn perform(stores: &Stores, op: &Op) -> Reply {
+    let reply = op.perform(stores.of(op.bucket()));
+    if let (
+        Op::Update {
+            bucket: Bucket::Assignments,
+            value,
+            ..
+        },
+        Reply::Written(Ok(_)),
+    ) = (op, &reply)
+    {
+        let in_office = stores.office.epoch.load(Ordering::SeqCst);
+        if epoch_of(value).is_some_and(|e| e < in_office) {
+            stores.office.overwritten.fetch_add(1, Ordering::SeqCst);
         }
     }
+    reply
 }
 
 /// Per-thread in-flight slots and the latency model of one process.
@@ -139,7 +114,7 @@ pub(crate) struct Io {
     pub timeout: Duration,
     /// Requests given up on by the client but still on their way: when they
     /// arrive, who sent them, what they do.
-    wire: Vec<(Instant, Kind)>,
+    wire: Vec<(Instant, Op)>,
 }
 
 impl Io {
@@ -167,15 +142,15 @@ impl Io {
             .into_iter()
             .partition(|(t, _)| *t <= now);
         self.wire = later;
-        for (_, kind) in due {
-            self.count_stale(&kind, now);
-            drop(perform(&self.stores, &kind));
+        for (_, op) in due {
+            self.count_stale(&op, now);
+            drop(perform(&self.stores, &op));
         }
     }
 
-    fn count_stale(&mut self, kind: &Kind, now: Instant) {
+    fn count_stale(&mut self, op: &Op, now: Instant) {
         let lease_valid = self.lease_valid_until.is_some_and(|t| now < t);
-        if matches!(kind, Kind::Write(..)) && !lease_valid {
+        if is_assignment_write(op) && !lease_valid {
             self.stale_puts += 1;
         }
     }
@@ -187,59 +162,47 @@ impl Io {
 
     /// Issues an operation. Returns its answer at once when the link is
     /// fast; otherwise the thread is blocked until [`due`](Self::due).
-    pub fn issue(&mut self, thread: Thread, kind: Kind, now: Instant) -> Option<(Kind, Answer)> {
+    pub fn issue(&mut self, thread: Thread, op: Op, now: Instant) -> Option<Reply> {
         let latency = match self.slow {
             Some(max) => self.rng.duration(Duration::ZERO, max + self.lag),
             None => Duration::ZERO,
         };
         if latency.is_zero() {
-            let answer = perform(&self.stores, &kind);
-            return Some((kind, answer));
+            return Some(perform(&self.stores, &op));
         }
         if latency > self.timeout {
             let after = self.timeout;
-            let timeout = KvError::Timeout {
-                op: "simulated",
-                after,
-            };
-            let answer = match &kind {
-                Kind::Op(op) => Answer::Op(op.timed_out(after)),
-                Kind::Read(_) => Answer::Get(Err(timeout)),
-                _ => Answer::Write(Err(timeout)),
-            };
-            self.wire.push((now + latency, kind.clone()));
+            let reply = op.timed_out(after);
+            self.wire.push((now + latency, op.clone()));
             self.slots[thread as usize] = Some(InFlight {
-                kind,
-                sent: now,
+                op,
                 due: now + after,
-                answer: Some(answer),
+                reply: Some(reply),
             });
             return None;
         }
-        let answer = self.rng.chance(0.5).then(|| perform(&self.stores, &kind));
+        let reply = self.rng.chance(0.5).then(|| perform(&self.stores, &op));
         self.slots[thread as usize] = Some(InFlight {
-            kind,
-            sent: now,
+            op,
             due: now + latency,
-            answer,
+            reply,
         });
         None
     }
 
-    /// The answer of `thread`'s operation once it is due, with its send time.
-    pub fn due(&mut self, thread: Thread, now: Instant) -> Option<(Kind, Answer, Instant)> {
+    /// The answer of `thread`'s operation once it is due.
+    pub fn due(&mut self, thread: Thread, now: Instant) -> Option<Reply> {
         let slot = &mut self.slots[thread as usize];
         if !matches!(slot, Some(f) if f.due <= now) {
             return None;
         }
         let f = slot.take()?;
-        let answer = match f.answer {
-            Some(a) => a,
+        Some(match f.reply {
+            Some(r) => r,
             None => {
-                self.count_stale(&f.kind, now);
-                perform(&self.stores, &f.kind)
+                self.count_stale(&f.op, now);
+                perform(&self.stores, &f.op)
             }
-        };
-        Some((f.kind, answer, f.sent))
+        })
     }
 }

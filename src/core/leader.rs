@@ -1,0 +1,303 @@
+//! One leader term as a sans-IO node: take office (read the partition
+//! source, replay the workers' heartbeats, read and re-stamp every published
+//! key), then run the calculator and publish its decisions with fenced
+//! writes, re-reading the source when asked or on schedule. The leader
+//! thread drives it; the simulator drives the same node.
+//!
+//! Contract, as every node's: feed it with `handle_*`; take its next KV
+//! operation from [`poll_op`](LeaderNode::poll_op) (at most one in flight),
+//! its effects from [`poll_effect`](LeaderNode::poll_effect), and wake it
+//! no later than [`poll_timeout`](LeaderNode::poll_timeout). Reading the
+//! partition source is user code, not KV: the node asks for it with
+//! [`LeaderEffect::ReadSource`] and takes the answer in
+//! [`handle_source`](LeaderNode::handle_source).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::calculator::{Calculator, Phase};
+use crate::core::fence::Fence;
+
+use crate::names::REFRESH_KEY;
+use crate::store::{Revision, WatchEvent};
+use crate::strategy::AssignmentStrategy;
+use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
+use crate::{Config, Error, Partition, RebalanceKind};
+
+/// What a leader term tells its shell.
+#[derive(Debug)]
+pub enum LeaderEffect {
+    /// Read the partition source and answer with
+    /// [`LeaderNode::handle_source`].
+    ReadSource,
+    /// Every published key was re-stamped with this term's epoch: no write
+    /// of an older leader can land from now on.
+    InOffice,
+    /// The calculator's phase (for the manager's state).
+    Phase(Phase),
+    /// A rebalance was computed (for metrics).
+    Rebalanced(RebalanceKind),
+    /// Worth an `on_error` report.
+    Report(Error),
+    /// The user's plug-in code panicked: hand the lease to another worker.
+    Resign,
+}
+
+/// What a term needs to know.
+#[derive(Clone)]
+pub struct LeaderParams {
+    /// This worker's ID.
+    pub id: String,
+    /// The group's timings.
+    pub config: Config,
+    /// The placement strategy.
+    pub strategy: Arc<dyn AssignmentStrategy>,
+    /// Re-read the source this often, if set.
+    pub refresh_every: Option<Duration>,
+    /// The buckets' names (workers, assignments), for reports.
+    pub buckets: (String, String),
+}
+
+#[derive(Debug)]
+enum InFlight {
+    Keys,
+    ReadKey(String),
+    Restamp(String),
+    Delete(String),
+    FenceRead(String),
+    Write(String),
+}
+
+enum Office {
+    /// Waiting for the partition source.
+    Source,
+    /// Replaying the heartbeats until the watch is synced (or the deadline).
+    Replay {
+        until: Instant,
+    },
+    /// Reading the published keys: those still to read, and what was read.
+    Read(Box<Adopted>),
+    /// A read or re-stamp failed: start over at this time.
+    Retry(Instant),
+    Leading,
+}
+
+/// What a new leader read of the assignments bucket.
+#[derive(Default)]
+struct Adopted {
+    to_read: VecDeque<String>,
+    records: BTreeMap<String, (AssignmentRecord, Revision)>,
+    meta: Option<(MetaRecord, Revision)>,
+    /// Keys read, to be re-stamped.
+    to_stamp: VecDeque<String>,
+    listed: bool,
+}
+
+/// One leader term.
+pub struct LeaderNode {
+    p: LeaderParams,
+    epoch: u64,
+    now: Instant,
+    calc: Option<Calculator>,
+    office: Office,
+    /// Watch events that came before the calculator existed.
+    early: Vec<WatchEvent>,
+    fence: Fence,
+    in_flight: Option<InFlight>,
+    effects: VecDeque<LeaderEffect>,
+    lease_valid_until: Option<Instant>,
+    /// Writes not yet confirmed, and the version they publish.
+    pending: BTreeMap<String, Vec<u8>>,
+    version: u64,
+    /// Keys of the current pass over `pending`; the next pass not before
+    /// `retry_at`.
+    round: VecDeque<String>,
+    retry_at: Option<Instant>,
+    deletes: VecDeque<String>,
+    /// A newer leader's epoch found in a key: this term writes no more.
+    deposed: Option<u64>,
+    source_wanted: bool,
+    source_asked: bool,
+    source_retry: Option<Instant>,
+    next_refresh: Option<Instant>,
+    phase: Option<Phase>,
+    /// The heartbeats' replay ended with the watch synced: a worker not
+    /// heard from in it is gone.
+    replayed: bool,
+    /// `version` is not confirmed yet.
+    unconfirmed: bool,
+    /// When the calculator last ticked.
+    last_tick: Option<Instant>,
+    /// Publications handed to the store in this term.
+    pub published: u64,
+}
+
+impl LeaderNode {
+    /// A term with `epoch`, starting at `now`.
+    pub fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
+        LeaderNode {
+            next_refresh: p.refresh_every.map(|d| now + d),
+            p,
+            epoch,
+            now,
+            calc: None,
+            office: Office::Source,
+            early: Vec::new(),
+            fence: Fence::new(epoch),
+            in_flight: None,
+            effects: VecDeque::from([LeaderEffect::ReadSource]),
+            lease_valid_until: None,
+            pending: BTreeMap::new(),
+            version: 0,
+            round: VecDeque::new(),
+            retry_at: None,
+            deletes: VecDeque::new(),
+            deposed: None,
+            source_wanted: false,
+            source_asked: true,
+            source_retry: None,
+            phase: None,
+            replayed: false,
+            unconfirmed: false,
+            last_tick: None,
+            published: 0,
+        }
+    }
+
+    fn retry_every(&self) -> Duration {
+        self.p.config.heartbeat_interval / 4
+    }
+
+    /// The calculator's phase, once in office.
+    pub fn phase(&self) -> Option<Phase> {
+        self.calc.as_ref().map(|c| c.phase())
+    }
+
+    /// Until when the lease may be acted on, as the election last said.
+    pub fn handle_lease(&mut self, valid_until: Option<Instant>) {
+        self.lease_valid_until = valid_until;
+    }
+
+    fn lease_valid(&self, now: Instant) -> bool {
+        self.lease_valid_until.is_some_and(|t| now < t)
+    }
+
+    /// Re-read the source (a refresh request, or the source's own change
+    /// notification).
+    pub fn handle_refresh(&mut self, now: Instant) {
+        self.now = now;
+        self.source_wanted = true;
+    }
+
+    /// The partition source's answer to [`LeaderEffect::ReadSource`].
+    pub fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
+        self.now = now;
+        self.source_asked = false;
+        match result {
+            Ok(partitions) => {
+                self.source_retry = None;
+                match &mut self.calc {
+                    Some(calc) => calc.set_partitions(partitions),
+                    None => self.start(now, partitions),
+                }
+            }
+            Err(e) => {
+                let panicked = matches!(e, Error::PluginPanicked { .. });
+                self.effects.push_back(LeaderEffect::Report(e));
+                if panicked {
+                    self.effects.push_back(LeaderEffect::Resign);
+                }
+                // Acting on an empty list would revoke every partition, so
+                // the published assignments stay in force meanwhile.
+                self.source_retry = Some(now + self.p.config.heartbeat_interval);
+            }
+        }
+    }
+
+    fn start(&mut self, now: Instant, partitions: Vec<Partition>) {
+        let mut calc = Calculator::new(
+            self.p.config.clone(),
+            self.p.strategy.clone(),
+            self.p.id.clone(),
+            self.epoch,
+            now,
+            partitions,
+        );
+        let mut synced = false;
+        for ev in std::mem::take(&mut self.early) {
+            synced |= ev == WatchEvent::Synced;
+            self.on_worker_event(&mut calc, now, ev);
+        }
+        self.calc = Some(calc);
+        self.replayed = synced;
+        self.office = if synced {
+            Office::Read(Box::default())
+        } else {
+            Office::Replay {
+                until: now + self.p.config.operation_timeout * 2,
+            }
+        };
+    }
+
+    /// An event of the watch on the workers bucket.
+    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+        self.now = now;
+        let Some(mut calc) = self.calc.take() else {
+            self.early.push(ev);
+            return;
+        };
+        if ev == WatchEvent::Synced {
+            if let Office::Replay { .. } = self.office {
+                self.replayed = true;
+                self.office = Office::Read(Box::default());
+            }
+        }
+        self.on_worker_event(&mut calc, now, ev);
+        self.calc = Some(calc);
+    }
+
+    fn on_worker_event(&mut self, calc: &mut Calculator, now: Instant, ev: WatchEvent) {
+        match ev {
+            WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.source_wanted = true,
+            WatchEvent::Put(entry) => {
+                match wire::decode::<WorkerRecord>(&self.p.buckets.0, &entry.key, &entry.value) {
+                    Ok(rec) => calc.observe_worker(now, &entry.key, &rec),
+                    Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
+                }
+            }
+            WatchEvent::Delete { key, .. } if key != REFRESH_KEY => calc.worker_gone(&key),
+            _ => {}
+        }
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if let Office::Replay { until } = self.office {
+            if now >= until {
+                log::warn!(
+                    "[{}] workers replay not finished in time; going on",
+                    self.p.id
+                );
+                self.office = Office::Read(Box::default());
+            }
+        }
+        if let Office::Retry(at) = self.office {
+            if now >= at {
+                self.office = Office::Read(Box::default());
+            }
+        }
+        if self.next_refresh.is_some_and(|t| now >= t) {
+            self.source_wanted = true;
+            self.next_refresh = self.p.refresh_every.map(|d| now + d);
+        }
+        if self.source_retry.is_some_and(|t| now >= t) {
+            self.source_retry = None;
+            self.source_wanted = true;
+        }
+    }
+}
+
+mod office;
+mod publish;
