@@ -133,7 +133,7 @@
 
 pub mod clock;
 mod config;
-pub mod core;
+mod core;
 mod error;
 mod health;
 mod manager;

@@ -123,11 +123,6 @@ impl HeartbeatNode {
         self.core.applied_version()
     }
 
-    /// Whether heartbeats are suspended (a callback is stuck).
-    pub fn is_suspended(&self) -> bool {
-        self.core.is_suspended()
-    }
-
     /// The leader epoch seen in the lease: records of older leaders are
     /// ignored from now on.
     pub fn handle_lease_epoch(&mut self, epoch: u64) {

@@ -118,13 +118,9 @@ impl LeaseCore {
     }
 
     /// Whether this worker holds the lease.
+    #[cfg(test)]
     pub fn is_leader(&self) -> bool {
         self.held.is_some()
-    }
-
-    /// The epoch of the lease this worker holds.
-    pub fn epoch(&self) -> Option<u64> {
-        self.held.as_ref().map(|h| h.epoch)
     }
 
     /// Until when the held lease may be acted on (`None`: not leader).

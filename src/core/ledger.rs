@@ -147,16 +147,6 @@ impl Ledger {
         self.keys.remove(worker).is_some()
     }
 
-    /// Whether the worker has been written a key for its current addressee.
-    pub fn has_key(&self, worker: &str) -> bool {
-        self.keys.get(worker).is_some_and(|k| k.written)
-    }
-
-    /// The highest version of any key.
-    pub fn max_version(&self) -> u64 {
-        self.keys.values().map(|k| k.version).max().unwrap_or(0)
-    }
-
     /// The published placement (workers with a key, their partitions).
     pub fn placement(&self) -> Placement {
         self.keys
@@ -201,14 +191,6 @@ impl Ledger {
             .values()
             .flat_map(|k| k.partitions.keys().map(String::as_str))
             .collect()
-    }
-
-    /// Whether some worker may still hold a partition removed from it.
-    pub fn has_unreleased(&self) -> bool {
-        self.keys.values().any(|k| match &k.unreleased {
-            Unreleased::Known(ids) => !ids.is_empty(),
-            Unreleased::Unknown => true,
-        })
     }
 
     /// Workers with removals not acknowledged since before `version`

@@ -149,11 +149,6 @@ impl WorkerCore {
         self.degraded
     }
 
-    /// Whether a first assignment has been applied in this incarnation.
-    pub fn has_assignment(&self) -> bool {
-        self.current.version() > 0 && !self.fenced
-    }
-
     /// Announce a graceful departure in the next heartbeat (sent at once).
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;

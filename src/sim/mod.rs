@@ -1,21 +1,22 @@
 //! A deterministic, single-threaded simulation of a whole group: every
-//! worker's pure cores ([`WorkerCore`](crate::core::worker::WorkerCore),
-//! [`LeaseCore`](crate::core::lease::LeaseCore) and, while leading, a
-//! [`Calculator`](crate::core::calculator::Calculator)) driven the way the
+//! process runs the nodes that ship — the ID claim, the heartbeat, the
+//! election and, while leading, the leader term (`core::claim`,
+//! `core::heartbeat`, `core::election`, `core::leader`) — driven the way the
 //! runtime threads drive them, each process over its own
 //! [`MemoryBackend::client`](crate::store::memory::MemoryBackend::client)
 //! view of shared buckets, in virtual time ([`ManualClock`]), with faults
 //! drawn from a seeded [`Rng`].
 //!
-//! Each process has the runtime's threads, stepped in a seeded order every
-//! `step` of virtual time: the heartbeat thread (assignment watch, fencing,
-//! heartbeats, ID re-claim), the election thread (lease watch, renewals,
-//! takeover) and, while leading, the leader thread (take office, heartbeats
-//! in, calculator tick, deletes, puts each after a lease check). Watches are
-//! the memory store's channels, drained with `try_recv`. A thread waiting for
-//! a slow operation is blocked until its answer is due. Callbacks run in
-//! order and take `apply_time`; the worker reports `applied` when one
-//! returns. Worker IDs are claimed in virtual time with the runtime's rules.
+//! Each process is stepped in a seeded order every `step` of virtual time:
+//! due answers in, watch events in, timeouts, then the nodes' operations
+//! through the process's link (`ops::Io`), which answers at once, late, or
+//! only after the client gave up (while the bytes still reach the store
+//! later). The nodes' effects are carried out as the runtime does: an
+//! acquired lease starts a leader term, a lost one ends it, the lease epoch
+//! and validity are pushed to the nodes that need them. Callbacks run in
+//! order and take `apply_time`; the heartbeat node is told when one returns.
+//! Nothing here re-implements a runtime sequence: this module only moves
+//! inputs and outputs.
 //!
 //! Faults (mixed, during the first `fault_time` of a run): crash, restart
 //! (maybe with the same preferred ID), pause (a process frozen, possibly

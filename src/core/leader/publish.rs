@@ -146,12 +146,12 @@ impl LeaderNode {
         match out {
             Output::Publish(Publication {
                 version,
+                reason,
                 records,
                 meta,
-                ..
             }) => {
                 log::debug!(
-                    "[{id}] publishing v{version} to {:?}",
+                    "[{id}] publishing v{version} ({reason}) to {:?}",
                     records.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>()
                 );
                 for (worker, record) in records {
