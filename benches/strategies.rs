@@ -70,5 +70,31 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sizes, scaling);
+/// The leader's two calls, cold and a sticky join, at the fleet sizes of
+/// issue 13: `cargo bench --bench strategies -- fleet`.
+fn fleet(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fleet");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+    let s = BoundedLoad::default();
+    let none = Placement::new();
+    for (n_parts, n_workers) in [(10_000, 200), (100_000, 1_000), (1_000_000, 10_000)] {
+        let size = format!("{}x{n_workers}", n_parts);
+        let parts = report::partitions(n_parts);
+        let workers = report::workers(n_workers);
+        let before = s.assign(&workers, &parts, &none).expect("valid input");
+        let mut joined = workers.clone();
+        joined.push("worker-new".to_string());
+        group.bench_function(BenchmarkId::new("cold", &size), |b| {
+            b.iter(|| s.assign(&workers, &parts, &none))
+        });
+        group.bench_function(BenchmarkId::new("join", &size), |b| {
+            b.iter(|| s.assign(&joined, &parts, &before))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sizes, scaling, fleet);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! loads, and the ring used to rank workers for each partition.
 
 use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
+use super::fleet::{Fleet, FREE, PARKED};
 use super::ring::Ring;
 use crate::Placement;
 use std::cmp::Ordering;
@@ -16,6 +17,10 @@ pub(crate) struct Plan<'a> {
     /// Total weight each worker currently owns.
     pub(crate) load: Vec<u64>,
     pub(crate) ring: Ring,
+    /// Workers given a partition while at their limit because no eligible
+    /// worker had room (only with hard constraints): the repair pass starts
+    /// from them.
+    pub(crate) overflowed: Vec<bool>,
     /// Each worker's virtual-node hashes, sorted, `vnodes` per worker in
     /// worker order.
     points: Vec<u64>,
@@ -60,6 +65,7 @@ impl<'a> Plan<'a> {
             owner,
             load,
             ring,
+            overflowed: vec![false; workers.len()],
             points,
             positions,
             vnodes,
@@ -90,8 +96,14 @@ impl<'a> Plan<'a> {
     /// partition)` sorted by worker and then in the order they should be
     /// shed: first those much closer on the ring to one of `receivers` than
     /// to their owner, i.e. those a receiver would own had it been there all
-    /// along.
-    pub(crate) fn shed_order(&self, from: &[bool], receivers: &[u64]) -> Vec<(u32, i128, u32)> {
+    /// along. `bonus(i)` is added to partition `i`'s priority (larger: shed
+    /// later); label constraints use it to rank whole kinds of partitions.
+    pub(crate) fn shed_order(
+        &self,
+        from: &[bool],
+        receivers: &[u64],
+        bonus: impl Fn(usize) -> i128,
+    ) -> Vec<(u32, i128, u32)> {
         let mut order = Vec::new();
         for (i, (&o, k)) in self.owner.iter().zip(&self.parts).enumerate() {
             if o == NO_OWNER || !from[o as usize] {
@@ -100,7 +112,8 @@ impl<'a> Plan<'a> {
             let w = o as usize;
             let own = &self.points[w * self.vnodes..(w + 1) * self.vnodes];
             let priority = i128::from(distance_to_next(receivers, k.hash))
-                - i128::from(distance_to_next(own, k.hash));
+                - i128::from(distance_to_next(own, k.hash))
+                + bonus(i);
             order.push((o, priority, i as u32));
         }
         order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
@@ -117,6 +130,32 @@ impl<'a> Plan<'a> {
             self.load[o as usize] -= self.weights[i];
             self.owner[i] = NO_OWNER;
         }
+    }
+
+    /// Releases every partition whose previous owner may not own it (a hard
+    /// constraint changed, or no live worker qualifies).
+    pub(crate) fn release_ineligible(&mut self, fleet: &Fleet) {
+        for i in 0..self.parts.len() {
+            let o = self.owner[i];
+            if o != NO_OWNER && !fleet.eligible(i, o as usize) {
+                self.release(i);
+            }
+        }
+    }
+
+    /// Total weight of the placeable partitions of each class.
+    pub(crate) fn demand(&self, fleet: &Fleet) -> Vec<u64> {
+        let mut demand = vec![0u64; fleet.classes.len()];
+        if fleet.class_of.is_empty() {
+            demand[FREE as usize] = self.weights.iter().sum();
+            return demand;
+        }
+        for (&c, &w) in fleet.class_of.iter().zip(&self.weights) {
+            if c != PARKED {
+                demand[c as usize] += w;
+            }
+        }
+        demand
     }
 
     /// Total weight of the partitions without an owner.
@@ -140,7 +179,7 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
     }
 }
 
-fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
+pub(crate) fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
     // (hash, id, worker) for every partition a live worker held, sorted the
     // way `parts` is, then matched in one merge pass: sequential access
