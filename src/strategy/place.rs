@@ -8,7 +8,7 @@ use super::fleet::{Fleet, FREE, NO_PREF, PARKED};
 use super::plan::Plan;
 use super::skip_list::SkipList;
 
-/// One fill pass: the unowned partitions of one class and preference group.
+/// The unowned partitions of one class and preference group.
 struct Pass {
     class: u32,
     pref: u32,
@@ -16,36 +16,17 @@ struct Pass {
 }
 
 impl Plan<'_> {
-    /// Like the label-free fill, in passes: the most constrained classes
-    /// first (their workers are scarce), and within a class the partitions
-    /// with a preference first, so they take their preferred workers before
-    /// anyone else. A partition walks the ring to the first preferred worker
-    /// below its limit, else the first eligible one; when every eligible
-    /// worker is full it goes to the least loaded of them (relative to
-    /// capacity) and the repair pass evens that out.
+    /// Like the label-free fill, in passes. Per class, the most constrained
+    /// first (their workers are scarce): first the partitions with a
+    /// preference, on their preferred workers only, then every partition of
+    /// the class on any eligible worker. Placing every preferred partition
+    /// before any fallback keeps one group's overflow from taking the room
+    /// another group prefers. Within a pass a partition walks the ring to the
+    /// first worker below its limit; when every eligible worker is full it
+    /// goes to the least loaded of them (relative to capacity) and the
+    /// repair pass evens that out.
     pub(crate) fn fill_fleet(&mut self, limit: &[u64], when_full: WhenAllFull, fleet: &Fleet) {
-        for pass in self.passes(fleet) {
-            self.fill_pass(&pass, limit, when_full, fleet);
-        }
-    }
-
-    fn passes(&self, fleet: &Fleet) -> Vec<Pass> {
-        let mut passes: Vec<Pass> = Vec::new();
-        for i in 0..self.parts.len() {
-            let class = fleet.class(i);
-            if self.owner[i] != NO_OWNER || class == PARKED {
-                continue;
-            }
-            let pref = fleet.pref(i);
-            match passes.iter_mut().find(|p| p.class == class && p.pref == pref) {
-                Some(p) => p.parts.push(i as u32),
-                None => passes.push(Pass {
-                    class,
-                    pref,
-                    parts: vec![i as u32],
-                }),
-            }
-        }
+        let groups = self.unowned_groups(fleet);
         let room = |class: u32| -> u64 {
             fleet.classes[class as usize]
                 .members
@@ -53,54 +34,87 @@ impl Plan<'_> {
                 .map(|&w| fleet.capacity[w as usize])
                 .sum()
         };
-        passes.sort_by_key(|p| (p.class == FREE, room(p.class), p.class, p.pref == NO_PREF, p.pref));
-        passes
+        // (group, preferred workers only?)
+        let mut schedule: Vec<(usize, bool)> = (0..groups.len())
+            .flat_map(|g| [(g, true), (g, false)])
+            .filter(|&(g, only)| !only || groups[g].pref != NO_PREF)
+            .collect();
+        schedule.sort_by_key(|&(g, only)| {
+            let p = &groups[g];
+            (p.class == FREE, room(p.class), p.class, !only, p.pref == NO_PREF, p.pref)
+        });
+        for (g, only) in schedule {
+            self.fill_pass(&groups[g], only, limit, when_full, fleet);
+        }
     }
 
-    fn fill_pass(&mut self, pass: &Pass, limit: &[u64], when_full: WhenAllFull, fleet: &Fleet) {
+    fn unowned_groups(&self, fleet: &Fleet) -> Vec<Pass> {
+        let mut groups: Vec<Pass> = Vec::new();
+        for i in 0..self.parts.len() {
+            let class = fleet.class(i);
+            if self.owner[i] != NO_OWNER || class == PARKED {
+                continue;
+            }
+            let pref = fleet.pref(i);
+            match groups.iter_mut().find(|p| p.class == class && p.pref == pref) {
+                Some(p) => p.parts.push(i as u32),
+                None => groups.push(Pass {
+                    class,
+                    pref,
+                    parts: vec![i as u32],
+                }),
+            }
+        }
+        groups
+    }
+
+    /// Places the still unowned partitions of `pass`: on its preferred
+    /// workers only (`only_preferred`), or on any eligible worker.
+    fn fill_pass(
+        &mut self,
+        pass: &Pass,
+        only_preferred: bool,
+        limit: &[u64],
+        when_full: WhenAllFull,
+        fleet: &Fleet,
+    ) {
         let eligible = &fleet.classes[pass.class as usize].eligible;
         let preferred = fleet.prefs.get(pass.pref as usize).map(|g| &g.preferred);
-        let open = |w: usize, load: &[u64]| eligible[w] && load[w] < limit[w];
-        let mut lists = Vec::with_capacity(2);
-        // The preferred workers first, then every eligible one.
-        for pick in [preferred, None] {
-            let mut skip = SkipList::new(self.ring.len());
-            let mut count = 0usize;
-            for w in 0..self.workers() {
-                if open(w, &self.load) && pick.is_none_or(|p| p[w]) {
-                    count += 1;
-                } else {
-                    skip.close(self.positions_of(w));
-                }
-            }
-            lists.push((skip, count, pick));
-            if preferred.is_none() {
-                break;
+        let pick = |w: usize| match (only_preferred, preferred) {
+            (true, Some(p)) => p[w],
+            _ => eligible[w],
+        };
+        let mut skip = SkipList::new(self.ring.len());
+        let mut open = 0usize;
+        for w in 0..self.workers() {
+            if pick(w) && self.load[w] < limit[w] {
+                open += 1;
+            } else {
+                skip.close(self.positions_of(w));
             }
         }
         let mut successors = self.ring.successors_of_sorted();
         for &i in &pass.parts {
             let i = i as usize;
+            if self.owner[i] != NO_OWNER {
+                continue;
+            }
             let pos = successors.next(self.parts[i].hash);
-            let w = match lists.iter_mut().find(|l| l.1 > 0) {
-                Some(l) => self.ring.owners[l.0.next_open(pos)] as usize,
-                None if when_full == WhenAllFull::Stop => continue,
-                None => {
-                    let w = self.least_loaded_of(fleet, pass.class);
-                    self.overflowed[w] = true;
-                    w
-                }
+            let w = if open > 0 {
+                self.ring.owners[skip.next_open(pos)] as usize
+            } else if only_preferred || when_full == WhenAllFull::Stop {
+                return;
+            } else {
+                let w = self.least_loaded_of(fleet, pass.class);
+                self.overflowed[w] = true;
+                w
             };
-            let was_open = open(w, &self.load);
+            let was_open = self.load[w] < limit[w];
             self.owner[i] = w as u32;
             self.load[w] += self.weights[i];
-            if was_open && !open(w, &self.load) {
-                for l in lists.iter_mut() {
-                    if l.2.is_none_or(|p| p[w]) {
-                        l.0.close(self.positions_of(w));
-                        l.1 -= 1;
-                    }
-                }
+            if was_open && self.load[w] >= limit[w] {
+                skip.close(self.positions_of(w));
+                open -= 1;
             }
         }
     }

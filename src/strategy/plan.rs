@@ -143,6 +143,25 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Each worker's load plus the unowned partitions only it may own: what
+    /// it will carry whatever the caps, so spare cap units go where they
+    /// save a move.
+    pub(crate) fn committed(&self, fleet: &Fleet) -> Vec<u64> {
+        let mut load = self.load.clone();
+        if fleet.class_of.is_empty() {
+            return load;
+        }
+        for (i, &o) in self.owner.iter().enumerate() {
+            let c = fleet.class(i);
+            if o == NO_OWNER && c != PARKED {
+                if let [only] = fleet.classes[c as usize].members[..] {
+                    load[only as usize] += self.weights[i];
+                }
+            }
+        }
+        load
+    }
+
     /// Total weight of the placeable partitions of each class.
     pub(crate) fn demand(&self, fleet: &Fleet) -> Vec<u64> {
         let mut demand = vec![0u64; fleet.classes.len()];

@@ -34,21 +34,94 @@ pub(crate) fn caps(
     epsilon: f64,
 ) -> Vec<u64> {
     let mut cap = vec![0u64; workers.len()];
-    for g in groups(fleet, demand) {
+    let mut plus = vec![None; workers.len()];
+    let (groups, rest_classes) = groups(fleet, demand);
+    for g in &groups {
         let total: u64 = g.demand;
         let scaled = ((1.0 + epsilon) * total as f64).floor();
         // `as` saturates on overflow, which only ever loosens the cap.
         let t = (scaled as u64).max(total);
-        split(&g.members, t, &fleet.capacity, workers, load, &mut cap);
+        split(&g.members, t, &fleet.capacity, workers, load, &mut cap, &mut plus);
+    }
+    if let Some(rest) = groups.last() {
+        cover_classes(fleet, demand, &rest_classes, &rest.members, load, &mut cap, &mut plus);
     }
     cap
+}
+
+/// Moves spare units (the "+1" of a fractional share) inside the last group
+/// until every set of its classes has room for its demand on the workers
+/// eligible for it, when spare units allow: which workers get a spare unit
+/// is free as far as balance goes, and a choice that strands a class would
+/// force a worker below its share. Takes units from the workers that kept
+/// the least above their floor and gives them to those that kept the most.
+fn cover_classes(
+    fleet: &Fleet,
+    demand: &[u64],
+    classes: &[usize],
+    members: &[usize],
+    load: &[u64],
+    cap: &mut [u64],
+    plus: &mut [Option<bool>],
+) {
+    if classes.is_empty() || classes.len() > MAX_EXACT_CLASSES {
+        return;
+    }
+    let sig_of = |w: usize| -> u32 {
+        classes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &k)| fleet.classes[k].eligible[w])
+            .fold(0u32, |s, (j, _)| s | 1 << j)
+    };
+    let sig: Vec<u32> = members.iter().map(|&w| sig_of(w)).collect();
+    let every = (1u32 << classes.len()) - 1;
+    // Each round moves one unit; there are at most `members` units.
+    for _ in 0..members.len() {
+        let mut worst: Option<(u32, u64)> = None; // (subset, shortfall)
+        for s in 1..=every {
+            let (mut outside, mut room) = (0u32, 0u64);
+            for (j, &w) in members.iter().enumerate() {
+                if sig[j] & s == 0 {
+                    outside |= sig[j];
+                } else {
+                    room += cap[w];
+                }
+            }
+            let inside = every & !outside;
+            let d: u64 = (0..classes.len())
+                .filter(|&j| inside & (1 << j) != 0)
+                .map(|j| demand[classes[j]])
+                .sum();
+            if d > room && worst.is_none_or(|(_, short)| d - room > short) {
+                worst = Some((s, d - room));
+            }
+        }
+        let Some((s, _)) = worst else { return };
+        let excess = |w: usize| i128::from(load[w]) - i128::from(cap[w]);
+        let donor = (0..members.len())
+            .filter(|&j| sig[j] & s == 0 && plus[members[j]] == Some(true))
+            .map(|j| members[j])
+            .min_by_key(|&w| (excess(w), w));
+        let taker = (0..members.len())
+            .filter(|&j| sig[j] & s != 0 && plus[members[j]] == Some(false))
+            .map(|j| members[j])
+            .max_by_key(|&w| (excess(w), std::cmp::Reverse(w)));
+        let (Some(d), Some(t)) = (donor, taker) else {
+            return;
+        };
+        cap[d] -= 1;
+        plus[d] = Some(false);
+        cap[t] += 1;
+        plus[t] = Some(true);
+    }
 }
 
 /// The load every worker should reach when ε > 0: `⌊(1−ε)·share⌋`, never
 /// more than `⌊share⌋`.
 pub(crate) fn floors(fleet: &Fleet, demand: &[u64], epsilon: f64) -> Vec<u64> {
     let mut floor = vec![0u64; fleet.capacity.len()];
-    for g in groups(fleet, demand) {
+    for g in groups(fleet, demand).0 {
         let c_total: u64 = g.members.iter().map(|&w| fleet.capacity[w]).sum();
         for &w in &g.members {
             let exact = u128::from(g.demand) * u128::from(fleet.capacity[w]);
@@ -61,6 +134,8 @@ pub(crate) fn floors(fleet: &Fleet, demand: &[u64], epsilon: f64) -> Vec<u64> {
 }
 
 /// Splits `t` units over `members` in proportion to capacity; see [`caps`].
+/// `plus[w]` records, for a worker with a fractional share, whether it got
+/// the extra unit.
 fn split(
     members: &[usize],
     t: u64,
@@ -68,6 +143,7 @@ fn split(
     workers: &[&str],
     load: &[u64],
     cap: &mut [u64],
+    plus: &mut [Option<bool>],
 ) {
     let c_total: u128 = members.iter().map(|&w| u128::from(capacity[w])).sum();
     if c_total == 0 {
@@ -81,6 +157,7 @@ fn split(
         cap[w] = base;
         given += base;
         if exact % c_total != 0 {
+            plus[w] = Some(false);
             let excess = i128::from(load[w]) - i128::from(base);
             fractional.push((Reverse(excess), key_hash(workers[w]), w));
         }
@@ -90,23 +167,26 @@ fn split(
         fractional.sort_unstable();
         for &(_, _, w) in fractional.iter().take(spare) {
             cap[w] += 1;
+            plus[w] = Some(true);
         }
     }
 }
 
 /// Partitions the workers into groups; one group unless hard constraints
-/// force some workers above their proportional share.
-fn groups(fleet: &Fleet, demand: &[u64]) -> Vec<Group> {
+/// force some workers above their proportional share. Also returns the
+/// constrained classes left to the last group.
+fn groups(fleet: &Fleet, demand: &[u64]) -> (Vec<Group>, Vec<usize>) {
     let all: Vec<usize> = (0..fleet.capacity.len()).collect();
     let total: u64 = demand.iter().sum();
     let constrained: Vec<usize> = (0..fleet.classes.len())
         .filter(|&k| k as u32 != FREE && demand[k] > 0)
         .collect();
     if constrained.is_empty() || constrained.len() > MAX_EXACT_CLASSES {
-        return vec![Group {
+        let group = Group {
             members: all,
             demand: total,
-        }];
+        };
+        return (vec![group], constrained);
     }
     let mut out = Vec::new();
     let mut alive = vec![true; all.len()];
@@ -124,7 +204,7 @@ fn groups(fleet: &Fleet, demand: &[u64]) -> Vec<Group> {
         members: all.into_iter().filter(|&w| alive[w]).collect(),
         demand: rest,
     });
-    out
+    (out, classes)
 }
 
 /// The set of live workers, among the unions of eligible sets of some
