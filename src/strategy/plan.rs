@@ -3,9 +3,9 @@
 
 use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
 use super::fleet::{Fleet, FREE, PARKED};
+use super::radix::{for_each_tie, sort_by_u64};
 use super::ring::Ring;
 use crate::Placement;
-use std::cmp::Ordering;
 
 pub(crate) struct Plan<'a> {
     /// Partitions in canonical `(hash, id)` order.
@@ -116,10 +116,25 @@ impl<'a> Plan<'a> {
                 + bonus(i);
             order.push((o, priority, i as u32));
         }
-        order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
-            Ordering::Equal => a.1.cmp(&b.1).then(a.2.cmp(&b.2)),
-            other => other,
-        });
+        // Group by worker (stable counting sort), then order each group:
+        // many small sorts instead of one over every partition.
+        let mut start = vec![0usize; self.workers() + 1];
+        for e in &order {
+            start[e.0 as usize + 1] += 1;
+        }
+        for w in 0..self.workers() {
+            start[w + 1] += start[w];
+        }
+        let mut grouped = vec![(0u32, 0i128, 0u32); order.len()];
+        let mut next = start.clone();
+        for &e in &order {
+            grouped[next[e.0 as usize]] = e;
+            next[e.0 as usize] += 1;
+        }
+        for w in 0..self.workers() {
+            grouped[start[w]..start[w + 1]].sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+        }
+        let order = grouped;
         order
     }
 
@@ -211,7 +226,8 @@ pub(crate) fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &
     }
     // For a partition listed twice, the smaller worker index (first in id
     // order) comes first and wins.
-    held.sort_unstable();
+    sort_by_u64(&mut held, |h| h.0);
+    for_each_tie(&mut held, |h| h.0, |run| run.sort_unstable());
     let mut j = 0;
     for (i, k) in parts.iter().enumerate() {
         let key = (k.hash, k.part.id());
