@@ -143,7 +143,7 @@ impl AssignmentStrategy for BoundedLoad {
         let workers = sorted_workers(workers)?;
         let parts = keyed_partitions(partitions)?;
         let fleet = Fleet::uniform(workers.len());
-        Ok(self.place(&workers, &fleet, parts, previous))
+        Ok(self.place(&workers, &fleet, partitions, parts, previous))
     }
 
     /// Honors required labels always, capacities, preferred labels as far as
@@ -158,11 +158,13 @@ impl AssignmentStrategy for BoundedLoad {
         let parts = keyed_partitions(partitions)?;
         let ids: Vec<&str> = infos.iter().map(|w| w.id()).collect();
         let fleet = Fleet::new(&infos, &parts);
-        let target = self.place(&ids, &fleet, parts.clone(), previous);
-        Ok(match self.max_moves {
-            Some(budget) => within_budget(&ids, &fleet, &parts, previous, target, budget),
-            None => target,
-        })
+        let Some(budget) = self.max_moves else {
+            return Ok(self.place(&ids, &fleet, partitions, parts, previous));
+        };
+        let target = self.place(&ids, &fleet, partitions, parts.clone(), previous);
+        Ok(within_budget(
+            &ids, &fleet, partitions, &parts, previous, target, budget,
+        ))
     }
 }
 
@@ -173,6 +175,7 @@ impl BoundedLoad {
         &self,
         workers: &[&str],
         fleet: &Fleet,
+        input: &[Partition],
         parts: Vec<Keyed<'_>>,
         previous: &Placement,
     ) -> Placement {
@@ -192,7 +195,7 @@ impl BoundedLoad {
         if fleet.constrained {
             plan.repair(&cap, fleet);
         }
-        build_placement(workers, &plan.parts, &plan.owner)
+        build_placement(workers, input, &plan.parts, &plan.owner)
     }
 }
 

@@ -3,7 +3,7 @@
 use super::common::{build_placement, Keyed, NO_OWNER};
 use super::fleet::Fleet;
 use super::plan::previous_owners;
-use crate::Placement;
+use crate::{Partition, Placement};
 
 /// `target` if it moves at most `budget` partitions between live workers
 /// away from `previous`; otherwise `previous` with the forced moves (owner no
@@ -14,6 +14,7 @@ use crate::Placement;
 pub(crate) fn within_budget(
     workers: &[&str],
     fleet: &Fleet,
+    input: &[Partition],
     parts: &[Keyed<'_>],
     previous: &Placement,
     target: Placement,
@@ -58,5 +59,5 @@ pub(crate) fn within_budget(
     for &(_, _, _, i) in order.iter().skip(allowed) {
         owner[i as usize] = before[i as usize];
     }
-    build_placement(workers, parts, &owner)
+    build_placement(workers, input, parts, &owner)
 }

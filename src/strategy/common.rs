@@ -28,6 +28,8 @@ pub(crate) fn vnode_hash(worker: &str, index: u32) -> u64 {
 pub(crate) struct Keyed<'a> {
     pub(crate) hash: u64,
     pub(crate) part: &'a Partition,
+    /// Position in the caller's partition slice.
+    pub(crate) index: u32,
 }
 
 /// Workers sorted by id and deduplicated, so that the result never depends on
@@ -53,7 +55,7 @@ pub(crate) fn sorted_workers(workers: &[String]) -> Result<Vec<&str>, Error> {
 /// and that makes duplicate ids adjacent.
 pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>>, Error> {
     let mut keyed = Vec::with_capacity(partitions.len());
-    for part in partitions {
+    for (index, part) in partitions.iter().enumerate() {
         if part.id().is_empty() {
             return Err(Error::InvalidPartition {
                 id: String::new(),
@@ -63,6 +65,7 @@ pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>
         keyed.push(Keyed {
             hash: key_hash(part.id()),
             part,
+            index: index as u32,
         });
     }
     sort_by_u64(&mut keyed, |k| k.hash);
@@ -88,14 +91,25 @@ pub(crate) fn effective_weight(part: &Partition) -> u64 {
     u64::from(part.weight().max(1))
 }
 
-/// Turns `owner[i]` (a worker index for `parts[i]`) into a [`Placement`] in
-/// which every worker appears, each list sorted by partition id.
-pub(crate) fn build_placement(workers: &[&str], parts: &[Keyed<'_>], owner: &[u32]) -> Placement {
-    // Group partition indexes by worker (a counting sort), then sort each
-    // group by id: sorting small keys moves far less memory than sorting
-    // the cloned partitions.
+/// Turns `owner[i]` (a worker index for `parts[i]`, or `NO_OWNER`) into a
+/// [`Placement`] in which every worker appears, each list sorted by id;
+/// `input` is the slice `parts` was built from.
+pub(crate) fn build_placement(
+    workers: &[&str],
+    input: &[Partition],
+    parts: &[Keyed<'_>],
+    owner: &[u32],
+) -> Placement {
+    // Everything that reads a partition walks `input` in order: with a
+    // million partitions, reading ids and cloning them in memory order
+    // instead of placement order is what keeps this pass fast.
+    let mut by_input = vec![NO_OWNER; input.len()];
+    for (k, &o) in parts.iter().zip(owner) {
+        by_input[k.index as usize] = o;
+    }
+    // Group input positions by worker (a counting sort)...
     let mut start = vec![0usize; workers.len() + 1];
-    for &o in owner {
+    for &o in &by_input {
         if let Some(s) = start.get_mut(o as usize + 1) {
             *s += 1;
         }
@@ -104,32 +118,32 @@ pub(crate) fn build_placement(workers: &[&str], parts: &[Keyed<'_>], owner: &[u3
         start[w + 1] += start[w];
     }
     let mut next = start.clone();
-    // (first 16 bytes of the id, big-endian, zero-padded; partition index):
-    // most id comparisons are settled by one integer compare instead of a
-    // string compare that misses the cache.
+    // ...keyed by the first 16 bytes of the id, so most comparisons below
+    // are one integer compare.
     let mut grouped = vec![(0u128, 0u32); start[workers.len()]];
-    for (i, &o) in owner.iter().enumerate() {
+    for (i, (&o, p)) in by_input.iter().zip(input).enumerate() {
         if let Some(at) = next.get_mut(o as usize) {
-            grouped[*at] = (id_prefix(parts[i].part.id()), i as u32);
+            grouped[*at] = (id_prefix(p.id()), i as u32);
             *at += 1;
         }
     }
+    let mut clones: Vec<Option<Partition>> = by_input
+        .iter()
+        .zip(input)
+        .map(|(&o, p)| (o != NO_OWNER).then(|| p.clone()))
+        .collect();
     workers
         .iter()
         .enumerate()
         .map(|(w, id)| {
             let group = &mut grouped[start[w]..start[w + 1]];
             group.sort_unstable_by(|a, b| {
-                a.0.cmp(&b.0).then_with(|| {
-                    parts[a.1 as usize]
-                        .part
-                        .id()
-                        .cmp(parts[b.1 as usize].part.id())
-                })
+                a.0.cmp(&b.0)
+                    .then_with(|| input[a.1 as usize].id().cmp(input[b.1 as usize].id()))
             });
             let list = group
                 .iter()
-                .map(|&(_, i)| parts[i as usize].part.clone())
+                .filter_map(|&(_, i)| clones[i as usize].take())
                 .collect();
             ((*id).to_string(), list)
         })

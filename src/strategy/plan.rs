@@ -3,7 +3,6 @@
 
 use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
 use super::fleet::{Fleet, FREE, PARKED};
-use super::radix::{for_each_tie, sort_by_u64};
 use super::ring::Ring;
 use crate::Placement;
 
@@ -215,27 +214,39 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
 
 pub(crate) fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
-    // (hash, id, worker) for every partition a live worker held, sorted the
-    // way `parts` is, then matched in one merge pass: sequential access
-    // instead of a lookup per partition.
-    let mut held: Vec<(u64, &str, u32)> = Vec::new();
-    for (worker, list) in previous {
-        if let Ok(w) = workers.binary_search(&worker.as_str()) {
-            held.extend(list.iter().map(|p| (key_hash(p.id()), p.id(), w as u32)));
-        }
+    if parts.is_empty() {
+        return owner;
     }
-    // For a partition listed twice, the smaller worker index (first in id
-    // order) comes first and wins.
-    sort_by_u64(&mut held, |h| h.0);
-    for_each_tie(&mut held, |h| h.0, |run| run.sort_unstable());
-    let mut j = 0;
-    for (i, k) in parts.iter().enumerate() {
-        let key = (k.hash, k.part.id());
-        while j < held.len() && (held[j].0, held[j].1) < key {
-            j += 1;
-        }
-        if j < held.len() && (held[j].0, held[j].1) == key {
-            owner[i] = held[j].2;
+    // `parts` is sorted by hash, so the top bits of a hash index a short
+    // run of it: one lookup per held partition, in the order `previous`
+    // lists them (its ids are read once, while hashing), and no sort.
+    let bits = parts.len().next_power_of_two().ilog2().clamp(1, 24);
+    let shift = 64 - bits;
+    let mut start = vec![0u32; (1 << bits) + 1];
+    for k in parts {
+        start[(k.hash >> shift) as usize + 1] += 1;
+    }
+    for b in 0..(1usize << bits) {
+        start[b + 1] += start[b];
+    }
+    // Workers come in id order, so for a partition listed under several
+    // live workers the first in id order wins.
+    for (worker, list) in previous {
+        let Ok(w) = workers.binary_search(&worker.as_str()) else {
+            continue;
+        };
+        for p in list {
+            let hash = key_hash(p.id());
+            let b = (hash >> shift) as usize;
+            let run = &parts[start[b] as usize..start[b + 1] as usize];
+            let found = run
+                .iter()
+                .position(|k| k.hash == hash && k.part.id() == p.id());
+            if let Some(i) = found.map(|i| start[b] as usize + i) {
+                if owner[i] == NO_OWNER {
+                    owner[i] = w as u32;
+                }
+            }
         }
     }
     owner

@@ -1,43 +1,39 @@
-//! A stable LSD radix sort on 64-bit keys: the large sorts of a placement
-//! (partitions and previous owners by hash, the ring by position) take a
-//! few sequential passes instead of `N log N` comparisons.
+//! A stable bucket sort on 64-bit hash-like keys: the large sorts of a
+//! placement (partitions and previous owners by hash, the ring by position)
+//! scatter once by the top bits, then sort small, cache-resident buckets.
 
-/// Below this length a comparison sort is faster than four radix passes.
+/// Below this length a plain comparison sort is as fast.
 const SMALL: usize = 4096;
 
-/// Sorts `v` by `key`, keeping the input order of equal keys.
+/// Sorts `v` by `key`, keeping the input order of equal keys. Fast when the
+/// top bits of the keys are spread (hashes); correct for any keys.
 pub(crate) fn sort_by_u64<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64) {
     if v.len() < SMALL {
         v.sort_by_key(|x| key(x));
         return;
     }
-    let mut from = std::mem::take(v);
-    let mut to = from.clone();
-    let mut counts = vec![0usize; 1 << 16];
-    for pass in 0..4 {
-        let shift = pass * 16;
-        counts.iter_mut().for_each(|c| *c = 0);
-        for x in &from {
-            counts[((key(x) >> shift) & 0xffff) as usize] += 1;
-        }
-        // A digit every element shares would only copy: skip the pass.
-        if counts.iter().any(|&c| c == from.len()) {
-            continue;
-        }
-        let mut sum = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = sum;
-            sum += n;
-        }
-        for x in &from {
-            let d = ((key(x) >> shift) & 0xffff) as usize;
-            to[counts[d]] = *x;
-            counts[d] += 1;
-        }
-        std::mem::swap(&mut from, &mut to);
+    // About 256 elements per bucket, between 2^8 and 2^16 buckets.
+    let bits = (v.len() / 256).ilog2().clamp(8, 16);
+    let shift = 64 - bits;
+    let mut start = vec![0usize; (1 << bits) + 1];
+    for x in v.iter() {
+        start[(key(x) >> shift) as usize + 1] += 1;
     }
-    *v = from;
+    for b in 0..(1 << bits) {
+        start[b + 1] += start[b];
+    }
+    let mut next = start.clone();
+    let mut out = v.clone();
+    for x in v.iter() {
+        let b = (key(x) >> shift) as usize;
+        out[next[b]] = *x;
+        next[b] += 1;
+    }
+    for b in 0..(1 << bits) {
+        // Stable, so equal keys keep their input order.
+        out[start[b]..start[b + 1]].sort_by_key(|x| key(x));
+    }
+    *v = out;
 }
 
 /// Calls `f` on every run of two or more consecutive elements with equal
