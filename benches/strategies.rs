@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use parti::strategy::{AssignmentStrategy, BoundedLoad};
+use parti::strategy::{AssignmentStrategy, BoundedLoad, WorkerInfo};
 use parti::Placement;
 
 #[path = "../examples/placement_report.rs"]
@@ -71,7 +71,9 @@ fn scaling(c: &mut Criterion) {
 }
 
 /// The leader's two calls, cold and a sticky join, at the fleet sizes of
-/// issue 13: `cargo bench --bench strategies -- fleet`.
+/// issue 13, without labels (`assign`) and with zones, a vip pool and
+/// capacities (`assign_workers`) side by side:
+/// `cargo bench --bench strategies -- fleet`.
 fn fleet(c: &mut Criterion) {
     let mut group = c.benchmark_group("fleet");
     group.warm_up_time(Duration::from_millis(500));
@@ -91,6 +93,19 @@ fn fleet(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("join", &size), |b| {
             b.iter(|| s.assign(&joined, &parts, &before))
+        });
+        let zparts = report::zoned_partitions(n_parts);
+        let zworkers = report::zoned_workers(n_workers);
+        let zbefore = s
+            .assign_workers(&zworkers, &zparts, &none)
+            .expect("valid input");
+        let mut zjoined = zworkers.clone();
+        zjoined.push(WorkerInfo::new("worker-new").label("zone", "a").capacity(2));
+        group.bench_function(BenchmarkId::new("labels cold", &size), |b| {
+            b.iter(|| s.assign_workers(&zworkers, &zparts, &none))
+        });
+        group.bench_function(BenchmarkId::new("labels join", &size), |b| {
+            b.iter(|| s.assign_workers(&zjoined, &zparts, &zbefore))
         });
     }
     group.finish();

@@ -44,6 +44,39 @@ pub struct Partition {
 struct Constraints {
     required: BTreeMap<String, String>,
     preferred: BTreeMap<String, String>,
+    /// Both maps encoded as length-prefixed bytes (required ones first, up to
+    /// `split`): strategies compare a million partitions' constraints, and
+    /// one contiguous slice compares far faster than two maps of strings.
+    key: Box<[u8]>,
+    split: usize,
+}
+
+impl Constraints {
+    fn new(required: BTreeMap<String, String>, preferred: BTreeMap<String, String>) -> Self {
+        let mut c = Constraints {
+            required,
+            preferred,
+            ..Default::default()
+        };
+        c.encode();
+        c
+    }
+
+    fn encode(&mut self) {
+        let mut key = Vec::new();
+        let put = |map: &BTreeMap<String, String>, key: &mut Vec<u8>| {
+            for (k, v) in map {
+                for s in [k, v] {
+                    key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    key.extend_from_slice(s.as_bytes());
+                }
+            }
+        };
+        put(&self.required, &mut key);
+        self.split = key.len();
+        put(&self.preferred, &mut key);
+        self.key = key.into_boxed_slice();
+    }
 }
 
 /// The serialized form. Label maps default to empty, so records written
@@ -61,12 +94,8 @@ struct PartitionWire {
 
 impl From<PartitionWire> for Partition {
     fn from(w: PartitionWire) -> Self {
-        let labels = (!w.require.is_empty() || !w.prefer.is_empty()).then(|| {
-            Arc::new(Constraints {
-                required: w.require,
-                preferred: w.prefer,
-            })
-        });
+        let labels = (!w.require.is_empty() || !w.prefer.is_empty())
+            .then(|| Arc::new(Constraints::new(w.require, w.prefer)));
         Partition {
             id: w.id,
             weight: w.weight,
@@ -134,9 +163,9 @@ impl Partition {
     /// assert!(p.preferred_labels().is_empty());
     /// ```
     pub fn require_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.constraints_mut()
-            .required
-            .insert(key.into(), value.into());
+        let c = self.constraints_mut();
+        c.required.insert(key.into(), value.into());
+        c.encode();
         self
     }
 
@@ -151,9 +180,9 @@ impl Partition {
     /// assert_eq!(p.preferred_labels().get("zone").map(String::as_str), Some("a"));
     /// ```
     pub fn prefer_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.constraints_mut()
-            .preferred
-            .insert(key.into(), value.into());
+        let c = self.constraints_mut();
+        c.preferred.insert(key.into(), value.into());
+        c.encode();
         self
     }
 
@@ -175,6 +204,15 @@ impl Partition {
     /// Labels of the workers this partition should preferably run on.
     pub fn preferred_labels(&self) -> &BTreeMap<String, String> {
         self.labels.as_ref().map_or(&NO_LABELS, |c| &c.preferred)
+    }
+
+    /// The required and the preferred labels as comparable byte strings
+    /// (equal exactly when the maps are equal; empty when there are none).
+    pub(crate) fn label_keys(&self) -> (&[u8], &[u8]) {
+        match &self.labels {
+            Some(c) => c.key.split_at(c.split),
+            None => (&[], &[]),
+        }
     }
 
     fn constraints_mut(&mut self) -> &mut Constraints {

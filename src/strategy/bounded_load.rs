@@ -157,7 +157,7 @@ impl AssignmentStrategy for BoundedLoad {
         let infos = sorted_infos(workers)?;
         let parts = keyed_partitions(partitions)?;
         let ids: Vec<&str> = infos.iter().map(|w| w.id()).collect();
-        let fleet = Fleet::new(&infos, &parts);
+        let fleet = Fleet::new(&infos, partitions, &parts);
         let Some(budget) = self.max_moves else {
             return Ok(self.place(&ids, &fleet, partitions, parts, previous));
         };

@@ -62,8 +62,9 @@ impl Fleet {
         }
     }
 
-    /// Classifies `parts` for `workers` (sorted by id, deduplicated).
-    pub(crate) fn new(workers: &[&WorkerInfo], parts: &[Keyed<'_>]) -> Fleet {
+    /// Classifies `parts` (built from `input`) for `workers` (sorted by id,
+    /// deduplicated).
+    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed<'_>]) -> Fleet {
         let mut fleet = Fleet::uniform(workers.len());
         fleet.capacity = workers
             .iter()
@@ -72,43 +73,46 @@ impl Fleet {
         let uneven = fleet.capacity.windows(2).any(|c| c[0] != c[1]);
         // Distinct constraint sets seen so far, searched linearly: there are
         // few, and partitions built alike usually come in runs.
-        let mut required: Vec<(&BTreeMap<String, String>, u32)> = Vec::new();
-        let mut preferred: Vec<(u32, &BTreeMap<String, String>, u32)> = Vec::new();
+        let mut required: Vec<(&[u8], u32)> = Vec::new();
+        let mut preferred: Vec<(u32, &[u8], u32)> = Vec::new();
         let labelled = parts.iter().any(|k| has_labels(k.part));
-        if labelled {
-            fleet.class_of = vec![FREE; parts.len()];
-            fleet.pref_of = vec![NO_PREF; parts.len()];
+        if !labelled {
+            fleet.constrained = uneven;
+            return fleet;
         }
-        for (i, k) in parts.iter().enumerate().filter(|_| labelled) {
-            let (req, pref) = (k.part.required_labels(), k.part.preferred_labels());
+        // Classify in the caller's order (memory order: far fewer cache
+        // misses than the hash order of `parts`), then permute.
+        let mut class_in = vec![FREE; input.len()];
+        let mut pref_in = vec![NO_PREF; input.len()];
+        for (j, part) in input.iter().enumerate() {
+            let (req, pref) = part.label_keys();
             let class = if req.is_empty() {
                 FREE
+            } else if let Some(&(_, c)) = required.iter().find(|(r, _)| *r == req) {
+                c
             } else {
-                match required.iter().find(|(r, _)| *r == req) {
-                    Some(&(_, c)) => c,
-                    None => {
-                        let c = fleet.add_class(workers, req);
-                        required.push((req, c));
-                        c
-                    }
-                }
+                let c = fleet.add_class(workers, part.required_labels());
+                required.push((req, c));
+                c
             };
-            fleet.class_of[i] = class;
+            class_in[j] = class;
             if class == PARKED || pref.is_empty() {
                 continue;
             }
-            fleet.pref_of[i] = match preferred
+            let known = preferred
                 .iter()
-                .find(|(c, p, _)| *c == class && *p == pref)
-            {
+                .find(|(c, p, _)| *c == class && *p == pref);
+            pref_in[j] = match known {
                 Some(&(_, _, g)) => g,
                 None => {
-                    let g = fleet.add_pref(workers, class, pref);
+                    let g = fleet.add_pref(workers, class, part.preferred_labels());
                     preferred.push((class, pref, g));
                     g
                 }
             };
         }
+        fleet.class_of = parts.iter().map(|k| class_in[k.index as usize]).collect();
+        fleet.pref_of = parts.iter().map(|k| pref_in[k.index as usize]).collect();
         fleet.constrained = uneven || labelled;
         fleet
     }
@@ -173,7 +177,7 @@ impl Fleet {
 }
 
 fn has_labels(p: &Partition) -> bool {
-    !p.required_labels().is_empty() || !p.preferred_labels().is_empty()
+    p.label_keys() != (&[], &[])
 }
 
 /// Workers sorted by id and deduplicated (for a repeated id, the smallest

@@ -78,6 +78,9 @@ impl Plan<'_> {
         when_full: WhenAllFull,
         fleet: &Fleet,
     ) {
+        if pass.parts.iter().all(|&i| self.owner[i as usize] != NO_OWNER) {
+            return; // an earlier pass placed them all: skip building the list
+        }
         let eligible = &fleet.classes[pass.class as usize].eligible;
         let preferred = fleet.prefs.get(pass.pref as usize).map(|g| &g.preferred);
         let pick = |w: usize| match (only_preferred, preferred) {
