@@ -245,7 +245,11 @@ fn fleet_report() -> Result<(), Error> {
     println!("|---|---|---|---|---|---|---|---|");
     let s = BoundedLoad::default();
     let none = Placement::new();
-    for (n, w, runs) in [(10_000, 200, 11), (100_000, 1_000, 5), (1_000_000, 10_000, 3)] {
+    for (n, w, runs) in [
+        (10_000, 200, 11),
+        (100_000, 1_000, 5),
+        (1_000_000, 10_000, 3),
+    ] {
         let (parts, ids) = (partitions(n), workers(w));
         let mut joined_ids = ids.clone();
         joined_ids.push("worker-new".to_string());

@@ -84,14 +84,20 @@ fn honored(w: &WorkerInfo, p: &Partition) -> bool {
 }
 
 fn info<'a>(workers: &'a [WorkerInfo], id: &str) -> &'a WorkerInfo {
-    workers.iter().find(|w| w.id() == id).expect("a known worker")
+    workers
+        .iter()
+        .find(|w| w.id() == id)
+        .expect("a known worker")
 }
 
 /// Every worker a key, lists sorted, every partition with an eligible worker
 /// exactly once on an eligible worker, the others absent.
 fn check_valid(workers: &[WorkerInfo], parts: &[Partition], placed: &Placement) {
     let ids: BTreeSet<&str> = workers.iter().map(WorkerInfo::id).collect();
-    assert_eq!(placed.keys().map(String::as_str).collect::<BTreeSet<_>>(), ids);
+    assert_eq!(
+        placed.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        ids
+    );
     let mut seen = BTreeSet::new();
     for (w, list) in placed {
         assert!(list.windows(2).all(|x| x[0].id() < x[1].id()), "unsorted");
@@ -102,7 +108,11 @@ fn check_valid(workers: &[WorkerInfo], parts: &[Partition], placed: &Placement) 
     }
     for p in parts {
         let placeable = workers.iter().any(|w| eligible(w, p));
-        assert_eq!(seen.contains(p.id()), placeable, "{p}: placed iff placeable");
+        assert_eq!(
+            seen.contains(p.id()),
+            placeable,
+            "{p}: placed iff placeable"
+        );
     }
 }
 
@@ -147,7 +157,11 @@ fn best_balanced(
         .collect();
     let options: Vec<Vec<usize>> = parts
         .iter()
-        .map(|p| (0..workers.len()).filter(|&w| eligible(&workers[w], p)).collect())
+        .map(|p| {
+            (0..workers.len())
+                .filter(|&w| eligible(&workers[w], p))
+                .collect()
+        })
         .collect();
     let mut best: Option<(usize, usize)> = None;
     let mut choice = vec![0usize; parts.len()];
@@ -161,7 +175,10 @@ fn best_balanced(
             let was = before.get(parts[i].id());
             moves += usize::from(was.is_some_and(|o| *o != workers[w].id()));
         }
-        let ok = load.iter().zip(&bounds).all(|(&l, &(lo, hi))| lo <= l && l <= hi);
+        let ok = load
+            .iter()
+            .zip(&bounds)
+            .all(|(&l, &(lo, hi))| lo <= l && l <= hi);
         if ok {
             let (h, m) = best.unwrap_or((0, usize::MAX));
             best = Some((h.max(honors), m.min(moves)));
@@ -193,13 +210,19 @@ fn honored_count(workers: &[WorkerInfo], placed: &Placement) -> usize {
 fn strategies() -> Vec<(&'static str, Box<dyn AssignmentStrategy>)> {
     vec![
         ("bounded_load", Box::new(BoundedLoad::default())),
-        ("bounded_load_eps", Box::new(BoundedLoad::with_epsilon(0.25))),
+        (
+            "bounded_load_eps",
+            Box::new(BoundedLoad::with_epsilon(0.25)),
+        ),
         (
             "bounded_load_budget",
             Box::new(BoundedLoad::default().max_moves_per_rebalance(3)),
         ),
         ("round_robin (default impl)", Box::new(RoundRobin)),
-        ("consistent_hash (default impl)", Box::new(ConsistentHash::default())),
+        (
+            "consistent_hash (default impl)",
+            Box::new(ConsistentHash::default()),
+        ),
     ]
 }
 
@@ -389,7 +412,9 @@ fn hard_constraints_come_before_the_budget() {
     let vip = |id: &str| WorkerInfo::new(id).label("pool", "vip");
     let before_workers = vec![vip("a"), WorkerInfo::new("b")];
     let s = BoundedLoad::default().max_moves_per_rebalance(1);
-    let before = s.assign_workers(&before_workers, &parts, &Placement::new()).unwrap();
+    let before = s
+        .assign_workers(&before_workers, &parts, &Placement::new())
+        .unwrap();
     assert_eq!(before["a"].len(), 20);
     // a leaves the pool, b joins it: all 20 must move, whatever the budget.
     let after_workers = vec![WorkerInfo::new("a"), vip("b")];
@@ -408,7 +433,10 @@ fn parked_partitions_are_absent_and_return_when_a_worker_qualifies() {
     let s = BoundedLoad::default();
     let p = s.assign_workers(&plain, &parts, &Placement::new()).unwrap();
     assert_eq!(p["a"], vec![Partition::new("any")]);
-    let both = vec![WorkerInfo::new("a"), WorkerInfo::new("b").label("pool", "vip")];
+    let both = vec![
+        WorkerInfo::new("a"),
+        WorkerInfo::new("b").label("pool", "vip"),
+    ];
     let q = s.assign_workers(&both, &parts, &p).unwrap();
     assert_eq!(q["b"], vec![parts[0].clone()]);
     assert_eq!(q["a"], vec![Partition::new("any")]);

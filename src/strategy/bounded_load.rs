@@ -184,7 +184,13 @@ impl BoundedLoad {
             plan.release_ineligible(fleet);
         }
         let demand = plan.demand(fleet);
-        let cap = caps(fleet, workers, &plan.committed(fleet), &demand, self.epsilon);
+        let cap = caps(
+            fleet,
+            workers,
+            &plan.committed(fleet),
+            &demand,
+            self.epsilon,
+        );
         plan.shed_over_cap(&cap, fleet);
         if self.epsilon > 0.0 {
             let floor = floors(fleet, &demand, self.epsilon);

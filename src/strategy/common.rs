@@ -69,9 +69,11 @@ pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>
         });
     }
     sort_by_u64(&mut keyed, |k| k.hash);
-    for_each_tie(&mut keyed, |k| k.hash, |run| {
-        run.sort_unstable_by(|a, b| a.part.id().cmp(b.part.id()))
-    });
+    for_each_tie(
+        &mut keyed,
+        |k| k.hash,
+        |run| run.sort_unstable_by(|a, b| a.part.id().cmp(b.part.id())),
+    );
     // Equal ids have equal hashes: only compare ids where hashes tie.
     if let Some(pair) = keyed
         .windows(2)

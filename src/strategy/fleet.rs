@@ -99,9 +99,7 @@ impl Fleet {
             if class == PARKED || pref.is_empty() {
                 continue;
             }
-            let known = preferred
-                .iter()
-                .find(|(c, p, _)| *c == class && *p == pref);
+            let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
             pref_in[j] = match known {
                 Some(&(_, _, g)) => g,
                 None => {

@@ -41,7 +41,14 @@ impl Plan<'_> {
             .collect();
         schedule.sort_by_key(|&(g, only)| {
             let p = &groups[g];
-            (p.class == FREE, room(p.class), p.class, !only, p.pref == NO_PREF, p.pref)
+            (
+                p.class == FREE,
+                room(p.class),
+                p.class,
+                !only,
+                p.pref == NO_PREF,
+                p.pref,
+            )
         });
         for (g, only) in schedule {
             self.fill_pass(&groups[g], only, limit, when_full, fleet);
@@ -56,7 +63,10 @@ impl Plan<'_> {
                 continue;
             }
             let pref = fleet.pref(i);
-            match groups.iter_mut().find(|p| p.class == class && p.pref == pref) {
+            match groups
+                .iter_mut()
+                .find(|p| p.class == class && p.pref == pref)
+            {
                 Some(p) => p.parts.push(i as u32),
                 None => groups.push(Pass {
                     class,
@@ -78,7 +88,11 @@ impl Plan<'_> {
         when_full: WhenAllFull,
         fleet: &Fleet,
     ) {
-        if pass.parts.iter().all(|&i| self.owner[i as usize] != NO_OWNER) {
+        if pass
+            .parts
+            .iter()
+            .all(|&i| self.owner[i as usize] != NO_OWNER)
+        {
             return; // an earlier pass placed them all: skip building the list
         }
         let eligible = &fleet.classes[pass.class as usize].eligible;
@@ -89,8 +103,8 @@ impl Plan<'_> {
         };
         let mut skip = SkipList::new(self.ring.len());
         let mut open = 0usize;
-        for w in 0..self.workers() {
-            if pick(w) && self.load[w] < limit[w] {
+        for (w, (&load, &lim)) in self.load.iter().zip(limit).enumerate() {
+            if pick(w) && load < lim {
                 open += 1;
             } else {
                 skip.close(self.positions_of(w));
@@ -130,7 +144,10 @@ impl Plan<'_> {
         let mut found = false;
         for &w in &fleet.classes[class as usize].members {
             let w = w as usize;
-            if !found || u128::from(self.load[w]) * u128::from(c[best]) < u128::from(self.load[best]) * u128::from(c[w]) {
+            if !found
+                || u128::from(self.load[w]) * u128::from(c[best])
+                    < u128::from(self.load[best]) * u128::from(c[w])
+            {
                 best = w;
                 found = true;
             }

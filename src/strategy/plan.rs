@@ -131,10 +131,10 @@ impl<'a> Plan<'a> {
             next[e.0 as usize] += 1;
         }
         for w in 0..self.workers() {
-            grouped[start[w]..start[w + 1]].sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+            grouped[start[w]..start[w + 1]]
+                .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
         }
-        let order = grouped;
-        order
+        grouped
     }
 
     /// Takes partition `i` away from its owner.
@@ -212,7 +212,11 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
     }
 }
 
-pub(crate) fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
+pub(crate) fn previous_owners(
+    workers: &[&str],
+    parts: &[Keyed<'_>],
+    previous: &Placement,
+) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
     if parts.is_empty() {
         return owner;

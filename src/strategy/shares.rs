@@ -41,10 +41,26 @@ pub(crate) fn caps(
         let scaled = ((1.0 + epsilon) * total as f64).floor();
         // `as` saturates on overflow, which only ever loosens the cap.
         let t = (scaled as u64).max(total);
-        split(&g.members, t, &fleet.capacity, workers, load, &mut cap, &mut plus);
+        split(
+            &g.members,
+            t,
+            &fleet.capacity,
+            workers,
+            load,
+            &mut cap,
+            &mut plus,
+        );
     }
     if let Some(rest) = groups.last() {
-        cover_classes(fleet, demand, &rest_classes, &rest.members, load, &mut cap, &mut plus);
+        cover_classes(
+            fleet,
+            demand,
+            &rest_classes,
+            &rest.members,
+            load,
+            &mut cap,
+            &mut plus,
+        );
     }
     cap
 }

@@ -91,7 +91,11 @@ impl Plan<'_> {
             .iter()
             .map(|g| g.preferred.iter().zip(receiving).any(|(&p, &r)| p && r))
             .collect();
-        let owner = if constrained { self.owner.clone() } else { Vec::new() };
+        let owner = if constrained {
+            self.owner.clone()
+        } else {
+            Vec::new()
+        };
         move |i| {
             if !constrained {
                 return 0;
