@@ -179,7 +179,7 @@ impl BoundedLoad {
         parts: Vec<Keyed<'_>>,
         previous: &Placement,
     ) -> Placement {
-        let mut plan = Plan::new(workers, parts, previous, VIRTUAL_NODES);
+        let mut plan = Plan::new(workers, input, parts, previous, VIRTUAL_NODES);
         if fleet.constrained {
             plan.release_ineligible(fleet);
         }

@@ -4,7 +4,7 @@
 use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
 use super::fleet::{Fleet, FREE, PARKED};
 use super::ring::Ring;
-use crate::Placement;
+use crate::{Partition, Placement};
 
 pub(crate) struct Plan<'a> {
     /// Partitions in canonical `(hash, id)` order.
@@ -34,11 +34,14 @@ impl<'a> Plan<'a> {
     /// ignored.
     pub(crate) fn new(
         workers: &[&str],
+        input: &[Partition],
         parts: Vec<Keyed<'a>>,
         previous: &Placement,
         vnodes: u32,
     ) -> Self {
-        let weights: Vec<u64> = parts.iter().map(|k| effective_weight(k.part)).collect();
+        // Read weights in the caller's (memory) order, then permute.
+        let by_input: Vec<u64> = input.iter().map(effective_weight).collect();
+        let weights: Vec<u64> = parts.iter().map(|k| by_input[k.index as usize]).collect();
         let owner = previous_owners(workers, &parts, previous);
         let mut load = vec![0u64; workers.len()];
         for (&o, &w) in owner.iter().zip(&weights) {
@@ -243,9 +246,7 @@ pub(crate) fn previous_owners(
             let hash = key_hash(p.id());
             let b = (hash >> shift) as usize;
             let run = &parts[start[b] as usize..start[b + 1] as usize];
-            let found = run
-                .iter()
-                .position(|k| k.hash == hash && k.part.id() == p.id());
+            let found = run.iter().position(|k| k.is(hash, p.id()));
             if let Some(i) = found.map(|i| start[b] as usize + i) {
                 if owner[i] == NO_OWNER {
                     owner[i] = w as u32;
