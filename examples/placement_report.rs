@@ -241,7 +241,7 @@ fn worst_share_gap(workers: &[WorkerInfo], placed: &Placement) -> f64 {
 /// and without labels at three sizes.
 fn fleet_report() -> Result<(), Error> {
     println!();
-    println!("| size | unconstrained cold | labels + capacities cold | unconstrained join | labels + capacities join | preferred on a preferred worker | worst gap to capacity share | moved on the join (minimum) |");
+    println!("| size | unconstrained cold | labels + capacities cold | unconstrained join | labels + capacities join | preferred on a preferred worker | worst gap to capacity share | moved on the join (of which to the newcomer) |");
     println!("|---|---|---|---|---|---|---|---|");
     let s = BoundedLoad::default();
     let none = Placement::new();
@@ -264,8 +264,8 @@ fn fleet_report() -> Result<(), Error> {
         let cold = median_time(runs, || drop(s.assign_workers(&zworkers, &zparts, &none)));
         let join = median_time(runs, || drop(s.assign_workers(&joined, &zparts, &before)));
         let after = s.assign_workers(&joined, &zparts, &before)?;
-        // The newcomer must end near its share: what it receives is the
-        // least any balanced placement moves for this join.
+        // The newcomer (zone a, capacity 2) must reach its share; any other
+        // move is a preferred partition going home or a spare unit settling.
         println!(
             "| {}K×{w} | {} | {} | {} | {} | {:.1} % | {:.2} | {} ({}) |",
             n / 1000,
