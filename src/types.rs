@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(from = "PartitionWire")]
 pub struct Partition {
-    id: String,
+    /// Shared, so that cloning a partition (a strategy clones every one into
+    /// the placement it returns) copies a pointer instead of the id.
+    id: Arc<str>,
     weight: u32,
     /// `None` for the common label-free partition: one pointer, and cloning
     /// a constrained partition only bumps a reference count.
@@ -97,7 +99,7 @@ impl From<PartitionWire> for Partition {
         let labels = (!w.require.is_empty() || !w.prefer.is_empty())
             .then(|| Arc::new(Constraints::new(w.require, w.prefer)));
         Partition {
-            id: w.id,
+            id: w.id.into(),
             weight: w.weight,
             labels,
         }
@@ -115,7 +117,7 @@ impl Serialize for Partition {
             + usize::from(!required.is_empty())
             + usize::from(!preferred.is_empty());
         let mut st = serializer.serialize_struct("Partition", fields)?;
-        st.serialize_field("id", &self.id)?;
+        st.serialize_field("id", &*self.id)?;
         if self.weight != 1 {
             st.serialize_field("weight", &self.weight)?;
         }
@@ -145,7 +147,7 @@ impl Partition {
     /// A partition with an explicit weight.
     pub fn with_weight(id: impl Into<String>, weight: u32) -> Self {
         Partition {
-            id: id.into(),
+            id: Arc::from(id.into()),
             weight,
             labels: None,
         }
@@ -406,7 +408,7 @@ impl Assignment {
     fn index_of(&self, id: &str) -> Option<usize> {
         self.data
             .partitions
-            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .binary_search_by(|p| (*p.id).cmp(id))
             .ok()
     }
 }
