@@ -91,17 +91,28 @@ fn cover_classes(
             .fold(0u32, |s, (j, _)| s | 1 << j)
     };
     let sig: Vec<u32> = members.iter().map(|&w| sig_of(w)).collect();
+    let mut distinct: Vec<u32> = sig.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
     let every = (1u32 << classes.len()) - 1;
-    // Each round moves one unit; there are at most `members` units.
+    // Each round moves one unit; there are fewer spare units than members.
     for _ in 0..members.len() {
+        // Room per signature: workers that may take the same classes act
+        // as one, so a round costs 2^classes × signatures, not × workers.
+        let mut room_of = vec![0u64; distinct.len()];
+        for (j, &w) in members.iter().enumerate() {
+            if let Ok(d) = distinct.binary_search(&sig[j]) {
+                room_of[d] += cap[w];
+            }
+        }
         let mut worst: Option<(u32, u64)> = None; // (subset, shortfall)
         for s in 1..=every {
             let (mut outside, mut room) = (0u32, 0u64);
-            for (j, &w) in members.iter().enumerate() {
-                if sig[j] & s == 0 {
-                    outside |= sig[j];
+            for (&g, &r) in distinct.iter().zip(&room_of) {
+                if g & s == 0 {
+                    outside |= g;
                 } else {
-                    room += cap[w];
+                    room += r;
                 }
             }
             let inside = every & !outside;
