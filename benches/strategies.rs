@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use parti::strategy::{AssignmentStrategy, BoundedLoad};
+use parti::strategy::{AssignmentStrategy, BoundedLoad, WorkerInfo};
 use parti::Placement;
 
 #[path = "../examples/placement_report.rs"]
@@ -70,5 +70,46 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sizes, scaling);
+/// The leader's two calls, cold and a sticky join, at the fleet sizes of
+/// issue 13, without labels (`assign`) and with zones, a vip pool and
+/// capacities (`assign_workers`) side by side:
+/// `cargo bench --bench strategies -- fleet`.
+fn fleet(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fleet");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(10);
+    let s = BoundedLoad::default();
+    let none = Placement::new();
+    for (n_parts, n_workers) in [(10_000, 200), (100_000, 1_000), (1_000_000, 10_000)] {
+        let size = format!("{}x{n_workers}", n_parts);
+        let parts = report::partitions(n_parts);
+        let workers = report::workers(n_workers);
+        let before = s.assign(&workers, &parts, &none).expect("valid input");
+        let mut joined = workers.clone();
+        joined.push("worker-new".to_string());
+        group.bench_function(BenchmarkId::new("cold", &size), |b| {
+            b.iter(|| s.assign(&workers, &parts, &none))
+        });
+        group.bench_function(BenchmarkId::new("join", &size), |b| {
+            b.iter(|| s.assign(&joined, &parts, &before))
+        });
+        let zparts = report::zoned_partitions(n_parts);
+        let zworkers = report::zoned_workers(n_workers);
+        let zbefore = s
+            .assign_workers(&zworkers, &zparts, &none)
+            .expect("valid input");
+        let mut zjoined = zworkers.clone();
+        zjoined.push(WorkerInfo::new("worker-new").label("zone", "a").capacity(2));
+        group.bench_function(BenchmarkId::new("labels cold", &size), |b| {
+            b.iter(|| s.assign_workers(&zworkers, &zparts, &none))
+        });
+        group.bench_function(BenchmarkId::new("labels join", &size), |b| {
+            b.iter(|| s.assign_workers(&zjoined, &zparts, &zbefore))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sizes, scaling, fleet);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example placement_report
+//! cargo run --release --example placement_report -- --fleet   # zones and capacities
 //! ```
 //!
 //! `benches/strategies.rs` reuses the adapters below, so both measure the
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use parti::strategy::{
-    minimum_moves, moved, AssignmentStrategy, BoundedLoad, ConsistentHash, RoundRobin,
+    minimum_moves, moved, AssignmentStrategy, BoundedLoad, ConsistentHash, RoundRobin, WorkerInfo,
 };
 use parti::{Error, Partition, Placement};
 
@@ -149,6 +150,48 @@ pub fn workers(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("worker-{i}")).collect()
 }
 
+/// Zone of worker or partition `i`: three zones, round robin.
+fn zone(i: usize) -> &'static str {
+    ["a", "b", "c"][i % 3]
+}
+
+/// `n` workers `worker-0..n` across three zones, capacities 1, 2 and 4 in
+/// turn (so every zone holds each capacity), every tenth in pool `vip`.
+pub fn zoned_workers(n: usize) -> Vec<WorkerInfo> {
+    (0..n)
+        .map(|i| {
+            let w = WorkerInfo::new(format!("worker-{i}"))
+                .label("zone", zone(i))
+                .capacity([1, 2, 4][(i / 3) % 3]);
+            if i % 10 == 0 {
+                w.label("pool", "vip")
+            } else {
+                w
+            }
+        })
+        .collect()
+}
+
+/// `n` partitions `partition-0..n`: one in twenty requires pool `vip`, and
+/// three in five prefer a zone.
+pub fn zoned_partitions(n: usize) -> Vec<Partition> {
+    (0..n)
+        .map(|i| {
+            let p = Partition::new(format!("partition-{i}"));
+            let p = if i % 20 == 0 {
+                p.require_label("pool", "vip")
+            } else {
+                p
+            };
+            if i % 5 < 3 {
+                p.prefer_label("zone", zone(i / 5))
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
 /// Median wall time of `runs` calls.
 fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
@@ -166,8 +209,84 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Share of the partitions with a preference that sit on a preferred worker.
+fn honored(workers: &[WorkerInfo], placed: &Placement) -> f64 {
+    let (mut with, mut home) = (0usize, 0usize);
+    for w in workers {
+        for p in &placed[w.id()] {
+            let wants = p.preferred_labels();
+            if !wants.is_empty() {
+                with += 1;
+                home += usize::from(wants.iter().all(|(k, v)| w.has_label(k, v)));
+            }
+        }
+    }
+    100.0 * home as f64 / with.max(1) as f64
+}
+
+/// Largest distance of a worker's load from its capacity share.
+fn worst_share_gap(workers: &[WorkerInfo], placed: &Placement) -> f64 {
+    let total: usize = placed.values().map(Vec::len).sum();
+    let cap: u32 = workers.iter().map(WorkerInfo::capacity_value).sum();
+    workers
+        .iter()
+        .map(|w| {
+            let share = total as f64 * f64::from(w.capacity_value()) / f64::from(cap);
+            (placed[w.id()].len() as f64 - share).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The zones-and-capacities table of `docs/strategies.md`: BoundedLoad with
+/// and without labels at three sizes.
+fn fleet_report() -> Result<(), Error> {
+    println!();
+    println!("| size | unconstrained cold | labels + capacities cold | unconstrained join | labels + capacities join | preferred on a preferred worker | worst gap to capacity share | moved on the join (of which to the newcomer) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let s = BoundedLoad::default();
+    let none = Placement::new();
+    for (n, w, runs) in [
+        (10_000, 200, 11),
+        (100_000, 1_000, 5),
+        (1_000_000, 10_000, 3),
+    ] {
+        let (parts, ids) = (partitions(n), workers(w));
+        let mut joined_ids = ids.clone();
+        joined_ids.push("worker-new".to_string());
+        let plain_before = s.assign(&ids, &parts, &none)?;
+        let plain_cold = median_time(runs, || drop(s.assign(&ids, &parts, &none)));
+        let plain_join = median_time(runs, || drop(s.assign(&joined_ids, &parts, &plain_before)));
+
+        let (zparts, zworkers) = (zoned_partitions(n), zoned_workers(w));
+        let mut joined = zworkers.clone();
+        joined.push(WorkerInfo::new("worker-new").label("zone", "a").capacity(2));
+        let before = s.assign_workers(&zworkers, &zparts, &none)?;
+        let cold = median_time(runs, || drop(s.assign_workers(&zworkers, &zparts, &none)));
+        let join = median_time(runs, || drop(s.assign_workers(&joined, &zparts, &before)));
+        let after = s.assign_workers(&joined, &zparts, &before)?;
+        // The newcomer (zone a, capacity 2) must reach its share; any other
+        // move is a preferred partition going home or a spare unit settling.
+        println!(
+            "| {}K×{w} | {} | {} | {} | {} | {:.1} % | {:.2} | {} ({}) |",
+            n / 1000,
+            ms(plain_cold),
+            ms(cold),
+            ms(plain_join),
+            ms(join),
+            honored(&zworkers, &before),
+            worst_share_gap(&zworkers, &before),
+            moved(&before, &after),
+            after["worker-new"].len(),
+        );
+    }
+    Ok(())
+}
+
 #[allow(dead_code)]
 fn main() -> Result<(), Error> {
+    if std::env::args().any(|a| a == "--fleet") {
+        return fleet_report();
+    }
     const N: usize = 10_000;
     const W: usize = 200;
     let parts = partitions(N);

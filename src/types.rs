@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 /// A unit of work that exactly one worker owns at a time.
 ///
 /// Partitions are identified by their `id`; the `weight` (default 1) tells
-/// weight-aware strategies how much load the partition carries.
+/// weight-aware strategies how much load the partition carries. Optional
+/// label constraints say where it may run ([`require_label`]) and where it
+/// should run ([`prefer_label`]); strategies read them through
+/// [`AssignmentStrategy::assign_workers`].
 ///
 /// ```
 /// use parti::Partition;
@@ -17,37 +20,172 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(p.id(), "orders.7");
 /// assert_eq!(p.weight(), 5);
 /// assert_eq!(Partition::new("a").weight(), 1);
+///
+/// let vip = Partition::new("orders.8").require_label("pool", "vip").prefer_label("zone", "a");
+/// assert_eq!(vip.required_labels().get("pool").map(String::as_str), Some("vip"));
+/// assert_eq!(vip.preferred_labels().get("zone").map(String::as_str), Some("a"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// [`require_label`]: Partition::require_label
+/// [`prefer_label`]: Partition::prefer_label
+/// [`AssignmentStrategy::assign_workers`]: crate::strategy::AssignmentStrategy::assign_workers
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(from = "PartitionWire")]
 pub struct Partition {
-    id: String,
-    #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
+    /// Shared, so that cloning a partition (a strategy clones every one into
+    /// the placement it returns) copies a pointer instead of the id.
+    id: Arc<str>,
     weight: u32,
+    /// `None` for the common label-free partition: one pointer, and cloning
+    /// a constrained partition only bumps a reference count.
+    labels: Option<Arc<Constraints>>,
+}
+
+/// Label constraints of a partition; one value per key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Constraints {
+    required: BTreeMap<String, String>,
+    preferred: BTreeMap<String, String>,
+    /// Both maps encoded as length-prefixed bytes (required ones first, up to
+    /// `split`): strategies compare a million partitions' constraints, and
+    /// one contiguous slice compares far faster than two maps of strings.
+    key: Box<[u8]>,
+    split: usize,
+}
+
+impl Constraints {
+    fn new(required: BTreeMap<String, String>, preferred: BTreeMap<String, String>) -> Self {
+        let mut c = Constraints {
+            required,
+            preferred,
+            ..Default::default()
+        };
+        c.encode();
+        c
+    }
+
+    fn encode(&mut self) {
+        let mut key = Vec::new();
+        let put = |map: &BTreeMap<String, String>, key: &mut Vec<u8>| {
+            for (k, v) in map {
+                for s in [k, v] {
+                    key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                    key.extend_from_slice(s.as_bytes());
+                }
+            }
+        };
+        put(&self.required, &mut key);
+        self.split = key.len();
+        put(&self.preferred, &mut key);
+        self.key = key.into_boxed_slice();
+    }
+}
+
+/// The serialized form. Label maps default to empty, so records written
+/// before labels existed still parse.
+#[derive(Deserialize)]
+struct PartitionWire {
+    id: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    require: BTreeMap<String, String>,
+    #[serde(default)]
+    prefer: BTreeMap<String, String>,
+}
+
+impl From<PartitionWire> for Partition {
+    fn from(w: PartitionWire) -> Self {
+        let labels = (!w.require.is_empty() || !w.prefer.is_empty())
+            .then(|| Arc::new(Constraints::new(w.require, w.prefer)));
+        Partition {
+            id: w.id.into(),
+            weight: w.weight,
+            labels,
+        }
+    }
+}
+
+impl Serialize for Partition {
+    /// `{"id":..}` plus `weight` unless it is 1 and `require` / `prefer`
+    /// unless empty: a label-free partition serializes as it always did.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (required, preferred) = (self.required_labels(), self.preferred_labels());
+        let fields = 1
+            + usize::from(self.weight != 1)
+            + usize::from(!required.is_empty())
+            + usize::from(!preferred.is_empty());
+        let mut st = serializer.serialize_struct("Partition", fields)?;
+        st.serialize_field("id", &*self.id)?;
+        if self.weight != 1 {
+            st.serialize_field("weight", &self.weight)?;
+        }
+        if !required.is_empty() {
+            st.serialize_field("require", required)?;
+        }
+        if !preferred.is_empty() {
+            st.serialize_field("prefer", preferred)?;
+        }
+        st.end()
+    }
 }
 
 fn default_weight() -> u32 {
     1
 }
 
-fn is_default_weight(w: &u32) -> bool {
-    *w == 1
-}
+/// What the label accessors return for a partition without labels.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl Partition {
     /// A partition of weight 1.
     pub fn new(id: impl Into<String>) -> Self {
-        Partition {
-            id: id.into(),
-            weight: 1,
-        }
+        Partition::with_weight(id, 1)
     }
 
     /// A partition with an explicit weight.
     pub fn with_weight(id: impl Into<String>, weight: u32) -> Self {
         Partition {
-            id: id.into(),
+            id: Arc::from(id.into()),
             weight,
+            labels: None,
         }
+    }
+
+    /// Only workers carrying label `key=value` may own this partition (a hard
+    /// constraint; several keys must all match). When no live worker
+    /// qualifies, strategies leave it unowned. A repeated key keeps the last
+    /// value.
+    ///
+    /// ```
+    /// use parti::Partition;
+    /// let p = Partition::new("p0").require_label("pool", "vip");
+    /// assert_eq!(p.required_labels().len(), 1);
+    /// assert!(p.preferred_labels().is_empty());
+    /// ```
+    pub fn require_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let c = self.constraints_mut();
+        c.required.insert(key.into(), value.into());
+        c.encode();
+        self
+    }
+
+    /// Workers carrying label `key=value` should own this partition (a soft
+    /// constraint, e.g. its home zone): strategies honor it as far as balance
+    /// allows. With several keys a worker is preferred when it carries all
+    /// of them. A repeated key keeps the last value.
+    ///
+    /// ```
+    /// use parti::Partition;
+    /// let p = Partition::new("p1").prefer_label("zone", "a");
+    /// assert_eq!(p.preferred_labels().get("zone").map(String::as_str), Some("a"));
+    /// ```
+    pub fn prefer_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let c = self.constraints_mut();
+        c.preferred.insert(key.into(), value.into());
+        c.encode();
+        self
     }
 
     /// The partition's id.
@@ -58,6 +196,29 @@ impl Partition {
     /// The partition's weight.
     pub fn weight(&self) -> u32 {
         self.weight
+    }
+
+    /// Labels a worker must carry to own this partition (empty: any worker).
+    pub fn required_labels(&self) -> &BTreeMap<String, String> {
+        self.labels.as_ref().map_or(&NO_LABELS, |c| &c.required)
+    }
+
+    /// Labels of the workers this partition should preferably run on.
+    pub fn preferred_labels(&self) -> &BTreeMap<String, String> {
+        self.labels.as_ref().map_or(&NO_LABELS, |c| &c.preferred)
+    }
+
+    /// The required and the preferred labels as comparable byte strings
+    /// (equal exactly when the maps are equal; empty when there are none).
+    pub(crate) fn label_keys(&self) -> (&[u8], &[u8]) {
+        match &self.labels {
+            Some(c) => c.key.split_at(c.split),
+            None => (&[], &[]),
+        }
+    }
+
+    fn constraints_mut(&mut self) -> &mut Constraints {
+        Arc::make_mut(self.labels.get_or_insert_with(Default::default))
     }
 }
 
@@ -247,7 +408,7 @@ impl Assignment {
     fn index_of(&self, id: &str) -> Option<usize> {
         self.data
             .partitions
-            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .binary_search_by(|p| (*p.id).cmp(id))
             .ok()
     }
 }
@@ -334,5 +495,33 @@ mod tests {
         assert_eq!(c.removed(), &[Partition::new("a")]);
         assert_eq!(b.token("c"), Some(2));
         assert_eq!(b.token("a"), None);
+    }
+
+    #[test]
+    fn label_free_partitions_serialize_as_before() {
+        let plain = serde_json::to_string(&Partition::new("a")).unwrap();
+        assert_eq!(plain, r#"{"id":"a"}"#);
+        let heavy = serde_json::to_string(&Partition::with_weight("b", 3)).unwrap();
+        assert_eq!(heavy, r#"{"id":"b","weight":3}"#);
+        // Records written before labels existed still parse.
+        let old: Partition = serde_json::from_str(r#"{"id":"b","weight":3}"#).unwrap();
+        assert_eq!(old, Partition::with_weight("b", 3));
+        assert!(old.required_labels().is_empty() && old.preferred_labels().is_empty());
+    }
+
+    #[test]
+    fn labels_round_trip() {
+        let p = Partition::new("p")
+            .require_label("pool", "vip")
+            .prefer_label("zone", "a")
+            .prefer_label("zone", "b");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"p","require":{"pool":"vip"},"prefer":{"zone":"b"}}"#
+        );
+        let back: Partition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        assert_ne!(p, Partition::new("p"));
     }
 }

@@ -1,12 +1,13 @@
 //! Consistent hashing with bounded loads, made sticky by the previous
 //! placement: the library's default strategy.
 
-use std::cmp::Reverse;
-
-use super::common::{build_placement, key_hash, keyed_partitions, sorted_workers};
+use super::budget::within_budget;
+use super::common::{build_placement, keyed_partitions, sorted_workers, Keyed};
 use super::fill::WhenAllFull;
+use super::fleet::{sorted_infos, Fleet};
 use super::plan::Plan;
-use super::AssignmentStrategy;
+use super::shares::{caps, floors};
+use super::{AssignmentStrategy, WorkerInfo};
 use crate::{Error, Partition, Placement};
 
 /// Virtual nodes per worker on BoundedLoad's ring. Caps do the balancing, so
@@ -63,6 +64,7 @@ const VIRTUAL_NODES: u32 = 64;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BoundedLoad {
     epsilon: f64,
+    max_moves: Option<usize>,
 }
 
 impl BoundedLoad {
@@ -71,18 +73,63 @@ impl BoundedLoad {
     /// as 0.
     pub fn with_epsilon(e: f64) -> Self {
         let epsilon = if e.is_finite() && e > 0.0 { e } else { 0.0 };
-        BoundedLoad { epsilon }
+        BoundedLoad {
+            epsilon,
+            max_moves: None,
+        }
     }
 
     /// The configured ε.
     pub fn epsilon(&self) -> f64 {
         self.epsilon
     }
+
+    /// Moves at most `n` partitions between live workers per call of
+    /// [`AssignmentStrategy::assign_workers`], for large fleets where one
+    /// rebalance should not shuffle thousands of partitions at once.
+    ///
+    /// - A partition whose owner left, or no longer carries its required
+    ///   labels, is always placed: hard constraints come before the budget
+    ///   (such forced moves count toward it).
+    /// - When the unbudgeted result moves at most `n`, it is returned
+    ///   unchanged: the budget only acts when it binds.
+    /// - Otherwise the result is the previous placement with `n` of the
+    ///   moves toward the unbudgeted result applied, so successive calls
+    ///   converge to a balanced placement.
+    ///
+    /// The plain [`AssignmentStrategy::assign`] ignores the budget.
+    ///
+    /// ```
+    /// use parti::strategy::{moved, AssignmentStrategy, BoundedLoad, WorkerInfo};
+    /// use parti::{Partition, Placement};
+    ///
+    /// let parts: Vec<Partition> = (0..100).map(|i| Partition::new(format!("p{i}"))).collect();
+    /// let two = vec![WorkerInfo::new("a"), WorkerInfo::new("b")];
+    /// let s = BoundedLoad::default().max_moves_per_rebalance(10);
+    /// let mut p = s.assign_workers(&two[..1], &parts, &Placement::new())?;
+    /// // b joins: it needs 50 partitions, at most 10 per rebalance.
+    /// for expected in [10, 20, 30, 40, 50, 50] {
+    ///     let next = s.assign_workers(&two, &parts, &p)?;
+    ///     assert!(moved(&p, &next) <= 10);
+    ///     p = next;
+    ///     assert_eq!(p["b"].len(), expected);
+    /// }
+    /// # Ok::<(), parti::Error>(())
+    /// ```
+    pub fn max_moves_per_rebalance(mut self, n: usize) -> Self {
+        self.max_moves = Some(n);
+        self
+    }
+
+    /// The move budget, if any.
+    pub fn move_budget(&self) -> Option<usize> {
+        self.max_moves
+    }
 }
 
 impl Default for BoundedLoad {
     fn default() -> Self {
-        BoundedLoad { epsilon: 0.0 }
+        BoundedLoad::with_epsilon(0.0)
     }
 }
 
@@ -95,47 +142,67 @@ impl AssignmentStrategy for BoundedLoad {
     ) -> Result<Placement, Error> {
         let workers = sorted_workers(workers)?;
         let parts = keyed_partitions(partitions)?;
-        let mut plan = Plan::new(&workers, parts, previous, VIRTUAL_NODES);
-        let total: u64 = plan.weights.iter().sum();
-        let cap = capacities(&workers, &plan.load, total, self.epsilon);
-        plan.shed_over_cap(&cap);
+        let fleet = Fleet::uniform(workers.len());
+        Ok(self.place(&workers, &fleet, partitions, parts, previous))
+    }
+
+    /// Honors required labels always, capacities, preferred labels as far as
+    /// balance allows, and the move budget; see the type's documentation.
+    fn assign_workers(
+        &self,
+        workers: &[WorkerInfo],
+        partitions: &[Partition],
+        previous: &Placement,
+    ) -> Result<Placement, Error> {
+        let infos = sorted_infos(workers)?;
+        let parts = keyed_partitions(partitions)?;
+        let ids: Vec<&str> = infos.iter().map(|w| w.id()).collect();
+        let fleet = Fleet::new(&infos, partitions, &parts);
+        let Some(budget) = self.max_moves else {
+            return Ok(self.place(&ids, &fleet, partitions, parts, previous));
+        };
+        let target = self.place(&ids, &fleet, partitions, parts.clone(), previous);
+        Ok(within_budget(
+            &ids, &fleet, partitions, &parts, previous, target, budget,
+        ))
+    }
+}
+
+impl BoundedLoad {
+    /// The algorithm: keep, shed, (floor), place, (repair); see the type's
+    /// documentation.
+    fn place(
+        &self,
+        workers: &[&str],
+        fleet: &Fleet,
+        input: &[Partition],
+        parts: Vec<Keyed<'_>>,
+        previous: &Placement,
+    ) -> Placement {
+        let mut plan = Plan::new(workers, input, parts, previous, VIRTUAL_NODES);
+        if fleet.constrained {
+            plan.release_ineligible(fleet);
+        }
+        let demand = plan.demand(fleet);
+        let cap = caps(
+            fleet,
+            workers,
+            &plan.committed(fleet),
+            &demand,
+            self.epsilon,
+        );
+        plan.shed_over_cap(&cap, fleet);
         if self.epsilon > 0.0 {
-            let floor = floor_load(total, workers.len(), self.epsilon);
-            plan.shed_for_floor(floor);
-            plan.fill(&vec![floor; workers.len()], WhenAllFull::Stop);
+            let floor = floors(fleet, &demand, self.epsilon);
+            plan.shed_for_floor(&floor, fleet);
+            plan.fill(&floor, WhenAllFull::Stop, fleet);
         }
-        plan.fill(&cap, WhenAllFull::LeastLoaded);
-        Ok(build_placement(&workers, &plan.parts, &plan.owner))
-    }
-}
-
-/// Per-worker capacities: `⌊T/n⌋`, plus one for the `T mod n` workers that
-/// already carry the most. Giving the spare units to the fullest workers is
-/// what makes the number of shed partitions the minimum possible.
-fn capacities(workers: &[&str], load: &[u64], total: u64, epsilon: f64) -> Vec<u64> {
-    let n = workers.len() as u64;
-    let scaled = ((1.0 + epsilon) * total as f64).floor();
-    // `as` saturates on overflow, which only ever loosens the cap.
-    let t = (scaled as u64).max(total);
-    let (base, spare) = (t / n, (t % n) as usize);
-    let mut cap = vec![base; workers.len()];
-    if spare > 0 {
-        let mut order: Vec<(Reverse<u64>, u64, usize)> = (0..workers.len())
-            .map(|w| (Reverse(load[w]), key_hash(workers[w]), w))
-            .collect();
-        order.sort_unstable();
-        for &(_, _, w) in order.iter().take(spare) {
-            cap[w] += 1;
+        plan.fill(&cap, WhenAllFull::LeastLoaded, fleet);
+        if fleet.constrained {
+            plan.repair(&cap, fleet);
         }
+        build_placement(workers, input, &plan.parts, &plan.owner)
     }
-    cap
-}
-
-/// The load every worker should reach when ε > 0: `⌊(1−ε)·W/n⌋`, never more
-/// than `⌊W/n⌋`.
-fn floor_load(total: u64, workers: usize, epsilon: f64) -> u64 {
-    let share = (1.0 - epsilon).max(0.0) * total as f64 / workers as f64;
-    (share.floor() as u64).min(total / workers as u64)
 }
 
 #[cfg(test)]
@@ -145,20 +212,22 @@ mod tests {
     #[test]
     fn caps_sum_to_the_total_and_favour_the_fullest() {
         let workers = ["a", "b", "c"];
+        let fleet = Fleet::uniform(3);
         // 10 over 3: one worker gets 4, and it must be the one holding most.
-        let cap = capacities(&workers, &[3, 5, 2], 10, 0.0);
+        let cap = caps(&fleet, &workers, &[3, 5, 2], &[10], 0.0);
         assert_eq!(cap, vec![3, 4, 3]);
         // With slack the caps cover ⌊1.5·10⌋ = 15.
-        let cap = capacities(&workers, &[0, 0, 0], 10, 0.5);
+        let cap = caps(&fleet, &workers, &[0, 0, 0], &[10], 0.5);
         assert_eq!(cap.iter().sum::<u64>(), 15);
         assert!(cap.iter().all(|&c| c == 5));
     }
 
     #[test]
     fn floor_never_exceeds_the_even_share() {
-        assert_eq!(floor_load(100, 3, 0.1), 30);
-        assert_eq!(floor_load(100, 3, 2.0), 0);
-        assert_eq!(floor_load(0, 3, 0.1), 0);
+        let fleet = Fleet::uniform(3);
+        assert_eq!(floors(&fleet, &[100], 0.1), vec![30; 3]);
+        assert_eq!(floors(&fleet, &[100], 2.0), vec![0; 3]);
+        assert_eq!(floors(&fleet, &[0], 0.1), vec![0; 3]);
     }
 
     #[test]

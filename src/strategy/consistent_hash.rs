@@ -78,6 +78,6 @@ impl AssignmentStrategy for ConsistentHash {
             .iter()
             .map(|k| ring.owners[successors.next(k.hash)])
             .collect();
-        Ok(build_placement(&workers, &parts, &owner))
+        Ok(build_placement(&workers, partitions, &parts, &owner))
     }
 }

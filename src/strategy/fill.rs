@@ -1,6 +1,7 @@
 //! Placing the partitions that have no owner.
 
 use super::common::NO_OWNER;
+use super::fleet::Fleet;
 use super::plan::Plan;
 use super::skip_list::SkipList;
 
@@ -16,10 +17,14 @@ pub(crate) enum WhenAllFull {
 
 impl Plan<'_> {
     /// Gives every unowned partition, in canonical order, to the first worker
-    /// clockwise from its hash whose load is below `limit[w]`.
-    pub(crate) fn fill(&mut self, limit: &[u64], when_full: WhenAllFull) {
+    /// clockwise from its hash whose load is below `limit[w]` (and, with
+    /// label constraints, that may own it: see `fill_fleet`).
+    pub(crate) fn fill(&mut self, limit: &[u64], when_full: WhenAllFull, fleet: &Fleet) {
         if !self.owner.contains(&NO_OWNER) {
             return;
+        }
+        if fleet.constrained {
+            return self.fill_fleet(limit, when_full, fleet);
         }
         let mut skip = SkipList::new(self.ring.len());
         let mut open = self.workers();

@@ -2,9 +2,9 @@
 //! loads, and the ring used to rank workers for each partition.
 
 use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
+use super::fleet::{Fleet, FREE, PARKED};
 use super::ring::Ring;
-use crate::Placement;
-use std::cmp::Ordering;
+use crate::{Partition, Placement};
 
 pub(crate) struct Plan<'a> {
     /// Partitions in canonical `(hash, id)` order.
@@ -16,6 +16,10 @@ pub(crate) struct Plan<'a> {
     /// Total weight each worker currently owns.
     pub(crate) load: Vec<u64>,
     pub(crate) ring: Ring,
+    /// Workers given a partition while at their limit because no eligible
+    /// worker had room (only with hard constraints): the repair pass starts
+    /// from them.
+    pub(crate) overflowed: Vec<bool>,
     /// Each worker's virtual-node hashes, sorted, `vnodes` per worker in
     /// worker order.
     points: Vec<u64>,
@@ -30,11 +34,14 @@ impl<'a> Plan<'a> {
     /// ignored.
     pub(crate) fn new(
         workers: &[&str],
+        input: &[Partition],
         parts: Vec<Keyed<'a>>,
         previous: &Placement,
         vnodes: u32,
     ) -> Self {
-        let weights: Vec<u64> = parts.iter().map(|k| effective_weight(k.part)).collect();
+        // Read weights in the caller's (memory) order, then permute.
+        let by_input: Vec<u64> = input.iter().map(effective_weight).collect();
+        let weights: Vec<u64> = parts.iter().map(|k| by_input[k.index as usize]).collect();
         let owner = previous_owners(workers, &parts, previous);
         let mut load = vec![0u64; workers.len()];
         for (&o, &w) in owner.iter().zip(&weights) {
@@ -60,6 +67,7 @@ impl<'a> Plan<'a> {
             owner,
             load,
             ring,
+            overflowed: vec![false; workers.len()],
             points,
             positions,
             vnodes,
@@ -90,8 +98,14 @@ impl<'a> Plan<'a> {
     /// partition)` sorted by worker and then in the order they should be
     /// shed: first those much closer on the ring to one of `receivers` than
     /// to their owner, i.e. those a receiver would own had it been there all
-    /// along.
-    pub(crate) fn shed_order(&self, from: &[bool], receivers: &[u64]) -> Vec<(u32, i128, u32)> {
+    /// along. `bonus(i)` is added to partition `i`'s priority (larger: shed
+    /// later); label constraints use it to rank whole kinds of partitions.
+    pub(crate) fn shed_order(
+        &self,
+        from: &[bool],
+        receivers: &[u64],
+        bonus: impl Fn(usize) -> i128,
+    ) -> Vec<(u32, i128, u32)> {
         let mut order = Vec::new();
         for (i, (&o, k)) in self.owner.iter().zip(&self.parts).enumerate() {
             if o == NO_OWNER || !from[o as usize] {
@@ -100,14 +114,30 @@ impl<'a> Plan<'a> {
             let w = o as usize;
             let own = &self.points[w * self.vnodes..(w + 1) * self.vnodes];
             let priority = i128::from(distance_to_next(receivers, k.hash))
-                - i128::from(distance_to_next(own, k.hash));
+                - i128::from(distance_to_next(own, k.hash))
+                + bonus(i);
             order.push((o, priority, i as u32));
         }
-        order.sort_unstable_by(|a, b| match a.0.cmp(&b.0) {
-            Ordering::Equal => a.1.cmp(&b.1).then(a.2.cmp(&b.2)),
-            other => other,
-        });
-        order
+        // Group by worker (stable counting sort), then order each group:
+        // many small sorts instead of one over every partition.
+        let mut start = vec![0usize; self.workers() + 1];
+        for e in &order {
+            start[e.0 as usize + 1] += 1;
+        }
+        for w in 0..self.workers() {
+            start[w + 1] += start[w];
+        }
+        let mut grouped = vec![(0u32, 0i128, 0u32); order.len()];
+        let mut next = start.clone();
+        for &e in &order {
+            grouped[next[e.0 as usize]] = e;
+            next[e.0 as usize] += 1;
+        }
+        for w in 0..self.workers() {
+            grouped[start[w]..start[w + 1]]
+                .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
+        }
+        grouped
     }
 
     /// Takes partition `i` away from its owner.
@@ -117,6 +147,51 @@ impl<'a> Plan<'a> {
             self.load[o as usize] -= self.weights[i];
             self.owner[i] = NO_OWNER;
         }
+    }
+
+    /// Releases every partition whose previous owner may not own it (a hard
+    /// constraint changed, or no live worker qualifies).
+    pub(crate) fn release_ineligible(&mut self, fleet: &Fleet) {
+        for i in 0..self.parts.len() {
+            let o = self.owner[i];
+            if o != NO_OWNER && !fleet.eligible(i, o as usize) {
+                self.release(i);
+            }
+        }
+    }
+
+    /// Each worker's load plus the unowned partitions only it may own: what
+    /// it will carry whatever the caps, so spare cap units go where they
+    /// save a move.
+    pub(crate) fn committed(&self, fleet: &Fleet) -> Vec<u64> {
+        let mut load = self.load.clone();
+        if fleet.class_of.is_empty() {
+            return load;
+        }
+        for (i, &o) in self.owner.iter().enumerate() {
+            let c = fleet.class(i);
+            if o == NO_OWNER && c != PARKED {
+                if let [only] = fleet.classes[c as usize].members[..] {
+                    load[only as usize] += self.weights[i];
+                }
+            }
+        }
+        load
+    }
+
+    /// Total weight of the placeable partitions of each class.
+    pub(crate) fn demand(&self, fleet: &Fleet) -> Vec<u64> {
+        let mut demand = vec![0u64; fleet.classes.len()];
+        if fleet.class_of.is_empty() {
+            demand[FREE as usize] = self.weights.iter().sum();
+            return demand;
+        }
+        for (&c, &w) in fleet.class_of.iter().zip(&self.weights) {
+            if c != PARKED {
+                demand[c as usize] += w;
+            }
+        }
+        demand
     }
 
     /// Total weight of the partitions without an owner.
@@ -140,28 +215,43 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
     }
 }
 
-fn previous_owners(workers: &[&str], parts: &[Keyed<'_>], previous: &Placement) -> Vec<u32> {
+pub(crate) fn previous_owners(
+    workers: &[&str],
+    parts: &[Keyed<'_>],
+    previous: &Placement,
+) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
-    // (hash, id, worker) for every partition a live worker held, sorted the
-    // way `parts` is, then matched in one merge pass: sequential access
-    // instead of a lookup per partition.
-    let mut held: Vec<(u64, &str, u32)> = Vec::new();
-    for (worker, list) in previous {
-        if let Ok(w) = workers.binary_search(&worker.as_str()) {
-            held.extend(list.iter().map(|p| (key_hash(p.id()), p.id(), w as u32)));
-        }
+    if parts.is_empty() {
+        return owner;
     }
-    // For a partition listed twice, the smaller worker index (first in id
-    // order) comes first and wins.
-    held.sort_unstable();
-    let mut j = 0;
-    for (i, k) in parts.iter().enumerate() {
-        let key = (k.hash, k.part.id());
-        while j < held.len() && (held[j].0, held[j].1) < key {
-            j += 1;
-        }
-        if j < held.len() && (held[j].0, held[j].1) == key {
-            owner[i] = held[j].2;
+    // `parts` is sorted by hash, so the top bits of a hash index a short
+    // run of it: one lookup per held partition, in the order `previous`
+    // lists them (its ids are read once, while hashing), and no sort.
+    let bits = parts.len().next_power_of_two().ilog2().clamp(1, 24);
+    let shift = 64 - bits;
+    let mut start = vec![0u32; (1 << bits) + 1];
+    for k in parts {
+        start[(k.hash >> shift) as usize + 1] += 1;
+    }
+    for b in 0..(1usize << bits) {
+        start[b + 1] += start[b];
+    }
+    // Workers come in id order, so for a partition listed under several
+    // live workers the first in id order wins.
+    for (worker, list) in previous {
+        let Ok(w) = workers.binary_search(&worker.as_str()) else {
+            continue;
+        };
+        for p in list {
+            let hash = key_hash(p.id());
+            let b = (hash >> shift) as usize;
+            let run = &parts[start[b] as usize..start[b + 1] as usize];
+            let found = run.iter().position(|k| k.is(hash, p.id()));
+            if let Some(i) = found.map(|i| start[b] as usize + i) {
+                if owner[i] == NO_OWNER {
+                    owner[i] = w as u32;
+                }
+            }
         }
     }
     owner

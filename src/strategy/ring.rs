@@ -1,6 +1,7 @@
 //! A hash ring of virtual nodes, shared by the ring-based strategies.
 
 use super::common::vnode_hash;
+use super::radix::sort_by_u64;
 
 /// Virtual nodes of `workers` sorted by position. `owners[i]` is the index (in
 /// the worker slice the ring was built from) of the worker at `points[i]`.
@@ -20,7 +21,8 @@ impl Ring {
         }
         // Ties (equal positions) are broken by worker index, which follows
         // worker id order: still platform independent.
-        nodes.sort_unstable();
+        // Stable, and nodes are pushed in worker order: ties stay ordered.
+        sort_by_u64(&mut nodes, |n| n.0);
         let (points, owners) = nodes.into_iter().unzip();
         Ring { points, owners }
     }

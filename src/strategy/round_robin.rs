@@ -37,6 +37,6 @@ impl AssignmentStrategy for RoundRobin {
         parts.sort_unstable_by(|a, b| a.part.id().cmp(b.part.id()));
         let n = workers.len();
         let owner: Vec<u32> = (0..parts.len()).map(|i| (i % n) as u32).collect();
-        Ok(build_placement(&workers, &parts, &owner))
+        Ok(build_placement(&workers, partitions, &parts, &owner))
     }
 }

@@ -1,0 +1,203 @@
+//! Who may and who should own each partition: required labels become
+//! eligibility classes, preferred labels preference groups, both computed
+//! once per call so the placement passes only compare small integers.
+
+use std::collections::BTreeMap;
+
+use super::common::Keyed;
+use super::worker::WorkerInfo;
+use crate::{Error, Partition};
+
+/// Class of the partitions without required labels: every worker is eligible.
+pub(crate) const FREE: u32 = 0;
+/// Class of a partition no live worker may own: it stays unowned.
+pub(crate) const PARKED: u32 = u32::MAX;
+/// Preference group of a partition without (satisfiable) preferred labels.
+pub(crate) const NO_PREF: u32 = u32::MAX;
+
+/// A set of partitions sharing the same required labels.
+pub(crate) struct Class {
+    /// `eligible[w]`: worker `w` carries every required label.
+    pub(crate) eligible: Vec<bool>,
+    /// The eligible workers, ascending.
+    pub(crate) members: Vec<u32>,
+}
+
+/// Partitions of one class sharing the same preferred labels.
+pub(crate) struct PrefGroup {
+    /// `preferred[w]`: `w` is eligible and carries every preferred label.
+    pub(crate) preferred: Vec<bool>,
+}
+
+/// The placement-relevant facts about workers and partitions.
+pub(crate) struct Fleet {
+    /// Capacity of each worker (sorted id order), at least 1.
+    pub(crate) capacity: Vec<u64>,
+    /// Whether any partition has a label constraint or any capacity differs:
+    /// when not, BoundedLoad runs exactly its label-free algorithm.
+    pub(crate) constrained: bool,
+    /// `classes[FREE]` is the label-free class.
+    pub(crate) classes: Vec<Class>,
+    /// Class of `parts[i]` (canonical order), or [`PARKED`]. Empty when no
+    /// partition has required labels: all are [`FREE`].
+    pub(crate) class_of: Vec<u32>,
+    pub(crate) prefs: Vec<PrefGroup>,
+    /// Preference group of `parts[i]`, or [`NO_PREF`]; empty when none.
+    pub(crate) pref_of: Vec<u32>,
+}
+
+impl Fleet {
+    /// Every worker of capacity 1, no constraints.
+    pub(crate) fn uniform(workers: usize) -> Fleet {
+        Fleet {
+            capacity: vec![1; workers],
+            constrained: false,
+            classes: vec![Class {
+                eligible: vec![true; workers],
+                members: (0..workers as u32).collect(),
+            }],
+            class_of: Vec::new(),
+            prefs: Vec::new(),
+            pref_of: Vec::new(),
+        }
+    }
+
+    /// Classifies `parts` (built from `input`) for `workers` (sorted by id,
+    /// deduplicated).
+    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed<'_>]) -> Fleet {
+        let mut fleet = Fleet::uniform(workers.len());
+        fleet.capacity = workers
+            .iter()
+            .map(|w| u64::from(w.capacity_value().max(1)))
+            .collect();
+        let uneven = fleet.capacity.windows(2).any(|c| c[0] != c[1]);
+        // Distinct constraint sets seen so far, searched linearly: there are
+        // few, and partitions built alike usually come in runs.
+        let mut required: Vec<(&[u8], u32)> = Vec::new();
+        let mut preferred: Vec<(u32, &[u8], u32)> = Vec::new();
+        let labelled = parts.iter().any(|k| has_labels(k.part));
+        if !labelled {
+            fleet.constrained = uneven;
+            return fleet;
+        }
+        // Classify in the caller's order (memory order: far fewer cache
+        // misses than the hash order of `parts`), then permute.
+        let mut class_in = vec![FREE; input.len()];
+        let mut pref_in = vec![NO_PREF; input.len()];
+        for (j, part) in input.iter().enumerate() {
+            let (req, pref) = part.label_keys();
+            let class = if req.is_empty() {
+                FREE
+            } else if let Some(&(_, c)) = required.iter().find(|(r, _)| *r == req) {
+                c
+            } else {
+                let c = fleet.add_class(workers, part.required_labels());
+                required.push((req, c));
+                c
+            };
+            class_in[j] = class;
+            if class == PARKED || pref.is_empty() {
+                continue;
+            }
+            let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
+            pref_in[j] = match known {
+                Some(&(_, _, g)) => g,
+                None => {
+                    let g = fleet.add_pref(workers, class, part.preferred_labels());
+                    preferred.push((class, pref, g));
+                    g
+                }
+            };
+        }
+        fleet.class_of = parts.iter().map(|k| class_in[k.index as usize]).collect();
+        fleet.pref_of = parts.iter().map(|k| pref_in[k.index as usize]).collect();
+        fleet.constrained = uneven || labelled;
+        fleet
+    }
+
+    fn add_class(&mut self, workers: &[&WorkerInfo], req: &BTreeMap<String, String>) -> u32 {
+        let eligible: Vec<bool> = workers.iter().map(|w| w.matches(req)).collect();
+        if !eligible.contains(&true) {
+            return PARKED;
+        }
+        let members = (0..workers.len() as u32)
+            .filter(|&w| eligible[w as usize])
+            .collect();
+        self.classes.push(Class { eligible, members });
+        (self.classes.len() - 1) as u32
+    }
+
+    fn add_pref(
+        &mut self,
+        workers: &[&WorkerInfo],
+        class: u32,
+        pref: &BTreeMap<String, String>,
+    ) -> u32 {
+        let eligible = &self.classes[class as usize].eligible;
+        let preferred: Vec<bool> = workers
+            .iter()
+            .zip(eligible)
+            .map(|(w, &e)| e && w.matches(pref))
+            .collect();
+        if !preferred.contains(&true) {
+            return NO_PREF;
+        }
+        self.prefs.push(PrefGroup { preferred });
+        (self.prefs.len() - 1) as u32
+    }
+
+    /// Class of partition `i`.
+    pub(crate) fn class(&self, i: usize) -> u32 {
+        self.class_of.get(i).copied().unwrap_or(FREE)
+    }
+
+    /// Preference group of partition `i`.
+    pub(crate) fn pref(&self, i: usize) -> u32 {
+        self.pref_of.get(i).copied().unwrap_or(NO_PREF)
+    }
+
+    /// Whether worker `w` may own partition `i`.
+    pub(crate) fn eligible(&self, i: usize, w: usize) -> bool {
+        match self.class(i) {
+            PARKED => false,
+            c => self.classes[c as usize].eligible[w],
+        }
+    }
+
+    /// Whether `w` is one of the workers partition `i` prefers; false when
+    /// it prefers none.
+    pub(crate) fn preferred(&self, i: usize, w: usize) -> bool {
+        match self.pref(i) {
+            NO_PREF => false,
+            g => self.prefs[g as usize].preferred[w],
+        }
+    }
+}
+
+fn has_labels(p: &Partition) -> bool {
+    p.label_keys() != (&[], &[])
+}
+
+/// Workers sorted by id and deduplicated (for a repeated id, the smallest
+/// descriptor wins, whatever the input order), with the same errors as
+/// `sorted_workers`.
+pub(crate) fn sorted_infos(workers: &[WorkerInfo]) -> Result<Vec<&WorkerInfo>, Error> {
+    if workers.is_empty() {
+        return Err(Error::NoWorkers);
+    }
+    if workers.iter().any(|w| w.id().is_empty()) {
+        return Err(Error::InvalidPartition {
+            id: String::new(),
+            reason: "empty worker id".to_string(),
+        });
+    }
+    let mut sorted: Vec<&WorkerInfo> = workers.iter().collect();
+    sorted.sort_unstable_by(|a, b| {
+        a.id()
+            .cmp(b.id())
+            .then(a.capacity_value().cmp(&b.capacity_value()))
+            .then_with(|| a.labels().cmp(b.labels()))
+    });
+    sorted.dedup_by(|a, b| a.id() == b.id());
+    Ok(sorted)
+}
