@@ -82,7 +82,7 @@ fn start_worker(url: &str, name: &str, ledger: &Ledger) -> Worker {
     let consumer = Arc::new(
         JetStreamConsumer::start(
             parti::store::nats::connect(url).expect("connect"),
-            js_config(name),
+            js_config(GROUP),
             move |p, msg| {
                 let start = Instant::now();
                 let n: u64 = String::from_utf8_lossy(&msg.data)
@@ -300,12 +300,13 @@ fn stop_returns_within_its_deadline_while_nats_is_frozen() {
     );
 }
 
-/// A crashed worker leaves its durable consumer behind, still filtering its
-/// partitions; a work-queue stream refuses an overlapping consumer. The new
-/// owner retries until the server removes the stale consumer
-/// (`inactive_threshold`), then gets every message, old ones included.
+/// A consumer of another name that still filters a partition (left by a
+/// crashed worker configured with another prefix, or by an older version's
+/// one-consumer-per-worker layout) makes a work-queue stream refuse the new
+/// owner's consumer. The new owner finds and deletes it at once, long before
+/// the server would drop it, and gets every message, old ones included.
 #[test]
-fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
+fn a_stale_overlapping_consumer_is_replaced_at_once() {
     let server = NatsServer::start();
     let url = server.url();
     create_stream(&url, "workqueue", "ORDERS", "orders.>");
@@ -317,7 +318,7 @@ fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
             "durable_name": "ghost",
             "ack_policy": "explicit",
             "filter_subject": "orders.p0.>",
-            "inactive_threshold": 2_000_000_000u64,
+            "inactive_threshold": 60_000_000_000u64,
         }
     });
     let reply = nc
@@ -361,11 +362,21 @@ fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
         ledger.handlers().len(),
         errors.lock().unwrap()
     );
-    eprintln!(
-        "all handled after {:?}; first error: {:?}",
-        t.elapsed(),
-        errors.lock().unwrap().first()
+    let took = t.elapsed();
+    // The ghost would live 60 s; the new owner deleted it.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let info = nc
+        .request_timeout(
+            "$JS.API.CONSUMER.INFO.ORDERS.ghost",
+            "",
+            Duration::from_secs(2),
+        )
+        .expect("consumer info");
+    assert!(
+        String::from_utf8_lossy(&info.data).contains("10014"),
+        "the ghost consumer is still there"
     );
+    eprintln!("all handled after {took:?}");
     consumer.stop().expect("stop");
     nc.close();
 }
