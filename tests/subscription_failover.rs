@@ -27,7 +27,7 @@ use support::{wait_until, NatsServer};
 
 const PARTITIONS: usize = 16;
 /// Messages per second across all partitions.
-const RATE: u64 = 100;
+const RATE: u64 = 200;
 /// The bound for partitions that did not move.
 const UNMOVED_MAX_US: u64 = 200_000;
 
@@ -258,4 +258,96 @@ fn jetstream_planned_moves_pause_only_the_moved_partitions_for_the_handoff() {
     }
     let order = outcome.out_of_order();
     assert!(order.is_empty(), "{order:?}");
+}
+
+/// How long after its new owner's grant callback returned a core NATS
+/// subscription may still be on its way to the server.
+const SUBSCRIBE_SLACK_US: u64 = 100_000;
+
+#[test]
+fn core_crash_loses_only_the_dead_workers_partitions_until_they_are_reowned() {
+    let (g, outcome, phase, killed, reowned) = crash(Helper::Core);
+    let dead = g.dead();
+    eprintln!("{}", table(&outcome, std::slice::from_ref(&phase), &dead));
+    eprintln!("re-owned {} ms after the kill", (reowned - killed) / 1000);
+    let unmoved = row(&outcome, &phase, false, &dead);
+    assert!(unmoved.published > 100, "{unmoved:?}");
+    assert_eq!(
+        unmoved.lost, 0,
+        "partitions the dead worker did not own lost messages"
+    );
+    assert!(
+        unmoved.max <= UNMOVED_MAX_US,
+        "unmoved partitions waited {} ms",
+        unmoved.max / 1000
+    );
+    // What is lost: the dead worker's partitions' messages from (about) the
+    // kill until their new owner subscribed; nothing later.
+    let mut lost_moved = 0;
+    for f in outcome.lost() {
+        assert!(
+            phase.moved.contains(&f.partition),
+            "{}#{} lost",
+            f.partition,
+            f.msg
+        );
+        let granted = g.granted_by(&f.partition, killed).expect("re-granted");
+        assert!(
+            f.published + UNMOVED_MAX_US >= killed && f.published <= granted + SUBSCRIBE_SLACK_US,
+            "{}#{} lost, published {} ms after the kill, {} ms after the grant",
+            f.partition,
+            f.msg,
+            (f.published as i64 - killed as i64) / 1000,
+            (f.published as i64 - granted as i64) / 1000
+        );
+        lost_moved += 1;
+    }
+    assert!(
+        lost_moved > 0,
+        "core NATS lost nothing in a crash? the test saw no handoff"
+    );
+    assert!(
+        outcome.duplicates().is_empty(),
+        "core messages handled twice"
+    );
+}
+
+#[test]
+fn core_planned_moves_lose_only_the_moved_partitions_during_the_handoff() {
+    let (g, outcome, phases) = planned(Helper::Core);
+    let dead = BTreeSet::new();
+    eprintln!("{}", table(&outcome, &phases, &dead));
+    assert!(
+        outcome.duplicates().is_empty(),
+        "core messages handled twice"
+    );
+    for phase in &phases {
+        let u = row(&outcome, phase, false, &dead);
+        assert!(u.published > 0, "{}: {u:?}", phase.name);
+        assert_eq!(
+            u.lost, 0,
+            "{}: unmoved partitions lost messages",
+            phase.name
+        );
+        assert!(
+            u.max <= UNMOVED_MAX_US,
+            "{}: unmoved partitions waited {} ms",
+            phase.name,
+            u.max / 1000
+        );
+        for f in outcome.select(phase.from, phase.to, &phase.moved, true) {
+            if !f.handled.is_empty() {
+                continue;
+            }
+            let released = g.released_from(&f.partition, phase.from).expect("released");
+            let granted = g.granted_by(&f.partition, phase.from).expect("granted");
+            assert!(
+                f.published >= released && f.published <= granted + SUBSCRIBE_SLACK_US,
+                "{}: {}#{} lost outside its handoff",
+                phase.name,
+                f.partition,
+                f.msg
+            );
+        }
+    }
 }

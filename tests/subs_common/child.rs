@@ -310,6 +310,29 @@ impl WorkerProcess {
             .unwrap_or(0)
     }
 
+    /// (begin, end) in unix micros of the first callback that began at or
+    /// after `after` and granted `p` (or, with `removed`, released it).
+    pub fn callback_for(&self, p: &str, removed: bool, after: u64) -> Option<(u64, u64)> {
+        let events = self.events();
+        let has = |e: &Event| {
+            e["partitions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == p))
+        };
+        for (i, e) in events.iter().enumerate() {
+            let begin = e["t"].as_u64().unwrap_or(0);
+            if e["event"] != "grant" || begin < after {
+                continue;
+            }
+            // The same callback's closing event.
+            let end = events[i + 1..].iter().find(|e| e["event"] == "release")?;
+            if has(if removed { end } else { e }) {
+                return Some((begin, end["t"].as_u64().unwrap_or(u64::MAX)));
+            }
+        }
+        None
+    }
+
     /// (partition, message, unix micros) of every handler call.
     pub fn handled(&self) -> Vec<(String, u64, u64)> {
         self.events()

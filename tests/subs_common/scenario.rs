@@ -148,6 +148,25 @@ impl Group {
             .unwrap_or(0)
     }
 
+    /// When partition `p`'s first move at or after `after` ended: the end
+    /// of the callback that granted it to its new owner.
+    pub fn granted_by(&self, p: &str, after: u64) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.callback_for(p, false, after))
+            .map(|(_, end)| end)
+            .min()
+    }
+
+    /// When partition `p`'s first release at or after `after` began.
+    pub fn released_from(&self, p: &str, after: u64) -> Option<u64> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.callback_for(p, true, after))
+            .map(|(begin, _)| begin)
+            .min()
+    }
+
     /// Stops every live worker gracefully.
     pub fn stop_all(&mut self, timeout: Duration) {
         for w in self.workers.iter_mut() {
@@ -238,6 +257,9 @@ pub fn table(outcome: &Outcome, phases: &[Phase], dead: &BTreeSet<String>) -> St
     for phase in phases {
         for moved in [true, false] {
             let r = row(outcome, phase, moved, dead);
+            if r.published == 0 {
+                continue;
+            }
             let class = if moved {
                 format!("moved ({})", phase.moved.len())
             } else {

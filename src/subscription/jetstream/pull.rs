@@ -213,6 +213,11 @@ pub(super) fn fetch_loop(inner: Arc<Inner>, woken: Receiver<()>) {
             on_message(&inner, id, *grant, &msg);
         }
     }
+    // No more pulls: stop listening (what was delivered and not handled
+    // stays unacked, and the partitions' next owners get it).
+    for s in inner.slots.lock().values_mut() {
+        s.ready = None;
+    }
 }
 
 /// Sends a pull request on every ready consumer that has none under way.
