@@ -96,7 +96,7 @@ fn run(profile: &str, helper: Helper, partitions: usize, rate: u64) -> Res<()> {
     let before = g.owners();
     g.spawn()?;
     g.spawn()?;
-    if !g.wait_settled(settle) {
+    if !g.wait_balanced(settle) {
         return Err("scale-up did not settle".into());
     }
     phase.moved = moved(&before, &g.owners());
@@ -162,5 +162,44 @@ fn run(profile: &str, helper: Helper, partitions: usize, rate: u64) -> Res<()> {
         (reowned - killed) / 1000
     );
     println!("{}", table(&outcome, &phases, &dead));
+    // Times relative to the first phase's start, in ms.
+    let rel = |t: u64| (t as f64 - phases[0].from as f64) / 1000.0;
+    for f in outcome.duplicates().iter().take(5) {
+        let by: Vec<String> = f
+            .handled
+            .iter()
+            .map(|(w, t)| format!("{w} at {:.1}", rel(*t)))
+            .collect();
+        let owners: Vec<String> = g
+            .history(&f.partition)
+            .iter()
+            .map(|(w, a, b)| {
+                format!(
+                    "{w} {:.1}..{}",
+                    rel(*a),
+                    b.map(|b| format!("{:.1}", rel(b))).unwrap_or_default()
+                )
+            })
+            .collect();
+        println!(
+            "handled twice: {}#{} published at {:.1} ms, handled by {}; owners {}",
+            f.partition,
+            f.msg,
+            rel(f.published),
+            by.join(", "),
+            owners.join(", ")
+        );
+    }
+    let starts: Vec<String> = phases
+        .iter()
+        .map(|p| format!("{} at {:.1}", p.name, rel(p.from)))
+        .collect();
+    if !outcome.duplicates().is_empty() {
+        println!(
+            "phases: {}; killed at {:.1}",
+            starts.join(", "),
+            rel(killed)
+        );
+    }
     Ok(())
 }

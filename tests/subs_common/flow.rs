@@ -217,8 +217,11 @@ impl Outcome {
         bad
     }
 
-    /// Messages published in `[from, to)` of the given partitions (or of
-    /// all others, with `inside == false`).
+    /// Messages that count in `[from, to)` (unix micros), of the given
+    /// partitions (or of all others, with `inside == false`). A message
+    /// counts when it was first handled (a pause shows in the phase that
+    /// caused it, not in the one the message was published in), or when it
+    /// was published if it never was.
     pub fn select<'a>(
         &'a self,
         from: u64,
@@ -227,7 +230,8 @@ impl Outcome {
         inside: bool,
     ) -> impl Iterator<Item = &'a Fate> + 'a {
         self.messages.iter().filter(move |f| {
-            f.published >= from && f.published < to && partitions.contains(&f.partition) == inside
+            let at = f.handled.first().map_or(f.published, |(_, t)| *t);
+            at >= from && at < to && partitions.contains(&f.partition) == inside
         })
     }
 }

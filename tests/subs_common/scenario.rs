@@ -85,6 +85,38 @@ impl Group {
         }
     }
 
+    /// Like [`wait_settled`](Self::wait_settled), and every live worker
+    /// owns a partition (a scale-up has been carried out).
+    pub fn wait_balanced(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait_settled(left) && self.live().iter().all(|w| !w.owned().is_empty()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Who owned partition `p` when: (label, grant callback begin, release
+    /// callback end or `None`).
+    pub fn history(&self, p: &str) -> Vec<(String, u64, Option<u64>)> {
+        let mut out = Vec::new();
+        for w in &self.workers {
+            let mut after = 0;
+            while let Some((begin, _)) = w.callback_for(p, false, after) {
+                let end = w.callback_for(p, true, begin).map(|(_, end)| end);
+                out.push((w.label.clone(), begin, end));
+                after = begin + 1;
+            }
+        }
+        out.sort_by_key(|(_, begin, _)| *begin);
+        out
+    }
+
     /// Partition -> label of its live owner.
     pub fn owners(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -189,8 +221,8 @@ pub fn moved(
         .collect()
 }
 
-/// One phase of a scenario: messages published in `[from, to)` (unix
-/// micros), and the partitions that changed owner in it.
+/// One phase of a scenario: messages handled (or, if never, published) in
+/// `[from, to)` (unix micros), and the partitions that changed owner in it.
 #[derive(Clone, Debug)]
 pub struct Phase {
     pub name: String,

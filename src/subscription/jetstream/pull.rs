@@ -160,18 +160,7 @@ pub(super) fn fetch_loop(inner: Arc<Inner>, woken: Receiver<()>) {
             prepare(&inner, &due);
             continue;
         }
-        let silent = issue_pulls(&inner);
-        for (id, grant) in silent {
-            needs_reset(
-                &inner,
-                &id,
-                grant,
-                format!(
-                    "a pull request got no answer within {:?}",
-                    c.fetch_wait + c.op_timeout
-                ),
-            );
-        }
+        issue_pulls(&inner);
         // Wait for the first answer on any inbox, a wake-up, or the next
         // deadline (a pull's end, a retry).
         let (targets, next) = {
@@ -221,12 +210,15 @@ pub(super) fn fetch_loop(inner: Arc<Inner>, woken: Receiver<()>) {
 }
 
 /// Sends a pull request on every ready consumer that has none under way.
-/// Returns the slots whose pull request passed its deadline unanswered.
-fn issue_pulls(inner: &Inner) -> Vec<(String, u64)> {
+///
+/// A pull request whose deadline passed unanswered (lost with a broken
+/// connection, say) is simply replaced: resetting the consumer would drop
+/// acks still on their way and hand their messages out again. A consumer
+/// that is really gone answers the next pull with 503 (no responders).
+fn issue_pulls(inner: &Inner) {
     let c = &inner.config;
     let now = Instant::now();
     let body = json!({ "batch": c.batch, "expires": nanos(c.fetch_wait) }).to_string();
-    let mut silent = Vec::new();
     let mut sent = false;
     {
         let mut slots = inner.slots.lock();
@@ -236,10 +228,9 @@ fn issue_pulls(inner: &Inner) -> Vec<(String, u64)> {
             };
             match r.pull {
                 // Answers may still be queued (e.g. behind a long handler
-                // call): read them before judging.
+                // call): read them before giving up on the request.
                 Some(d) if d <= now && r.sub.receiver().is_empty() => {
-                    silent.push((id.clone(), s.grant));
-                    continue;
+                    log::debug!("parti: the pull request for {id} went unanswered; renewing it");
                 }
                 Some(_) => continue,
                 None => {}
@@ -262,7 +253,6 @@ fn issue_pulls(inner: &Inner) -> Vec<(String, u64)> {
         // saves that on every pull.
         let _ = inner.conn.flush_timeout(c.op_timeout);
     }
-    silent
 }
 
 /// The `Status` header of a JetStream status message (404 no messages, 408
