@@ -191,7 +191,7 @@ fn planned(helper: Helper) -> (Group, Outcome, Vec<Phase>) {
     );
     up.moved = moved(&before, &g.owners());
     assert!(
-        g.wait_handled(50, Duration::from_secs(10)),
+        g.wait_handled(150, Duration::from_secs(10)),
         "the flow did not go on"
     );
 
@@ -209,7 +209,7 @@ fn planned(helper: Helper) -> (Group, Outcome, Vec<Phase>) {
     );
     down.moved = moved(&before, &g.owners());
     assert!(
-        g.wait_handled(50, Duration::from_secs(10)),
+        g.wait_handled(150, Duration::from_secs(10)),
         "the flow did not go on"
     );
     let published = publisher.finish();
