@@ -129,8 +129,8 @@ pub(super) fn prepare(inner: &Inner, wanted: &[(String, u64)]) {
     }
 }
 
-/// Marks a slot's consumer as needing a reset (it is gone, or its pulls go
-/// unanswered).
+/// Marks a slot's consumer as needing a reset: it is gone (deleted by an
+/// operator, or by the server after `inactive_threshold`).
 fn needs_reset(inner: &Inner, id: &str, grant: u64, why: String) {
     if let Some(s) = inner.slots.lock().get_mut(id).filter(|s| s.grant == grant) {
         s.ready = None;
