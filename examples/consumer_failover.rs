@@ -161,6 +161,11 @@ fn run(profile: &str, helper: Helper, partitions: usize, rate: u64) -> Res<()> {
         outcome.out_of_order().len(),
         (reowned - killed) / 1000
     );
+    println!(
+        "longest callback: releasing {:.1} ms, granting {:.1} ms",
+        g.longest_callback_us(false) as f64 / 1000.0,
+        g.longest_callback_us(true) as f64 / 1000.0
+    );
     println!("{}", table(&outcome, &phases, &dead));
     // Times relative to the first phase's start, in ms.
     let rel = |t: u64| (t as f64 - phases[0].from as f64) / 1000.0;

@@ -225,7 +225,8 @@ fn jetstream_planned_moves_pause_only_the_moved_partitions_for_the_handoff() {
     let dead = BTreeSet::new();
     eprintln!("{}", table(&outcome, &phases, &dead));
     let spec = &g.spec;
-    let bound = g.longest_release_us() + (spec.heartbeat_interval_ms + spec.fetch_wait_ms) * 1000;
+    let bound =
+        g.longest_callback_us(false) + (spec.heartbeat_interval_ms + spec.fetch_wait_ms) * 1000;
     eprintln!("moved bound: {} ms", bound / 1000);
     assert!(outcome.lost().is_empty(), "lost {}", outcome.lost().len());
     assert!(

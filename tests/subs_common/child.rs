@@ -299,15 +299,27 @@ impl WorkerProcess {
         owned
     }
 
-    /// Longest `apply` call that released partitions, in microseconds.
-    pub fn longest_release_us(&self) -> u64 {
-        self.events()
-            .iter()
-            .filter(|e| e["event"] == "release")
-            .filter(|e| e["partitions"].as_array().is_some_and(|a| !a.is_empty()))
-            .filter_map(|e| e["took_us"].as_u64())
-            .max()
-            .unwrap_or(0)
+    /// Longest callback that released partitions (or, with `granting`,
+    /// granted some), in microseconds.
+    pub fn longest_callback_us(&self, granting: bool) -> u64 {
+        let events = self.events();
+        let mut longest = 0;
+        for (i, e) in events.iter().enumerate() {
+            if e["event"] != "grant" {
+                continue;
+            }
+            let Some(end) = events[i + 1..].iter().find(|e| e["event"] == "release") else {
+                break;
+            };
+            let which = if granting { e } else { end };
+            if which["partitions"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                longest = longest.max(end["took_us"].as_u64().unwrap_or(0));
+            }
+        }
+        longest
     }
 
     /// (begin, end) in unix micros of the first callback that began at or

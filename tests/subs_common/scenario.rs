@@ -171,11 +171,12 @@ impl Group {
             .collect()
     }
 
-    /// Longest release callback of any worker, in microseconds.
-    pub fn longest_release_us(&self) -> u64 {
+    /// Longest release (or, with `granting`, grant) callback of any
+    /// worker, in microseconds.
+    pub fn longest_callback_us(&self, granting: bool) -> u64 {
         self.workers
             .iter()
-            .map(|w| w.longest_release_us())
+            .map(|w| w.longest_callback_us(granting))
             .max()
             .unwrap_or(0)
     }
