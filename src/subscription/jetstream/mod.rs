@@ -1,6 +1,7 @@
 //! One durable JetStream pull consumer per partition, pulled from by the
 //! partition's owner.
 
+mod link;
 mod pull;
 mod server;
 
@@ -139,7 +140,7 @@ impl JetStreamConfig {
 }
 
 struct Inner {
-    conn: nats::Connection,
+    link: link::Link,
     config: JetStreamConfig,
     template: SubjectTemplate,
     handler: Handler,
@@ -245,10 +246,11 @@ impl JetStreamConsumer {
         on_error: Option<ErrorHook>,
     ) -> Result<Self, Error> {
         let template = config.validate()?;
-        server::check_stream(&conn, &config)?;
+        let link = link::Link::new(conn, config.op_timeout);
+        server::check_stream(&link, &config)?;
         let (wake, woken) = crossbeam_channel::bounded(1);
         let inner = Arc::new(Inner {
-            conn,
+            link,
             config,
             template,
             handler: Box::new(handler),
@@ -355,10 +357,7 @@ impl JetStreamConsumer {
             // last message again, synchronously, returns once every earlier
             // ack of that consumer has been processed.
             if let Some(reply) = slot.last_ack {
-                if let Err(e) = inner
-                    .conn
-                    .request_timeout(&reply, "+ACK", inner.config.op_timeout)
-                {
+                if let Err(e) = inner.link.request(&reply, b"+ACK", inner.config.op_timeout) {
                     log::debug!("parti: confirming the acks of {}: {e}", slot.partition.id());
                 }
             }

@@ -85,9 +85,10 @@ pub(super) fn prepare(inner: &Inner, wanted: &[(String, u64)]) {
             (s.consumer.clone(), s.subject.clone())
         };
         let result =
-            reset_consumer(&inner.conn, &inner.config, &consumer, &subject).and_then(|()| {
-                let inbox = inner.conn.new_inbox();
+            reset_consumer(&inner.link, &inner.config, &consumer, &subject).and_then(|()| {
+                let inbox = inner.link.conn.new_inbox();
                 let sub = inner
+                    .link
                     .conn
                     .subscribe(&inbox)
                     .map_err(|e| Error::Subscription {
@@ -236,7 +237,7 @@ fn issue_pulls(inner: &Inner) {
                 None => {}
             }
             let subject = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", c.stream, s.consumer);
-            match inner.conn.publish_request(&subject, &r.inbox, &body) {
+            match inner.link.conn.publish_request(&subject, &r.inbox, &body) {
                 Ok(()) => {
                     // The server answers by `fetch_wait` (408) at the latest;
                     // the margin covers the round trip.
@@ -249,9 +250,9 @@ fn issue_pulls(inner: &Inner) {
         }
     }
     if sent {
-        // The client's writer would send it within 5 ms; flushing now
+        // The client's writer would send them within 5 ms; a flush now
         // saves that on every pull.
-        let _ = inner.conn.flush_timeout(c.op_timeout);
+        inner.link.kick();
     }
 }
 
@@ -352,8 +353,11 @@ fn handle(inner: &Inner, id: &str, grant: u64, msg: &nats::Message) {
         }
     };
     // Published while `running` is held, so it precedes (on this
-    // connection) the synchronous ack of the `apply` waiting for us.
-    if inner.conn.publish(reply, ack).is_ok() && ack == "+ACK" {
+    // connection) the synchronous ack of the `apply` waiting for us; sent
+    // at once, which narrows what a crash leaves handled but unacked.
+    let sent = inner.link.conn.publish(reply, ack).is_ok();
+    inner.link.kick();
+    if sent && ack == "+ACK" {
         if let Some(s) = inner.slots.lock().get_mut(id).filter(|s| s.grant == grant) {
             s.last_ack = Some(reply.to_string());
         }

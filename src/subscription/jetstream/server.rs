@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::link::Link;
 use super::JetStreamConfig;
 use crate::{Error, Partition};
 
@@ -32,7 +33,7 @@ const WORKQUEUE_OVERLAP: [u64; 2] = [10099, 10100];
 /// A JetStream API request with a deadline; an `error` member becomes an
 /// [`ApiError`] with the server's code and description.
 pub(super) fn api(
-    conn: &nats::Connection,
+    conn: &Link,
     what: &'static str,
     subject: &str,
     body: &Value,
@@ -43,7 +44,7 @@ pub(super) fn api(
         error: Error::Subscription { what, reason },
     };
     let msg = conn
-        .request_timeout(subject, body.to_string(), timeout)
+        .request(subject, body.to_string().as_bytes(), timeout)
         .map_err(|e| {
             if e.kind() == io::ErrorKind::TimedOut {
                 fail(None, format!("{subject}: no answer within {timeout:?} (NATS unreachable, or no permission to publish there)"))
@@ -79,7 +80,7 @@ pub(super) fn nanos(d: Duration) -> u64 {
 }
 
 /// Checks that the stream exists and is a work queue.
-pub(super) fn check_stream(conn: &nats::Connection, config: &JetStreamConfig) -> Result<(), Error> {
+pub(super) fn check_stream(conn: &Link, config: &JetStreamConfig) -> Result<(), Error> {
     let info = api(
         conn,
         "stream info",
@@ -157,7 +158,7 @@ pub(super) fn overlaps(a: &str, b: &str) -> bool {
 /// then found by listing and deleted, since its holder does not own the
 /// partition any more.
 pub(super) fn reset_consumer(
-    conn: &nats::Connection,
+    conn: &Link,
     config: &JetStreamConfig,
     name: &str,
     subject: &str,
@@ -178,11 +179,7 @@ pub(super) fn reset_consumer(
     }
 }
 
-fn delete_consumer(
-    conn: &nats::Connection,
-    config: &JetStreamConfig,
-    name: &str,
-) -> Result<(), Error> {
+fn delete_consumer(conn: &Link, config: &JetStreamConfig, name: &str) -> Result<(), Error> {
     match api(
         conn,
         "consumer delete",
@@ -197,7 +194,7 @@ fn delete_consumer(
 }
 
 fn create_consumer(
-    conn: &nats::Connection,
+    conn: &Link,
     config: &JetStreamConfig,
     name: &str,
     subject: &str,
@@ -226,7 +223,7 @@ fn create_consumer(
 
 /// Names of the stream's consumers whose filter overlaps `subject`.
 fn overlapping_consumers(
-    conn: &nats::Connection,
+    conn: &Link,
     config: &JetStreamConfig,
     subject: &str,
 ) -> Result<Vec<String>, Error> {
