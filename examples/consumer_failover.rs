@@ -96,7 +96,10 @@ fn run(profile: &str, helper: Helper, partitions: usize, rate: u64) -> Res<()> {
     let before = g.owners();
     g.spawn()?;
     g.spawn()?;
-    if !g.wait_balanced(settle) {
+    // Both newcomers may not join in the same rebalance: wait until nothing
+    // has moved for a planned window, a cooldown and a heartbeat TTL.
+    let quiet = config.planned_scale_window + config.rebalance_cooldown + config.heartbeat_ttl;
+    if !g.wait_balanced(settle) || !g.wait_still(quiet, settle + quiet) {
         return Err("scale-up did not settle".into());
     }
     phase.moved = moved(&before, &g.owners());

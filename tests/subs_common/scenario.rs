@@ -101,6 +101,26 @@ impl Group {
         }
     }
 
+    /// After [`wait_balanced`](Self::wait_balanced): waits until the
+    /// ownership stayed the same for `quiet` (a scale-up by several workers
+    /// may take more than one rebalance).
+    pub fn wait_still(&self, quiet: Duration, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.owners();
+        let mut since = Instant::now();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = self.owners();
+            if now != seen {
+                seen = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Who owned partition `p` when: (label, grant callback begin, release
     /// callback end or `None`).
     pub fn history(&self, p: &str) -> Vec<(String, u64, Option<u64>)> {
