@@ -10,8 +10,8 @@
 //! cargo run --release --example consumer_failover -- [fast|defaults] [jetstream|core|both] [PARTITIONS] [RATE]
 //! ```
 //! `fast`: heartbeat 200 ms, TTL 800 ms, emergency grace 300 ms (the other
-//! windows short too); `defaults`: parti's defaults (a run takes about two
-//! minutes). Default: `fast both 48 200` (48 partitions, 200 messages/s).
+//! windows short too); `defaults`: parti's defaults (about three minutes per
+//! helper). Default: `fast both 48 200` (48 partitions, 200 messages/s).
 //! Starts its own nats-server (`NATS_SERVER_BIN`, else `nats-server` on
 //! `PATH`) on 127.0.0.1 for each helper. The workers are this binary, run
 //! with `worker` as first argument.
