@@ -380,3 +380,91 @@ fn a_stale_overlapping_consumer_is_replaced_at_once() {
     consumer.stop().expect("stop");
     nc.close();
 }
+
+/// A consumer the server refuses for one partition (here: the stream's
+/// consumer limit is reached) is reported and retried for that partition
+/// alone; the other partition's messages keep flowing meanwhile.
+#[test]
+fn a_refused_consumer_stops_only_its_own_partition() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let nc = nats::connect(&url).expect("connect");
+    let body = serde_json::json!({
+        "name": "ORDERS",
+        "subjects": ["orders.>"],
+        "retention": "workqueue",
+        "storage": "memory",
+        "max_consumers": 1,
+    });
+    let reply = nc
+        .request_timeout(
+            "$JS.API.STREAM.CREATE.ORDERS",
+            body.to_string(),
+            Duration::from_secs(5),
+        )
+        .expect("stream create");
+    assert!(!String::from_utf8_lossy(&reply.data).contains("\"error\""));
+    let ledger = Ledger::default();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = errors.clone();
+    let handler_ledger = ledger.clone();
+    let consumer = JetStreamConsumer::start_with_error_hook(
+        parti::store::nats::connect(&url).expect("connect"),
+        js_config(GROUP),
+        move |p, msg| {
+            let n: u64 = String::from_utf8_lossy(&msg.data).parse()?;
+            handler_ledger.handled("w1", p.id(), n, Instant::now());
+            Ok(())
+        },
+        Some(Box::new(move |e| sink.lock().unwrap().push(e.to_string()))),
+    )
+    .expect("start");
+    let a = parti::Assignment::new(
+        1,
+        1,
+        None,
+        [(Partition::new("p0"), 1), (Partition::new("p1"), 1)],
+    );
+    consumer.apply(&parti::AssignmentChange::between(
+        &parti::Assignment::default(),
+        &a,
+    ));
+    // One of the two got the only consumer; the other is refused, again
+    // and again.
+    assert!(wait_until(Duration::from_secs(5), || errors
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains("consumer reset"))
+        .count()
+        >= 2));
+    for n in 0..20u64 {
+        for p in ["p0", "p1"] {
+            nc.request_timeout(
+                &format!("orders.{p}.created"),
+                n.to_string(),
+                Duration::from_secs(2),
+            )
+            .expect("publish");
+        }
+    }
+    let handled_by_partition = || {
+        let mut counts = BTreeMap::<String, usize>::new();
+        for (p, _) in ledger.handlers().keys() {
+            *counts.entry(p.clone()).or_default() += 1;
+        }
+        counts
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || handled_by_partition()
+            .values()
+            .any(|c| *c == 20)),
+        "the partition with a consumer did not get its messages: {:?}; errors {:?}",
+        handled_by_partition(),
+        errors.lock().unwrap().first()
+    );
+    let counts = handled_by_partition();
+    assert_eq!(counts.len(), 1, "both partitions flowed: {counts:?}");
+    consumer.stop().expect("stop");
+    nc.close();
+}
