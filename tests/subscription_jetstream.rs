@@ -3,7 +3,10 @@
 //! flowing into a work-queue stream. Every message is handled, by the owner
 //! of its partition at that moment; no old owner handles anything after its
 //! release; the new owner handles everything of its partitions after its
-//! grant; the stream ends empty (everything acked).
+//! grant; the stream ends empty (everything acked). Also: a stale consumer
+//! holding a partition's subject is replaced at once, and a consumer the
+//! server refuses stops only its own partition. (Crashes and planned moves
+//! under a steady flow: `subscription_failover.rs`.)
 #![allow(deprecated)] // the `nats` 0.26 crate marks everything deprecated
 
 mod group;
