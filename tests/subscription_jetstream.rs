@@ -3,7 +3,10 @@
 //! flowing into a work-queue stream. Every message is handled, by the owner
 //! of its partition at that moment; no old owner handles anything after its
 //! release; the new owner handles everything of its partitions after its
-//! grant; the stream ends empty (everything acked).
+//! grant; the stream ends empty (everything acked). Also: a stale consumer
+//! holding a partition's subject is replaced at once, and a consumer the
+//! server refuses stops only its own partition. (Crashes and planned moves
+//! under a steady flow: `subscription_failover.rs`.)
 #![allow(deprecated)] // the `nats` 0.26 crate marks everything deprecated
 
 mod group;
@@ -82,7 +85,7 @@ fn start_worker(url: &str, name: &str, ledger: &Ledger) -> Worker {
     let consumer = Arc::new(
         JetStreamConsumer::start(
             parti::store::nats::connect(url).expect("connect"),
-            js_config(name),
+            js_config(GROUP),
             move |p, msg| {
                 let start = Instant::now();
                 let n: u64 = String::from_utf8_lossy(&msg.data)
@@ -300,12 +303,13 @@ fn stop_returns_within_its_deadline_while_nats_is_frozen() {
     );
 }
 
-/// A crashed worker leaves its durable consumer behind, still filtering its
-/// partitions; a work-queue stream refuses an overlapping consumer. The new
-/// owner retries until the server removes the stale consumer
-/// (`inactive_threshold`), then gets every message, old ones included.
+/// A consumer of another name that still filters a partition (left by a
+/// crashed worker configured with another prefix, or by an older version's
+/// one-consumer-per-worker layout) makes a work-queue stream refuse the new
+/// owner's consumer. The new owner finds and deletes it at once, long before
+/// the server would drop it, and gets every message, old ones included.
 #[test]
-fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
+fn a_stale_overlapping_consumer_is_replaced_at_once() {
     let server = NatsServer::start();
     let url = server.url();
     create_stream(&url, "workqueue", "ORDERS", "orders.>");
@@ -317,7 +321,7 @@ fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
             "durable_name": "ghost",
             "ack_policy": "explicit",
             "filter_subject": "orders.p0.>",
-            "inactive_threshold": 2_000_000_000u64,
+            "inactive_threshold": 60_000_000_000u64,
         }
     });
     let reply = nc
@@ -361,11 +365,109 @@ fn a_crashed_owners_consumer_delays_but_does_not_lose_messages() {
         ledger.handlers().len(),
         errors.lock().unwrap()
     );
-    eprintln!(
-        "all handled after {:?}; first error: {:?}",
-        t.elapsed(),
+    let took = t.elapsed();
+    // The ghost would live 60 s; the new owner deleted it.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let info = nc
+        .request_timeout(
+            "$JS.API.CONSUMER.INFO.ORDERS.ghost",
+            "",
+            Duration::from_secs(2),
+        )
+        .expect("consumer info");
+    assert!(
+        String::from_utf8_lossy(&info.data).contains("10014"),
+        "the ghost consumer is still there"
+    );
+    eprintln!("all handled after {took:?}");
+    consumer.stop().expect("stop");
+    nc.close();
+}
+
+/// A consumer the server refuses for one partition (here: the stream's
+/// consumer limit is reached) is reported and retried for that partition
+/// alone; the other partition's messages keep flowing meanwhile.
+#[test]
+fn a_refused_consumer_stops_only_its_own_partition() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let nc = nats::connect(&url).expect("connect");
+    let body = serde_json::json!({
+        "name": "ORDERS",
+        "subjects": ["orders.>"],
+        "retention": "workqueue",
+        "storage": "memory",
+        "max_consumers": 1,
+    });
+    let reply = nc
+        .request_timeout(
+            "$JS.API.STREAM.CREATE.ORDERS",
+            body.to_string(),
+            Duration::from_secs(5),
+        )
+        .expect("stream create");
+    assert!(!String::from_utf8_lossy(&reply.data).contains("\"error\""));
+    let ledger = Ledger::default();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = errors.clone();
+    let handler_ledger = ledger.clone();
+    let consumer = JetStreamConsumer::start_with_error_hook(
+        parti::store::nats::connect(&url).expect("connect"),
+        js_config(GROUP),
+        move |p, msg| {
+            let n: u64 = String::from_utf8_lossy(&msg.data).parse()?;
+            handler_ledger.handled("w1", p.id(), n, Instant::now());
+            Ok(())
+        },
+        Some(Box::new(move |e| sink.lock().unwrap().push(e.to_string()))),
+    )
+    .expect("start");
+    let a = parti::Assignment::new(
+        1,
+        1,
+        None,
+        [(Partition::new("p0"), 1), (Partition::new("p1"), 1)],
+    );
+    consumer.apply(&parti::AssignmentChange::between(
+        &parti::Assignment::default(),
+        &a,
+    ));
+    // One of the two got the only consumer; the other is refused, again
+    // and again.
+    assert!(wait_until(Duration::from_secs(5), || errors
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains("consumer reset"))
+        .count()
+        >= 2));
+    for n in 0..20u64 {
+        for p in ["p0", "p1"] {
+            nc.request_timeout(
+                &format!("orders.{p}.created"),
+                n.to_string(),
+                Duration::from_secs(2),
+            )
+            .expect("publish");
+        }
+    }
+    let handled_by_partition = || {
+        let mut counts = BTreeMap::<String, usize>::new();
+        for (p, _) in ledger.handlers().keys() {
+            *counts.entry(p.clone()).or_default() += 1;
+        }
+        counts
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || handled_by_partition()
+            .values()
+            .any(|c| *c == 20)),
+        "the partition with a consumer did not get its messages: {:?}; errors {:?}",
+        handled_by_partition(),
         errors.lock().unwrap().first()
     );
+    let counts = handled_by_partition();
+    assert_eq!(counts.len(), 1, "both partitions flowed: {counts:?}");
     consumer.stop().expect("stop");
     nc.close();
 }

@@ -8,9 +8,13 @@
 //! - [`SubjectSubscriber`] (core NATS, at-most-once): one subscription per
 //!   owned partition on a subject template such as `orders.{id}.>`.
 //! - [`JetStreamConsumer`] (JetStream, at-least-once): one durable pull
-//!   consumer per worker on a work-queue stream, whose filter subjects are
-//!   the owned partitions' subjects; a handler returning `Ok` acks, `Err`
-//!   naks.
+//!   consumer per partition on a work-queue stream, pulled from by the
+//!   partition's owner and reset by each new owner; a handler returning `Ok`
+//!   acks, `Err` naks. A crash pauses only the dead worker's partitions,
+//!   until they are re-owned.
+//!
+//! What a crash or a planned move costs each of them, and why the consumers
+//! are laid out this way: `docs/consumers.md`.
 //!
 //! Both plug into [`ManagerBuilder::on_assignment_changed`](crate::ManagerBuilder::on_assignment_changed):
 //! create the helper first, then call its `apply` from the hook. `apply`

@@ -4,6 +4,10 @@
 //! `Instant`), checked against each other.
 #![allow(dead_code)]
 
+pub mod child;
+pub mod flow;
+pub mod scenario;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
