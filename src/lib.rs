@@ -173,6 +173,9 @@ mod architecture_doctests {}
 #[doc = include_str!("../docs/connections.md")]
 mod connections_doctests {}
 #[cfg(doctest)]
+#[doc = include_str!("../docs/consumers.md")]
+mod consumers_doctests {}
+#[cfg(doctest)]
 #[doc = include_str!("../docs/deployment.md")]
 mod deployment_doctests {}
 #[cfg(doctest)]
