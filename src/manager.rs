@@ -251,15 +251,11 @@ impl ManagerBuilder {
         shared.set_startup(Some(State::ClaimingId));
 
         let instance = new_instance_id();
-        let record = WorkerRecord {
-            instance: instance.clone(),
-            incarnation: 0,
-            seq: 0,
-            applied: 0,
-            leaving: false,
-            host: std::env::var("HOSTNAME").unwrap_or_default(),
-            pid: std::process::id(),
-        };
+        let record = WorkerRecord::starting(
+            &instance,
+            std::env::var("HOSTNAME").unwrap_or_default(),
+            std::process::id(),
+        );
         let fail = |shared: &Shared, callbacks: JoinHandle<()>, e: Error| {
             shared.set_shutdown();
             shared.close_jobs();

@@ -36,6 +36,21 @@ pub struct WorkerRecord {
     pub pid: u32,
 }
 
+impl WorkerRecord {
+    /// The first record of a process claiming an ID: nothing applied yet.
+    pub fn starting(instance: &str, host: String, pid: u32) -> Self {
+        WorkerRecord {
+            instance: instance.to_string(),
+            incarnation: 0,
+            seq: 0,
+            applied: 0,
+            leaving: false,
+            host,
+            pid,
+        }
+    }
+}
+
 /// The leader lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderRecord {

@@ -273,15 +273,7 @@ mod tests {
     use std::sync::Arc;
 
     fn record(instance: &str) -> WorkerRecord {
-        WorkerRecord {
-            instance: instance.into(),
-            incarnation: 0,
-            seq: 0,
-            applied: 0,
-            leaving: false,
-            host: String::new(),
-            pid: 0,
-        }
+        WorkerRecord::starting(instance, String::new(), 0)
     }
 
     fn store() -> Arc<dyn KvStore> {

@@ -429,14 +429,6 @@ impl<'a> World<'a> {
 /// A claim as a starting manager makes it (no start-up deadline: a
 /// simulated process waits as long as it takes).
 fn claim_node(env: &Env, preferred: Option<&str>, instance: &str) -> ClaimNode {
-    let record = WorkerRecord {
-        instance: instance.to_string(),
-        incarnation: 0,
-        seq: 0,
-        applied: 0,
-        leaving: false,
-        host: String::new(),
-        pid: 0,
-    };
+    let record = WorkerRecord::starting(instance, String::new(), 0);
     ClaimNode::new(&env.config, preferred, &record, None)
 }

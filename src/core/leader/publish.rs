@@ -39,25 +39,13 @@ impl LeaderNode {
         if self.deposed.is_some() {
             return None;
         }
-        if let Some(key) = self.deletes.pop_front() {
-            let expected = self.fence.expected_for_delete(&key);
-            self.in_flight = Some(InFlight::Delete(key.clone()));
-            return Some(Op::Delete {
-                bucket: Bucket::Assignments,
-                key,
-                expected,
-            });
+        if let Some(op) = self.next_delete() {
+            return Some(op);
         }
         if self.round.is_empty() {
             self.tick(now);
-            if let Some(key) = self.deletes.pop_front() {
-                let expected = self.fence.expected_for_delete(&key);
-                self.in_flight = Some(InFlight::Delete(key.clone()));
-                return Some(Op::Delete {
-                    bucket: Bucket::Assignments,
-                    key,
-                    expected,
-                });
+            if let Some(op) = self.next_delete() {
+                return Some(op);
             }
             // One pass per retry period at most (a new publication starts
             // one at once): keys that failed wait for the next pass.
@@ -67,6 +55,18 @@ impl LeaderNode {
             }
         }
         self.next_write(now)
+    }
+
+    /// Clearing a dead or departed worker's key comes before any write.
+    fn next_delete(&mut self) -> Option<Op> {
+        let key = self.deletes.pop_front()?;
+        let expected = self.fence.expected_for_delete(&key);
+        self.in_flight = Some(InFlight::Delete(key.clone()));
+        Some(Op::Delete {
+            bucket: Bucket::Assignments,
+            key,
+            expected,
+        })
     }
 
     fn next_write(&mut self, now: Instant) -> Option<Op> {
