@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, never, select_biased, Receiver, Sender};
+use crossbeam_channel::{never, select_biased, Receiver, Sender};
 
 use crate::core::election::{ElectionEffect, ElectionNode};
 use crate::names::LEADER_KEY;
 use crate::runtime::leader::{LeaderContext, LeaderThread};
+use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::store::{KvError, KvStore, Watch};
 use crate::Error;
@@ -45,43 +46,28 @@ impl ElectionThread {
     }
 
     fn run(mut self) {
-        let mut watch = self.open_watch();
-        let mut watch_retry = Instant::now() + self.retry_every;
+        let mut watch = Rewatch::new(self.open_watch(), self.retry_every);
         let mut running: Option<RunningLeader> = None;
         loop {
             self.step(&mut running);
             if self.shared.state() == crate::State::Shutdown {
                 break;
             }
-            let mut deadline = self.node.poll_timeout();
-            if watch.is_none() {
-                deadline = Some(deadline.map_or(watch_retry, |d| d.min(watch_retry)));
-            }
-            let events = watch
-                .as_ref()
-                .map(|w| w.events().clone())
-                .unwrap_or_else(never);
+            let (events, timer) = watch.waits(self.node.poll_timeout());
             let resigned = running
                 .as_ref()
                 .map(|r| r.resigned.clone())
                 .unwrap_or_else(never);
-            let timer = deadline.map(at).unwrap_or_else(never);
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(resigned) -> _ => self.node.resign(Instant::now()),
                 recv(events) -> ev => match ev {
                     Ok(ev) => self.node.handle_watch(Instant::now(), ev),
-                    Err(_) => {
-                        watch = None;
-                        watch_retry = Instant::now() + self.retry_every;
-                    }
+                    Err(_) => watch.ended(),
                 },
                 recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
             }
-            if watch.is_none() && Instant::now() >= watch_retry {
-                watch = self.open_watch();
-                watch_retry = Instant::now() + self.retry_every;
-            }
+            watch.reopen_if_due(|| self.open_watch());
         }
         // Hand the lease over at once instead of letting it expire.
         self.node.release(Instant::now());

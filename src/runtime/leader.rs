@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{at, never, select_biased, Receiver, Sender};
+use crossbeam_channel::{never, select_biased, Receiver, Sender};
 
 use crate::core::leader::{LeaderEffect, LeaderNode, LeaderParams};
 use crate::core::ops::Bucket;
 use crate::error::catch_plugin;
+use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
 use crate::store::{KvError, KvStore, Watch};
@@ -65,23 +66,14 @@ impl LeaderThread {
         let mut node = LeaderNode::new(self.ctx.params.clone(), self.epoch, Instant::now());
         node.handle_lease(self.valid_until);
         let retry_every = self.ctx.params.config.heartbeat_interval / 4;
-        let mut watch = self.open_watch();
-        let mut watch_retry = Instant::now() + retry_every;
+        let mut watch = Rewatch::new(self.open_watch(), retry_every);
         let mut changes = self.ctx.changes.clone().unwrap_or_else(never);
         loop {
             if self.step(&mut node) {
                 let _ = self.resign.send(());
                 break;
             }
-            let mut deadline = node.poll_timeout();
-            if watch.is_none() {
-                deadline = Some(deadline.map_or(watch_retry, |d| d.min(watch_retry)));
-            }
-            let events = watch
-                .as_ref()
-                .map(|w| w.events().clone())
-                .unwrap_or_else(never);
-            let timer = deadline.map(at).unwrap_or_else(never);
+            let (events, timer) = watch.waits(node.poll_timeout());
             select_biased! {
                 recv(self.stop) -> _ => break,
                 recv(self.lease) -> v => match v {
@@ -103,8 +95,7 @@ impl LeaderThread {
                         self.shared.report(Error::Kv(KvError::Unavailable(
                             "workers watch ended".into(),
                         )));
-                        watch = None;
-                        watch_retry = Instant::now() + retry_every;
+                        watch.ended();
                     }
                 },
                 recv(self.ctx.refresh) -> _ => node.handle_refresh(Instant::now()),
@@ -120,10 +111,7 @@ impl LeaderThread {
                 },
                 recv(timer) -> _ => node.handle_timeout(Instant::now()),
             }
-            if watch.is_none() && Instant::now() >= watch_retry {
-                watch = self.open_watch();
-                watch_retry = Instant::now() + retry_every;
-            }
+            watch.reopen_if_due(|| self.open_watch());
         }
     }
 

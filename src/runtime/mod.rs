@@ -7,6 +7,7 @@ pub(crate) mod election;
 pub(crate) mod hooks;
 pub(crate) mod leader;
 pub(crate) mod metered;
+pub(crate) mod rewatch;
 pub(crate) mod shared;
 pub(crate) mod worker;
 

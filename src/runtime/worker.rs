@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, never, select_biased, Receiver};
+use crossbeam_channel::{select_biased, Receiver};
 
 use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
+use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::store::{KvStore, Watch};
 
@@ -52,16 +53,9 @@ impl WorkerThread {
     }
 
     fn run(mut self) {
-        let mut watch = self.open_watch();
-        let mut watch_retry = Instant::now() + self.retry_every;
+        let mut watch = Rewatch::new(self.open_watch(), self.retry_every);
         while self.step() == Flow::Go {
-            let mut deadline = self.node.poll_timeout();
-            if watch.is_none() {
-                deadline = Some(deadline.map_or(watch_retry, |d| d.min(watch_retry)));
-            }
-            let events = watch.as_ref().map(|w| w.events().clone());
-            let events = events.unwrap_or_else(never);
-            let timer = deadline.map(at).unwrap_or_else(never);
+            let (events, timer) = watch.waits(self.node.poll_timeout());
             select_biased! {
                 recv(self.commands) -> cmd => match cmd {
                     Ok(Command::Leave) => self.node.leave(Instant::now()),
@@ -77,17 +71,11 @@ impl WorkerThread {
                         self.node.handle_lease_epoch(self.shared.lease_epoch());
                         self.node.handle_watch(Instant::now(), ev);
                     }
-                    Err(_) => {
-                        watch = None;
-                        watch_retry = Instant::now() + self.retry_every;
-                    }
+                    Err(_) => watch.ended(),
                 },
                 recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
             }
-            if watch.is_none() && Instant::now() >= watch_retry {
-                watch = self.open_watch();
-                watch_retry = Instant::now() + self.retry_every;
-            }
+            watch.reopen_if_due(|| self.open_watch());
         }
     }
 

@@ -1,0 +1,56 @@
+//! The watch of a runtime driver, reopened after a pause when it ends (its
+//! replay then re-announces every key to the node).
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{at, never, Receiver};
+
+use crate::store::{Watch, WatchEvent};
+
+pub(crate) struct Rewatch {
+    watch: Option<Watch>,
+    retry_at: Instant,
+    every: Duration,
+}
+
+impl Rewatch {
+    /// `watch` as first opened (`None`: failed), reopened every `every`
+    /// while it is missing.
+    pub fn new(watch: Option<Watch>, every: Duration) -> Self {
+        Rewatch {
+            watch,
+            retry_at: Instant::now() + every,
+            every,
+        }
+    }
+
+    /// What the driver waits on besides its own inputs: the watch's events
+    /// (never while it is missing) and a timer at the node's `deadline`, or
+    /// earlier when the watch is due to be reopened.
+    pub fn waits(&self, deadline: Option<Instant>) -> (Receiver<WatchEvent>, Receiver<Instant>) {
+        let events = self
+            .watch
+            .as_ref()
+            .map(|w| w.events().clone())
+            .unwrap_or_else(never);
+        let deadline = match &self.watch {
+            Some(_) => deadline,
+            None => Some(deadline.map_or(self.retry_at, |d| d.min(self.retry_at))),
+        };
+        (events, deadline.map(at).unwrap_or_else(never))
+    }
+
+    /// The watch ended: reopen it after a pause.
+    pub fn ended(&mut self) {
+        self.watch = None;
+        self.retry_at = Instant::now() + self.every;
+    }
+
+    /// Reopens the watch with `open` once the pause is over.
+    pub fn reopen_if_due(&mut self, open: impl FnOnce() -> Option<Watch>) {
+        if self.watch.is_none() && Instant::now() >= self.retry_at {
+            self.watch = open();
+            self.retry_at = Instant::now() + self.every;
+        }
+    }
+}
