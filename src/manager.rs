@@ -227,18 +227,13 @@ impl ManagerBuilder {
             c.replicas = config.replicas;
             backend.open(&c)
         };
-        let metrics = self.metrics;
-        let workers = Metered::wrap(
-            bucket(&names.workers, Some(config.worker_id_ttl))?,
-            &metrics,
-        );
-        let leader_store =
-            Metered::wrap(bucket(&names.leader, Some(config.election_ttl))?, &metrics);
-        let assignments = Metered::wrap(bucket(&names.assignments, None)?, &metrics);
-
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::new(jobs_tx, metrics));
+        let shared = Arc::new(Shared::new(jobs_tx, self.metrics));
+        let workers = Metered::wrap(bucket(&names.workers, Some(config.worker_id_ttl))?, &shared);
+        let leader_store =
+            Metered::wrap(bucket(&names.leader, Some(config.election_ttl))?, &shared);
+        let assignments = Metered::wrap(bucket(&names.assignments, None)?, &shared);
         let callbacks = hooks::spawn(
             format!("parti-callbacks-{}", self.group),
             self.hooks,

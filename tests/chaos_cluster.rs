@@ -50,6 +50,24 @@ fn reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// What a failed wait shows: each manager's state and partitions.
+fn describe(ms: &[Recorded]) -> String {
+    ms.iter()
+        .map(|r| {
+            let h = r.manager.health();
+            format!(
+                "{} {:?}{} v{} {:?}",
+                r.label(),
+                h.state,
+                if h.is_leader { " leader" } else { "" },
+                h.assignment_version,
+                reports(std::slice::from_ref(r))[0].1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn settled(ms: &[Recorded]) -> bool {
     let r = reports(ms);
     exactly_once(&r, N)
@@ -93,6 +111,11 @@ fn start_retrying(urls: &str, config: &Config, spawn_only: bool) -> Recorded {
 
 #[test]
 fn losing_the_stream_leader_node_of_a_three_node_cluster() {
+    // Shown only when the test fails: what each worker saw of the outage.
+    let _ = env_logger::builder()
+        .is_test(true)
+        .parse_filters("parti=info")
+        .try_init();
     let mut cluster = NatsCluster::start(3);
     let urls = cluster.urls();
     let config = config();
@@ -103,8 +126,8 @@ fn losing_the_stream_leader_node_of_a_three_node_cluster() {
     }
     assert!(
         wait_until(Duration::from_secs(30), || settled(&ms)),
-        "{:?}",
-        reports(&ms)
+        "{}",
+        describe(&ms)
     );
     let leader = stream_leader(&urls, "KV_parti-cluster-workers").expect("stream leader");
     let node: usize = leader.trim_start_matches('n').parse().expect("node index");
@@ -116,8 +139,8 @@ fn losing_the_stream_leader_node_of_a_three_node_cluster() {
     ms.push(start_retrying(&urls, &config, true));
     assert!(
         wait_until(Duration::from_secs(60), || settled(&ms)),
-        "after losing {leader}: {:?}",
-        reports(&ms)
+        "after losing {leader}: {}",
+        describe(&ms)
     );
     eprintln!("settled {:?} after losing {leader}", t0.elapsed());
     cluster.restart(node);
@@ -126,8 +149,8 @@ fn losing_the_stream_leader_node_of_a_three_node_cluster() {
     let gone = r.part();
     assert!(
         wait_until(Duration::from_secs(60), || settled(&ms)),
-        "{:?}",
-        reports(&ms)
+        "{}",
+        describe(&ms)
     );
     let mut parts = vec![gone];
     parts.extend(ms.iter().map(|r| r.part()));

@@ -90,6 +90,9 @@ pub struct Calculator {
     ledger: Ledger,
     target: Option<Placement>,
     restart_until: Option<Instant>,
+    /// Whether the store's records were adopted (from then on a worker's
+    /// applied version can be checked against them).
+    adopted: bool,
     /// A new leader has not seen the adopted workers yet: no planned
     /// rebalance before it knows who is really alive.
     settle_until: Option<Instant>,
@@ -142,6 +145,7 @@ impl Calculator {
             ledger: Ledger::default(),
             target: None,
             restart_until: None,
+            adopted: false,
             settle_until: None,
             emergency_due: false,
             emergency_active: false,
@@ -171,6 +175,7 @@ impl Calculator {
         meta_version: u64,
     ) {
         self.version = self.version.max(meta_version);
+        self.adopted = true;
         for (worker, record) in records {
             self.version = self.version.max(record.version);
             self.ledger.adopt(worker, record, false);
@@ -192,6 +197,15 @@ impl Calculator {
                 let applied = m.applied;
                 self.ledger.observe(worker, &addressee, applied);
             }
+        }
+        let heard: Vec<(String, Addressee, u64)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.heard)
+            .map(|(w, m)| (w.clone(), m.addressee.clone(), m.applied))
+            .collect();
+        for (worker, addressee, applied) in heard {
+            self.check_applied(&worker, &addressee, applied);
         }
         if !records.is_empty() {
             // Half an interval past the death verdict, so that deaths are
@@ -307,7 +321,27 @@ impl Calculator {
         member.leaving = record.leaving;
         member.heard = true;
         member.last_seen = now;
+        if self.adopted {
+            self.check_applied(worker, &addressee, record.applied);
+        }
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
+    }
+
+    /// `worker` applied `applied`: when the store has no record of that
+    /// version for it, the store lost writes (a rolled-back or emptied
+    /// server). Until the worker applies one of this leader's versions it
+    /// may hold anything; and versions, so fencing tokens, go on from above
+    /// what it applied, or it would ignore this leader's records as old.
+    fn check_applied(&mut self, worker: &str, addressee: &Addressee, applied: u64) {
+        if applied == 0 || !self.ledger.suspect(worker, addressee, applied) {
+            return;
+        }
+        log::warn!(
+            "[{}] {worker} applied v{applied}, which the store has no record of: the store lost writes; its partitions count as held until it applies a new version",
+            self.leader,
+        );
+        self.version = self.version.max(applied);
+        self.dirty = true;
     }
 
     /// A worker deleted its key: it left after releasing everything. Its

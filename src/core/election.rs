@@ -143,6 +143,13 @@ impl ElectionNode {
         }
     }
 
+    /// The store forgot the lease bucket (its watch ended so): revisions
+    /// start again, so older ones than seen before are news, not stale.
+    pub fn handle_store_reset(&mut self, now: Instant) {
+        self.now = now;
+        self.core.store_reset();
+    }
+
     /// Time passed: steps down when the lease can no longer be trusted.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;

@@ -129,6 +129,16 @@ impl HeartbeatNode {
         self.core.observe_lease_epoch(epoch);
     }
 
+    /// The store forgot the lease bucket (its revisions start again): the
+    /// epochs seen before no longer count; `epoch` is the newest seen since.
+    pub fn handle_lease_reset(&mut self, now: Instant, epoch: u64) {
+        self.now = now;
+        if let Some(event) = self.core.reset_lease_epoch(epoch) {
+            self.on_event(event);
+        }
+        self.after(now);
+    }
+
     /// Announce the departure: the leader moves this worker's partitions
     /// away (revoke before grant); [`HeartbeatEffect::Drained`] follows.
     pub fn leave(&mut self, now: Instant) {

@@ -192,6 +192,15 @@ impl LeaseCore {
         events
     }
 
+    /// The store forgot the lease key: revisions start again, so the
+    /// highest one seen no longer marks older observations as stale.
+    pub fn store_reset(&mut self) {
+        self.max_seen = 0;
+        if self.held.is_none() {
+            self.observed = Observed::Unknown;
+        }
+    }
+
     /// Steps down when the lease can no longer be trusted.
     pub fn tick(&mut self, now: Instant) -> Vec<LeaseEvent> {
         match &self.held {

@@ -141,6 +141,23 @@ impl Ledger {
         }
     }
 
+    /// `worker` reports having applied `applied`, a version this ledger has
+    /// no record of for it: the store lost writes (emptied or rolled back),
+    /// so what the worker holds is unknown. Until it applies a version this
+    /// leader writes to it, it counts as possibly holding every partition.
+    /// Returns whether the worker was marked.
+    pub fn suspect(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
+        if self.keys.get(worker).is_some_and(|k| k.version >= applied) {
+            return false;
+        }
+        let mut key = WorkerKey::empty(addressee.clone());
+        // Cleared by the first version written to it and then applied.
+        key.version = u64::MAX;
+        key.unreleased = Unreleased::Unknown;
+        self.keys.insert(worker.to_string(), key);
+        true
+    }
+
     /// The worker is dead or gone: nothing it held blocks anyone any more.
     /// Returns whether it had a key.
     pub fn forget(&mut self, worker: &str) -> bool {

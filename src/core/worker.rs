@@ -86,6 +86,13 @@ pub struct WorkerCore {
     /// The newest leader epoch seen in the lease: records of older leaders
     /// are ignored (a deposed leader's late write).
     min_epoch: u64,
+    /// The lease bucket was lost since the current assignment was applied:
+    /// epochs started again, so only versions (which a leader keeps above
+    /// what workers applied) say which record is newer.
+    lease_reset: bool,
+    /// The last record ignored as older than the lease: looked at again if
+    /// the lease bucket turns out to have been lost.
+    ignored: Option<AssignmentRecord>,
 }
 
 impl WorkerCore {
@@ -118,6 +125,8 @@ impl WorkerCore {
             fenced: false,
             suspended: false,
             min_epoch: 0,
+            lease_reset: false,
+            ignored: None,
         }
     }
 
@@ -172,13 +181,18 @@ impl WorkerCore {
             }
             return self.fence_now(true);
         };
-        if record.instance != self.instance
-            || record.incarnation != self.incarnation
-            || record.epoch < self.min_epoch
-        {
+        if record.instance != self.instance || record.incarnation != self.incarnation {
             return None;
         }
-        let newer = (record.epoch, record.version) > (self.current.epoch(), self.current.version());
+        if record.epoch < self.min_epoch {
+            self.ignored = Some(record.clone());
+            return None;
+        }
+        let newer = if self.lease_reset {
+            record.version > self.current.version()
+        } else {
+            (record.epoch, record.version) > (self.current.epoch(), self.current.version())
+        };
         if !newer {
             return None;
         }
@@ -204,6 +218,8 @@ impl WorkerCore {
         let restamped = assignment.version() == self.current.version()
             && assignment.iter().eq(self.current.iter());
         self.current = assignment.clone();
+        self.lease_reset = false;
+        self.ignored = None;
         if restamped {
             return None;
         }
@@ -246,6 +262,18 @@ impl WorkerCore {
     /// a deposed leader's late *create* of a key that did not exist yet.
     pub fn observe_lease_epoch(&mut self, epoch: u64) {
         self.min_epoch = self.min_epoch.max(epoch);
+    }
+
+    /// The lease bucket was recreated or rolled back: epochs start again,
+    /// and a minimum from before would make this worker ignore every new
+    /// leader. The window this reopens (a deposed leader's late create)
+    /// needs a request delayed across the store's loss.
+    /// A record ignored as too old before is looked at again.
+    pub fn reset_lease_epoch(&mut self, epoch: u64) -> Option<WorkerEvent> {
+        self.min_epoch = epoch;
+        self.lease_reset = true;
+        let ignored = self.ignored.take()?;
+        self.on_assignment(Some(&ignored))
     }
 
     /// Checks the self-fencing deadline.

@@ -63,7 +63,14 @@ impl ElectionThread {
                 recv(resigned) -> _ => self.node.resign(Instant::now()),
                 recv(events) -> ev => match ev {
                     Ok(ev) => self.node.handle_watch(Instant::now(), ev),
-                    Err(_) => watch.ended(),
+                    Err(_) => {
+                        if watch.ended() {
+                            // Lease revisions start again from 1: forget
+                            // the epochs seen before.
+                            self.node.handle_store_reset(Instant::now());
+                            self.shared.reset_lease_epoch();
+                        }
+                    }
                 },
                 recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
             }

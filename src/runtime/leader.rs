@@ -95,7 +95,8 @@ impl LeaderThread {
                         self.shared.report(Error::Kv(KvError::Unavailable(
                             "workers watch ended".into(),
                         )));
-                        watch.ended();
+                        // Its replay re-announces every key, whatever the cause.
+                        let _ = watch.ended();
                     }
                 },
                 recv(self.ctx.refresh) -> _ => node.handle_refresh(Instant::now()),

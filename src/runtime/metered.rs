@@ -1,22 +1,25 @@
-//! A [`KvStore`] decorator that times every operation for [`Metrics`].
+//! A [`KvStore`] decorator that times every operation for [`Metrics`] and
+//! reports the store's own incidents (a bucket found missing and recreated)
+//! through `on_error`, whichever thread's operation ran into them.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::runtime::shared::Shared;
 use crate::store::{Entry, KvError, KvStore, Revision, Watch};
+use crate::Error;
 
 pub(crate) struct Metered {
     pub inner: Arc<dyn KvStore>,
-    pub metrics: Arc<dyn Metrics>,
+    pub shared: Arc<Shared>,
 }
 
 impl Metered {
     /// Wraps `inner`.
-    pub fn wrap(inner: Arc<dyn KvStore>, metrics: &Arc<dyn Metrics>) -> Arc<dyn KvStore> {
+    pub fn wrap(inner: Arc<dyn KvStore>, shared: &Arc<Shared>) -> Arc<dyn KvStore> {
         Arc::new(Metered {
             inner,
-            metrics: metrics.clone(),
+            shared: shared.clone(),
         })
     }
 
@@ -28,10 +31,15 @@ impl Metered {
         let started = Instant::now();
         let result = f();
         let bucket = self.inner.bucket();
-        self.metrics.kv_latency(bucket, op, started.elapsed());
+        let metrics = &self.shared.metrics;
+        metrics.kv_latency(bucket, op, started.elapsed());
         if let Err(e) = &result {
             if !e.is_conflict() {
-                self.metrics.kv_failure(bucket, op);
+                metrics.kv_failure(bucket, op);
+            }
+            if let KvError::Recreated(name) = e {
+                self.shared
+                    .report(Error::Kv(KvError::Recreated(name.clone())));
             }
         }
         result
@@ -68,6 +76,8 @@ impl KvStore for Metered {
     }
 
     fn watch(&self, key: Option<&str>) -> Result<Watch, KvError> {
+        // Not timed (a watch lives long); a failure to open one is
+        // reported by its opener (`Shared::watch`).
         self.inner.watch(key)
     }
 }

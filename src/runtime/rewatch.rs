@@ -40,10 +40,12 @@ impl Rewatch {
         (events, deadline.map(at).unwrap_or_else(never))
     }
 
-    /// The watch ended: reopen it after a pause.
-    pub fn ended(&mut self) {
-        self.watch = None;
+    /// The watch ended: reopen it after a pause. Returns whether it ended
+    /// because the store forgot ([`Watch::store_forgot`]).
+    pub fn ended(&mut self) -> bool {
+        let forgot = self.watch.take().is_some_and(|w| w.store_forgot());
         self.retry_at = Instant::now() + self.every;
+        forgot
     }
 
     /// Reopens the watch with `open` once the pause is over.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::core::calculator::Phase;
@@ -63,8 +63,12 @@ pub(crate) struct Shared {
     leader: AtomicBool,
     /// The newest leader epoch the election thread has seen in the lease.
     lease_epoch: AtomicU64,
+    lease_resets: (Sender<()>, Receiver<()>),
     drained: AtomicBool,
     jobs: Mutex<Option<Sender<Job>>>,
+    /// The last failure to open each watch (`bucket/key`), reported once
+    /// until the watch opens again: a driver retries every interval.
+    watch_failures: Mutex<std::collections::BTreeMap<String, String>>,
     pub metrics: Arc<dyn Metrics>,
     /// For health probes: the last confirmed heartbeat, and since when the
     /// worker has been degraded.
@@ -95,8 +99,10 @@ impl Shared {
             assignment: RwLock::new(Assignment::default()),
             leader: AtomicBool::new(false),
             lease_epoch: AtomicU64::new(0),
+            lease_resets: crossbeam_channel::unbounded(),
             drained: AtomicBool::new(false),
             jobs: Mutex::new(Some(jobs)),
+            watch_failures: Mutex::default(),
             metrics,
             probes: Mutex::new(Probes::default()),
         }
@@ -124,16 +130,27 @@ impl Shared {
     }
 
     /// A watch of `key` in `store`, or `None` after reporting why not (the
-    /// caller retries later).
+    /// caller retries later; the same failure again is not reported again).
     pub fn watch(
         &self,
         store: &dyn crate::store::KvStore,
         key: &str,
     ) -> Option<crate::store::Watch> {
-        store
-            .watch(Some(key))
-            .map_err(|e| self.report(Error::Kv(e)))
-            .ok()
+        let which = format!("{}/{key}", store.bucket());
+        match store.watch(Some(key)) {
+            Ok(watch) => {
+                self.watch_failures.lock().remove(&which);
+                Some(watch)
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let last = self.watch_failures.lock().insert(which, text.clone());
+                if last.as_deref() != Some(text.as_str()) {
+                    self.report(Error::Kv(e));
+                }
+                None
+            }
+        }
     }
 
     /// Closes the job queue so the callback thread ends after the queued jobs.
@@ -233,6 +250,19 @@ impl Shared {
     /// The newest leader epoch seen in the lease.
     pub fn lease_epoch(&self) -> u64 {
         self.lease_epoch.load(Ordering::SeqCst)
+    }
+
+    /// The store forgot the lease bucket: its revisions, so epochs, start
+    /// again from 1; the epochs seen before no longer count.
+    pub fn reset_lease_epoch(&self) {
+        self.lease_epoch.store(0, Ordering::SeqCst);
+        let _ = self.lease_resets.0.send(());
+    }
+
+    /// Ticks once per [`reset_lease_epoch`](Self::reset_lease_epoch), for
+    /// the heartbeat thread.
+    pub fn lease_resets(&self) -> Receiver<()> {
+        self.lease_resets.1.clone()
     }
 
     pub fn is_leader(&self) -> bool {

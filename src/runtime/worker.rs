@@ -54,6 +54,7 @@ impl WorkerThread {
 
     fn run(mut self) {
         let mut watch = Rewatch::new(self.open_watch(), self.retry_every);
+        let lease_resets = self.shared.lease_resets();
         while self.step() == Flow::Go {
             let (events, timer) = watch.waits(self.node.poll_timeout());
             select_biased! {
@@ -71,8 +72,13 @@ impl WorkerThread {
                         self.node.handle_lease_epoch(self.shared.lease_epoch());
                         self.node.handle_watch(Instant::now(), ev);
                     }
-                    Err(_) => watch.ended(),
+                    Err(_) => {
+                        let _ = watch.ended();
+                    }
                 },
+                recv(lease_resets) -> _ => {
+                    self.node.handle_lease_reset(Instant::now(), self.shared.lease_epoch());
+                }
                 recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
             }
             watch.reopen_if_due(|| self.open_watch());

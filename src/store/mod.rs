@@ -5,6 +5,7 @@
 //! known traps) and [`memory`] (in process, for tests and simulation). Both
 //! pass the same conformance suite (`tests/store_conformance.rs`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub enum WatchEvent {
 pub struct Watch {
     events: Receiver<WatchEvent>,
     cancel: Option<Box<dyn FnOnce() + Send>>,
+    forgot: Arc<AtomicBool>,
 }
 
 impl Watch {
@@ -59,7 +61,32 @@ impl Watch {
         Watch {
             events,
             cancel: Some(Box::new(cancel)),
+            forgot: Arc::default(),
         }
+    }
+
+    /// Shares `flag` as this watch's [`store_forgot`](Self::store_forgot):
+    /// a backend sets it before it ends a watch because the store forgot.
+    pub fn with_forgot_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.forgot = flag;
+        self
+    }
+
+    /// Whether the store ended this watch because it forgot what it had
+    /// delivered: the bucket was deleted or recreated, or the server came
+    /// back on an empty or older store. Revisions seen before may then be
+    /// issued again; a new watch's replay tells the current state.
+    ///
+    /// ```
+    /// use parti::store::memory::MemoryBackend;
+    /// use parti::store::{BucketConfig, KvBackend};
+    /// let store = MemoryBackend::default().open(&BucketConfig::new("demo", None))?;
+    /// let watch = store.watch(None)?;
+    /// assert!(!watch.store_forgot());
+    /// # Ok::<(), parti::store::KvError>(())
+    /// ```
+    pub fn store_forgot(&self) -> bool {
+        self.forgot.load(Ordering::SeqCst)
     }
 
     /// The events, for use in `crossbeam_channel::select!`. The channel is
@@ -117,6 +144,12 @@ pub enum KvError {
     /// configuration.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The bucket was missing — deleted, or the server came back on an
+    /// empty store — and has just been recreated, empty, with the settings
+    /// it was opened with. The operation was not carried out; retrying it
+    /// acts on the new, empty bucket.
+    #[error("bucket {0} was missing and has been recreated, empty")]
+    Recreated(String),
     /// Anything else the server or client reported.
     #[error("{0}")]
     Other(String),

@@ -95,6 +95,8 @@ pub fn start_manager(url: &str, group: &str, n: usize, config: &Config) -> (Mana
 pub struct Recorded {
     pub manager: Manager,
     pub events: Arc<Mutex<Vec<Event>>>,
+    /// What the manager reported through `on_error`, as text.
+    pub errors: Arc<Mutex<Vec<String>>>,
     serial: u64,
 }
 
@@ -121,10 +123,13 @@ pub fn start_recorded(
 ) -> Recorded {
     let events: Arc<Mutex<Vec<Event>>> = Arc::default();
     let sink = events.clone();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let error_sink = errors.clone();
     let nc = parti::store::nats::connect(url).expect("connect");
     let builder = Manager::builder(nc, group)
         .config(config.clone())
         .partitions(StaticSource::new(partitions(n)))
+        .on_error(move |e| error_sink.lock().unwrap().push(e.to_string()))
         .on_assignment_changed(move |c| {
             let begin = unix_micros();
             let ids = |ps: &[Partition]| ps.iter().map(|p| p.id().to_string()).collect::<Vec<_>>();
@@ -148,6 +153,7 @@ pub fn start_recorded(
     Recorded {
         manager,
         events,
+        errors,
         serial,
     }
 }

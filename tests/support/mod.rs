@@ -214,6 +214,16 @@ impl NatsServer {
         self.wait_ready();
     }
 
+    /// Kills the server and starts it again on the same port with an empty
+    /// store directory: what a server without fsync can come back as after a
+    /// power loss.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        std::fs::remove_dir_all(&self.store_dir).expect("remove the store directory");
+        self.spawn();
+        self.wait_ready();
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

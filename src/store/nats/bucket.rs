@@ -17,6 +17,26 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 #[derive(Deserialize)]
 struct StreamInfo {
     config: StreamConfig,
+    #[serde(default)]
+    created: String,
+    #[serde(default)]
+    state: StreamState,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamState {
+    #[serde(default)]
+    last_seq: u64,
+}
+
+/// What tells one life of a stream from the next: the server's creation
+/// time (a deleted and recreated bucket, or a server back on an empty
+/// store, has a new one) and the last sequence (a rolled-back store
+/// reports one lower than what was already seen).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Life {
+    pub created: String,
+    pub last_seq: u64,
 }
 
 #[derive(Deserialize)]
@@ -34,8 +54,8 @@ fn one() -> usize {
 }
 
 /// Creates the bucket's stream if missing, or checks that the existing one
-/// matches `config`.
-pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
+/// matches `config`. `Ok(true)`: this call created it.
+pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<bool, KvError> {
     if !is_valid_bucket(&config.name) {
         return Err(KvError::Invalid(format!(
             "invalid bucket name {:?}",
@@ -49,7 +69,7 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     let stream = wire::stream_name(&config.name);
     let inbox = wire::inbox_prefix(&config.name);
     if let Some(existing) = info(link, &inbox, &stream, deadline)? {
-        return compare(config, &existing);
+        return compare(config, &existing.config).map(|()| false);
     }
     let max_age = config.max_age.map_or(0, nanos);
     let window = config
@@ -76,14 +96,27 @@ pub(crate) fn open(link: &Link, config: &BucketConfig) -> Result<(), KvError> {
     });
     let subject = format!("$JS.API.STREAM.CREATE.{stream}");
     match link.api("open", &inbox, &subject, &body, deadline)? {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         // Someone created it first, with another config.
         Err(e) if e.err_code == ERR_STREAM_EXISTS => match info(link, &inbox, &stream, deadline)? {
-            Some(existing) => compare(config, &existing),
+            Some(existing) => compare(config, &existing.config).map(|()| false),
             None => Err(e.into_kv("open")),
         },
         Err(e) => Err(e.into_kv("open")),
     }
+}
+
+/// The stream's current life (`None`: there is no such stream).
+pub(crate) fn life(
+    link: &Link,
+    inbox: &str,
+    stream: &str,
+    deadline: Instant,
+) -> Result<Option<Life>, KvError> {
+    Ok(info(link, inbox, stream, deadline)?.map(|i| Life {
+        created: i.created,
+        last_seq: i.state.last_seq,
+    }))
 }
 
 fn info(
@@ -91,11 +124,11 @@ fn info(
     inbox: &str,
     stream: &str,
     deadline: Instant,
-) -> Result<Option<StreamConfig>, KvError> {
+) -> Result<Option<StreamInfo>, KvError> {
     let subject = format!("$JS.API.STREAM.INFO.{stream}");
     match link.api("open", inbox, &subject, &json!({}), deadline)? {
         Ok(value) => StreamInfo::deserialize(value)
-            .map(|i| Some(i.config))
+            .map(Some)
             .map_err(|e| KvError::Other(format!("open: unreadable stream info: {e}"))),
         Err(e) if e.err_code == ERR_STREAM_NOT_FOUND => Ok(None),
         Err(e) => Err(e.into_kv("open")),

@@ -45,6 +45,9 @@ impl JsError {
 pub(crate) const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
 /// `StreamNotFound`.
 pub(crate) const ERR_STREAM_NOT_FOUND: u64 = 10059;
+/// How [`Link::request`] starts the message of a request nobody answered
+/// (for a KV write: JetStream is down or the bucket's stream is missing).
+pub(crate) const NO_RESPONDERS: &str = "no responders for";
 /// `StreamNameExist` with a different config.
 pub(crate) const ERR_STREAM_EXISTS: u64 = 10058;
 /// `NoMessageFound` (STREAM.MSG.GET).
@@ -136,7 +139,7 @@ impl Link {
         self.kick();
         match sub.next_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(msg) if msg.is_no_responders() => Err(KvError::Unavailable(format!(
-                "no responders for {subject} (JetStream down or stream missing)"
+                "{NO_RESPONDERS} {subject} (JetStream down or stream missing)"
             ))),
             Ok(msg) => Ok(msg),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(KvError::Timeout {

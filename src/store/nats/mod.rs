@@ -49,6 +49,7 @@ mod backoff;
 mod bucket;
 mod consumer;
 mod link;
+mod repair;
 mod watch;
 mod wire;
 
@@ -67,6 +68,7 @@ pub use self::auth::{
 };
 pub use self::backoff::reconnect_delay;
 use self::link::Link;
+use self::repair::Repair;
 use self::wire::{AckOutcome, Op, StoredMsg};
 use super::{is_valid_key, BucketConfig, Entry, KvBackend, KvError, KvStore, Revision, Watch};
 
@@ -145,6 +147,7 @@ impl NatsBackend {
             bucket: config.name.clone(),
             stream: wire::stream_name(&config.name),
             inbox: wire::inbox_prefix(&config.name),
+            repair: Repair::new(config.clone()),
             shared: self.shared.clone(),
         })
     }
@@ -181,6 +184,8 @@ pub struct NatsStore {
     stream: String,
     /// Reply subjects of this bucket's requests ([`wire::inbox_prefix`]).
     inbox: String,
+    /// Recreates the bucket when it is found missing.
+    repair: Repair,
     shared: Arc<Shared>,
 }
 
@@ -195,6 +200,15 @@ impl std::fmt::Debug for NatsStore {
 impl NatsStore {
     fn link(&self) -> &Link {
         &self.shared.link
+    }
+
+    /// `result`, after recreating the bucket if the error says it may be
+    /// missing (see [`Repair`]).
+    fn healed<T>(&self, result: Result<T, KvError>) -> Result<T, KvError> {
+        match result {
+            Err(e) => Err(self.repair.after(self.link(), e)),
+            ok => ok,
+        }
     }
 
     fn check_key(&self, key: &str) -> Result<(), KvError> {
@@ -270,6 +284,46 @@ impl KvStore for NatsStore {
 
     fn create(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
         self.check_key(key)?;
+        self.healed(self.create_once(key, value))
+    }
+
+    fn update(&self, key: &str, value: &[u8], expected: Revision) -> Result<Revision, KvError> {
+        self.check_key(key)?;
+        self.healed(self.update_once(key, value, expected))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
+        self.check_key(key)?;
+        self.healed(self.put_once(key, value))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
+        self.check_key(key)?;
+        self.healed(self.get_once(key))
+    }
+
+    fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(), KvError> {
+        self.check_key(key)?;
+        self.healed(self.delete_once(key, expected))
+    }
+
+    fn keys(&self) -> Result<Vec<String>, KvError> {
+        let keys = bucket::live_keys(self.link(), &self.bucket, self.link().deadline());
+        self.healed(keys)
+    }
+
+    fn watch(&self, key: Option<&str>) -> Result<Watch, KvError> {
+        if let Some(key) = key {
+            self.check_key(key)?;
+        }
+        let watch = self.watch_once(key);
+        self.healed(watch)
+    }
+}
+
+/// The operations themselves, each one attempt against the bucket.
+impl NatsStore {
+    fn create_once(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
         // One deadline for all rounds.
         let deadline = self.link().deadline();
         let mut expected = 0;
@@ -290,8 +344,12 @@ impl KvStore for NatsStore {
         Err(KvError::AlreadyExists(key.to_string()))
     }
 
-    fn update(&self, key: &str, value: &[u8], expected: Revision) -> Result<Revision, KvError> {
-        self.check_key(key)?;
+    fn update_once(
+        &self,
+        key: &str,
+        value: &[u8],
+        expected: Revision,
+    ) -> Result<Revision, KvError> {
         match self.write(
             "update",
             key,
@@ -308,8 +366,7 @@ impl KvStore for NatsStore {
         }
     }
 
-    fn put(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
-        self.check_key(key)?;
+    fn put_once(&self, key: &str, value: &[u8]) -> Result<Revision, KvError> {
         match self.write("put", key, value, None, false, self.link().deadline())? {
             AckOutcome::Written(rev) => Ok(rev),
             AckOutcome::WrongLastSequence => Err(KvError::Other(
@@ -318,8 +375,7 @@ impl KvStore for NatsStore {
         }
     }
 
-    fn get(&self, key: &str) -> Result<Option<Entry>, KvError> {
-        self.check_key(key)?;
+    fn get_once(&self, key: &str) -> Result<Option<Entry>, KvError> {
         Ok(self.last_msg(key, self.link().deadline())?.and_then(|m| {
             (m.op == Op::Put).then(|| Entry {
                 key: key.to_string(),
@@ -329,8 +385,7 @@ impl KvStore for NatsStore {
         }))
     }
 
-    fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(), KvError> {
-        self.check_key(key)?;
+    fn delete_once(&self, key: &str, expected: Option<Revision>) -> Result<(), KvError> {
         match self.write("delete", key, b"", expected, true, self.link().deadline())? {
             AckOutcome::Written(_) => Ok(()),
             AckOutcome::WrongLastSequence => Err(KvError::RevisionMismatch {
@@ -340,17 +395,11 @@ impl KvStore for NatsStore {
         }
     }
 
-    fn keys(&self) -> Result<Vec<String>, KvError> {
-        bucket::live_keys(self.link(), &self.bucket, self.link().deadline())
-    }
-
-    fn watch(&self, key: Option<&str>) -> Result<Watch, KvError> {
-        if let Some(key) = key {
-            self.check_key(key)?;
-        }
+    fn watch_once(&self, key: Option<&str>) -> Result<Watch, KvError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let id = self.shared.next_watch.fetch_add(1, Ordering::Relaxed);
-        let mut state = watch::WatchState::new(id, &self.bucket, key, tx);
+        let forgot = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut state = watch::WatchState::new(id, &self.bucket, key, tx, forgot.clone());
         state.start(self.link())?;
         let hub = self.hub()?;
         hub.send(watch::Cmd::Add(Box::new(state)))
@@ -358,6 +407,7 @@ impl KvStore for NatsStore {
         Ok(Watch::new(rx, move || {
             // The hub may already be gone if everything else was dropped.
             let _ = hub.send(watch::Cmd::Remove(id));
-        }))
+        })
+        .with_forgot_flag(forgot))
     }
 }

@@ -11,12 +11,14 @@
 //! backoff for as long as the watch lives.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender};
 use nats::{Message, Subscription};
 
+use super::bucket::{self, Life};
 use super::consumer::{self, Spec, Start};
 use super::link::Link;
 use super::wire::{self, Op};
@@ -53,6 +55,9 @@ pub(crate) struct WatchState {
     tx: Sender<WatchEvent>,
     /// Last stream sequence delivered to the user.
     last_seq: u64,
+    /// The stream's life when this watch started: a later start that finds
+    /// another one ends the watch (see [`WatchState::start`]).
+    life: Option<Life>,
     /// Last consumer sequence seen on the current consumer.
     last_cseq: u64,
     synced: bool,
@@ -62,6 +67,9 @@ pub(crate) struct WatchState {
     active: Option<Active>,
     /// The connection was closed for good: the watch ends.
     closed: bool,
+    /// Set before the watch ends because the store forgot
+    /// ([`Watch::store_forgot`](crate::store::Watch::store_forgot)).
+    forgot: Arc<AtomicBool>,
     last_heard: Instant,
     retry_at: Instant,
     backoff: Duration,
@@ -80,6 +88,7 @@ impl WatchState {
         bucket: &str,
         key: Option<&str>,
         tx: Sender<WatchEvent>,
+        forgot: Arc<AtomicBool>,
     ) -> WatchState {
         let now = Instant::now();
         WatchState {
@@ -90,11 +99,13 @@ impl WatchState {
             inbox: wire::inbox_prefix(bucket),
             tx,
             last_seq: 0,
+            life: None,
             last_cseq: 0,
             synced: false,
             replayed: HashSet::new(),
             active: None,
             closed: false,
+            forgot,
             last_heard: now,
             retry_at: now,
             backoff: FIRST_RETRY,
@@ -102,9 +113,30 @@ impl WatchState {
     }
 
     /// Creates a consumer continuing after the last delivered sequence.
-    /// `Ok(false)`: the user dropped the watch.
+    /// `Ok(false)`: the watch is over — the user dropped it, or the store
+    /// forgot what it had delivered: the stream was recreated (another
+    /// creation time) or rolled back (its last sequence is below ours).
+    /// Continuing would skip or misorder keys, so the watch ends and its
+    /// owner opens a new one, whose replay tells the current state.
     pub(crate) fn start(&mut self, link: &Link) -> Result<bool, KvError> {
         self.stop(link);
+        let life = bucket::life(link, &self.inbox, &self.stream, link.deadline())?
+            .ok_or_else(|| KvError::NotFound(self.stream.clone()))?;
+        if let Some(before) = &self.life {
+            if before.created != life.created || life.last_seq < self.last_seq {
+                log::warn!(
+                    "parti: the store forgot {}: stream created {} (was {}), last revision {} (had seen {}); watch ends",
+                    self.stream,
+                    life.created,
+                    before.created,
+                    life.last_seq,
+                    self.last_seq
+                );
+                self.forgot.store(true, Ordering::SeqCst);
+                return Ok(false);
+            }
+        }
+        self.life = Some(life);
         let deliver = link.inbox(&self.inbox);
         let sub = link.conn.subscribe(&deliver).map_err(|e| {
             // Subscribing works while disconnected; it fails only on a
@@ -228,6 +260,12 @@ impl WatchState {
         );
         match self.start(link) {
             Ok(alive) => alive,
+            // The bucket is gone: end the watch, so that its owner learns
+            // and reopens it (a reopen recreates the bucket).
+            Err(KvError::NotFound(_)) => {
+                self.forgot.store(true, Ordering::SeqCst);
+                false
+            }
             Err(e) => {
                 log::debug!("parti: re-watch of {} failed: {e}", self.filter);
                 self.retry_later(now);

@@ -1,0 +1,235 @@
+//! The store forgetting under a running group: each of the group's buckets
+//! deleted (as `nats kv rm` or a wrong clean-up script would). The group must
+//! heal by itself — buckets recreated, IDs claimed again, a leader elected,
+//! every partition owned again — and never own a partition twice.
+#![allow(deprecated)] // the `nats` 0.26 crate marks everything deprecated
+
+mod group;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use group::ledger::Ledger;
+use group::{fast_config, recorded_reports, recorded_settled, start_recorded, Recorded};
+use parti::store::{BucketConfig, KvBackend};
+use parti::Config;
+use support::{wait_until, NatsServer};
+
+const N: usize = 16;
+
+fn js(url: &str, api: &str) -> serde_json::Value {
+    let nc = nats::connect(url).expect("connect");
+    let reply = nc
+        .request_timeout(&format!("$JS.API.{api}"), b"", Duration::from_secs(2))
+        .expect("JetStream API");
+    serde_json::from_slice(&reply.data).expect("json")
+}
+
+/// The stream's creation time, `None` while it does not exist.
+fn created(url: &str, stream: &str) -> Option<String> {
+    let v = js(url, &format!("STREAM.INFO.{stream}"));
+    v["created"].as_str().map(str::to_string)
+}
+
+fn describe(ms: &[Recorded]) -> String {
+    ms.iter()
+        .zip(recorded_reports(ms))
+        .map(|(r, (label, ps))| {
+            let h = r.manager.health();
+            let leader = if h.is_leader { " leader" } else { "" };
+            format!("{label} {:?}{leader} {ps:?}", h.state)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Known gap (issue 11): a joiner claiming an ID after the workers bucket
+/// was lost, but before the ID's running owner has written its key again,
+/// takes the ID, and the owner shuts down. Tests join once every running
+/// worker is back in the bucket.
+fn wait_for_keys_again(url: &str, group: &str, config: &Config, ms: &[Recorded]) {
+    let ids: Vec<String> = ms
+        .iter()
+        .map(|r| r.manager.worker_id().to_string())
+        .collect();
+    let nc = parti::store::nats::connect(url).expect("connect");
+    let backend = parti::store::nats::NatsBackend::new(nc, Duration::from_secs(2));
+    let bucket = BucketConfig::new(format!("parti-{group}-workers"), Some(config.worker_id_ttl));
+    let store = backend.open(&bucket).expect("open the workers bucket");
+    assert!(
+        wait_until(Duration::from_secs(10), || store
+            .keys()
+            .is_ok_and(|keys| ids.iter().all(|id| keys.contains(id)))),
+        "workers did not write their keys again"
+    );
+    backend.close();
+}
+
+/// Deletes one of a running group's buckets; the group must recreate it,
+/// own every partition again within the bound and still take a joiner.
+fn bucket_loss(which: &str) {
+    let _ = env_logger::builder()
+        .is_test(true)
+        .parse_filters("parti=info")
+        .try_init();
+    let server = NatsServer::start();
+    let url = server.url();
+    let group = format!("loss-{which}");
+    let stream = format!("KV_parti-{group}-{which}");
+    let config: Config = fast_config();
+    let mut ms: Vec<Recorded> = (0..4)
+        .map(|i| start_recorded(&url, &group, N, &config, i > 0))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
+        "{}",
+        describe(&ms)
+    );
+    // A leader change first: epochs and revisions then stand above those a
+    // new bucket starts from.
+    let first = ms.remove(0);
+    first.manager.stop().expect("stop the first leader");
+    let mut stopped = vec![first];
+    ms.push(start_recorded(&url, &group, N, &config, true));
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
+        "{}",
+        describe(&ms)
+    );
+    let before = created(&url, &stream).expect("stream exists");
+    let t0 = Instant::now();
+    let v = js(&url, &format!("STREAM.DELETE.{stream}"));
+    assert_eq!(v["success"], true, "delete {stream}: {v}");
+
+    // parti notices and recreates it.
+    assert!(
+        wait_until(Duration::from_secs(10), || created(&url, &stream)
+            .is_some_and(|c| c != before)),
+        "{which} bucket not recreated: {}",
+        describe(&ms)
+    );
+    let recreated = t0.elapsed();
+    if which == "workers" {
+        wait_for_keys_again(&url, &group, &config, &ms);
+    }
+    // A joiner after the loss gets work, and so does everyone else.
+    ms.push(start_recorded(&url, &group, N, &config, true));
+    let bound = config.election_ttl
+        + config.heartbeat_ttl
+        + config.emergency_grace
+        + config.planned_scale_window;
+    let healed = wait_until(Duration::from_secs(30), || recorded_settled(&ms, N));
+    let settled = t0.elapsed();
+    eprintln!(
+        "{which} bucket deleted: recreated after {recreated:?}, five workers settled after {settled:?} (bound {bound:?} + the joiner's window)"
+    );
+    assert!(healed, "after deleting {which}: {}", describe(&ms));
+    // And the group still fails over: the leader stops, another one leads.
+    let leader = ms
+        .iter()
+        .position(|r| r.manager.is_leader())
+        .expect("a leader");
+    let gone = ms.remove(leader);
+    let t1 = Instant::now();
+    gone.manager.stop().expect("stop the leader");
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
+        "after the leader left: {}",
+        describe(&ms)
+    );
+    eprintln!(
+        "{which}: leader change after the loss settled in {:?}",
+        t1.elapsed()
+    );
+    stopped.push(gone);
+    let reported: Vec<String> = ms
+        .iter()
+        .chain(&stopped)
+        .flat_map(|r| r.errors.lock().unwrap().clone())
+        .filter(|e| e.contains("recreated"))
+        .collect();
+    assert!(!reported.is_empty(), "nobody reported the recreated bucket");
+    let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
+    let ledger = Ledger::of_events(&parts);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    for r in ms {
+        r.manager.stop().expect("stop");
+    }
+}
+
+#[test]
+fn a_server_back_on_an_empty_store_heals() {
+    let _ = env_logger::builder()
+        .is_test(true)
+        .parse_filters("parti=info")
+        .try_init();
+    let mut server = NatsServer::start();
+    let url = server.url();
+    let group = "loss-all";
+    let config: Config = fast_config();
+    let mut ms: Vec<Recorded> = (0..4)
+        .map(|i| start_recorded(&url, group, N, &config, i > 0))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
+        "{}",
+        describe(&ms)
+    );
+    // A leader change first: epochs stand above those the emptied store
+    // starts from, and workers remember them.
+    let first = ms.remove(0);
+    first.manager.stop().expect("stop the first leader");
+    let stopped = [first];
+    ms.push(start_recorded(&url, group, N, &config, true));
+    assert!(
+        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
+        "{}",
+        describe(&ms)
+    );
+    let t0 = Instant::now();
+    server.restart_empty();
+    let streams = ["workers", "leader", "assignments"].map(|b| format!("KV_parti-{group}-{b}"));
+    assert!(
+        wait_until(Duration::from_secs(10), || streams
+            .iter()
+            .all(|s| created(&url, s).is_some())),
+        "buckets not recreated: {}",
+        describe(&ms)
+    );
+    let recreated = t0.elapsed();
+    wait_for_keys_again(&url, group, &config, &ms);
+    ms.push(start_recorded(&url, group, N, &config, true));
+    let healed = wait_until(Duration::from_secs(30), || recorded_settled(&ms, N));
+    eprintln!(
+        "server back on an empty store: buckets recreated after {recreated:?}, five workers settled after {:?}",
+        t0.elapsed()
+    );
+    assert!(healed, "after the empty restart: {}", describe(&ms));
+    let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
+    let ledger = Ledger::of_events(&parts);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    for r in ms {
+        r.manager.stop().expect("stop");
+    }
+}
+
+#[test]
+fn deleting_the_workers_bucket_heals() {
+    bucket_loss("workers");
+}
+
+/// Known gap (issue 11): when only the leader bucket is lost after a leader
+/// change, the new lease's epoch (its revision, from 1 again) is below the
+/// epoch stamped on the assignment records, so the new leader's fence takes
+/// them for a newer leader's and it stops writing: nobody gets new work.
+/// Epochs must be carried across a lost lease bucket first.
+#[test]
+#[ignore = "known gap: epochs are not carried across a lost leader bucket"]
+fn deleting_the_leader_bucket_heals() {
+    bucket_loss("leader");
+}
+
+#[test]
+fn deleting_the_assignments_bucket_heals() {
+    bucket_loss("assignments");
+}
