@@ -74,6 +74,9 @@ struct Member {
     heard: bool,
     last_seen: Instant,
     joined: Instant,
+    /// The process the previous leader published to: it was working
+    /// before this term began.
+    established: bool,
 }
 
 /// The leader's decision core.
@@ -186,10 +189,16 @@ impl Calculator {
                     heard: false,
                     last_seen: now,
                     joined: now,
+                    established: true,
                 });
+            if let Some(m) = self.members.get_mut(worker) {
+                m.established = m.addressee.instance == record.instance
+                    && m.addressee.incarnation == record.incarnation;
+            }
             if let Some(m) = self.members.get(worker) {
                 let addressee = m.addressee.clone();
                 let applied = m.applied;
+                self.clear_if_void(worker, &addressee);
                 self.ledger.observe(worker, &addressee, applied);
             }
         }
@@ -296,18 +305,30 @@ impl Calculator {
                 heard: true,
                 last_seen: now,
                 joined: now,
+                established: false,
             });
         if member.addressee != addressee {
             // A restarted process (or a new incarnation) under the same ID:
             // as far as windows go, it has just joined.
             member.joined = now;
+            member.established = false;
         }
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
         member.heard = true;
         member.last_seen = now;
+        self.clear_if_void(worker, &addressee);
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
+    }
+
+    /// A restarted process's old record still lists what the old process
+    /// held: it is deleted before those partitions are granted again, so
+    /// that readers of the bucket never see them under two workers.
+    fn clear_if_void(&mut self, worker: &str, addressee: &Addressee) {
+        if self.ledger.shows_void(worker, addressee) && !self.clears.iter().any(|w| w == worker) {
+            self.clears.push(worker.to_string());
+        }
     }
 
     /// A worker deleted its key: it left after releasing everything. Its
@@ -414,17 +435,7 @@ impl Calculator {
             return;
         }
         self.dirty = true;
-        let in_target: Vec<&String> = self.target.iter().flat_map(|t| t.keys()).collect();
-        let missing = in_target
-            .iter()
-            .filter(|w| {
-                self.members
-                    .get(w.as_str())
-                    .is_none_or(|m| now.saturating_duration_since(m.last_seen) > ttl)
-            })
-            .count();
-        let restart = in_target.len() > 1
-            && missing as f64 / in_target.len() as f64 > self.config.restart_ratio;
+        let restart = self.is_fleet_restart(now, &dead);
         let held_work = dead
             .iter()
             .any(|w| self.target.as_ref().is_some_and(|t| t.contains_key(w)));
@@ -441,6 +452,49 @@ impl Calculator {
         } else if held_work && self.restart_until.is_none() {
             self.emergency_due = true;
         }
+    }
+
+    /// Whether the deaths in `dead` are a fleet restart rather than a loss:
+    /// more than `restart_ratio` of the target is missing *and* no survivor
+    /// that was working before the loss holds any published partition. A zone loss, however large, leaves
+    /// survivors working (the leader's own worker, or the workers a new
+    /// leader adopted), so their peers' partitions go to them at once; after
+    /// an all-gone-then-back restart the workers present are new processes
+    /// holding nothing, and waiting for the rest to come back makes it one
+    /// cold start instead of an emergency followed by a planned rebalance.
+    fn is_fleet_restart(&self, now: Instant, dead: &[String]) -> bool {
+        let ttl = self.config.heartbeat_ttl;
+        let Some(target) = &self.target else {
+            return false;
+        };
+        let missing = target
+            .keys()
+            .filter(|w| {
+                self.members
+                    .get(w.as_str())
+                    .is_none_or(|m| now.saturating_duration_since(m.last_seen) > ttl)
+            })
+            .count();
+        let mostly_gone =
+            target.len() > 1 && missing as f64 / target.len() as f64 > self.config.restart_ratio;
+        if !mostly_gone {
+            return false;
+        }
+        // Working since before the loss: a process that came back after it
+        // may already have been given its old partitions again.
+        let lost_at = dead
+            .iter()
+            .filter_map(|w| self.members.get(w))
+            .map(|m| m.last_seen)
+            .min();
+        let published = self.ledger.placement();
+        let survivors_work = self.members.iter().any(|(w, m)| {
+            m.heard
+                && !dead.contains(w)
+                && (m.established || lost_at.is_some_and(|t| m.joined < t))
+                && published.get(w).is_some_and(|ps| !ps.is_empty())
+        });
+        !survivors_work
     }
 
     /// Members waiting for a planned rebalance: not in the target, or with
