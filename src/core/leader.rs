@@ -12,7 +12,7 @@
 //! [`LeaderEffect::ReadSource`] and takes the answer in
 //! [`handle_source`](LeaderNode::handle_source).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,13 @@ pub struct LeaderNode {
     round: VecDeque<String>,
     retry_at: Option<Instant>,
     deletes: VecDeque<String>,
+    /// Deletes that failed, queued again at the next pass.
+    undeleted: Vec<String>,
+    /// The partition ids of each pending worker record.
+    writing: BTreeMap<String, BTreeSet<String>>,
+    /// What the bucket may show, so no write lists a partition under a
+    /// second key.
+    view: ShownView,
     /// A newer leader's epoch found in a key: this term writes no more.
     deposed: Option<u64>,
     source_wanted: bool,
@@ -153,6 +160,9 @@ impl LeaderNode {
             round: VecDeque::new(),
             retry_at: None,
             deletes: VecDeque::new(),
+            undeleted: Vec::new(),
+            writing: BTreeMap::new(),
+            view: ShownView::default(),
             deposed: None,
             source_wanted: false,
             source_asked: true,
@@ -301,3 +311,6 @@ impl LeaderNode {
 
 mod office;
 mod publish;
+mod view;
+
+use view::ShownView;
