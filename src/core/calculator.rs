@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::leader::retry::ErrorRetry;
 use crate::core::ledger::{Addressee, KeyWrite, Ledger};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{AssignmentRecord, MetaRecord, WorkerRecord};
@@ -120,6 +121,9 @@ pub struct Calculator {
     affinity: BTreeMap<String, (Vec<String>, Instant)>,
     slow_reported: BTreeSet<(String, u64)>,
     phase: Phase,
+    /// A strategy that returned an error: the placement in force stays,
+    /// and the next attempt backs off.
+    strategy_retry: ErrorRetry,
 }
 
 impl Calculator {
@@ -133,7 +137,6 @@ impl Calculator {
         partitions: Vec<Partition>,
     ) -> Self {
         Calculator {
-            config,
             strategy,
             leader: leader.into(),
             epoch,
@@ -160,6 +163,8 @@ impl Calculator {
             affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
             phase: Phase::ColdStart,
+            strategy_retry: plugin_retry(&config),
+            config,
         }
     }
 
@@ -377,9 +382,10 @@ impl Calculator {
     /// Advances to `now`: declares the dead, rebalances when due, publishes
     /// what the handoff rule allows.
     pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+        self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);
-        if let Some(kind) = self.due(now) {
+        if let Some(kind) = self.due(now).filter(|_| !self.strategy_retry.waiting(now)) {
             self.rebalance(now, kind, &mut out);
         }
         if self.dirty {
@@ -412,7 +418,22 @@ impl Calculator {
         if let Some((_, t)) = self.removal_times.iter().next() {
             consider(*t + self.config.handoff_timeout);
         }
-        next
+        match self.strategy_retry.retry_at() {
+            None => next,
+            // A failing strategy is not asked again before its retry, so
+            // nothing but a death verdict (it only clears keys) is due
+            // before then.
+            Some(r) => Some(self.next_verdict().map_or(r, |v| v.min(r))),
+        }
+    }
+
+    /// The earliest death verdict due.
+    fn next_verdict(&self) -> Option<Instant> {
+        let dead_after = self.config.heartbeat_ttl + self.config.emergency_grace;
+        self.members
+            .values()
+            .map(|m| m.last_seen + dead_after + Duration::from_millis(1))
+            .min()
     }
 
     fn is_blind(&self, now: Instant) -> bool {
@@ -597,7 +618,9 @@ impl Calculator {
                 Ok(t) => t,
                 Err(e) => {
                     let panicked = matches!(e, Error::PluginPanicked { .. });
-                    out.push(Output::Report(e));
+                    if self.strategy_retry.failed(now, &e) || panicked {
+                        out.push(Output::Report(e));
+                    }
                     if panicked {
                         out.push(Output::Resign);
                     }
@@ -605,6 +628,7 @@ impl Calculator {
                 }
             }
         };
+        self.strategy_retry.succeeded();
         // Every live worker gets a key, even an empty one, so that it knows it
         // is part of the group; a strategy that left a worker out or named an
         // unknown one is corrected here rather than trusted.
@@ -809,6 +833,13 @@ impl Calculator {
         }
         Phase::Stable
     }
+}
+
+/// How user code that returned an error is retried: after a heartbeat
+/// interval, doubling up to 32 intervals (at most 30 s).
+pub(crate) fn plugin_retry(config: &Config) -> ErrorRetry {
+    let first = config.heartbeat_interval;
+    ErrorRetry::new(first, (first * 32).min(Duration::from_secs(30)))
 }
 
 fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {

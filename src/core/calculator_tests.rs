@@ -683,3 +683,70 @@ fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
         .collect();
     assert!(to_w0.iter().all(|n| *n == 0), "work sent to w0: {to_w0:?}");
 }
+
+/// Fails its first `failures` calls, then deals like [`StickyDeal`].
+struct FailsThenWorks {
+    failures: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl AssignmentStrategy for FailsThenWorks {
+    fn assign(
+        &self,
+        workers: &[String],
+        partitions: &[Partition],
+        previous: &Placement,
+    ) -> Result<Placement, Error> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.failures {
+            return Err(Error::Plugin {
+                what: "strategy",
+                reason: "not ready".into(),
+            });
+        }
+        StickyDeal.assign(workers, partitions, previous)
+    }
+}
+
+#[test]
+fn a_failing_strategy_backs_off_reports_once_and_recovers() {
+    let strategy = Arc::new(FailsThenWorks {
+        failures: 4,
+        calls: Default::default(),
+    });
+    let t0 = Instant::now();
+    let mut c = Calculator::new(config(), strategy.clone(), "w0", 1, t0, parts(6));
+    let mut reports = 0;
+    let mut published_at = None;
+    let mut t = t0;
+    // 100 ms heartbeats, 10 ms ticks: without backoff the strategy would be
+    // asked at every tick once the cold-start window closed.
+    while t < t0 + MS * 4000 {
+        t += MS * 10;
+        c.observe_worker(t, "w0", &beat_record("i-w0", c.version(), false));
+        for out in c.tick(t) {
+            match out {
+                Output::Report(e) => {
+                    assert!(e.to_string().contains("not ready"), "{e}");
+                    reports += 1;
+                }
+                Output::Publish(p) => {
+                    published_at.get_or_insert(t);
+                    c.confirm_published(p.version);
+                }
+                Output::Resign => panic!("an error is not a panic"),
+                _ => {}
+            }
+        }
+    }
+    let calls = strategy.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(reports, 1, "one report for one distinct error");
+    assert_eq!(calls, 5, "four failures, then the call that worked");
+    // Retries after 100, 200, 400 and 800 ms: the fifth call comes 1.5 s
+    // after the window closed at 1 s.
+    let published_at = published_at.expect("recovered by itself") - t0;
+    assert!(
+        published_at >= MS * 2500 && published_at <= MS * 2600,
+        "{published_at:?}"
+    );
+}

@@ -127,6 +127,8 @@ pub struct LeaderNode {
     source_wanted: bool,
     source_asked: bool,
     source_retry: Option<Instant>,
+    /// Backoff and report memory of a failing partition source.
+    source_backoff: ErrorRetry,
     next_refresh: Option<Instant>,
     phase: Option<Phase>,
     /// The heartbeats' replay ended with the watch synced: a worker not
@@ -145,6 +147,7 @@ impl LeaderNode {
     pub fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
         LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
+            source_backoff: crate::core::calculator::plugin_retry(&p.config),
             p,
             epoch,
             now,
@@ -207,6 +210,7 @@ impl LeaderNode {
         match result {
             Ok(partitions) => {
                 self.source_retry = None;
+                self.source_backoff.succeeded();
                 match &mut self.calc {
                     Some(calc) => calc.set_partitions(partitions),
                     None => self.start(now, partitions),
@@ -214,13 +218,15 @@ impl LeaderNode {
             }
             Err(e) => {
                 let panicked = matches!(e, Error::PluginPanicked { .. });
-                self.effects.push_back(LeaderEffect::Report(e));
+                if self.source_backoff.failed(now, &e) || panicked {
+                    self.effects.push_back(LeaderEffect::Report(e));
+                }
                 if panicked {
                     self.effects.push_back(LeaderEffect::Resign);
                 }
                 // Acting on an empty list would revoke every partition, so
                 // the published assignments stay in force meanwhile.
-                self.source_retry = Some(now + self.p.config.heartbeat_interval);
+                self.source_retry = self.source_backoff.retry_at();
             }
         }
     }
@@ -311,6 +317,8 @@ impl LeaderNode {
 
 mod office;
 mod publish;
+pub(crate) mod retry;
 mod view;
 
+use retry::ErrorRetry;
 use view::ShownView;
