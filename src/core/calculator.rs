@@ -327,6 +327,15 @@ impl Calculator {
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
 
+    /// `worker`'s last heartbeat is known to have been written by `by`
+    /// (see `leader::BeatLog`): it counts as seen then, if that is earlier
+    /// than the replay that showed it.
+    pub fn seen_by(&mut self, worker: &str, by: Instant) {
+        if let Some(m) = self.members.get_mut(worker) {
+            m.last_seen = m.last_seen.min(by);
+        }
+    }
+
     /// A restarted process's old record still lists what the old process
     /// held: it is deleted before those partitions are granted again, so
     /// that readers of the bucket never see them under two workers.

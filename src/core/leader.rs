@@ -127,6 +127,8 @@ pub struct LeaderNode {
     source_wanted: bool,
     source_asked: bool,
     source_retry: Option<Instant>,
+    /// This worker's own heartbeats, to date the replayed ones.
+    beats: BeatLog,
     /// Backoff and report memory of a failing partition source.
     source_backoff: ErrorRetry,
     next_refresh: Option<Instant>,
@@ -148,6 +150,7 @@ impl LeaderNode {
         LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
             source_backoff: crate::core::calculator::plugin_retry(&p.config),
+            beats: BeatLog::default(),
             p,
             epoch,
             now,
@@ -185,6 +188,12 @@ impl LeaderNode {
     /// The calculator's phase, once in office.
     pub fn phase(&self) -> Option<Phase> {
         self.calc.as_ref().map(|c| c.phase())
+    }
+
+    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
+    /// heartbeats are dated by them instead of counting as just seen.
+    pub fn handle_beats(&mut self, beats: BeatLog) {
+        self.beats = beats;
     }
 
     /// Until when the lease may be acted on, as the election last said.
@@ -278,7 +287,16 @@ impl LeaderNode {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.source_wanted = true,
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(&self.p.buckets.0, &entry.key, &entry.value) {
-                    Ok(rec) => calc.observe_worker(now, &entry.key, &rec),
+                    Ok(rec) => {
+                        calc.observe_worker(now, &entry.key, &rec);
+                        // A live put was just made; a replayed one may be
+                        // as old as the predecessor's crash.
+                        if !self.replayed {
+                            if let Some(by) = self.beats.written_by(entry.revision) {
+                                calc.seen_by(&entry.key, by);
+                            }
+                        }
+                    }
                     Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
                 }
             }
@@ -315,10 +333,12 @@ impl LeaderNode {
     }
 }
 
+mod aging;
 mod office;
 mod publish;
 pub(crate) mod retry;
 mod view;
 
+pub use aging::BeatLog;
 use retry::ErrorRetry;
 use view::ShownView;
