@@ -126,3 +126,67 @@ fn no_partition_shows_under_two_workers_through_churn() {
     assert!(writes > 20, "the churn published: {writes} writes");
     assert!(clashes.is_empty(), "double listings seen: {clashes:?}");
 }
+
+#[test]
+fn parti_status_flags_a_partition_listed_under_two_workers() {
+    let server = NatsServer::start();
+    let group = "view-status";
+    let (m, _) = group::start_manager(&server.url(), group, 4, &fast_config());
+    let held = m.assignment().partitions()[0].id().to_string();
+    // A record written from outside the library (by hand, or by a broken
+    // tool) that lists a partition the worker holds.
+    let forged = AssignmentRecord {
+        version: 1,
+        epoch: 1,
+        reason: parti::RebalanceKind::ColdStart,
+        instance: "elsewhere".into(),
+        incarnation: 0,
+        partitions: vec![parti::wire::OwnedPartition {
+            id: held.clone(),
+            weight: 1,
+            token: 1,
+        }],
+    };
+    let raw = nats::connect(server.url()).unwrap();
+    raw.request_timeout(
+        &format!("$KV.parti-{group}-assignments.worker-99"),
+        serde_json::to_vec(&forged).unwrap(),
+        Duration::from_secs(2),
+    )
+    .expect("kv put");
+    let run = |json: bool| {
+        let url = server.url();
+        let mut args = vec!["status", "--server", url.as_str(), "--group", group];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_parti"))
+            .args(&args)
+            .output()
+            .expect("run parti");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&run(true)).expect("status JSON");
+    let flagged = json["double_listed"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(flagged.len(), 1, "{json}");
+    assert_eq!(flagged[0]["partition"], held.as_str());
+    let workers: Vec<&str> = flagged[0]["workers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|w| w.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(workers, vec![m.worker_id(), "worker-99"]);
+    let text = run(false);
+    assert!(
+        text.contains(&format!("INCONSISTENT partition {held} is listed under")),
+        "{text}"
+    );
+    m.stop().unwrap();
+}
