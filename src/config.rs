@@ -59,9 +59,15 @@ pub struct Config {
     /// Deadline of every single KV operation (default 2 s). Must be below
     /// half of `heartbeat_ttl` and of `election_ttl`.
     pub operation_timeout: Duration,
-    /// When more than this fraction of the workers vanish at once, the leader
-    /// treats it as a fleet restart and waits the cold-start window instead of
-    /// rebalancing at once (default 0.5; in (0, 1]).
+    /// How much of the group must vanish at once for a fleet restart
+    /// (default 0.5; in (0, 1]). Vanishing alone is not enough: the leader
+    /// waits the cold-start window only when, in addition, no surviving
+    /// worker holds any partition — after an all-gone-then-back restart,
+    /// where the workers present are new processes. A zone loss, whatever
+    /// fraction it takes, leaves survivors working and is an emergency: the
+    /// dead workers' partitions go to the survivors at once, and workers
+    /// that come back under their IDs get them back in one planned
+    /// rebalance.
     pub restart_ratio: f64,
     /// Worker IDs are `<prefix>-<n>` (default "worker").
     pub worker_id_prefix: String,

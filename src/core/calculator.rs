@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::leader::retry::ErrorRetry;
 use crate::core::ledger::{Addressee, KeyWrite, Ledger};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::{AssignmentRecord, MetaRecord, WorkerRecord};
@@ -74,6 +75,9 @@ struct Member {
     heard: bool,
     last_seen: Instant,
     joined: Instant,
+    /// The process the previous leader published to: it was working
+    /// before this term began.
+    established: bool,
 }
 
 /// The leader's decision core.
@@ -120,6 +124,9 @@ pub struct Calculator {
     affinity: BTreeMap<String, (Vec<String>, Instant)>,
     slow_reported: BTreeSet<(String, u64)>,
     phase: Phase,
+    /// A strategy that returned an error: the placement in force stays,
+    /// and the next attempt backs off.
+    strategy_retry: ErrorRetry,
 }
 
 impl Calculator {
@@ -133,7 +140,6 @@ impl Calculator {
         partitions: Vec<Partition>,
     ) -> Self {
         Calculator {
-            config,
             strategy,
             leader: leader.into(),
             epoch,
@@ -161,6 +167,8 @@ impl Calculator {
             affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
             phase: Phase::ColdStart,
+            strategy_retry: plugin_retry(&config),
+            config,
         }
     }
 
@@ -191,10 +199,16 @@ impl Calculator {
                     heard: false,
                     last_seen: now,
                     joined: now,
+                    established: true,
                 });
+            if let Some(m) = self.members.get_mut(worker) {
+                m.established = m.addressee.instance == record.instance
+                    && m.addressee.incarnation == record.incarnation;
+            }
             if let Some(m) = self.members.get(worker) {
                 let addressee = m.addressee.clone();
                 let applied = m.applied;
+                self.clear_if_void(worker, &addressee);
                 self.ledger.observe(worker, &addressee, applied);
             }
         }
@@ -310,17 +324,20 @@ impl Calculator {
                 heard: true,
                 last_seen: now,
                 joined: now,
+                established: false,
             });
         if member.addressee != addressee {
             // A restarted process (or a new incarnation) under the same ID:
             // as far as windows go, it has just joined.
             member.joined = now;
+            member.established = false;
         }
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
         member.heard = true;
         member.last_seen = now;
+        self.clear_if_void(worker, &addressee);
         if self.adopted {
             self.check_applied(worker, &addressee, record.applied);
         }
@@ -342,6 +359,24 @@ impl Calculator {
         );
         self.version = self.version.max(applied);
         self.dirty = true;
+    }
+
+    /// `worker`'s last heartbeat is known to have been written by `by`
+    /// (see `leader::BeatLog`): it counts as seen then, if that is earlier
+    /// than the replay that showed it.
+    pub fn seen_by(&mut self, worker: &str, by: Instant) {
+        if let Some(m) = self.members.get_mut(worker) {
+            m.last_seen = m.last_seen.min(by);
+        }
+    }
+
+    /// A restarted process's old record still lists what the old process
+    /// held: it is deleted before those partitions are granted again, so
+    /// that readers of the bucket never see them under two workers.
+    fn clear_if_void(&mut self, worker: &str, addressee: &Addressee) {
+        if self.ledger.shows_void(worker, addressee) && !self.clears.iter().any(|w| w == worker) {
+            self.clears.push(worker.to_string());
+        }
     }
 
     /// A worker deleted its key: it left after releasing everything. Its
@@ -390,9 +425,10 @@ impl Calculator {
     /// Advances to `now`: declares the dead, rebalances when due, publishes
     /// what the handoff rule allows.
     pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+        self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);
-        if let Some(kind) = self.due(now) {
+        if let Some(kind) = self.due(now).filter(|_| !self.strategy_retry.waiting(now)) {
             self.rebalance(now, kind, &mut out);
         }
         if self.dirty {
@@ -425,7 +461,22 @@ impl Calculator {
         if let Some((_, t)) = self.removal_times.iter().next() {
             consider(*t + self.config.handoff_timeout);
         }
-        next
+        match self.strategy_retry.retry_at() {
+            None => next,
+            // A failing strategy is not asked again before its retry, so
+            // nothing but a death verdict (it only clears keys) is due
+            // before then.
+            Some(r) => Some(self.next_verdict().map_or(r, |v| v.min(r))),
+        }
+    }
+
+    /// The earliest death verdict due.
+    fn next_verdict(&self) -> Option<Instant> {
+        let dead_after = self.config.heartbeat_ttl + self.config.emergency_grace;
+        self.members
+            .values()
+            .map(|m| m.last_seen + dead_after + Duration::from_millis(1))
+            .min()
     }
 
     fn is_blind(&self, now: Instant) -> bool {
@@ -448,17 +499,7 @@ impl Calculator {
             return;
         }
         self.dirty = true;
-        let in_target: Vec<&String> = self.target.iter().flat_map(|t| t.keys()).collect();
-        let missing = in_target
-            .iter()
-            .filter(|w| {
-                self.members
-                    .get(w.as_str())
-                    .is_none_or(|m| now.saturating_duration_since(m.last_seen) > ttl)
-            })
-            .count();
-        let restart = in_target.len() > 1
-            && missing as f64 / in_target.len() as f64 > self.config.restart_ratio;
+        let restart = self.is_fleet_restart(now, &dead);
         let held_work = dead
             .iter()
             .any(|w| self.target.as_ref().is_some_and(|t| t.contains_key(w)));
@@ -475,6 +516,49 @@ impl Calculator {
         } else if held_work && self.restart_until.is_none() {
             self.emergency_due = true;
         }
+    }
+
+    /// Whether the deaths in `dead` are a fleet restart rather than a loss:
+    /// more than `restart_ratio` of the target is missing *and* no survivor
+    /// that was working before the loss holds any published partition. A zone loss, however large, leaves
+    /// survivors working (the leader's own worker, or the workers a new
+    /// leader adopted), so their peers' partitions go to them at once; after
+    /// an all-gone-then-back restart the workers present are new processes
+    /// holding nothing, and waiting for the rest to come back makes it one
+    /// cold start instead of an emergency followed by a planned rebalance.
+    fn is_fleet_restart(&self, now: Instant, dead: &[String]) -> bool {
+        let ttl = self.config.heartbeat_ttl;
+        let Some(target) = &self.target else {
+            return false;
+        };
+        let missing = target
+            .keys()
+            .filter(|w| {
+                self.members
+                    .get(w.as_str())
+                    .is_none_or(|m| now.saturating_duration_since(m.last_seen) > ttl)
+            })
+            .count();
+        let mostly_gone =
+            target.len() > 1 && missing as f64 / target.len() as f64 > self.config.restart_ratio;
+        if !mostly_gone {
+            return false;
+        }
+        // Working since before the loss: a process that came back after it
+        // may already have been given its old partitions again.
+        let lost_at = dead
+            .iter()
+            .filter_map(|w| self.members.get(w))
+            .map(|m| m.last_seen)
+            .min();
+        let published = self.ledger.placement();
+        let survivors_work = self.members.iter().any(|(w, m)| {
+            m.heard
+                && !dead.contains(w)
+                && (m.established || lost_at.is_some_and(|t| m.joined < t))
+                && published.get(w).is_some_and(|ps| !ps.is_empty())
+        });
+        !survivors_work
     }
 
     /// Members waiting for a planned rebalance: not in the target, or with
@@ -577,7 +661,9 @@ impl Calculator {
                 Ok(t) => t,
                 Err(e) => {
                     let panicked = matches!(e, Error::PluginPanicked { .. });
-                    out.push(Output::Report(e));
+                    if self.strategy_retry.failed(now, &e) || panicked {
+                        out.push(Output::Report(e));
+                    }
                     if panicked {
                         out.push(Output::Resign);
                     }
@@ -585,6 +671,7 @@ impl Calculator {
                 }
             }
         };
+        self.strategy_retry.succeeded();
         // Every live worker gets a key, even an empty one, so that it knows it
         // is part of the group; a strategy that left a worker out or named an
         // unknown one is corrected here rather than trusted.
@@ -789,6 +876,13 @@ impl Calculator {
         }
         Phase::Stable
     }
+}
+
+/// How user code that returned an error is retried: after a heartbeat
+/// interval, doubling up to 32 intervals (at most 30 s).
+pub(crate) fn plugin_retry(config: &Config) -> ErrorRetry {
+    let first = config.heartbeat_interval;
+    ErrorRetry::new(first, (first * 32).min(Duration::from_secs(30)))
 }
 
 fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {

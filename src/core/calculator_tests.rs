@@ -93,6 +93,8 @@ struct World {
     stalled: BTreeSet<String>,
     /// Workers that beat with the leaving flag.
     leaving: BTreeSet<String>,
+    /// Process instances other than `i-<name>` (a restarted process).
+    instance_of: BTreeMap<String, String>,
 }
 
 impl World {
@@ -109,6 +111,7 @@ impl World {
             acking: true,
             stalled: BTreeSet::new(),
             leaving: BTreeSet::new(),
+            instance_of: BTreeMap::new(),
         }
     }
 
@@ -136,7 +139,8 @@ impl World {
 
     fn beat(&mut self, w: &str) {
         let (applied, _) = self.workers[w].clone();
-        let rec = beat_record(&format!("i-{w}"), applied, self.leaving.contains(w));
+        let instance = (self.instance_of.get(w).cloned()).unwrap_or_else(|| format!("i-{w}"));
+        let rec = beat_record(&instance, applied, self.leaving.contains(w));
         self.calc.observe_worker(self.now, w, &rec);
     }
 
@@ -304,27 +308,107 @@ fn a_dead_worker_triggers_an_emergency_after_ttl_plus_grace() {
 }
 
 #[test]
-fn most_of_the_group_vanishing_is_a_restart_not_an_emergency() {
-    let mut w = World::started(8, &["w0", "w1", "w2", "w3"]);
-    for n in ["w1", "w2", "w3"] {
+fn a_zone_loss_is_an_emergency_whatever_fraction_died() {
+    let mut w = World::started(20, &["w0", "w1", "w2", "w3", "w4"]);
+    let lost = ["w1", "w2", "w3", "w4"];
+    let kept = w.held("w0");
+    for n in lost {
         w.workers.remove(n);
     }
-    w.run(MS * 600);
-    assert!(!w.kinds.contains(&RebalanceKind::Emergency));
-    assert_eq!(w.calc.phase(), Phase::Scaling);
-    for n in ["w4", "w5", "w6"] {
+    let died_at = w.now;
+    w.run(MS * 550);
+    assert_eq!(
+        w.kinds.last(),
+        Some(&RebalanceKind::Emergency),
+        "{:?}",
+        w.kinds
+    );
+    assert!(!w.kinds.contains(&RebalanceKind::Restart));
+    w.assert_each_owned_once(20);
+    assert!(
+        w.held("w0").is_superset(&kept),
+        "the survivor keeps its own"
+    );
+    assert!(w.now - died_at <= MS * 550);
+    // The lost workers come back under their IDs: one planned rebalance
+    // gives each what it had.
+    let kinds = w.kinds.len();
+    for n in lost {
         w.join(n);
     }
-    w.run(MS * 1100);
+    w.run(MS * 2000);
     assert_eq!(
-        w.kinds
-            .iter()
-            .filter(|k| **k == RebalanceKind::Restart)
-            .count(),
-        1
+        w.kinds[kinds..],
+        [RebalanceKind::PlannedScale],
+        "one planned rebalance"
     );
-    assert_eq!(w.kinds.len(), 2, "cold start + one restart: {:?}", w.kinds);
-    w.assert_each_owned_once(8);
+    w.assert_each_owned_once(20);
+    assert_eq!(w.held("w0"), kept, "each back on what its ID held");
+}
+
+#[test]
+fn a_zone_loss_with_the_leader_among_the_dead_is_an_emergency_for_its_successor() {
+    let names = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+    let mut w = World::started(30, &names);
+    let records = w.records();
+    let survivors = ["w6", "w7", "w8", "w9"];
+    let held: BTreeMap<&str, BTreeSet<String>> =
+        survivors.iter().map(|n| (*n, w.held(n))).collect();
+    // w0 (the leader) and w1..w5 are killed; w9 takes office. Its replay
+    // still shows the dead workers' last heartbeats.
+    for n in &names[..6] {
+        w.workers.remove(*n);
+    }
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w9", 9, w.now, parts(30));
+    for n in names {
+        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), 1, false));
+    }
+    next.adopt(w.now, &records, w.calc.version());
+    w.calc = next;
+    w.kinds.clear();
+    w.run(MS * 550);
+    assert_eq!(w.kinds, vec![RebalanceKind::Emergency]);
+    w.assert_each_owned_once(30);
+    for (n, before) in held {
+        assert!(w.held(n).is_superset(&before), "{n} kept its own");
+    }
+}
+
+#[test]
+fn a_fleet_restart_under_the_same_ids_is_one_cold_start_back_on_the_ids() {
+    let names = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+    let mut w = World::started(40, &names);
+    let records = w.records();
+    let held: BTreeMap<&str, BTreeSet<String>> = names.iter().map(|n| (*n, w.held(n))).collect();
+    // Every process is killed. New processes come back under the same IDs,
+    // a few at a time; the first one back takes office while the replay
+    // still shows the old processes' last heartbeats.
+    w.workers.clear();
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w0", 9, w.now, parts(40));
+    for n in names {
+        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), 1, false));
+    }
+    next.adopt(w.now, &records, w.calc.version());
+    w.calc = next;
+    w.kinds.clear();
+    for (i, n) in names.iter().enumerate() {
+        // A new instance under the old ID.
+        w.workers.insert(n.to_string(), (0, None));
+        w.instance_of.insert(n.to_string(), format!("new-{n}"));
+        // Three at once, then three more 500 ms later (after the old
+        // processes' death verdict at 450 ms), the last four after 1 s.
+        if i == 2 || i == 5 {
+            w.run(MS * 500);
+        }
+    }
+    w.run(MS * 3000);
+    assert_eq!(w.kinds, vec![RebalanceKind::Restart], "one cold start");
+    w.assert_each_owned_once(40);
+    let back = names
+        .iter()
+        .map(|n| w.held(n).intersection(&held[n]).count())
+        .sum::<usize>();
+    assert!(back * 100 >= 40 * 95, "{back} of 40 back on their IDs");
 }
 
 #[test]
@@ -598,4 +682,71 @@ fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
         .map(|(_, r)| r.partitions.len())
         .collect();
     assert!(to_w0.iter().all(|n| *n == 0), "work sent to w0: {to_w0:?}");
+}
+
+/// Fails its first `failures` calls, then deals like [`StickyDeal`].
+struct FailsThenWorks {
+    failures: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl AssignmentStrategy for FailsThenWorks {
+    fn assign(
+        &self,
+        workers: &[String],
+        partitions: &[Partition],
+        previous: &Placement,
+    ) -> Result<Placement, Error> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.failures {
+            return Err(Error::Plugin {
+                what: "strategy",
+                reason: "not ready".into(),
+            });
+        }
+        StickyDeal.assign(workers, partitions, previous)
+    }
+}
+
+#[test]
+fn a_failing_strategy_backs_off_reports_once_and_recovers() {
+    let strategy = Arc::new(FailsThenWorks {
+        failures: 4,
+        calls: Default::default(),
+    });
+    let t0 = Instant::now();
+    let mut c = Calculator::new(config(), strategy.clone(), "w0", 1, t0, parts(6));
+    let mut reports = 0;
+    let mut published_at = None;
+    let mut t = t0;
+    // 100 ms heartbeats, 10 ms ticks: without backoff the strategy would be
+    // asked at every tick once the cold-start window closed.
+    while t < t0 + MS * 4000 {
+        t += MS * 10;
+        c.observe_worker(t, "w0", &beat_record("i-w0", c.version(), false));
+        for out in c.tick(t) {
+            match out {
+                Output::Report(e) => {
+                    assert!(e.to_string().contains("not ready"), "{e}");
+                    reports += 1;
+                }
+                Output::Publish(p) => {
+                    published_at.get_or_insert(t);
+                    c.confirm_published(p.version);
+                }
+                Output::Resign => panic!("an error is not a panic"),
+                _ => {}
+            }
+        }
+    }
+    let calls = strategy.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(reports, 1, "one report for one distinct error");
+    assert_eq!(calls, 5, "four failures, then the call that worked");
+    // Retries after 100, 200, 400 and 800 ms: the fifth call comes 1.5 s
+    // after the window closed at 1 s.
+    let published_at = published_at.expect("recovered by itself") - t0;
+    assert!(
+        published_at >= MS * 2500 && published_at <= MS * 2600,
+        "{published_at:?}"
+    );
 }

@@ -12,7 +12,7 @@
 //! [`LeaderEffect::ReadSource`] and takes the answer in
 //! [`handle_source`](LeaderNode::handle_source).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,11 +115,22 @@ pub struct LeaderNode {
     round: VecDeque<String>,
     retry_at: Option<Instant>,
     deletes: VecDeque<String>,
+    /// Deletes that failed, queued again at the next pass.
+    undeleted: Vec<String>,
+    /// The partition ids of each pending worker record.
+    writing: BTreeMap<String, BTreeSet<String>>,
+    /// What the bucket may show, so no write lists a partition under a
+    /// second key.
+    view: ShownView,
     /// A newer leader's epoch found in a key: this term writes no more.
     deposed: Option<u64>,
     source_wanted: bool,
     source_asked: bool,
     source_retry: Option<Instant>,
+    /// This worker's own heartbeats, to date the replayed ones.
+    beats: BeatLog,
+    /// Backoff and report memory of a failing partition source.
+    source_backoff: ErrorRetry,
     next_refresh: Option<Instant>,
     phase: Option<Phase>,
     /// The heartbeats' replay ended with the watch synced: a worker not
@@ -138,6 +149,8 @@ impl LeaderNode {
     pub fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
         LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
+            source_backoff: crate::core::calculator::plugin_retry(&p.config),
+            beats: BeatLog::default(),
             p,
             epoch,
             now,
@@ -153,6 +166,9 @@ impl LeaderNode {
             round: VecDeque::new(),
             retry_at: None,
             deletes: VecDeque::new(),
+            undeleted: Vec::new(),
+            writing: BTreeMap::new(),
+            view: ShownView::default(),
             deposed: None,
             source_wanted: false,
             source_asked: true,
@@ -172,6 +188,12 @@ impl LeaderNode {
     /// The calculator's phase, once in office.
     pub fn phase(&self) -> Option<Phase> {
         self.calc.as_ref().map(|c| c.phase())
+    }
+
+    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
+    /// heartbeats are dated by them instead of counting as just seen.
+    pub fn handle_beats(&mut self, beats: BeatLog) {
+        self.beats = beats;
     }
 
     /// Until when the lease may be acted on, as the election last said.
@@ -197,6 +219,7 @@ impl LeaderNode {
         match result {
             Ok(partitions) => {
                 self.source_retry = None;
+                self.source_backoff.succeeded();
                 match &mut self.calc {
                     Some(calc) => calc.set_partitions(partitions),
                     None => self.start(now, partitions),
@@ -204,13 +227,15 @@ impl LeaderNode {
             }
             Err(e) => {
                 let panicked = matches!(e, Error::PluginPanicked { .. });
-                self.effects.push_back(LeaderEffect::Report(e));
+                if self.source_backoff.failed(now, &e) || panicked {
+                    self.effects.push_back(LeaderEffect::Report(e));
+                }
                 if panicked {
                     self.effects.push_back(LeaderEffect::Resign);
                 }
                 // Acting on an empty list would revoke every partition, so
                 // the published assignments stay in force meanwhile.
-                self.source_retry = Some(now + self.p.config.heartbeat_interval);
+                self.source_retry = self.source_backoff.retry_at();
             }
         }
     }
@@ -262,7 +287,16 @@ impl LeaderNode {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.source_wanted = true,
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(&self.p.buckets.0, &entry.key, &entry.value) {
-                    Ok(rec) => calc.observe_worker(now, &entry.key, &rec),
+                    Ok(rec) => {
+                        calc.observe_worker(now, &entry.key, &rec);
+                        // A live put was just made; a replayed one may be
+                        // as old as the predecessor's crash.
+                        if !self.replayed {
+                            if let Some(by) = self.beats.written_by(entry.revision) {
+                                calc.seen_by(&entry.key, by);
+                            }
+                        }
+                    }
                     Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
                 }
             }
@@ -299,5 +333,12 @@ impl LeaderNode {
     }
 }
 
+mod aging;
 mod office;
 mod publish;
+pub(crate) mod retry;
+mod view;
+
+pub use aging::BeatLog;
+use retry::ErrorRetry;
+use view::ShownView;

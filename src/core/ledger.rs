@@ -158,6 +158,16 @@ impl Ledger {
         true
     }
 
+    /// Whether `worker`'s published key lists partitions for a process
+    /// other than `addressee`: a record nobody works on (the process
+    /// restarted), which must be cleared before its partitions show under
+    /// another worker.
+    pub fn shows_void(&self, worker: &str, addressee: &Addressee) -> bool {
+        self.keys
+            .get(worker)
+            .is_some_and(|k| k.addressee != *addressee && !k.partitions.is_empty())
+    }
+
     /// The worker is dead or gone: nothing it held blocks anyone any more.
     /// Returns whether it had a key.
     pub fn forget(&mut self, worker: &str) -> bool {

@@ -65,6 +65,7 @@ impl LeaderThread {
     fn run(self) {
         let mut node = LeaderNode::new(self.ctx.params.clone(), self.epoch, Instant::now());
         node.handle_lease(self.valid_until);
+        node.handle_beats(self.shared.beats());
         let retry_every = self.ctx.params.config.heartbeat_interval / 4;
         let mut watch = Rewatch::new(self.open_watch(), retry_every);
         let mut changes = self.ctx.changes.clone().unwrap_or_else(never);

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::core::calculator::Phase;
+use crate::core::leader::BeatLog;
 use crate::metrics::Metrics;
 use crate::runtime::hooks::Job;
 use crate::{Assignment, AssignmentChange, Error, State};
@@ -73,6 +74,9 @@ pub(crate) struct Shared {
     /// For health probes: the last confirmed heartbeat, and since when the
     /// worker has been degraded.
     probes: Mutex<Probes>,
+    /// This worker's confirmed heartbeats, for a leader term to date the
+    /// heartbeats it replays.
+    beats: Mutex<BeatLog>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -105,7 +109,18 @@ impl Shared {
             watch_failures: Mutex::default(),
             metrics,
             probes: Mutex::new(Probes::default()),
+            beats: Mutex::new(BeatLog::default()),
         }
+    }
+
+    /// The heartbeat thread's write got `revision`, answered just now.
+    pub fn record_beat(&self, revision: u64) {
+        self.beats.lock().record(revision, Instant::now());
+    }
+
+    /// A copy of the heartbeats recorded so far.
+    pub fn beats(&self) -> BeatLog {
+        self.beats.lock().clone()
     }
 
     pub fn worker_id(&self) -> String {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select_biased, Receiver};
 
 use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
+use crate::core::ops::Reply;
 use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::store::{KvStore, Watch};
@@ -97,6 +98,9 @@ impl WorkerThread {
                 return Flow::Go;
             };
             let reply = op.perform(self.workers.as_ref());
+            if let Reply::Written(Ok(revision)) = &reply {
+                self.shared.record_beat(*revision);
+            }
             self.node.handle_reply(Instant::now(), reply);
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::core::leader::{LeaderEffect, LeaderNode, LeaderParams};
+use crate::core::leader::{BeatLog, LeaderEffect, LeaderNode, LeaderParams};
 use crate::store::Watch;
 
 use super::ops::{Io, Thread};
@@ -20,7 +20,7 @@ pub(crate) struct Leader {
 
 impl Leader {
     /// A term with `epoch` that starts taking office at `now`.
-    pub fn new(env: &Env, io: &Io, id: &str, epoch: u64, now: Instant) -> Leader {
+    pub fn new(env: &Env, io: &Io, id: &str, epoch: u64, now: Instant, beats: &BeatLog) -> Leader {
         let params = LeaderParams {
             id: id.to_string(),
             config: env.config.clone(),
@@ -28,8 +28,10 @@ impl Leader {
             refresh_every: None,
             buckets: ("workers".into(), "assignments".into()),
         };
+        let mut node = LeaderNode::new(params, epoch, now);
+        node.handle_beats(beats.clone());
         Leader {
-            node: LeaderNode::new(params, epoch, now),
+            node,
             epoch,
             watch: io.stores.workers.watch(None).ok(),
         }

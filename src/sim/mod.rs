@@ -37,7 +37,9 @@
 //!    that window);
 //! 3. the assignment versions a process applies strictly increase;
 //! 4. once faults stop, every partition has exactly one owner among the
-//!    live processes within [`SimConfig::bound`] of virtual time.
+//!    live processes within [`SimConfig::bound`] of virtual time;
+//! 5. the `assignments` bucket, as a reader watching it sees it, never
+//!    lists a partition in two workers' records at once.
 //!
 //! A failing run reports its seed and preset; [`run`] with the same seed and
 //! configuration replays it exactly (`tests/simulation.rs` has a `replay`
@@ -52,6 +54,7 @@ mod leader;
 mod node;
 mod ops;
 mod rng;
+mod view;
 mod world;
 
 use std::sync::Arc;

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use crate::core::election::{ElectionEffect, ElectionNode};
 use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
+use crate::core::leader::BeatLog;
+use crate::core::ops::Reply;
 use crate::names::LEADER_KEY;
 use crate::store::{Watch, WatchEvent};
 use crate::Assignment;
@@ -38,6 +40,8 @@ pub(crate) struct Running {
     last_apply: u64,
     /// The process stopped itself (its ID was taken).
     pub quit: bool,
+    /// The heartbeat thread's confirmed writes.
+    beats: BeatLog,
 }
 
 /// What a step tells the world.
@@ -64,6 +68,7 @@ impl Running {
             completed: BTreeSet::new(),
             last_apply: 0,
             quit: false,
+            beats: BeatLog::default(),
         }
     }
 
@@ -102,6 +107,14 @@ impl Running {
             // A write sent by a leader thread that has ended since still
             // reaches the store.
             None => drop(io.due(Thread::Leader, now)),
+        }
+    }
+
+    /// As `runtime::worker` does: a confirmed write of the heartbeat
+    /// thread is remembered for the leader terms to come.
+    fn record_beat(&mut self, reply: &Reply, now: Instant) {
+        if let Reply::Written(Ok(revision)) = reply {
+            self.beats.record(*revision, now);
         }
     }
 
@@ -153,6 +166,7 @@ impl Running {
         notes: &mut Notes,
     ) {
         if let Some(reply) = io.due(Thread::Beat, now) {
+            self.record_beat(&reply, now);
             self.worker.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Beat) {
@@ -169,7 +183,10 @@ impl Running {
             }
             while let Some(op) = self.worker.poll_op(now) {
                 match io.issue(Thread::Beat, op, now) {
-                    Some(reply) => self.worker.handle_reply(now, reply),
+                    Some(reply) => {
+                        self.record_beat(&reply, now);
+                        self.worker.handle_reply(now, reply)
+                    }
                     _ => break,
                 }
             }
@@ -241,7 +258,7 @@ impl Running {
                     notes
                         .trace
                         .push(format!("{} leads, epoch {epoch}", self.id));
-                    self.leader = Some(Leader::new(env, io, &self.id, epoch, now));
+                    self.leader = Some(Leader::new(env, io, &self.id, epoch, now, &self.beats));
                 }
                 ElectionEffect::Lost => {
                     notes.trace.push(format!("{} lost the lease", self.id));

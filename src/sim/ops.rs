@@ -94,6 +94,24 @@ fn perform(stores: &Stores, op: &Op) -> Reply {
     reply
 }
 
+/// What a request that outlived its client carries. A create is sent as
+/// "write if the key's last sequence is 0", and the store client only
+/// retries it against a delete marker's sequence once the first answer
+/// comes back (`store::nats`); a request still on the wire after the client
+/// gave up is that first round alone, which a delete marker fails (NATS
+/// trap 2 meets the marker rule of NATS_NOTES).
+fn as_first_sent(op: Op) -> Op {
+    match op {
+        Op::Create { bucket, key, value } => Op::Update {
+            bucket,
+            key,
+            value,
+            revision: 0,
+        },
+        op => op,
+    }
+}
+
 /// Per-thread in-flight slots and the latency model of one process.
 pub(crate) struct Io {
     pub stores: Stores,
@@ -143,6 +161,7 @@ impl Io {
             .partition(|(t, _)| *t <= now);
         self.wire = later;
         for (_, op) in due {
+            let op = as_first_sent(op);
             self.count_stale(&op, now);
             drop(perform(&self.stores, &op));
         }

@@ -16,6 +16,7 @@ use crate::wire::WorkerRecord;
 use super::node::{Notes, Running};
 use super::ops::{Io, Office, Stores};
 use super::rng::Rng;
+use super::view::ViewObserver;
 use super::{Env, SimConfig, SimFailure, SimReport};
 use crate::core::claim::{ClaimEffect, ClaimNode};
 
@@ -82,6 +83,8 @@ pub(crate) struct World<'a> {
     converged: bool,
     /// Leader terms, shared with every process's stores.
     pub office: Arc<Office>,
+    /// A reader of the assignments bucket (invariant 5).
+    observer: Option<ViewObserver>,
 }
 
 impl<'a> World<'a> {
@@ -111,7 +114,17 @@ impl<'a> World<'a> {
             owned_dirty: true,
             converged: false,
             office: Arc::new(Office::default()),
+            observer: None,
         };
+        // A client of its own, never faulty: a reader of the bucket, like a
+        // dashboard or `parti status`.
+        let name = world.names.assignments.clone();
+        let reader = world.backend.client();
+        world.observer = reader
+            .open(&BucketConfig::new(&name, None))
+            .and_then(|store| store.watch(None))
+            .ok()
+            .map(|watch| ViewObserver::new(&name, watch));
         for _ in 0..sim.workers {
             world.spawn(None);
         }
@@ -282,8 +295,15 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    /// Invariants 1 and 2; updates `converged`.
+    /// Invariants 1, 2 and 5; updates `converged`.
     fn check(&mut self, now: Instant) -> Result<(), SimFailure> {
+        let view = match &mut self.observer {
+            Some(o) => o.check(),
+            None => Err("the observer of the assignments bucket could not watch it".into()),
+        };
+        if let Err(e) = view {
+            return Err(self.fail(e));
+        }
         let holders: Vec<&str> = self
             .procs
             .iter()

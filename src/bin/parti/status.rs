@@ -1,5 +1,6 @@
 //! `parti status`: the group at a glance, as a table or JSON.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -26,6 +27,20 @@ pub fn run(raw: &[String]) -> Result<(), String> {
     println!("{out}");
     nc.close();
     Ok(())
+}
+
+/// Partitions listed in more than one worker's record, with those workers:
+/// the leader never publishes such a view, so any entry is worth a look (a
+/// record left behind by hand, or a write from outside the library).
+pub fn double_listed(s: &Snapshot) -> BTreeMap<String, Vec<String>> {
+    let mut holders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in &s.workers {
+        for p in w.assignment.iter().flat_map(|a| a.partitions.iter()) {
+            holders.entry(p.id.clone()).or_default().push(w.id.clone());
+        }
+    }
+    holders.retain(|_, ws| ws.len() > 1);
+    holders
 }
 
 fn secs(d: Option<Duration>) -> Value {
@@ -67,6 +82,10 @@ pub fn to_json(s: &Snapshot) -> Value {
         })),
         "workers": workers,
         "unassigned": s.unassigned(),
+        "double_listed": double_listed(s)
+            .into_iter()
+            .map(|(p, ws)| json!({"partition": p, "workers": ws}))
+            .collect::<Vec<_>>(),
         "corrupt": s.corrupt.iter().map(|(b, k, r)| json!({"bucket": b, "key": k, "reason": r})).collect::<Vec<_>>(),
     })
 }
@@ -133,6 +152,13 @@ pub fn to_text(s: &Snapshot) -> String {
             let _ = writeln!(out, "\nunassigned {}", ids.join(" "));
         }
         None => {}
+    }
+    for (p, ws) in double_listed(s) {
+        let _ = writeln!(
+            out,
+            "INCONSISTENT partition {p} is listed under {}",
+            ws.join(" and ")
+        );
     }
     for (b, k, r) in &s.corrupt {
         let _ = writeln!(out, "corrupt    {b}/{k}: {r}");

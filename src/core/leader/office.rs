@@ -139,6 +139,11 @@ impl LeaderNode {
         let records: std::collections::BTreeMap<String, AssignmentRecord> =
             records.into_iter().map(|(k, (r, _))| (k, r)).collect();
         let meta = meta.map(|(m, _)| m);
+        self.view.adopt(
+            records
+                .iter()
+                .map(|(k, r)| (k.as_str(), super::publish::ids_of(r))),
+        );
         let now = self.now;
         calc.adopt(now, &records, meta.as_ref().map_or(0, |m| m.version));
         if self.replayed {

@@ -4,13 +4,14 @@
 //! the lease can be trusted. A publication is confirmed to the calculator
 //! once all its keys landed; failed keys are retried in the next pass.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::core::calculator::{Output, Publication};
 use crate::core::fence::{Step, Verdict};
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::names::META_KEY;
-use crate::wire;
+use crate::wire::{self, AssignmentRecord};
 
 use super::{InFlight, LeaderEffect, LeaderNode, Office};
 
@@ -48,13 +49,36 @@ impl LeaderNode {
                 return Some(op);
             }
             // One pass per retry period at most (a new publication starts
-            // one at once): keys that failed wait for the next pass.
-            if !self.pending.is_empty() && self.retry_at.is_none_or(|t| now >= t) {
+            // one at once): keys and deletes that failed wait for the next
+            // pass.
+            let work = !self.pending.is_empty() || !self.undeleted.is_empty();
+            if work && self.retry_at.is_none_or(|t| now >= t) {
                 self.retry_at = Some(now + self.retry_every());
-                self.round = self.pending.keys().cloned().collect();
+                self.deletes.extend(self.undeleted.drain(..));
+                self.round = self.ordered_round();
+                if let Some(op) = self.next_delete() {
+                    return Some(op);
+                }
             }
         }
         self.next_write(now)
+    }
+
+    /// The pending keys, those that grant nothing another key still shows
+    /// first: their writes (revocations, a restarted worker's fresh key)
+    /// are what the others wait for.
+    fn ordered_round(&self) -> VecDeque<String> {
+        let (free, held): (Vec<String>, Vec<String>) =
+            self.pending.keys().cloned().partition(|k| !self.clashes(k));
+        free.into_iter().chain(held).collect()
+    }
+
+    /// Whether writing `key` now would show one of its partitions under a
+    /// second worker.
+    fn clashes(&self, key: &str) -> bool {
+        self.writing
+            .get(key)
+            .is_some_and(|ids| self.view.clashes(key, ids))
     }
 
     /// Clearing a dead or departed worker's key comes before any write.
@@ -79,6 +103,15 @@ impl LeaderNode {
             let Some(value) = self.pending.get(&key) else {
                 continue;
             };
+            if self.clashes(&key) {
+                // Stays pending: the next pass tries again, after the key
+                // that still shows the partition was rewritten or deleted.
+                log::debug!(
+                    "[{}] {key} waits: a partition still shows elsewhere",
+                    self.p.id
+                );
+                continue;
+            }
             let bucket = Bucket::Assignments;
             let op = match self.fence.step(&key) {
                 Step::Read => {
@@ -155,6 +188,9 @@ impl LeaderNode {
                     records.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>()
                 );
                 for (worker, record) in records {
+                    let ids = record.partitions.iter().map(|p| p.id.clone()).collect();
+                    self.undeleted.retain(|k| *k != worker);
+                    self.writing.insert(worker.clone(), ids);
                     self.pending.insert(worker, wire::encode(&record));
                 }
                 self.pending
@@ -166,7 +202,10 @@ impl LeaderNode {
             }
             Output::Clear(worker) => {
                 self.pending.remove(&worker);
-                self.deletes.push_back(worker);
+                self.writing.remove(&worker);
+                if !self.deletes.contains(&worker) {
+                    self.deletes.push_back(worker);
+                }
             }
             Output::Rebalanced {
                 kind,
@@ -202,6 +241,13 @@ impl LeaderNode {
                     log::warn!("[{id}] clearing {key}: {e}");
                 }
                 self.fence.deleted(&key, ok);
+                if ok {
+                    self.view.deleted(&key);
+                } else if !self.pending.contains_key(&key) {
+                    // Until it is gone, the record shows partitions others
+                    // are waiting for (a new record replaces it instead).
+                    self.undeleted.push(key);
+                }
             }
             InFlight::FenceRead(key) => {
                 let Reply::Entry(Ok(found)) = reply else {
@@ -211,10 +257,21 @@ impl LeaderNode {
                 let Some(value) = self.pending.get(&key) else {
                     return;
                 };
+                if key != META_KEY {
+                    let shown = found.as_ref().map(|e| {
+                        wire::decode::<AssignmentRecord>(&self.p.buckets.1, &key, &e.value)
+                    });
+                    match shown {
+                        None => self.view.read(&key, None),
+                        Some(Ok(r)) => self.view.read(&key, Some(ids_of(&r))),
+                        Some(Err(_)) => {}
+                    }
+                }
                 let found = found.as_ref().map(|e| (e.value.as_slice(), e.revision));
                 match self.fence.read(&key, found, value) {
                     Verdict::Done => {
                         self.pending.remove(&key);
+                        self.writing.remove(&key);
                     }
                     Verdict::Write => self.round.push_front(key),
                     Verdict::Deposed { epoch } => {
@@ -232,9 +289,13 @@ impl LeaderNode {
                     _ => return,
                 };
                 self.fence.written(&key, result.as_ref().ok().copied());
+                if let Some(ids) = self.writing.get(&key) {
+                    self.view.written(&key, ids, result.is_ok());
+                }
                 match result {
                     Ok(_) => {
                         self.pending.remove(&key);
+                        self.writing.remove(&key);
                     }
                     Err(e) => log::debug!("[{id}] publishing {key}: {e}"),
                 }
@@ -269,10 +330,16 @@ impl LeaderNode {
                     t
                 }
             });
-        let writes = self.retry_at.filter(|_| lease && !self.pending.is_empty());
+        let work = !self.pending.is_empty() || !self.undeleted.is_empty();
+        let writes = self.retry_at.filter(|_| lease && work);
         [office, calc, writes, self.next_refresh, self.source_retry]
             .into_iter()
             .flatten()
             .min()
     }
+}
+
+/// The partition ids a record lists.
+pub(super) fn ids_of(record: &AssignmentRecord) -> BTreeSet<String> {
+    record.partitions.iter().map(|p| p.id.clone()).collect()
 }

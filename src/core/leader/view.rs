@@ -1,0 +1,105 @@
+//! What the `assignments` bucket shows, as far as this leader can tell.
+//!
+//! Readers of the bucket (`parti status`, dashboards, clients in other
+//! languages) see one key at a time. The revoke-before-grant rule keeps
+//! *owners* exclusive, but a record that lists a partition its worker no
+//! longer has (a dead worker's key not yet deleted, a restarted process's
+//! old record) would still show it under two workers once the new owner's
+//! record lands. So a write that lists a partition another key may still
+//! show waits until that key was rewritten or deleted: the publisher orders
+//! deletes and revocations first, and this view holds back what would still
+//! clash.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Partition ids each worker key may currently show.
+#[derive(Debug, Default)]
+pub(super) struct ShownView {
+    /// Key -> ids it may show. A write or delete whose outcome is unknown
+    /// leaves the union of before and after, until a read says which.
+    shown: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ShownView {
+    /// Starts from what taking office read.
+    pub fn adopt<'a>(&mut self, records: impl IntoIterator<Item = (&'a str, BTreeSet<String>)>) {
+        self.shown = records
+            .into_iter()
+            .map(|(k, ids)| (k.to_string(), ids))
+            .collect();
+    }
+
+    /// Whether writing `ids` to `key` would list a partition that another
+    /// key may still show.
+    pub fn clashes(&self, key: &str, ids: &BTreeSet<String>) -> bool {
+        let mine = self.shown.get(key);
+        ids.iter()
+            .filter(|id| !mine.is_some_and(|m| m.contains(*id)))
+            .any(|id| {
+                self.shown
+                    .iter()
+                    .any(|(k, theirs)| k != key && theirs.contains(id))
+            })
+    }
+
+    /// `key` was found (`Some`: holding `ids`) or found absent (`None`).
+    pub fn read(&mut self, key: &str, ids: Option<BTreeSet<String>>) {
+        match ids {
+            Some(ids) => self.shown.insert(key.to_string(), ids),
+            None => self.shown.remove(key),
+        };
+    }
+
+    /// A write of `ids` to `key`: landed (`true`) or of unknown outcome.
+    pub fn written(&mut self, key: &str, ids: &BTreeSet<String>, landed: bool) {
+        let entry = self.shown.entry(key.to_string()).or_default();
+        if landed {
+            entry.clone_from(ids);
+        } else {
+            entry.extend(ids.iter().cloned());
+        }
+    }
+
+    /// `key` was deleted.
+    pub fn deleted(&mut self, key: &str) {
+        self.shown.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_grant_waits_for_the_key_that_still_shows_the_partition() {
+        let mut v = ShownView::default();
+        v.adopt([("a", ids(&["1", "2"])), ("b", ids(&["3"]))]);
+        assert!(v.clashes("b", &ids(&["3", "2"])), "a still shows 2");
+        assert!(!v.clashes("b", &ids(&["3"])), "what b shows itself is fine");
+        assert!(!v.clashes("a", &ids(&["1"])), "a revocation never clashes");
+        v.written("a", &ids(&["1"]), true);
+        assert!(!v.clashes("b", &ids(&["3", "2"])));
+    }
+
+    #[test]
+    fn an_unknown_outcome_keeps_both_until_read_and_a_delete_frees() {
+        let mut v = ShownView::default();
+        v.adopt([("a", ids(&["1", "2"]))]);
+        v.written("a", &ids(&["1"]), false);
+        assert!(
+            v.clashes("b", &ids(&["2"])),
+            "the write may not have landed"
+        );
+        v.read("a", Some(ids(&["1"])));
+        assert!(!v.clashes("b", &ids(&["2"])));
+        v.deleted("a");
+        assert!(!v.clashes("b", &ids(&["1"])));
+        v.read("a", Some(ids(&["1"])));
+        v.read("a", None);
+        assert!(!v.clashes("b", &ids(&["1"])), "found absent");
+    }
+}
