@@ -4,7 +4,7 @@
 //! [`Error::Corrupt`] naming the bucket and key, and callers keep their last
 //! good state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -145,6 +145,28 @@ pub struct MetaRecord {
     pub moving: BTreeMap<String, Vec<String>>,
 }
 
+/// The key of [`ControlRecord`] in the assignments bucket (which keys never
+/// expire from), and of the nudge written next to it in the workers bucket
+/// (which the leader watches). Worker IDs never start with `_`.
+pub const CONTROL_KEY: &str = "_control";
+
+/// Operator requests for a group: the value of [`CONTROL_KEY`] in the
+/// assignments bucket, written by `parti drain|undrain|rebalance` with a
+/// compare-and-set and read by every leader when it takes office and
+/// whenever the nudge in the workers bucket changes. Living in KV, a drain
+/// outlasts any leader.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRecord {
+    /// Workers that get no partitions: they keep running and heartbeating,
+    /// their work moves to the others by revoke-before-grant.
+    #[serde(default)]
+    pub drained: BTreeSet<String>,
+    /// Bumped by each `parti rebalance`: the leader that sees it grow
+    /// rebalances at once (windows and cooldown skipped, handoffs kept).
+    #[serde(default)]
+    pub rebalance: u64,
+}
+
 /// Serializes a record (infallible for these types).
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
@@ -195,6 +217,17 @@ impl Record for AssignmentRecord {
 impl Record for MetaRecord {
     fn implausible(&self) -> Option<String> {
         counter("version", self.version).or_else(|| counter("epoch", self.epoch))
+    }
+}
+
+impl Record for ControlRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("rebalance", self.rebalance).or_else(|| {
+            self.drained
+                .iter()
+                .find(|w| w.is_empty() || w.starts_with('_'))
+                .map(|w| format!("{w:?} is not a worker ID"))
+        })
     }
 }
 

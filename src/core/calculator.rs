@@ -117,6 +117,7 @@ pub struct Calculator {
     affinity: BTreeMap<String, (Vec<String>, Instant)>,
     slow_reported: BTreeSet<(String, u64)>,
     phase: Phase,
+    operator: operator::Operator,
 }
 
 impl Calculator {
@@ -157,6 +158,7 @@ impl Calculator {
             affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
             phase: Phase::ColdStart,
+            operator: operator::Operator::default(),
         }
     }
 
@@ -449,8 +451,13 @@ impl Calculator {
     /// ID of one that had drained).
     fn joiners(&self) -> impl Iterator<Item = &Member> {
         let target = self.target.as_ref();
-        let busy_enough =
-            self.partitions.len() >= self.members.values().filter(|m| !m.leaving).count();
+        let drained = &self.operator.drained;
+        let takers = self
+            .members
+            .iter()
+            .filter(|(w, m)| !m.leaving && !drained.contains(*w))
+            .count();
+        let busy_enough = self.partitions.len() >= takers;
         let last = self.last_rebalance;
         self.members
             .iter()
@@ -458,6 +465,7 @@ impl Calculator {
                 let Some(t) = target else { return false };
                 !m.leaving
                     && m.heard
+                    && !drained.contains(*w)
                     && match t.get(*w) {
                         None => true,
                         Some(ps) => {
@@ -496,6 +504,9 @@ impl Calculator {
         if self.emergency_due {
             return Some(RebalanceKind::Emergency);
         }
+        if self.operator_due(now) {
+            return Some(RebalanceKind::PlannedScale);
+        }
         let departed = target
             .keys()
             .any(|w| self.members.get(w).is_none_or(|m| m.leaving));
@@ -523,7 +534,9 @@ impl Calculator {
             .members
             .iter()
             .filter(|(w, m)| {
-                !m.leaving && (m.heard || previous.get(*w).is_some_and(|ps| !ps.is_empty()))
+                !m.leaving
+                    && !self.is_drained(w)
+                    && (m.heard || previous.get(*w).is_some_and(|ps| !ps.is_empty()))
             })
             .map(|(w, _)| w.clone())
             .collect();
@@ -579,6 +592,7 @@ impl Calculator {
         self.emergency_due = false;
         self.emergency_active = kind == RebalanceKind::Emergency;
         self.partitions_dirty = false;
+        self.operator.due = false;
         self.pending_reason = Some(kind);
     }
 
@@ -756,6 +770,8 @@ impl Calculator {
         Phase::Stable
     }
 }
+
+mod operator;
 
 fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {
     partitions.sort_by(|a, b| a.id().cmp(b.id()));

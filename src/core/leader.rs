@@ -22,7 +22,7 @@ use crate::core::fence::Fence;
 use crate::names::REFRESH_KEY;
 use crate::store::{Revision, WatchEvent};
 use crate::strategy::AssignmentStrategy;
-use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
+use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord, CONTROL_KEY};
 use crate::{Config, Error, Partition, RebalanceKind};
 
 /// What a leader term tells its shell.
@@ -67,6 +67,7 @@ enum InFlight {
     Delete(String),
     FenceRead(String),
     Write(String),
+    Control,
 }
 
 enum Office {
@@ -131,6 +132,7 @@ pub struct LeaderNode {
     last_tick: Option<Instant>,
     /// Publications handed to the store in this term.
     pub published: u64,
+    control: control::Control,
 }
 
 impl LeaderNode {
@@ -162,6 +164,7 @@ impl LeaderNode {
             unconfirmed: false,
             last_tick: None,
             published: 0,
+            control: control::Control::default(),
         }
     }
 
@@ -260,13 +263,16 @@ impl LeaderNode {
     fn on_worker_event(&mut self, calc: &mut Calculator, now: Instant, ev: WatchEvent) {
         match ev {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.source_wanted = true,
+            WatchEvent::Put(entry) if entry.key == CONTROL_KEY => self.control_nudged(),
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(&self.p.buckets.0, &entry.key, &entry.value) {
                     Ok(rec) => calc.observe_worker(now, &entry.key, &rec),
                     Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
                 }
             }
-            WatchEvent::Delete { key, .. } if key != REFRESH_KEY => calc.worker_gone(&key),
+            WatchEvent::Delete { key, .. } if key != REFRESH_KEY && key != CONTROL_KEY => {
+                calc.worker_gone(&key)
+            }
             _ => {}
         }
     }
@@ -299,5 +305,6 @@ impl LeaderNode {
     }
 }
 
+mod control;
 mod office;
 mod publish;

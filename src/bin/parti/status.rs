@@ -45,6 +45,7 @@ pub fn to_json(s: &Snapshot) -> Value {
                 "heartbeat_age_s": secs(w.heartbeat_age),
                 "applied_version": w.record.as_ref().map(|r| r.applied),
                 "leaving": w.record.as_ref().is_some_and(|r| r.leaving),
+                "drained": s.control.drained.contains(&w.id),
                 "host": w.record.as_ref().map(|r| r.host.clone()),
                 "pid": w.record.as_ref().map(|r| r.pid),
                 "assignment_version": w.assignment.as_ref().map(|a| a.version),

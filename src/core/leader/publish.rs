@@ -39,7 +39,7 @@ impl LeaderNode {
         if self.deposed.is_some() {
             return None;
         }
-        if let Some(op) = self.next_delete() {
+        if let Some(op) = self.next_delete().or_else(|| self.control_op(now)) {
             return Some(op);
         }
         if self.round.is_empty() {
@@ -196,6 +196,7 @@ impl LeaderNode {
             InFlight::Keys | InFlight::ReadKey(_) | InFlight::Restamp(_) => {
                 self.office_reply(flight, reply)
             }
+            InFlight::Control => self.control_reply(reply),
             InFlight::Delete(key) => {
                 let ok = reply.error().is_none();
                 if let Some(e) = reply.error() {
@@ -270,9 +271,17 @@ impl LeaderNode {
                 }
             });
         let writes = self.retry_at.filter(|_| lease && !self.pending.is_empty());
-        [office, calc, writes, self.next_refresh, self.source_retry]
-            .into_iter()
-            .flatten()
-            .min()
+        let control = self.control.retry_at();
+        [
+            office,
+            calc,
+            writes,
+            self.next_refresh,
+            self.source_retry,
+            control,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
