@@ -772,6 +772,7 @@ impl Calculator {
 }
 
 mod operator;
+mod sli;
 
 fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {
     partitions.sort_by(|a, b| a.id().cmp(b.id()));

@@ -25,6 +25,8 @@ use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord, CONTROL_KEY};
 use crate::{Config, Error, Partition, RebalanceKind};
 
+pub use measure::Measure;
+
 /// What a leader term tells its shell.
 #[derive(Debug)]
 pub enum LeaderEffect {
@@ -42,6 +44,8 @@ pub enum LeaderEffect {
     Report(Error),
     /// The user's plug-in code panicked: hand the lease to another worker.
     Resign,
+    /// A measurement (for metrics).
+    Measured(Measure),
 }
 
 /// What a term needs to know.
@@ -133,6 +137,7 @@ pub struct LeaderNode {
     /// Publications handed to the store in this term.
     pub published: u64,
     control: control::Control,
+    meter: measure::Meter,
 }
 
 impl LeaderNode {
@@ -165,6 +170,7 @@ impl LeaderNode {
             last_tick: None,
             published: 0,
             control: control::Control::default(),
+            meter: measure::Meter::default(),
         }
     }
 
@@ -306,5 +312,6 @@ impl LeaderNode {
 }
 
 mod control;
+mod measure;
 mod office;
 mod publish;

@@ -87,6 +87,7 @@ impl Leader {
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
                 | LeaderEffect::Report(_)
+                | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}
             }
         }

@@ -129,6 +129,7 @@ impl LeaderNode {
             self.execute(out);
         }
         self.show_phase();
+        self.measure_unowned(now);
     }
 
     fn show_phase(&mut self) {
@@ -137,6 +138,7 @@ impl LeaderNode {
             self.phase = phase;
             if let Some(p) = phase {
                 self.effects.push_back(LeaderEffect::Phase(p));
+                self.measure_phase(self.now, p);
             }
         }
     }
@@ -178,6 +180,7 @@ impl LeaderNode {
                     self.calc.as_ref().map_or(0, |c| c.version())
                 );
                 self.effects.push_back(LeaderEffect::Rebalanced(kind));
+                self.measure_rebalanced(self.now);
             }
             Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
             Output::Report(e) => self.effects.push_back(LeaderEffect::Report(e)),
