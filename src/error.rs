@@ -108,6 +108,23 @@ pub enum Error {
         /// The decoding error.
         reason: String,
     },
+    /// A record the leader must write is longer than a NATS server with
+    /// default settings accepts (`max_payload`, 1 MiB): one worker would
+    /// hold too many partitions (about 30,000 with short IDs). The write is
+    /// tried all the same (the server may allow more); if it is refused,
+    /// the publication is retried and does not complete. Run more workers,
+    /// or raise `max_payload` on the server.
+    #[error("record {key} in bucket {bucket} is {bytes} bytes, above the {limit}-byte NATS default max_payload")]
+    RecordTooLarge {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The encoded length.
+        bytes: usize,
+        /// [`wire::MAX_RECORD_BYTES`](crate::wire::MAX_RECORD_BYTES).
+        limit: usize,
+    },
     /// A user callback panicked. The manager caught it and keeps working.
     #[error("callback {callback} panicked: {message}")]
     CallbackPanicked {

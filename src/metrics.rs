@@ -130,6 +130,7 @@ pub fn alert_kind(error: &Error) -> &'static str {
         Error::WaitTimeout { .. } => "wait_timeout",
         Error::NoFreeWorkerId { .. } => "no_free_worker_id",
         Error::Corrupt { .. } => "corrupt",
+        Error::RecordTooLarge { .. } => "record_too_large",
         Error::CallbackPanicked { .. } => "callback_panicked",
         Error::InvalidTransition { .. } => "invalid_transition",
         Error::Degraded { .. } => "degraded",

@@ -80,8 +80,8 @@ impl LeaderRecord {
 pub struct OwnedPartition {
     /// Partition id.
     pub id: String,
-    /// Partition weight.
-    #[serde(default = "one")]
+    /// Partition weight (left out when 1, to keep big records small).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub weight: u32,
     /// Fencing token: the version at which this owner was granted it.
     pub token: u64,
@@ -89,6 +89,10 @@ pub struct OwnedPartition {
 
 fn one() -> u32 {
     1
+}
+
+fn is_one(w: &u32) -> bool {
+    *w == 1
 }
 
 impl OwnedPartition {
@@ -165,6 +169,24 @@ pub struct ControlRecord {
     /// rebalances at once (windows and cooldown skipped, handoffs kept).
     #[serde(default)]
     pub rebalance: u64,
+}
+
+/// The default `max_payload` of a NATS server (1 MiB): a longer record is
+/// refused unless the server allows more.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// [`Error::RecordTooLarge`] when `value`, to be written under `key` in
+/// `bucket`, is longer than [`MAX_RECORD_BYTES`].
+pub(crate) fn check_size(bucket: &str, key: &str, value: &[u8]) -> Result<(), Error> {
+    if value.len() <= MAX_RECORD_BYTES {
+        return Ok(());
+    }
+    Err(Error::RecordTooLarge {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        bytes: value.len(),
+        limit: MAX_RECORD_BYTES,
+    })
 }
 
 /// Serializes a record (infallible for these types).
@@ -325,6 +347,36 @@ mod tests {
         assert_eq!(
             decode_lease("leader", "leader", rec, 1000).unwrap().epoch,
             1000
+        );
+    }
+
+    #[test]
+    fn weight_one_is_left_out_and_read_back_as_one() {
+        let p = OwnedPartition {
+            id: "p".into(),
+            weight: 1,
+            token: 7,
+        };
+        assert_eq!(encode(&p), br#"{"id":"p","token":7}"#);
+        let heavy = OwnedPartition {
+            weight: 3,
+            ..p.clone()
+        };
+        assert_eq!(decode_plain(&encode(&heavy)), heavy);
+        assert_eq!(decode_plain(&encode(&p)), p);
+    }
+
+    fn decode_plain(bytes: &[u8]) -> OwnedPartition {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn an_oversized_record_is_a_typed_error() {
+        assert!(check_size("b", "k", &vec![b' '; MAX_RECORD_BYTES]).is_ok());
+        let err = check_size("b", "k", &vec![b' '; MAX_RECORD_BYTES + 1]).unwrap_err();
+        assert!(
+            matches!(err, Error::RecordTooLarge { bytes, .. } if bytes == MAX_RECORD_BYTES + 1),
+            "{err}"
         );
     }
 

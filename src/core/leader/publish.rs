@@ -156,11 +156,16 @@ impl LeaderNode {
                     "[{id}] publishing v{version} ({reason}) to {:?}",
                     records.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>()
                 );
-                for (worker, record) in records {
-                    self.pending.insert(worker, wire::encode(&record));
+                let encoded = records
+                    .iter()
+                    .map(|(w, r)| (w.clone(), wire::encode(r)))
+                    .chain([(META_KEY.to_string(), wire::encode(&meta))]);
+                for (key, value) in encoded {
+                    if let Err(e) = wire::check_size(&self.p.buckets.1, &key, &value) {
+                        self.effects.push_back(LeaderEffect::Report(e));
+                    }
+                    self.pending.insert(key, value);
                 }
-                self.pending
-                    .insert(META_KEY.to_string(), wire::encode(&meta));
                 self.version = version;
                 self.unconfirmed = true;
                 self.retry_at = None;
