@@ -150,6 +150,7 @@ fn drain_empties_a_worker_across_a_leader_change_and_undrain_gives_it_work() {
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(row["drained"], true, "status shows the drain: {row}");
+    assert_eq!(status["drained"], serde_json::json!([id]), "{status}");
 
     // The drain lives in KV: the next leader keeps the worker empty.
     let old = ms.remove(leader);

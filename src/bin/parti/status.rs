@@ -68,6 +68,7 @@ pub fn to_json(s: &Snapshot) -> Value {
         })),
         "workers": workers,
         "unassigned": s.unassigned(),
+        "drained": s.control.drained,
         "corrupt": s.corrupt.iter().map(|(b, k, r)| json!({"bucket": b, "key": k, "reason": r})).collect::<Vec<_>>(),
     })
 }
@@ -114,12 +115,15 @@ pub fn to_text(s: &Snapshot) -> String {
             .as_ref()
             .map_or("-".to_string(), |r| r.applied.to_string());
         let count = w.assignment.as_ref().map_or(0, |a| a.partitions.len());
-        let note = match &w.record {
+        let mut note = match &w.record {
             None => "gone (assignment left behind)".to_string(),
             Some(r) if r.leaving => "leaving".to_string(),
             Some(r) if !r.host.is_empty() => format!("{} pid {}", r.host, r.pid),
             Some(r) => format!("pid {}", r.pid),
         };
+        if s.control.drained.contains(&w.id) {
+            note.insert_str(0, "drained; ");
+        }
         let _ = writeln!(
             out,
             "{:<16} {:>9} {:>8} {:>10}  {note}",
@@ -134,6 +138,10 @@ pub fn to_text(s: &Snapshot) -> String {
             let _ = writeln!(out, "\nunassigned {}", ids.join(" "));
         }
         None => {}
+    }
+    if !s.control.drained.is_empty() {
+        let names: Vec<&str> = s.control.drained.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "drained    {}", names.join(" "));
     }
     for (b, k, r) in &s.corrupt {
         let _ = writeln!(out, "corrupt    {b}/{k}: {r}");
