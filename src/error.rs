@@ -109,12 +109,14 @@ pub enum Error {
         reason: String,
     },
     /// A record the leader must write is longer than a NATS server with
-    /// default settings accepts (`max_payload`, 1 MiB): one worker would
-    /// hold too many partitions (about 30,000 with short IDs). The write is
-    /// tried all the same (the server may allow more); if it is refused,
-    /// the publication is retried and does not complete. Run more workers,
-    /// or raise `max_payload` on the server.
-    #[error("record {key} in bucket {bucket} is {bytes} bytes, above the {limit}-byte NATS default max_payload")]
+    /// default settings accepts (`max_payload`, 1 MiB; a server closes the
+    /// connection of a client that sends more): one worker would hold too
+    /// many partitions (about 35,000 with short IDs). The record is not
+    /// sent (and retried while in force): its worker keeps what it had
+    /// (waiting for an assignment if it had none), and nobody is granted
+    /// what it would have moved, so no partition is owned twice. Run more
+    /// workers.
+    #[error("record {key} in bucket {bucket} is {bytes} bytes, above the {limit} bytes a NATS server accepts by default")]
     RecordTooLarge {
         /// The bucket.
         bucket: String,

@@ -171,9 +171,10 @@ pub struct ControlRecord {
     pub rebalance: u64,
 }
 
-/// The default `max_payload` of a NATS server (1 MiB): a longer record is
-/// refused unless the server allows more.
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// The longest record the leader writes: the default `max_payload` of a
+/// NATS server (1 MiB) less room for the headers of a compare-and-set. A
+/// server closes the connection of a client that sends a longer message.
+pub const MAX_RECORD_BYTES: usize = (1 << 20) - 4096;
 
 /// [`Error::RecordTooLarge`] when `value`, to be written under `key` in
 /// `bucket`, is longer than [`MAX_RECORD_BYTES`].

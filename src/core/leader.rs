@@ -315,3 +315,5 @@ mod control;
 mod measure;
 mod office;
 mod publish;
+#[cfg(test)]
+mod tests;

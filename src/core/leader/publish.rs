@@ -79,6 +79,11 @@ impl LeaderNode {
             let Some(value) = self.pending.get(&key) else {
                 continue;
             };
+            // Reported when published; sending it would get the connection
+            // closed by the server.
+            if value.len() > wire::MAX_RECORD_BYTES {
+                continue;
+            }
             let bucket = Bucket::Assignments;
             let op = match self.fence.step(&key) {
                 Step::Read => {
