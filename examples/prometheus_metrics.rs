@@ -12,6 +12,7 @@
 mod http;
 
 use std::net::TcpListener;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +50,11 @@ pub struct Exporter {
     heartbeat_failures: Counter,
     kv_failures: Family<OpLabels, Counter>,
     kv_latency: Family<OpLabels, Histogram>,
+    partitions_unowned: Gauge,
+    unowned_seconds: Counter<f64, AtomicU64>,
+    handoff_latency: Histogram,
+    store_incidents: Counter,
+    alerts: Family<KindLabel, Counter>,
 }
 
 impl Exporter {
@@ -65,6 +71,12 @@ impl Exporter {
             kv_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
+            partitions_unowned: Gauge::default(),
+            unowned_seconds: Counter::default(),
+            // 10 ms to about 80 s.
+            handoff_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            store_incidents: Counter::default(),
+            alerts: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("parti");
         r.register(
@@ -97,6 +109,31 @@ impl Exporter {
             "kv_latency_seconds",
             "KV operation latency",
             e.kv_latency.clone(),
+        );
+        r.register(
+            "partitions_unowned",
+            "Partitions nobody can be working on now (reported by the leader)",
+            e.partitions_unowned.clone(),
+        );
+        r.register(
+            "unowned_partition_seconds",
+            "Partition-seconds without an owner (reported by the leader)",
+            e.unowned_seconds.clone(),
+        );
+        r.register(
+            "handoff_latency_seconds",
+            "From a rebalance decision until every partition is with its new owner",
+            e.handoff_latency.clone(),
+        );
+        r.register(
+            "store_incidents",
+            "Outages of the store seen by this worker (it entered Degraded)",
+            e.store_incidents.clone(),
+        );
+        r.register(
+            "alerts",
+            "Errors passed to on_error, by kind",
+            e.alerts.clone(),
         );
         e
     }
@@ -133,6 +170,22 @@ impl Metrics for Exporter {
         self.kv_latency
             .get_or_create(&labels(bucket, op))
             .observe(latency.as_secs_f64());
+    }
+    fn partitions_unowned(&self, count: usize) {
+        self.partitions_unowned.set(count as i64);
+    }
+    fn unowned_partition_seconds(&self, seconds: f64) {
+        self.unowned_seconds.inc_by(seconds);
+    }
+    fn handoff_latency(&self, latency: Duration) {
+        self.handoff_latency.observe(latency.as_secs_f64());
+    }
+    fn store_incident(&self) {
+        self.store_incidents.inc();
+    }
+    fn alert(&self, kind: &'static str) {
+        let kind = kind.to_string();
+        self.alerts.get_or_create(&KindLabel { kind }).inc();
     }
 }
 

@@ -108,6 +108,25 @@ pub enum Error {
         /// The decoding error.
         reason: String,
     },
+    /// A record the leader must write is longer than a NATS server with
+    /// default settings accepts (`max_payload`, 1 MiB; a server closes the
+    /// connection of a client that sends more): one worker would hold too
+    /// many partitions (about 35,000 with short IDs). The record is not
+    /// sent (and retried while in force): its worker keeps what it had
+    /// (waiting for an assignment if it had none), and nobody is granted
+    /// what it would have moved, so no partition is owned twice. Run more
+    /// workers.
+    #[error("record {key} in bucket {bucket} is {bytes} bytes, above the {limit} bytes a NATS server accepts by default")]
+    RecordTooLarge {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The encoded length.
+        bytes: usize,
+        /// [`wire::MAX_RECORD_BYTES`](crate::wire::MAX_RECORD_BYTES).
+        limit: usize,
+    },
     /// A user callback panicked. The manager caught it and keeps working.
     #[error("callback {callback} panicked: {message}")]
     CallbackPanicked {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{RebalanceKind, State};
+use crate::{Error, RebalanceKind, State};
 
 /// Receives a manager's measurements. Register one with
 /// [`ManagerBuilder::metrics`](crate::ManagerBuilder::metrics); every method
@@ -71,6 +71,77 @@ pub trait Metrics: Send + Sync {
     /// A KV operation on `bucket` took `latency` (successful or not).
     fn kv_latency(&self, bucket: &str, op: &'static str, latency: Duration) {
         let _ = (bucket, op, latency);
+    }
+
+    /// Partitions nobody can be working on now, as the leader sees it: in
+    /// no published assignment (waiting for a window, a handoff or an
+    /// emergency), or published to a worker silent for longer than
+    /// `heartbeat_ttl` (it has fenced itself or died). Only the leader
+    /// calls this, when the count changes and about once a second.
+    fn partitions_unowned(&self, count: usize) {
+        let _ = count;
+    }
+
+    /// `seconds` more partition-seconds without an owner (the count of
+    /// [`partitions_unowned`](Self::partitions_unowned) integrated over
+    /// time): the service level indicator. Only the leader calls this, with
+    /// increments, about once a second while some partition is unowned.
+    fn unowned_partition_seconds(&self, seconds: f64) {
+        let _ = seconds;
+    }
+
+    /// A rebalance was carried out: from the leader's decision until every
+    /// partition was granted to its new owner and the writes confirmed
+    /// (revocations acknowledged, callbacks returned). A rebalance decided
+    /// while another is under way extends it. Only the leader calls this.
+    fn handoff_latency(&self, latency: Duration) {
+        let _ = latency;
+    }
+
+    /// This worker lost the store: heartbeats went unconfirmed until its
+    /// fencing deadline and it entered `Degraded` (once per outage).
+    fn store_incident(&self) {}
+
+    /// An error was passed to `on_error` (and logged as a warning);
+    /// `kind` names its variant in snake case (`degraded`,
+    /// `handoff_timeout`, `corrupt`, `kv`, …; see [`alert_kind`]).
+    fn alert(&self, kind: &'static str) {
+        let _ = kind;
+    }
+}
+
+/// The label [`Metrics::alert`] gets for `error`: its variant in snake case.
+///
+/// ```
+/// use std::time::Duration;
+/// let e = parti::Error::Degraded { for_: Duration::from_secs(3) };
+/// assert_eq!(parti::metrics::alert_kind(&e), "degraded");
+/// ```
+pub fn alert_kind(error: &Error) -> &'static str {
+    match error {
+        Error::InvalidConfig { .. } => "invalid_config",
+        Error::InvalidName { .. } => "invalid_name",
+        Error::NoWorkers => "no_workers",
+        Error::DuplicatePartition { .. } => "duplicate_partition",
+        Error::InvalidPartition { .. } => "invalid_partition",
+        Error::Plugin { .. } => "plugin",
+        Error::PluginPanicked { .. } => "plugin_panicked",
+        Error::StartupTimeout { .. } => "startup_timeout",
+        Error::WaitTimeout { .. } => "wait_timeout",
+        Error::NoFreeWorkerId { .. } => "no_free_worker_id",
+        Error::Corrupt { .. } => "corrupt",
+        Error::RecordTooLarge { .. } => "record_too_large",
+        Error::CallbackPanicked { .. } => "callback_panicked",
+        Error::InvalidTransition { .. } => "invalid_transition",
+        Error::Degraded { .. } => "degraded",
+        Error::HandoffTimeout { .. } => "handoff_timeout",
+        Error::WorkerIdLost { .. } => "worker_id_lost",
+        Error::ShutdownTimeout { .. } => "shutdown_timeout",
+        Error::Stopped => "stopped",
+        Error::Connect { .. } => "connect",
+        Error::PermissionDenied { .. } => "permission_denied",
+        Error::Subscription { .. } => "subscription",
+        Error::Kv(_) => "kv",
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`Error::Corrupt`] naming the bucket and key, and callers keep their last
 //! good state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -80,8 +80,8 @@ impl LeaderRecord {
 pub struct OwnedPartition {
     /// Partition id.
     pub id: String,
-    /// Partition weight.
-    #[serde(default = "one")]
+    /// Partition weight (left out when 1, to keep big records small).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub weight: u32,
     /// Fencing token: the version at which this owner was granted it.
     pub token: u64,
@@ -89,6 +89,10 @@ pub struct OwnedPartition {
 
 fn one() -> u32 {
     1
+}
+
+fn is_one(w: &u32) -> bool {
+    *w == 1
 }
 
 impl OwnedPartition {
@@ -145,6 +149,47 @@ pub struct MetaRecord {
     pub moving: BTreeMap<String, Vec<String>>,
 }
 
+/// The key of [`ControlRecord`] in the assignments bucket (which keys never
+/// expire from), and of the nudge written next to it in the workers bucket
+/// (which the leader watches). Worker IDs never start with `_`.
+pub const CONTROL_KEY: &str = "_control";
+
+/// Operator requests for a group: the value of [`CONTROL_KEY`] in the
+/// assignments bucket, written by `parti drain|undrain|rebalance` with a
+/// compare-and-set and read by every leader when it takes office and
+/// whenever the nudge in the workers bucket changes. Living in KV, a drain
+/// outlasts any leader.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRecord {
+    /// Workers that get no partitions: they keep running and heartbeating,
+    /// their work moves to the others by revoke-before-grant.
+    #[serde(default)]
+    pub drained: BTreeSet<String>,
+    /// Bumped by each `parti rebalance`: the leader that sees it grow
+    /// rebalances at once (windows and cooldown skipped, handoffs kept).
+    #[serde(default)]
+    pub rebalance: u64,
+}
+
+/// The longest record the leader writes: the default `max_payload` of a
+/// NATS server (1 MiB) less room for the headers of a compare-and-set. A
+/// server closes the connection of a client that sends a longer message.
+pub const MAX_RECORD_BYTES: usize = (1 << 20) - 4096;
+
+/// [`Error::RecordTooLarge`] when `value`, to be written under `key` in
+/// `bucket`, is longer than [`MAX_RECORD_BYTES`].
+pub(crate) fn check_size(bucket: &str, key: &str, value: &[u8]) -> Result<(), Error> {
+    if value.len() <= MAX_RECORD_BYTES {
+        return Ok(());
+    }
+    Err(Error::RecordTooLarge {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        bytes: value.len(),
+        limit: MAX_RECORD_BYTES,
+    })
+}
+
 /// Serializes a record (infallible for these types).
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
@@ -195,6 +240,17 @@ impl Record for AssignmentRecord {
 impl Record for MetaRecord {
     fn implausible(&self) -> Option<String> {
         counter("version", self.version).or_else(|| counter("epoch", self.epoch))
+    }
+}
+
+impl Record for ControlRecord {
+    fn implausible(&self) -> Option<String> {
+        counter("rebalance", self.rebalance).or_else(|| {
+            self.drained
+                .iter()
+                .find(|w| w.is_empty() || w.starts_with('_'))
+                .map(|w| format!("{w:?} is not a worker ID"))
+        })
     }
 }
 
@@ -292,6 +348,36 @@ mod tests {
         assert_eq!(
             decode_lease("leader", "leader", rec, 1000).unwrap().epoch,
             1000
+        );
+    }
+
+    #[test]
+    fn weight_one_is_left_out_and_read_back_as_one() {
+        let p = OwnedPartition {
+            id: "p".into(),
+            weight: 1,
+            token: 7,
+        };
+        assert_eq!(encode(&p), br#"{"id":"p","token":7}"#);
+        let heavy = OwnedPartition {
+            weight: 3,
+            ..p.clone()
+        };
+        assert_eq!(decode_plain(&encode(&heavy)), heavy);
+        assert_eq!(decode_plain(&encode(&p)), p);
+    }
+
+    fn decode_plain(bytes: &[u8]) -> OwnedPartition {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn an_oversized_record_is_a_typed_error() {
+        assert!(check_size("b", "k", &vec![b' '; MAX_RECORD_BYTES]).is_ok());
+        let err = check_size("b", "k", &vec![b' '; MAX_RECORD_BYTES + 1]).unwrap_err();
+        assert!(
+            matches!(err, Error::RecordTooLarge { bytes, .. } if bytes == MAX_RECORD_BYTES + 1),
+            "{err}"
         );
     }
 

@@ -38,6 +38,11 @@ fn exported_series() -> BTreeSet<String> {
     exporter.heartbeat_failure();
     exporter.kv_failure("parti-g-workers", "update");
     exporter.kv_latency("parti-g-workers", "update", Duration::from_millis(1));
+    exporter.partitions_unowned(1);
+    exporter.unowned_partition_seconds(0.5);
+    exporter.handoff_latency(Duration::from_millis(40));
+    exporter.store_incident();
+    exporter.alert("degraded");
     let mut text = String::new();
     encode(&mut text, &registry).expect("encode the registry");
     text.lines()

@@ -7,6 +7,9 @@
 //! parti plan --group G [--add N] [--remove WORKER...] [--prefix P]
 //!            [--strategy bounded-load|consistent-hash|round-robin] [--epsilon E] [--json] [CONNECTION]
 //! parti doctor --group G [--set FIELD=DURATION]... [--replicas N] [--check-permissions] [--json] [CONNECTION]
+//! parti drain --group G WORKER [--wait [--timeout SECS]] [--force] [--json] [CONNECTION]
+//! parti undrain --group G WORKER [--json] [CONNECTION]
+//! parti rebalance --group G [--json] [CONNECTION]
 //! parti worker --server URL --group G --partitions N [--preferred-id ID]
 //!              [--release-ms MS] [--set FIELD=DURATION]...
 //!
@@ -30,6 +33,12 @@
 //!   (stale, undecodable or inconsistent ones, e.g. a partition listed
 //!   under two workers); with `--check-permissions`, that the connecting
 //!   user may run a worker. Exits 3 when it finds a problem.
+//! - `drain` gives a worker no partitions (it keeps running; its work moves
+//!   to the others by revoke-before-grant at once); with `--wait` it returns
+//!   once the worker holds nothing. `undrain` lets it take work again. A
+//!   drain is kept in KV: it outlasts leader changes and restarts.
+//!   `rebalance` makes the leader rebalance now (windows and cooldown
+//!   skipped, handoffs kept). Exits 1 when `--wait` times out.
 //! - `worker` joins the group and prints one JSON line per event (started,
 //!   assignment, state, leader, error) until it is killed or its standard
 //!   input closes, then stops gracefully.
@@ -40,6 +49,8 @@ mod args;
 mod buckets;
 #[path = "parti/connect.rs"]
 mod connect;
+#[path = "parti/control.rs"]
+mod control;
 #[path = "parti/doctor.rs"]
 mod doctor;
 #[path = "parti/partitions.rs"]
@@ -69,6 +80,9 @@ fn usage() -> ExitCode {
          parti partitions add|remove|list --group G [--weight N] [--replicas N] [--json] [ID...] {c}\n  \
          parti plan --group G [--add N] [--remove WORKER...] [--prefix P] [--strategy S] [--epsilon E] [--json] {c}\n  \
          parti doctor --group G [--set FIELD=DURATION]... [--replicas N] [--check-permissions] [--json] {c}\n  \
+         parti drain --group G WORKER [--wait [--timeout SECS]] [--force] [--json] {c}\n  \
+         parti undrain --group G WORKER [--json] {c}\n  \
+         parti rebalance --group G [--json] {c}\n  \
          parti worker --server URL --group G --partitions N [--preferred-id ID] [--release-ms MS] [--set FIELD=DURATION]...",
         c = connect::USAGE
     );
@@ -180,6 +194,9 @@ fn main() -> ExitCode {
         "watch" => watch::run(&args[1..]),
         "partitions" => partitions::run(&args[1..]),
         "plan" => plan::run(&args[1..]),
+        "drain" => control::run(control::Verb::Drain, &args[1..]),
+        "undrain" => control::run(control::Verb::Undrain, &args[1..]),
+        "rebalance" => control::run(control::Verb::Rebalance, &args[1..]),
         "doctor" => match doctor::run(&args[1..]) {
             Ok(true) => Ok(()),
             // The report on stdout names the problems.

@@ -127,6 +127,7 @@ pub struct Calculator {
     /// A strategy that returned an error: the placement in force stays,
     /// and the next attempt backs off.
     strategy_retry: ErrorRetry,
+    operator: operator::Operator,
 }
 
 impl Calculator {
@@ -169,6 +170,7 @@ impl Calculator {
             phase: Phase::ColdStart,
             strategy_retry: plugin_retry(&config),
             config,
+            operator: operator::Operator::default(),
         }
     }
 
@@ -567,8 +569,13 @@ impl Calculator {
     /// ID of one that had drained).
     fn joiners(&self) -> impl Iterator<Item = &Member> {
         let target = self.target.as_ref();
-        let busy_enough =
-            self.partitions.len() >= self.members.values().filter(|m| !m.leaving).count();
+        let drained = &self.operator.drained;
+        let takers = self
+            .members
+            .iter()
+            .filter(|(w, m)| !m.leaving && !drained.contains(*w))
+            .count();
+        let busy_enough = self.partitions.len() >= takers;
         let last = self.last_rebalance;
         self.members
             .iter()
@@ -576,6 +583,7 @@ impl Calculator {
                 let Some(t) = target else { return false };
                 !m.leaving
                     && m.heard
+                    && !drained.contains(*w)
                     && match t.get(*w) {
                         None => true,
                         Some(ps) => {
@@ -614,6 +622,9 @@ impl Calculator {
         if self.emergency_due {
             return Some(RebalanceKind::Emergency);
         }
+        if self.operator_due(now) {
+            return Some(RebalanceKind::PlannedScale);
+        }
         let departed = target
             .keys()
             .any(|w| self.members.get(w).is_none_or(|m| m.leaving));
@@ -641,7 +652,9 @@ impl Calculator {
             .members
             .iter()
             .filter(|(w, m)| {
-                !m.leaving && (m.heard || previous.get(*w).is_some_and(|ps| !ps.is_empty()))
+                !m.leaving
+                    && !self.is_drained(w)
+                    && (m.heard || previous.get(*w).is_some_and(|ps| !ps.is_empty()))
             })
             .map(|(w, _)| w.clone())
             .collect();
@@ -700,6 +713,7 @@ impl Calculator {
         self.emergency_due = false;
         self.emergency_active = kind == RebalanceKind::Emergency;
         self.partitions_dirty = false;
+        self.operator.due = false;
         self.pending_reason = Some(kind);
     }
 
@@ -884,6 +898,8 @@ pub(crate) fn plugin_retry(config: &Config) -> ErrorRetry {
     let first = config.heartbeat_interval;
     ErrorRetry::new(first, (first * 32).min(Duration::from_secs(30)))
 }
+mod operator;
+mod sli;
 
 fn sorted(mut partitions: Vec<Partition>) -> Vec<Partition> {
     partitions.sort_by(|a, b| a.id().cmp(b.id()));

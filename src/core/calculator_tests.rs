@@ -750,3 +750,32 @@ fn a_failing_strategy_backs_off_reports_once_and_recovers() {
         "{published_at:?}"
     );
 }
+
+#[test]
+fn a_drained_worker_is_emptied_at_once_and_undrained_takes_work_again() {
+    let mut w = World::started(12, &["w0", "w1", "w2"]);
+    w.assert_each_owned_once(12);
+    w.calc.set_drained(["w1".to_string()].into());
+    w.run(MS * 50);
+    assert!(w.held("w1").is_empty(), "revoked in the next tick");
+    w.run(MS * 400);
+    assert!(w.held("w1").is_empty(), "no window brings it back");
+    assert_eq!(w.owners().len(), 12, "the others were granted its work");
+    w.assert_each_owned_once(12);
+    w.calc.set_drained(BTreeSet::new());
+    w.run(MS * 300);
+    assert!(!w.held("w1").is_empty(), "undrained, it gets work again");
+    w.assert_each_owned_once(12);
+}
+
+#[test]
+fn a_rebalance_request_places_a_joiner_without_waiting_its_window() {
+    let mut w = World::started(12, &["w0", "w1"]);
+    w.join("w2");
+    w.run(MS * 100);
+    assert!(w.held("w2").is_empty(), "the window holds it back");
+    w.calc.request_rebalance();
+    w.run(MS * 200);
+    assert!(!w.held("w2").is_empty(), "placed at once on request");
+    w.assert_each_owned_once(12);
+}

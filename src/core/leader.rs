@@ -22,8 +22,10 @@ use crate::core::fence::Fence;
 use crate::names::REFRESH_KEY;
 use crate::store::{Revision, WatchEvent};
 use crate::strategy::AssignmentStrategy;
-use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord};
+use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord, CONTROL_KEY};
 use crate::{Config, Error, Partition, RebalanceKind};
+
+pub use measure::Measure;
 
 /// What a leader term tells its shell.
 #[derive(Debug)]
@@ -42,6 +44,8 @@ pub enum LeaderEffect {
     Report(Error),
     /// The user's plug-in code panicked: hand the lease to another worker.
     Resign,
+    /// A measurement (for metrics).
+    Measured(Measure),
 }
 
 /// What a term needs to know.
@@ -67,6 +71,7 @@ enum InFlight {
     Delete(String),
     FenceRead(String),
     Write(String),
+    Control,
 }
 
 enum Office {
@@ -142,6 +147,8 @@ pub struct LeaderNode {
     last_tick: Option<Instant>,
     /// Publications handed to the store in this term.
     pub published: u64,
+    control: control::Control,
+    meter: measure::Meter,
 }
 
 impl LeaderNode {
@@ -178,6 +185,8 @@ impl LeaderNode {
             unconfirmed: false,
             last_tick: None,
             published: 0,
+            control: control::Control::default(),
+            meter: measure::Meter::default(),
         }
     }
 
@@ -285,6 +294,7 @@ impl LeaderNode {
     fn on_worker_event(&mut self, calc: &mut Calculator, now: Instant, ev: WatchEvent) {
         match ev {
             WatchEvent::Put(entry) if entry.key == REFRESH_KEY => self.source_wanted = true,
+            WatchEvent::Put(entry) if entry.key == CONTROL_KEY => self.control_nudged(),
             WatchEvent::Put(entry) => {
                 match wire::decode::<WorkerRecord>(&self.p.buckets.0, &entry.key, &entry.value) {
                     Ok(rec) => {
@@ -300,7 +310,9 @@ impl LeaderNode {
                     Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
                 }
             }
-            WatchEvent::Delete { key, .. } if key != REFRESH_KEY => calc.worker_gone(&key),
+            WatchEvent::Delete { key, .. } if key != REFRESH_KEY && key != CONTROL_KEY => {
+                calc.worker_gone(&key)
+            }
             _ => {}
         }
     }
@@ -334,9 +346,13 @@ impl LeaderNode {
 }
 
 mod aging;
+mod control;
+mod measure;
 mod office;
 mod publish;
 pub(crate) mod retry;
+#[cfg(test)]
+mod tests;
 mod view;
 
 pub use aging::BeatLog;

@@ -153,6 +153,7 @@ impl LeaderThread {
             LeaderEffect::InOffice => {}
             LeaderEffect::Phase(p) => self.shared.set_leader_phase(Some(p)),
             LeaderEffect::Rebalanced(kind) => self.shared.metrics.rebalance(kind),
+            LeaderEffect::Measured(m) => super::measure::record(self.shared.metrics.as_ref(), m),
             LeaderEffect::Report(e) => self.shared.report(e),
             LeaderEffect::Resign => return true,
         }

@@ -6,6 +6,7 @@ pub(crate) mod claim;
 pub(crate) mod election;
 pub(crate) mod hooks;
 pub(crate) mod leader;
+pub(crate) mod measure;
 pub(crate) mod metered;
 pub(crate) mod rewatch;
 pub(crate) mod shared;

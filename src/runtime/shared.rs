@@ -141,6 +141,7 @@ impl Shared {
     /// Reports an error through logs and `on_error`.
     pub fn report(&self, error: Error) {
         log::warn!("[{}] {error}", self.worker_id());
+        self.metrics.alert(crate::metrics::alert_kind(&error));
         self.send(Job::Error(error));
     }
 

@@ -111,7 +111,12 @@ impl WorkerThread {
                 assignment,
                 has_assignment,
             } => self.shared.install(assignment, has_assignment),
-            HeartbeatEffect::Degraded(on) => self.shared.set_degraded(on),
+            HeartbeatEffect::Degraded(on) => {
+                if on {
+                    self.shared.metrics.store_incident();
+                }
+                self.shared.set_degraded(on)
+            }
             HeartbeatEffect::Beat => self.shared.heartbeat_confirmed(),
             HeartbeatEffect::BeatFailed => self.shared.metrics.heartbeat_failure(),
             HeartbeatEffect::Drained => self.shared.set_drained(),

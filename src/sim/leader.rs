@@ -89,6 +89,7 @@ impl Leader {
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
                 | LeaderEffect::Report(_)
+                | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}
             }
         }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parti::source::KvSource;
-use parti::wire::{self, AssignmentRecord, LeaderRecord, MetaRecord, WorkerRecord};
+use parti::wire::{
+    self, AssignmentRecord, ControlRecord, LeaderRecord, MetaRecord, WorkerRecord, CONTROL_KEY,
+};
 use parti::BucketNames;
 
 /// One worker as the buckets show it.
@@ -27,6 +29,8 @@ pub struct Snapshot {
     pub source: Option<Vec<String>>,
     /// Values that could not be decoded: (bucket, key, reason).
     pub corrupt: Vec<(String, String, String)>,
+    /// The operator's requests (`parti drain`, `parti rebalance`).
+    pub control: ControlRecord,
 }
 
 impl Snapshot {
@@ -58,7 +62,7 @@ const LEADER_KEY: &str = "leader";
 const META_KEY: &str = "_meta";
 
 /// Opens an existing bucket; `Ok(None)` when it does not exist.
-fn open(js: &nats::jetstream::JetStream, bucket: &str) -> Result<Option<Store>, String> {
+pub fn open(js: &nats::jetstream::JetStream, bucket: &str) -> Result<Option<Store>, String> {
     match js.key_value(bucket) {
         Ok(store) => Ok(Some(store)),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -118,6 +122,7 @@ pub fn read(nc: &nats::Connection, group: &str) -> Result<Snapshot, String> {
         meta: None,
         source: None,
         corrupt: Vec::new(),
+        control: ControlRecord::default(),
     };
     let mut corrupt = |bucket: &str, key: &str, e: parti::Error| {
         snap.corrupt
@@ -155,11 +160,19 @@ pub fn read(nc: &nats::Connection, group: &str) -> Result<Snapshot, String> {
         }
     }
     let mut meta = None;
+    let mut control = ControlRecord::default();
     if let Some(store) = open(&js, &names.assignments)? {
         for (key, entry) in entries(&store)? {
             if key == META_KEY {
                 match wire::decode::<MetaRecord>(&names.assignments, &key, &entry.value) {
                     Ok(m) => meta = Some(m),
+                    Err(e) => corrupt(&names.assignments, &key, e),
+                }
+                continue;
+            }
+            if key == CONTROL_KEY {
+                match wire::decode::<ControlRecord>(&names.assignments, &key, &entry.value) {
+                    Ok(c) => control = c,
                     Err(e) => corrupt(&names.assignments, &key, e),
                 }
                 continue;
@@ -186,6 +199,7 @@ pub fn read(nc: &nats::Connection, group: &str) -> Result<Snapshot, String> {
     snap.workers = rows.into_values().collect();
     snap.leader = leader;
     snap.meta = meta;
+    snap.control = control;
     snap.source = source;
     Ok(snap)
 }

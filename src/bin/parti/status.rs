@@ -60,6 +60,7 @@ pub fn to_json(s: &Snapshot) -> Value {
                 "heartbeat_age_s": secs(w.heartbeat_age),
                 "applied_version": w.record.as_ref().map(|r| r.applied),
                 "leaving": w.record.as_ref().is_some_and(|r| r.leaving),
+                "drained": s.control.drained.contains(&w.id),
                 "host": w.record.as_ref().map(|r| r.host.clone()),
                 "pid": w.record.as_ref().map(|r| r.pid),
                 "assignment_version": w.assignment.as_ref().map(|a| a.version),
@@ -86,6 +87,7 @@ pub fn to_json(s: &Snapshot) -> Value {
             .into_iter()
             .map(|(p, ws)| json!({"partition": p, "workers": ws}))
             .collect::<Vec<_>>(),
+        "drained": s.control.drained,
         "corrupt": s.corrupt.iter().map(|(b, k, r)| json!({"bucket": b, "key": k, "reason": r})).collect::<Vec<_>>(),
     })
 }
@@ -132,12 +134,15 @@ pub fn to_text(s: &Snapshot) -> String {
             .as_ref()
             .map_or("-".to_string(), |r| r.applied.to_string());
         let count = w.assignment.as_ref().map_or(0, |a| a.partitions.len());
-        let note = match &w.record {
+        let mut note = match &w.record {
             None => "gone (assignment left behind)".to_string(),
             Some(r) if r.leaving => "leaving".to_string(),
             Some(r) if !r.host.is_empty() => format!("{} pid {}", r.host, r.pid),
             Some(r) => format!("pid {}", r.pid),
         };
+        if s.control.drained.contains(&w.id) {
+            note.insert_str(0, "drained; ");
+        }
         let _ = writeln!(
             out,
             "{:<16} {:>9} {:>8} {:>10}  {note}",
@@ -159,6 +164,10 @@ pub fn to_text(s: &Snapshot) -> String {
             "INCONSISTENT partition {p} is listed under {}",
             ws.join(" and ")
         );
+    }
+    if !s.control.drained.is_empty() {
+        let names: Vec<&str> = s.control.drained.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "drained    {}", names.join(" "));
     }
     for (b, k, r) in &s.corrupt {
         let _ = writeln!(out, "corrupt    {b}/{k}: {r}");

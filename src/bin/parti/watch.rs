@@ -157,6 +157,10 @@ fn detail(kind: Kind, entry: &nats::kv::Entry) -> Value {
             json!({"version": m.version, "epoch": m.epoch, "reason": m.reason.to_string(),
                    "leader": m.leader, "unassigned": m.unassigned})
         }),
+        Kind::Assignments if key == wire::CONTROL_KEY => {
+            wire::decode::<wire::ControlRecord>(bucket, key, bytes)
+                .map(|c| json!({"drained": c.drained, "rebalance_requests": c.rebalance}))
+        }
         Kind::Assignments => wire::decode::<AssignmentRecord>(bucket, key, bytes).map(|a| {
             json!({"version": a.version, "epoch": a.epoch, "reason": a.reason.to_string(),
                    "partitions": a.partitions.len()})

@@ -6,7 +6,7 @@
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::names::META_KEY;
 use crate::store::KvError;
-use crate::wire::{self, AssignmentRecord, MetaRecord};
+use crate::wire::{self, AssignmentRecord, MetaRecord, CONTROL_KEY};
 
 use super::{Adopted, InFlight, LeaderEffect, LeaderNode, Office};
 
@@ -74,11 +74,15 @@ impl LeaderNode {
         match (flight, reply) {
             (InFlight::Keys, Reply::Keys(Ok(keys))) => {
                 read.listed = true;
+                self.fence.listed();
                 read.to_read = keys.into();
             }
             // A key deleted meanwhile is simply absent; a corrupt one is
             // reported and left for the first write to replace.
             (InFlight::ReadKey(_), Reply::Entry(Ok(None))) => {}
+            (InFlight::ReadKey(key), Reply::Entry(Ok(Some(entry)))) if key == CONTROL_KEY => {
+                self.control_read_in_office(&entry)
+            }
             (InFlight::ReadKey(key), Reply::Entry(Ok(Some(entry)))) => {
                 let bucket = &self.p.buckets.1;
                 if key == META_KEY {
@@ -152,6 +156,10 @@ impl LeaderNode {
         if let Some(meta) = &meta {
             calc.adopt_meta(now, meta);
         }
+        self.control_adopt();
+        let Some(calc) = self.calc.as_ref() else {
+            return;
+        };
         log::info!(
             "[{}] leading epoch {}: {} workers known, {} assignment keys, version {}",
             self.p.id,

@@ -40,7 +40,7 @@ impl LeaderNode {
         if self.deposed.is_some() {
             return None;
         }
-        if let Some(op) = self.next_delete() {
+        if let Some(op) = self.next_delete().or_else(|| self.control_op(now)) {
             return Some(op);
         }
         if self.round.is_empty() {
@@ -103,6 +103,11 @@ impl LeaderNode {
             let Some(value) = self.pending.get(&key) else {
                 continue;
             };
+            // Reported when published; sending it would get the connection
+            // closed by the server.
+            if value.len() > wire::MAX_RECORD_BYTES {
+                continue;
+            }
             if self.clashes(&key) {
                 // Stays pending: the next pass tries again, after the key
                 // that still shows the partition was rewritten or deleted.
@@ -162,6 +167,7 @@ impl LeaderNode {
             self.execute(out);
         }
         self.show_phase();
+        self.measure_unowned(now);
     }
 
     fn show_phase(&mut self) {
@@ -170,6 +176,7 @@ impl LeaderNode {
             self.phase = phase;
             if let Some(p) = phase {
                 self.effects.push_back(LeaderEffect::Phase(p));
+                self.measure_phase(self.now, p);
             }
         }
     }
@@ -187,14 +194,21 @@ impl LeaderNode {
                     "[{id}] publishing v{version} ({reason}) to {:?}",
                     records.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>()
                 );
-                for (worker, record) in records {
+                for (worker, record) in &records {
                     let ids = record.partitions.iter().map(|p| p.id.clone()).collect();
-                    self.undeleted.retain(|k| *k != worker);
+                    self.undeleted.retain(|k| k != worker);
                     self.writing.insert(worker.clone(), ids);
-                    self.pending.insert(worker, wire::encode(&record));
                 }
-                self.pending
-                    .insert(META_KEY.to_string(), wire::encode(&meta));
+                let encoded = records
+                    .iter()
+                    .map(|(w, r)| (w.clone(), wire::encode(r)))
+                    .chain([(META_KEY.to_string(), wire::encode(&meta))]);
+                for (key, value) in encoded {
+                    if let Err(e) = wire::check_size(&self.p.buckets.1, &key, &value) {
+                        self.effects.push_back(LeaderEffect::Report(e));
+                    }
+                    self.pending.insert(key, value);
+                }
                 self.version = version;
                 self.unconfirmed = true;
                 self.retry_at = None;
@@ -217,6 +231,7 @@ impl LeaderNode {
                     self.calc.as_ref().map_or(0, |c| c.version())
                 );
                 self.effects.push_back(LeaderEffect::Rebalanced(kind));
+                self.measure_rebalanced(self.now);
             }
             Output::Died(workers) => log::warn!("[{id}] workers declared dead: {workers:?}"),
             Output::Report(e) => self.effects.push_back(LeaderEffect::Report(e)),
@@ -235,6 +250,7 @@ impl LeaderNode {
             InFlight::Keys | InFlight::ReadKey(_) | InFlight::Restamp(_) => {
                 self.office_reply(flight, reply)
             }
+            InFlight::Control => self.control_reply(reply),
             InFlight::Delete(key) => {
                 let ok = reply.error().is_none();
                 if let Some(e) = reply.error() {
@@ -332,10 +348,18 @@ impl LeaderNode {
             });
         let work = !self.pending.is_empty() || !self.undeleted.is_empty();
         let writes = self.retry_at.filter(|_| lease && work);
-        [office, calc, writes, self.next_refresh, self.source_retry]
-            .into_iter()
-            .flatten()
-            .min()
+        let control = self.control.retry_at();
+        [
+            office,
+            calc,
+            writes,
+            self.next_refresh,
+            self.source_retry,
+            control,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -1,0 +1,45 @@
+//! An operator's requests as the calculator takes them: drained workers get
+//! no partitions (they stay members, heartbeat and may lead), and a drain,
+//! an undrain or a rebalance request makes a rebalance due at once — after
+//! a new leader's settling time, but without waiting out a window or the
+//! cooldown. The moves themselves go through the ledger like any other, so
+//! revoke-before-grant holds and handoffs under way stay on their way.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::Calculator;
+
+/// What the operator asked for.
+#[derive(Debug, Default)]
+pub(super) struct Operator {
+    pub drained: BTreeSet<String>,
+    /// A rebalance was asked for and has not run yet.
+    pub due: bool,
+}
+
+impl Calculator {
+    /// The workers an operator drained (the whole set, as in KV now).
+    pub fn set_drained(&mut self, drained: BTreeSet<String>) {
+        if drained != self.operator.drained {
+            self.operator.drained = drained;
+            self.operator.due = true;
+        }
+    }
+
+    /// An operator asked for a rebalance now.
+    pub fn request_rebalance(&mut self) {
+        self.operator.due = true;
+    }
+
+    /// Whether `worker` was drained by an operator.
+    pub(super) fn is_drained(&self, worker: &str) -> bool {
+        self.operator.drained.contains(worker)
+    }
+
+    /// An operator's request is due: a new leader first learns who is
+    /// really alive (its settling time), as for any planned rebalance.
+    pub(super) fn operator_due(&self, now: Instant) -> bool {
+        self.operator.due && self.settle_until.is_none_or(|t| now >= t)
+    }
+}
