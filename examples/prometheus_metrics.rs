@@ -49,6 +49,7 @@ pub struct Exporter {
     heartbeat_failures: Counter,
     kv_failures: Family<OpLabels, Counter>,
     kv_latency: Family<OpLabels, Histogram>,
+    parked_partitions: Gauge,
 }
 
 impl Exporter {
@@ -65,6 +66,7 @@ impl Exporter {
             kv_latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
+            parked_partitions: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("parti");
         r.register(
@@ -98,6 +100,11 @@ impl Exporter {
             "KV operation latency",
             e.kv_latency.clone(),
         );
+        r.register(
+            "parked_partitions",
+            "Partitions no live worker may own by label (set by the leader)",
+            e.parked_partitions.clone(),
+        );
         e
     }
 }
@@ -119,6 +126,9 @@ impl Metrics for Exporter {
     }
     fn partitions_owned(&self, count: usize) {
         self.partitions_owned.set(count as i64);
+    }
+    fn parked_partitions(&self, count: usize) {
+        self.parked_partitions.set(count as i64);
     }
     fn leader(&self, is_leader: bool) {
         self.leader.set(is_leader as i64);

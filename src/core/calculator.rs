@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::ledger::{Addressee, KeyWrite, Ledger};
-use crate::strategy::AssignmentStrategy;
+use crate::core::placement::Parking;
+use crate::strategy::{AssignmentStrategy, WorkerInfo};
 use crate::wire::{AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error, Partition, Placement, RebalanceKind};
 
@@ -74,6 +75,8 @@ struct Member {
     heard: bool,
     last_seen: Instant,
     joined: Instant,
+    /// Labels and capacity from its heartbeat.
+    info: WorkerInfo,
 }
 
 /// The leader's decision core.
@@ -117,6 +120,9 @@ pub struct Calculator {
     affinity: BTreeMap<String, (Vec<String>, Instant)>,
     slow_reported: BTreeSet<(String, u64)>,
     phase: Phase,
+    /// Partitions no live worker may own, spills, and what each future
+    /// owner was told is coming (see `core::placement`).
+    parking: Parking,
 }
 
 impl Calculator {
@@ -157,6 +163,7 @@ impl Calculator {
             affinity: BTreeMap::new(),
             slow_reported: BTreeSet::new(),
             phase: Phase::ColdStart,
+            parking: Parking::default(),
         }
     }
 
@@ -186,6 +193,7 @@ impl Calculator {
                     heard: false,
                     last_seen: now,
                     joined: now,
+                    info: WorkerInfo::new(worker.clone()),
                 });
             if let Some(m) = self.members.get(worker) {
                 let addressee = m.addressee.clone();
@@ -296,6 +304,7 @@ impl Calculator {
                 heard: true,
                 last_seen: now,
                 joined: now,
+                info: WorkerInfo::new(worker),
             });
         if member.addressee != addressee {
             // A restarted process (or a new incarnation) under the same ID:
@@ -305,6 +314,7 @@ impl Calculator {
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
+        member.info = record.info(worker);
         member.heard = true;
         member.last_seen = now;
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
@@ -390,6 +400,9 @@ impl Calculator {
         }
         if let Some((_, t)) = self.removal_times.iter().next() {
             consider(*t + self.config.handoff_timeout);
+        }
+        if let Some(t) = self.parking.spill_at(&self.config) {
+            consider(t);
         }
         next
     }
@@ -493,7 +506,9 @@ impl Calculator {
         if let Some(until) = self.restart_until {
             return (now >= until).then_some(RebalanceKind::Restart);
         }
-        if self.emergency_due {
+        if self.emergency_due || self.parking.spill_due(&self.config, now) {
+            // A spill places partitions nobody may own by label: like an
+            // emergency, it waits for no window and revokes nothing.
             return Some(RebalanceKind::Emergency);
         }
         let departed = target
@@ -536,8 +551,15 @@ impl Calculator {
             Placement::new()
         } else {
             let strategy = &self.strategy;
+            let infos: Vec<WorkerInfo> = workers
+                .iter()
+                .filter_map(|w| self.members.get(w).map(|m| m.info.clone()))
+                .collect();
+            let partitions = self
+                .parking
+                .constrained(&self.config, now, &infos, &self.partitions);
             let assigned = crate::error::catch_plugin("strategy", || {
-                strategy.assign(&workers, &self.partitions, &hint)
+                strategy.assign_workers(&infos, &partitions, &hint)
             });
             match assigned {
                 Ok(t) => t,
@@ -567,6 +589,7 @@ impl Calculator {
             .flat_map(|(w, ps)| ps.iter().map(move |p| (p.id(), w.as_str())))
             .filter(|(id, w)| owner_before.get(id) != Some(w))
             .count();
+        self.parking.placed(now, &self.partitions, &target);
         out.push(Output::Rebalanced {
             kind,
             moved,
@@ -635,7 +658,19 @@ impl Calculator {
             .map(|(w, m)| (w.clone(), m.addressee.clone()))
             .collect();
         let version = self.version + 1;
-        let writes = self.ledger.step(target, &addressees, version);
+        let mut writes = self.ledger.step(target, &addressees, version);
+        let moving = self.ledger.missing_from(target);
+        // Future owners learn what is coming while the previous owners still
+        // hold it (never in an emergency); a worker whose key is not written
+        // this round is rewritten only when something new is on its way.
+        let announce = !self.emergency_active;
+        if announce {
+            for w in self.parking.newly_incoming(&moving, &addressees) {
+                if !writes.iter().any(|k| k.worker == w) {
+                    writes.extend(self.ledger.rewrite(&w, version));
+                }
+            }
+        }
         if writes.is_empty() {
             return;
         }
@@ -656,6 +691,11 @@ impl Calculator {
         let records = writes
             .into_iter()
             .map(|w: KeyWrite| {
+                let incoming = match moving.get(&w.worker) {
+                    Some(ids) if announce => ids.clone(),
+                    _ => Vec::new(),
+                };
+                self.parking.told(&w.worker, &w.addressee, &incoming);
                 (
                     w.worker,
                     AssignmentRecord {
@@ -664,6 +704,7 @@ impl Calculator {
                         reason,
                         instance: w.addressee.instance,
                         incarnation: w.addressee.incarnation,
+                        incoming,
                         partitions: w.partitions,
                     },
                 )
@@ -688,7 +729,8 @@ impl Calculator {
                     .iter()
                     .map(|(w, (ids, _))| (w.clone(), ids.clone()))
                     .collect(),
-                moving: self.ledger.missing_from(target),
+                moving,
+                parked: self.parking.parked_ids(),
             },
         }));
     }

@@ -57,6 +57,7 @@ fn beat_record(instance: &str, applied: u64, leaving: bool) -> WorkerRecord {
         leaving,
         host: String::new(),
         pid: 0,
+        ..WorkerRecord::starting(instance, String::new(), 0)
     }
 }
 
@@ -411,6 +412,7 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
         reason: RebalanceKind::PlannedScale,
         instance: instance.into(),
         incarnation: 0,
+        incoming: Vec::new(),
         partitions: ids
             .iter()
             .map(|id| crate::wire::OwnedPartition {

@@ -151,6 +151,7 @@ impl LeaderThread {
             LeaderEffect::InOffice => {}
             LeaderEffect::Phase(p) => self.shared.set_leader_phase(Some(p)),
             LeaderEffect::Rebalanced(kind) => self.shared.metrics.rebalance(kind),
+            LeaderEffect::Parked(n) => self.shared.metrics.parked_partitions(n),
             LeaderEffect::Report(e) => self.shared.report(e),
             LeaderEffect::Resign => return true,
         }

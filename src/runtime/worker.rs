@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select_biased, Receiver};
 
 use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
+use crate::runtime::hooks::Job;
 use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::store::{KvStore, Watch};
@@ -101,6 +102,15 @@ impl WorkerThread {
                 assignment,
                 has_assignment,
             } => self.shared.install(assignment, has_assignment),
+            HeartbeatEffect::Prepare {
+                partitions,
+                until,
+                version,
+            } => self.shared.send(Job::Prepare {
+                partitions,
+                until,
+                version,
+            }),
             HeartbeatEffect::Degraded(on) => self.shared.set_degraded(on),
             HeartbeatEffect::Beat => self.shared.heartbeat_confirmed(),
             HeartbeatEffect::BeatFailed => self.shared.metrics.heartbeat_failure(),

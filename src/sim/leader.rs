@@ -86,6 +86,7 @@ impl Leader {
                 // The simulated strategy never panics.
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
+                | LeaderEffect::Parked(_)
                 | LeaderEffect::Report(_)
                 | LeaderEffect::Resign => {}
             }

@@ -47,6 +47,8 @@ pub fn to_json(s: &Snapshot) -> Value {
                 "leaving": w.record.as_ref().is_some_and(|r| r.leaving),
                 "host": w.record.as_ref().map(|r| r.host.clone()),
                 "pid": w.record.as_ref().map(|r| r.pid),
+                "labels": w.record.as_ref().map(|r| r.labels.clone()),
+                "capacity": w.record.as_ref().map(|r| r.capacity),
                 "assignment_version": w.assignment.as_ref().map(|a| a.version),
                 "partitions": w.assignment.as_ref().map_or(0, |a| a.partitions.len()),
             })
@@ -64,11 +66,24 @@ pub fn to_json(s: &Snapshot) -> Value {
             "reason": m.reason.to_string(),
             "partitions": m.partitions,
             "unassigned": m.unassigned,
+            "parked": m.parked,
         })),
         "workers": workers,
         "unassigned": s.unassigned(),
         "corrupt": s.corrupt.iter().map(|(b, k, r)| json!({"bucket": b, "key": k, "reason": r})).collect::<Vec<_>>(),
     })
+}
+
+/// `zone=a,pool=vip`, or `-` for none.
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn to_text(s: &Snapshot) -> String {
@@ -101,8 +116,8 @@ pub fn to_text(s: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<16} {:>9} {:>8} {:>10}  NOTE",
-        "WORKER", "HEARTBEAT", "APPLIED", "PARTITIONS"
+        "\n{:<16} {:>9} {:>8} {:>10} {:>8}  {:<20} NOTE",
+        "WORKER", "HEARTBEAT", "APPLIED", "PARTITIONS", "CAPACITY", "LABELS"
     );
     for w in &s.workers {
         let age = w
@@ -119,10 +134,13 @@ pub fn to_text(s: &Snapshot) -> String {
             Some(r) if !r.host.is_empty() => format!("{} pid {}", r.host, r.pid),
             Some(r) => format!("pid {}", r.pid),
         };
+        let (capacity, labels) = w.record.as_ref().map_or(("-".into(), "-".into()), |r| {
+            (r.capacity.to_string(), labels_text(&r.labels))
+        });
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>8} {:>10}  {note}",
-            w.id, age, applied, count
+            "{:<16} {:>9} {:>8} {:>10} {:>8}  {:<20} {note}",
+            w.id, age, applied, count, capacity, labels
         );
     }
     match s.unassigned() {
@@ -133,6 +151,13 @@ pub fn to_text(s: &Snapshot) -> String {
             let _ = writeln!(out, "\nunassigned {}", ids.join(" "));
         }
         None => {}
+    }
+    if let Some(m) = s.meta.as_ref().filter(|m| !m.parked.is_empty()) {
+        let _ = writeln!(
+            out,
+            "parked     {} (no live worker carries their required labels)",
+            m.parked.join(" ")
+        );
     }
     for (b, k, r) in &s.corrupt {
         let _ = writeln!(out, "corrupt    {b}/{k}: {r}");

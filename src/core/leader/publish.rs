@@ -157,6 +157,8 @@ impl LeaderNode {
                 for (worker, record) in records {
                     self.pending.insert(worker, wire::encode(&record));
                 }
+                self.effects
+                    .push_back(LeaderEffect::Parked(meta.parked.len()));
                 self.pending
                     .insert(META_KEY.to_string(), wire::encode(&meta));
                 self.version = version;
