@@ -77,7 +77,7 @@ fn start(
     partitions: &[Partition],
     preferred: Option<&str>,
 ) -> Member {
-    spawn(url, group, zone, config, partitions, preferred, false)
+    spawn(url, group, (zone, 1), config, partitions, preferred, false)
 }
 
 /// Like `start`; with `spawn_only`, returns before the first assignment
@@ -85,7 +85,7 @@ fn start(
 fn spawn(
     url: &str,
     group: &str,
-    zone: &'static str,
+    (zone, capacity): (&'static str, u32),
     config: &Config,
     partitions: &[Partition],
     preferred: Option<&str>,
@@ -98,6 +98,7 @@ fn spawn(
     let mut b = Manager::builder(nc, group)
         .config(config.clone())
         .label("zone", zone)
+        .capacity(capacity)
         .partitions(StaticSource::new(partitions.to_vec()))
         .on_assignment_changed(move |c| {
             grants.lock().unwrap().push(Seen {
@@ -246,7 +247,7 @@ fn preferred_partitions_stay_in_their_zone_through_a_rolling_restart_and_a_zone_
     // The whole group joins within the cold-start window.
     let mut members: Vec<Member> = Vec::new();
     for z in ["a", "a", "b", "b", "c", "c"] {
-        members.push(spawn(&url(z), "zones", z, &config, &parts, None, true));
+        members.push(spawn(&url(z), "zones", (z, 1), &config, &parts, None, true));
     }
     let zone_of: BTreeMap<String, &str> = members
         .iter()
@@ -329,6 +330,36 @@ fn preferred_partitions_stay_in_their_zone_through_a_rolling_restart_and_a_zone_
     std::thread::sleep(config.planned_scale_window);
     assert!(parked() && !owners(&survivors).contains_key("only-c"));
 
+    // parti status shows the labels and what is parked.
+    let server_url = server.url();
+    let status = |json: bool| {
+        let mut args = vec!["status", "--server", &server_url, "--group", "zones"];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_parti"))
+            .args(&args)
+            .output()
+            .expect("run parti status");
+        assert!(out.status.success(), "parti status failed");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let s: serde_json::Value = serde_json::from_str(&status(true)).expect("status JSON");
+    assert_eq!(s["assignment"]["parked"], serde_json::json!(["only-c"]));
+    let first = members[0].manager.worker_id();
+    let row = s["workers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["id"] == first))
+        .expect("the first worker in parti status");
+    assert_eq!(row["labels"]["zone"], members[0].zone);
+    assert_eq!(row["capacity"], 1);
+    let text = status(false);
+    assert!(text.contains("parked     only-c"), "{text}");
+    assert!(
+        text.contains(&format!("zone={}", members[0].zone)),
+        "{text}"
+    );
+
     let mut checked = 0;
     for m in &members {
         let (n, lead) = prepared_before_grants(m);
@@ -361,10 +392,36 @@ fn a_partition_of_a_lost_zone_spills_after_the_grace_and_goes_home_when_the_zone
     let mut parts = vec![Partition::new("only-c").require_label("zone", "c")];
     parts.extend((0..5).map(|i| Partition::new(format!("free-{i}"))));
     let observer = Observer::new(&server.url(), "spill");
+    // The first zone-a worker has capacity 2: once only-c spills to zone
+    // a, it holds two thirds of the six partitions.
     let members = vec![
-        start(&server.url(), "spill", "a", &config, &parts, None),
-        start(&server.url(), "spill", "a", &config, &parts, None),
-        start(&zone_c.url(), "spill", "c", &config, &parts, None),
+        spawn(
+            &server.url(),
+            "spill",
+            ("a", 2),
+            &config,
+            &parts,
+            None,
+            true,
+        ),
+        spawn(
+            &server.url(),
+            "spill",
+            ("a", 1),
+            &config,
+            &parts,
+            None,
+            true,
+        ),
+        spawn(
+            &zone_c.url(),
+            "spill",
+            ("c", 1),
+            &config,
+            &parts,
+            None,
+            true,
+        ),
     ];
     let all = ["only-c", "free-0", "free-1", "free-2", "free-3", "free-4"];
     let view: Vec<&Member> = members.iter().collect();
@@ -392,6 +449,12 @@ fn a_partition_of_a_lost_zone_spills_after_the_grace_and_goes_home_when_the_zone
         owners(zone_a)
     );
     let spilled_at = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || members[0].owned().len() == 4
+            && members[1].owned().len() == 2),
+        "loads follow capacities 2 and 1: {:?}",
+        owners(zone_a)
+    );
     assert!(
         spilled_at - parked_at >= grace,
         "spilled after {:?}, before the grace of {grace:?}",

@@ -659,11 +659,14 @@ impl Calculator {
             .collect();
         let version = self.version + 1;
         let mut writes = self.ledger.step(target, &addressees, version);
-        let moving = self.ledger.missing_from(target);
         // Future owners learn what is coming while the previous owners still
         // hold it (never in an emergency); a worker whose key is not written
         // this round is rewritten only when something new is on its way.
         let announce = !self.emergency_active;
+        if writes.is_empty() && !announce {
+            return;
+        }
+        let moving = self.ledger.missing_from(target);
         if announce {
             for w in self.parking.newly_incoming(&moving, &addressees) {
                 if !writes.iter().any(|k| k.worker == w) {
