@@ -32,13 +32,13 @@ fn config() -> Config {
     }
 }
 
-/// Per zone partitions that prefer it (nine for zone a, whose workers have
-/// twice the capacity, four for the others) and one that requires it: each
-/// zone's share of the load is exactly its own partitions.
+/// Per zone partitions that prefer it (seven for zone a, whose workers have
+/// twice the capacity, three for the others) and one that requires it: each
+/// worker's share of the load is a whole number of its zone's partitions.
 fn partitions() -> Vec<Partition> {
     let mut out = Vec::new();
     for z in ZONES {
-        for i in 0..if z == "a" { 9 } else { 4 } {
+        for i in 0..if z == "a" { 7 } else { 3 } {
             out.push(Partition::new(format!("{z}.{i}")).prefer_label("zone", z));
         }
         out.push(Partition::new(format!("{z}.only")).require_label("zone", z));
@@ -46,10 +46,14 @@ fn partitions() -> Vec<Partition> {
     out
 }
 
-fn start(url: &str, zone: &'static str, t0: Instant) -> Result<Manager, parti::Error> {
+fn start(
+    url: &str,
+    zone: &'static str,
+    t0: Instant,
+) -> Result<Manager, Box<dyn std::error::Error>> {
     let nc = parti::store::nats::connect(url)?;
     let capacity = if zone == "a" { 2 } else { 1 };
-    Manager::builder(nc, "zones-demo")
+    Ok(Manager::builder(nc, "zones-demo")
         .config(config())
         .label("zone", zone)
         .capacity(capacity)
@@ -61,7 +65,9 @@ fn start(url: &str, zone: &'static str, t0: Instant) -> Result<Manager, parti::E
                 t0.elapsed().as_secs_f64()
             );
         })
-        .start()
+        // Returns once the ID is claimed: the whole group then joins within
+        // one cold-start window instead of one worker at a time.
+        .spawn()?)
 }
 
 /// One line per worker: zone, capacity share and partitions.
@@ -78,9 +84,35 @@ fn show(title: &str, workers: &[(&'static str, Manager)]) {
     }
 }
 
-/// Waits until every partition of `expected` zones is owned once (at most
-/// `timeout`).
-fn wait_owned(workers: &[(&'static str, Manager)], expected: usize, timeout: Duration) -> bool {
+/// Whether every worker holds only partitions of its own zone.
+fn all_home(workers: &[(&'static str, Manager)]) -> bool {
+    workers.iter().all(|(z, m)| {
+        m.assignment()
+            .partitions()
+            .iter()
+            .all(|p| p.id().starts_with(z))
+    })
+}
+
+/// Stops workers in parallel (one at a time would hand partitions along).
+fn stop_all(workers: &[(&'static str, Manager)]) {
+    std::thread::scope(|s| {
+        for (_, m) in workers {
+            s.spawn(|| {
+                let _ = m.stop();
+            });
+        }
+    });
+}
+
+/// Waits until `expected` partitions are owned, each once, and every zone's
+/// own partitions are home if `home` (at most `timeout`).
+fn wait_owned(
+    workers: &[(&'static str, Manager)],
+    expected: usize,
+    home: bool,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let mut owners: BTreeMap<String, usize> = BTreeMap::new();
@@ -89,7 +121,10 @@ fn wait_owned(workers: &[(&'static str, Manager)], expected: usize, timeout: Dur
                 *owners.entry(p.id().to_string()).or_default() += 1;
             }
         }
-        if owners.len() == expected && owners.values().all(|n| *n == 1) {
+        if owners.len() == expected
+            && owners.values().all(|n| *n == 1)
+            && (!home || all_home(workers))
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -105,18 +140,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for z in ["a", "a", "b", "b", "c", "c"] {
         workers.push((z, start(&url, z, t0)?));
     }
-    if !wait_owned(&workers, total, Duration::from_secs(20)) {
-        return Err("the group did not settle".into());
+    if !wait_owned(&workers, total, true, Duration::from_secs(20)) {
+        return Err("the group did not settle with every zone's partitions home".into());
     }
     show("six workers, three zones", &workers);
 
     // Zone c goes away (both its workers leave): its preferred partitions
     // move to other zones, c.only is parked.
     let gone: Vec<(&'static str, Manager)> = workers.drain(4..).collect();
-    for (_, m) in &gone {
-        m.stop()?;
-    }
-    if !wait_owned(&workers, total - 1, Duration::from_secs(20)) {
+    stop_all(&gone);
+    if !wait_owned(&workers, total - 1, false, Duration::from_secs(20)) {
         return Err("zones a and b did not take over".into());
     }
     show("zone c gone: c.only parked", &workers);
@@ -125,22 +158,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for z in ["c", "c"] {
         workers.push((z, start(&url, z, t0)?));
     }
-    if !wait_owned(&workers, total, Duration::from_secs(20)) {
+    if !wait_owned(&workers, total, true, Duration::from_secs(20)) {
         return Err("zone c did not get its partitions back".into());
     }
-    let home = |z: &str, m: &Manager| {
-        m.assignment()
-            .partitions()
-            .iter()
-            .all(|p| p.id().starts_with(z))
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !workers.iter().all(|(z, m)| home(z, m)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    show("zone c back", &workers);
-    for (_, m) in &workers {
-        m.stop()?;
-    }
+    show("zone c back, everything home", &workers);
+    stop_all(&workers);
     Ok(())
 }
