@@ -137,8 +137,8 @@ impl ManagerBuilder {
     /// [require](Partition::require_label) a label go only to workers
     /// carrying it, those that [prefer](Partition::prefer_label) one go to
     /// them as far as balance allows. A repeated key keeps the last value.
-    /// Checked by `start`: at most 16 labels; keys and values of 1 to 63 characters from
-    /// `[A-Za-z0-9._-]`; otherwise [`Error::InvalidConfig`].
+    /// Checked by `start`: at most 16 labels; keys and values of 1 to 63
+    /// characters from `[A-Za-z0-9._-]`; otherwise [`Error::InvalidConfig`].
     ///
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -116,3 +116,48 @@ pub(crate) fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_panicking_on_prepare_is_reported_and_its_version_still_applied() {
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        let hooks = Hooks {
+            prepare: Some(Box::new(|_: &[Partition]| panic!("cold cache"))),
+            error: Some(Box::new(move |e: &Error| {
+                sink.lock().unwrap().push(e.to_string())
+            })),
+            ..Hooks::default()
+        };
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
+        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied_tx).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        let job = |version| Job::Prepare {
+            partitions: vec![Partition::new("p")],
+            until,
+            version,
+        };
+        jobs_tx.send(job(Some(7))).unwrap();
+        // Stale news is dropped without running the hook.
+        jobs_tx
+            .send(Job::Prepare {
+                partitions: vec![Partition::new("q")],
+                until: Instant::now(),
+                version: Some(8),
+            })
+            .unwrap();
+        drop(jobs_tx);
+        thread.join().unwrap();
+        assert_eq!(applied_rx.try_iter().collect::<Vec<_>>(), [7, 8]);
+        let errors = errors.lock().unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("on_prepare") && errors[0].contains("cold cache"));
+    }
+}
