@@ -43,8 +43,7 @@ pub(crate) fn caps(
         // `as` saturates on overflow, which only ever loosens the cap.
         let t = (scaled as u64).max(total);
         split(
-            &g.members,
-            t,
+            (&g.members, t),
             &fleet.capacity,
             workers,
             load,
@@ -166,8 +165,7 @@ pub(crate) fn floors(fleet: &Fleet, demand: &[u64], epsilon: f64) -> Vec<u64> {
 /// `plus[w]` records, for a worker with a fractional share, whether it got
 /// the extra unit.
 fn split(
-    members: &[usize],
-    t: u64,
+    (members, t): (&[usize], u64),
     capacity: &[u64],
     workers: &[&str],
     load: &[u64],
