@@ -55,6 +55,7 @@ pub struct Exporter {
     handoff_latency: Histogram,
     store_incidents: Counter,
     alerts: Family<KindLabel, Counter>,
+    parked_partitions: Gauge,
 }
 
 impl Exporter {
@@ -77,6 +78,7 @@ impl Exporter {
             handoff_latency: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             store_incidents: Counter::default(),
             alerts: Family::default(),
+            parked_partitions: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("parti");
         r.register(
@@ -135,6 +137,11 @@ impl Exporter {
             "Errors passed to on_error, by kind",
             e.alerts.clone(),
         );
+        r.register(
+            "parked_partitions",
+            "Partitions no live worker may own by label (set by the leader)",
+            e.parked_partitions.clone(),
+        );
         e
     }
 }
@@ -156,6 +163,9 @@ impl Metrics for Exporter {
     }
     fn partitions_owned(&self, count: usize) {
         self.partitions_owned.set(count as i64);
+    }
+    fn parked_partitions(&self, count: usize) {
+        self.parked_partitions.set(count as i64);
     }
     fn leader(&self, is_leader: bool) {
         self.leader.set(is_leader as i64);

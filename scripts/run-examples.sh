@@ -16,6 +16,7 @@ run closure_source
 run dynamic_partitions
 run jetstream_consumer
 run custom_strategy
+run zones
 run kv_demo
 RUN_FOR=3 LISTEN=127.0.0.1:0 run health_endpoint
 RUN_FOR=3 LISTEN=127.0.0.1:0 run prometheus_metrics

@@ -91,6 +91,12 @@ pub struct Config {
     /// leader may meanwhile give its partitions to others: delivery becomes
     /// at-least-once. Use fencing tokens downstream if that matters.
     pub keep_assignment_on_outage: bool,
+    /// How long a partition whose required labels no live worker carries
+    /// stays parked (unowned) before any worker may take it; `None` (the
+    /// default): parked until a worker carrying them joins. A spilled
+    /// partition goes back to an eligible worker at the next rebalance
+    /// once one is live.
+    pub label_spill_grace: Option<Duration>,
 }
 
 impl Default for Config {
@@ -113,6 +119,7 @@ impl Default for Config {
             handoff_timeout: Duration::from_secs(10),
             replicas: 1,
             keep_assignment_on_outage: false,
+            label_spill_grace: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The blocking [`Manager`] handle and its builder.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ use crate::source::{PartitionSource, StaticSource};
 use crate::store::{BucketConfig, KvBackend, KvStore};
 use crate::strategy::AssignmentStrategy;
 use crate::wire::WorkerRecord;
-use crate::{Assignment, AssignmentChange, Config, Error, Health, State};
+use crate::{Assignment, AssignmentChange, Config, Error, Health, Partition, State};
 
 // The blocking `nats` client marks every item deprecated (in favour of its
 // async successor, which this synchronous library cannot use).
@@ -45,6 +46,8 @@ pub struct ManagerBuilder {
     preferred_id: Option<String>,
     metrics: Arc<dyn Metrics>,
     refresh_every: Option<Duration>,
+    labels: BTreeMap<String, String>,
+    capacity: u32,
 }
 
 impl ManagerBuilder {
@@ -64,6 +67,8 @@ impl ManagerBuilder {
             preferred_id: None,
             metrics: Arc::new(NoMetrics),
             refresh_every: None,
+            labels: BTreeMap::new(),
+            capacity: 1,
         }
     }
 
@@ -127,6 +132,53 @@ impl ManagerBuilder {
         self
     }
 
+    /// Gives this worker placement label `key=value` (e.g. `zone=a`,
+    /// `pool=vip`), carried in its heartbeat: partitions that
+    /// [require](Partition::require_label) a label go only to workers
+    /// carrying it, those that [prefer](Partition::prefer_label) one go to
+    /// them as far as balance allows. A repeated key keeps the last value.
+    /// Checked by `start`: at most 16 labels; keys and values of 1 to 63
+    /// characters from `[A-Za-z0-9._-]`; otherwise [`Error::InvalidConfig`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nc = parti::store::nats::connect("127.0.0.1:4222")?;
+    /// let manager = parti::Manager::builder(nc, "orders")
+    ///     .label("zone", "a")
+    ///     .capacity(2)
+    ///     .on_prepare(|ps| println!("warming {} partitions", ps.len()))
+    ///     .start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// This worker's capacity, a relative weight (default 1): a worker of
+    /// capacity 2 is given twice the load of one of capacity 1 (by the
+    /// default strategy, [`BoundedLoad`](crate::strategy::BoundedLoad)).
+    /// Checked by `start`: 1 to 10,000, otherwise [`Error::InvalidConfig`].
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Called on the callback thread with the partitions that are on their
+    /// way to this worker while their previous owner still holds them (the
+    /// first step of a planned move, revoke before grant), so that a
+    /// stateful service can warm its cache before `on_assignment_changed`
+    /// grants them. It never delays a move: the leader does not wait for
+    /// it, and news older than `Config::handoff_timeout` is dropped
+    /// instead of delivered. Not called for emergencies (a dead owner's
+    /// partitions are granted at once), nor for partitions nobody held.
+    /// Keep it short: it runs before the callbacks queued after it, and a
+    /// panic is caught and reported through `on_error`.
+    pub fn on_prepare(mut self, f: impl Fn(&[Partition]) + Send + Sync + 'static) -> Self {
+        self.hooks.prepare = Some(Box::new(f));
+        self
+    }
+
     /// Called on every state transition.
     pub fn on_state_changed(mut self, f: impl Fn(State, State) + Send + Sync + 'static) -> Self {
         self.hooks.state_changed = Some(Box::new(f));
@@ -155,6 +207,7 @@ impl ManagerBuilder {
             });
         }
         let names = BucketNames::for_group(&self.group)?;
+        crate::strategy::check_descriptor(&self.labels, self.capacity)?;
         if let Some(id) = &self.preferred_id {
             let ok = worker_number(&self.config.worker_id_prefix, id)
                 .is_some_and(|n| n < self.config.max_workers);
@@ -250,7 +303,8 @@ impl ManagerBuilder {
             &instance,
             std::env::var("HOSTNAME").unwrap_or_default(),
             std::process::id(),
-        );
+        )
+        .described(&self.labels, self.capacity);
         let fail = |shared: &Shared, callbacks: JoinHandle<()>, e: Error| {
             shared.set_shutdown();
             shared.close_jobs();
@@ -273,7 +327,7 @@ impl ManagerBuilder {
         shared.set_startup(Some(State::Election));
 
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-        let node = HeartbeatNode::new(
+        let mut node = HeartbeatNode::new(
             &id,
             &instance,
             revision,
@@ -281,6 +335,7 @@ impl ManagerBuilder {
             (&names.workers, &names.assignments),
             Instant::now(),
         );
+        node.describe(self.labels, self.capacity);
         let retry_every = config.heartbeat_interval;
         let worker_thread = WorkerThread {
             id: id.clone(),

@@ -38,6 +38,13 @@ pub trait Metrics: Send + Sync {
         let _ = kind;
     }
 
+    /// How many partitions are parked: no live worker carries their
+    /// required labels, so nobody owns them (only the leader calls this,
+    /// with every publication).
+    fn parked_partitions(&self, count: usize) {
+        let _ = count;
+    }
+
     /// This worker installed an assignment of this version.
     fn assignment_version(&self, version: u64) {
         let _ = version;

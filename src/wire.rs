@@ -34,6 +34,16 @@ pub struct WorkerRecord {
     /// Process id, for operators.
     #[serde(default)]
     pub pid: u32,
+    /// Placement labels (e.g. `zone`), set with
+    /// [`ManagerBuilder::label`](crate::ManagerBuilder::label); absent in
+    /// records of older versions: no labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Relative placement weight, set with
+    /// [`ManagerBuilder::capacity`](crate::ManagerBuilder::capacity);
+    /// absent: 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub capacity: u32,
 }
 
 impl WorkerRecord {
@@ -47,7 +57,24 @@ impl WorkerRecord {
             leaving: false,
             host,
             pid,
+            labels: BTreeMap::new(),
+            capacity: 1,
         }
+    }
+
+    /// The same record carrying this worker's placement descriptor.
+    pub fn described(mut self, labels: &BTreeMap<String, String>, capacity: u32) -> Self {
+        self.labels = labels.clone();
+        self.capacity = capacity;
+        self
+    }
+
+    /// The worker as placement sees it.
+    pub fn info(&self, id: &str) -> crate::strategy::WorkerInfo {
+        let info = crate::strategy::WorkerInfo::new(id).capacity(self.capacity);
+        self.labels
+            .iter()
+            .fold(info, |info, (k, v)| info.label(k.clone(), v.clone()))
     }
 }
 
@@ -117,6 +144,11 @@ pub struct AssignmentRecord {
     pub incarnation: u32,
     /// The partitions, with fencing tokens.
     pub partitions: Vec<OwnedPartition>,
+    /// Partitions on their way to this worker, still held by their previous
+    /// owner (revoke before grant): the worker's `on_prepare` hook is told
+    /// of them. Absent in records of older versions: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incoming: Vec<String>,
 }
 
 /// The group summary under the `_meta` key, for tools.
@@ -147,6 +179,11 @@ pub struct MetaRecord {
     /// handoff instead of undoing it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub moving: BTreeMap<String, Vec<String>>,
+    /// Partitions no live worker may own (no live worker carries their
+    /// required labels): unowned until one joins, or until the spill grace
+    /// (`Config::label_spill_grace`) lets any worker take them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<String>,
 }
 
 /// The key of [`ControlRecord`] in the assignments bucket (which keys never
@@ -342,6 +379,22 @@ mod tests {
     }
 
     #[test]
+    fn worker_records_of_older_versions_have_no_labels_and_capacity_1() {
+        let old = br#"{"instance":"i","incarnation":0,"seq":1,"applied":0}"#;
+        let r: WorkerRecord = decode("b", "k", old).unwrap();
+        assert!(r.labels.is_empty());
+        assert_eq!(r.capacity, 1);
+        let labels = BTreeMap::from([("zone".to_string(), "a".to_string())]);
+        let described = r.clone().described(&labels, 3);
+        let back: WorkerRecord = decode("b", "k", &encode(&described)).unwrap();
+        assert_eq!(back, described);
+        assert_eq!(back.info("w").capacity_value(), 3);
+        assert!(back.info("w").has_label("zone", "a"));
+        // An undescribed worker writes what older versions wrote.
+        assert!(!String::from_utf8(encode(&r)).unwrap().contains("capacity"));
+    }
+
+    #[test]
     fn a_lease_epoch_above_its_revision_is_corrupt() {
         let rec = br#"{"worker":"w","instance":"i","epoch":1000}"#;
         assert!(decode_lease("leader", "leader", rec, 999).is_err());
@@ -394,6 +447,7 @@ mod tests {
                 weight: 1,
                 token: 3,
             }],
+            incoming: vec!["q".into()],
         };
         let back: AssignmentRecord = decode("b", "k", &encode(&r)).unwrap();
         assert_eq!(back, r);

@@ -159,6 +159,7 @@ fn worker(instance: &str) -> WorkerRecord {
         leaving: false,
         host: String::new(),
         pid: 1,
+        ..WorkerRecord::starting(instance, String::new(), 1)
     }
 }
 
@@ -169,6 +170,7 @@ fn assignment(instance: &str, partitions: &[&str]) -> AssignmentRecord {
         reason: RebalanceKind::ColdStart,
         instance: instance.into(),
         incarnation: 0,
+        incoming: Vec::new(),
         partitions: partitions
             .iter()
             .map(|p| OwnedPartition {

@@ -146,6 +146,7 @@ fn parti_status_flags_a_partition_listed_under_two_workers() {
             weight: 1,
             token: 1,
         }],
+        incoming: vec![],
     };
     let raw = nats::connect(server.url()).unwrap();
     raw.request_timeout(

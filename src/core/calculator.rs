@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::core::leader::retry::ErrorRetry;
 use crate::core::ledger::{Addressee, KeyWrite, Ledger};
-use crate::strategy::AssignmentStrategy;
+use crate::core::placement::Parking;
+use crate::strategy::{AssignmentStrategy, WorkerInfo};
 use crate::wire::{AssignmentRecord, MetaRecord, WorkerRecord};
 use crate::{Config, Error, Partition, Placement, RebalanceKind};
 
@@ -78,6 +79,8 @@ struct Member {
     /// The process the previous leader published to: it was working
     /// before this term began.
     established: bool,
+    /// Labels and capacity from its heartbeat.
+    info: WorkerInfo,
 }
 
 /// The leader's decision core.
@@ -128,6 +131,9 @@ pub struct Calculator {
     /// and the next attempt backs off.
     strategy_retry: ErrorRetry,
     operator: operator::Operator,
+    /// Partitions no live worker may own, spills, and what each future
+    /// owner was told is coming (see `core::placement`).
+    parking: Parking,
 }
 
 impl Calculator {
@@ -171,6 +177,7 @@ impl Calculator {
             strategy_retry: plugin_retry(&config),
             config,
             operator: operator::Operator::default(),
+            parking: Parking::default(),
         }
     }
 
@@ -202,6 +209,7 @@ impl Calculator {
                     last_seen: now,
                     joined: now,
                     established: true,
+                    info: WorkerInfo::new(worker.clone()),
                 });
             if let Some(m) = self.members.get_mut(worker) {
                 m.established = m.addressee.instance == record.instance
@@ -326,6 +334,7 @@ impl Calculator {
                 heard: true,
                 last_seen: now,
                 joined: now,
+                info: WorkerInfo::new(worker),
                 established: false,
             });
         if member.addressee != addressee {
@@ -337,6 +346,7 @@ impl Calculator {
         member.addressee = addressee.clone();
         member.applied = record.applied;
         member.leaving = record.leaving;
+        member.info = record.info(worker);
         member.heard = true;
         member.last_seen = now;
         self.clear_if_void(worker, &addressee);
@@ -462,6 +472,9 @@ impl Calculator {
         }
         if let Some((_, t)) = self.removal_times.iter().next() {
             consider(*t + self.config.handoff_timeout);
+        }
+        if let Some(t) = self.parking.spill_at(&self.config) {
+            consider(t);
         }
         match self.strategy_retry.retry_at() {
             None => next,
@@ -619,7 +632,9 @@ impl Calculator {
         if let Some(until) = self.restart_until {
             return (now >= until).then_some(RebalanceKind::Restart);
         }
-        if self.emergency_due {
+        if self.emergency_due || self.parking.spill_due(&self.config, now) {
+            // A spill places partitions nobody may own by label: like an
+            // emergency, it waits for no window and revokes nothing.
             return Some(RebalanceKind::Emergency);
         }
         if self.operator_due(now) {
@@ -667,8 +682,15 @@ impl Calculator {
             Placement::new()
         } else {
             let strategy = &self.strategy;
+            let infos: Vec<WorkerInfo> = workers
+                .iter()
+                .filter_map(|w| self.members.get(w).map(|m| m.info.clone()))
+                .collect();
+            let partitions = self
+                .parking
+                .constrained(&self.config, now, &infos, &self.partitions);
             let assigned = crate::error::catch_plugin("strategy", || {
-                strategy.assign(&workers, &self.partitions, &hint)
+                strategy.assign_workers(&infos, &partitions, &hint)
             });
             match assigned {
                 Ok(t) => t,
@@ -701,6 +723,7 @@ impl Calculator {
             .flat_map(|(w, ps)| ps.iter().map(move |p| (p.id(), w.as_str())))
             .filter(|(id, w)| owner_before.get(id) != Some(w))
             .count();
+        self.parking.placed(now, &self.partitions, &target);
         out.push(Output::Rebalanced {
             kind,
             moved,
@@ -770,7 +793,22 @@ impl Calculator {
             .map(|(w, m)| (w.clone(), m.addressee.clone()))
             .collect();
         let version = self.version + 1;
-        let writes = self.ledger.step(target, &addressees, version);
+        let mut writes = self.ledger.step(target, &addressees, version);
+        // Future owners learn what is coming while the previous owners still
+        // hold it (never in an emergency); a worker whose key is not written
+        // this round is rewritten only when something new is on its way.
+        let announce = !self.emergency_active;
+        if writes.is_empty() && !announce {
+            return;
+        }
+        let moving = self.ledger.missing_from(target);
+        if announce {
+            for w in self.parking.newly_incoming(&moving, &addressees) {
+                if !writes.iter().any(|k| k.worker == w) {
+                    writes.extend(self.ledger.rewrite(&w, version));
+                }
+            }
+        }
         if writes.is_empty() {
             return;
         }
@@ -791,6 +829,11 @@ impl Calculator {
         let records = writes
             .into_iter()
             .map(|w: KeyWrite| {
+                let incoming = match moving.get(&w.worker) {
+                    Some(ids) if announce => ids.clone(),
+                    _ => Vec::new(),
+                };
+                self.parking.told(&w.worker, &w.addressee, &incoming);
                 (
                     w.worker,
                     AssignmentRecord {
@@ -799,6 +842,7 @@ impl Calculator {
                         reason,
                         instance: w.addressee.instance,
                         incarnation: w.addressee.incarnation,
+                        incoming,
                         partitions: w.partitions,
                     },
                 )
@@ -823,7 +867,8 @@ impl Calculator {
                     .iter()
                     .map(|(w, (ids, _))| (w.clone(), ids.clone()))
                     .collect(),
-                moving: self.ledger.missing_from(target),
+                moving,
+                parked: self.parking.parked_ids(),
             },
         }));
     }

@@ -57,6 +57,7 @@ fn beat_record(instance: &str, applied: u64, leaving: bool) -> WorkerRecord {
         leaving,
         host: String::new(),
         pid: 0,
+        ..WorkerRecord::starting(instance, String::new(), 0)
     }
 }
 
@@ -495,6 +496,7 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
         reason: RebalanceKind::PlannedScale,
         instance: instance.into(),
         incarnation: 0,
+        incoming: Vec::new(),
         partitions: ids
             .iter()
             .map(|id| crate::wire::OwnedPartition {
@@ -777,5 +779,63 @@ fn a_rebalance_request_places_a_joiner_without_waiting_its_window() {
     w.calc.request_rebalance();
     w.run(MS * 200);
     assert!(!w.held("w2").is_empty(), "placed at once on request");
+    w.assert_each_owned_once(12);
+}
+
+#[test]
+fn a_planned_move_is_announced_to_its_future_owner_with_the_revoke_and_an_emergency_never() {
+    let mut w = World::started(12, &["w0", "w1"]);
+    let before = w.published.len();
+    w.join("w2");
+    w.run(MS * 3000);
+    let incoming = |p: &Publication, worker: &str| -> BTreeSet<String> {
+        p.records
+            .iter()
+            .filter(|(n, _)| n == worker)
+            .flat_map(|(_, r)| r.incoming.iter().cloned())
+            .collect()
+    };
+    let new = &w.published[before..];
+    let told_at = new
+        .iter()
+        .position(|p| !incoming(p, "w2").is_empty())
+        .expect("w2 is told what is coming");
+    let told = incoming(&new[told_at], "w2");
+    // Told in the publication that revokes them from their owners, so the
+    // owners still hold them (their release is not acknowledged yet).
+    for (n, r) in &new[told_at].records {
+        if n != "w2" {
+            assert!(r.partitions.iter().all(|p| !told.contains(&p.id)));
+        }
+    }
+    assert!(w.held("w2").len() >= told.len(), "w2 is granted them later");
+    for id in &told {
+        assert!(w.held("w2").contains(id), "{id} reached w2");
+        let granted = new
+            .iter()
+            .position(|p| {
+                p.records
+                    .iter()
+                    .any(|(n, r)| n == "w2" && r.partitions.iter().any(|q| &q.id == id))
+            })
+            .expect("granted");
+        assert!(granted > told_at, "{id} announced before its grant");
+    }
+    assert!(
+        w.records()["w2"].incoming.is_empty(),
+        "nothing is on its way any more"
+    );
+
+    // w2 dies: its partitions are granted at once, announced to nobody.
+    let before = w.published.len();
+    w.workers.remove("w2");
+    w.run(MS * 2000);
+    assert!(w.kinds.contains(&RebalanceKind::Emergency));
+    for p in &w.published[before..] {
+        assert!(
+            p.records.iter().all(|(_, r)| r.incoming.is_empty()),
+            "an emergency announces nothing: {p:?}"
+        );
+    }
     w.assert_each_owned_once(12);
 }

@@ -16,7 +16,7 @@ use crate::core::ops::{Bucket, Op, Reply};
 use crate::core::worker::{degraded_alert_at, BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
 use crate::store::WatchEvent;
 use crate::wire::{self, AssignmentRecord, WorkerRecord};
-use crate::{Assignment, Config, Error};
+use crate::{Assignment, Config, Error, Partition};
 
 /// What the heartbeat node tells its shell.
 #[derive(Debug)]
@@ -29,6 +29,18 @@ pub enum HeartbeatEffect {
         assignment: Assignment,
         /// Whether the worker holds a leader-given assignment now.
         has_assignment: bool,
+    },
+    /// Tell `on_prepare` that these partitions are coming (their previous
+    /// owner still holds them), unless `until` has passed by then; with a
+    /// `version`, call [`HeartbeatNode::handle_applied`] for it afterwards
+    /// (the record changed nothing else).
+    Prepare {
+        /// The partitions on their way.
+        partitions: Vec<Partition>,
+        /// After this the news is stale (the handoff timeout): skipped.
+        until: Instant,
+        /// The version to acknowledge, if the record brought only this.
+        version: Option<u64>,
     },
     /// Heartbeats fail (`true`) or got through again.
     Degraded(bool),
@@ -116,6 +128,11 @@ impl HeartbeatNode {
             done: false,
             follow_up: false,
         }
+    }
+
+    /// The labels and capacity every heartbeat carries to the leader.
+    pub fn describe(&mut self, labels: std::collections::BTreeMap<String, String>, capacity: u32) {
+        self.core.describe(labels, capacity);
     }
 
     /// The assignment version this worker has applied.
@@ -293,6 +310,18 @@ impl HeartbeatNode {
                     a.reason().map(|r| r.to_string()).unwrap_or_default()
                 );
                 self.install(a, true);
+                let partitions = self.core.take_incoming();
+                if !partitions.is_empty() {
+                    self.prepare(partitions, None);
+                }
+            }
+            WorkerEvent::Prepare {
+                version,
+                partitions,
+            } => {
+                log::debug!("[{}] v{version}: {} incoming", self.id, partitions.len());
+                self.callbacks.push_back(self.now);
+                self.prepare(partitions, Some(version));
             }
             WorkerEvent::Fenced(released) => {
                 log::warn!(
@@ -325,6 +354,14 @@ impl HeartbeatNode {
                 self.done = true;
             }
         }
+    }
+
+    fn prepare(&mut self, partitions: Vec<Partition>, version: Option<u64>) {
+        self.effects.push_back(HeartbeatEffect::Prepare {
+            partitions,
+            until: self.now + self.handoff_timeout,
+            version,
+        });
     }
 
     fn install(&mut self, assignment: Assignment, has_assignment: bool) {

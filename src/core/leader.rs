@@ -40,6 +40,8 @@ pub enum LeaderEffect {
     Phase(Phase),
     /// A rebalance was computed (for metrics).
     Rebalanced(RebalanceKind),
+    /// Partitions parked by label in the latest publication (for metrics).
+    Parked(usize),
     /// Worth an `on_error` report.
     Report(Error),
     /// The user's plug-in code panicked: hand the lease to another worker.

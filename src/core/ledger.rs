@@ -310,20 +310,26 @@ impl Ledger {
             writes.push(KeyWrite {
                 worker: worker.clone(),
                 addressee: addressee.clone(),
-                partitions: key
-                    .partitions
-                    .values()
-                    .map(|(p, token)| OwnedPartition {
-                        id: p.id().to_string(),
-                        weight: p.weight(),
-                        token: *token,
-                    })
-                    .collect(),
+                partitions: owned(&key.partitions),
                 revoked: removed.len(),
                 granted,
             });
         }
         writes
+    }
+
+    /// The worker's key as published, written again unchanged at `version`
+    /// (to tell it something beside its partitions); `None` without a key.
+    pub fn rewrite(&mut self, worker: &str, version: u64) -> Option<KeyWrite> {
+        let key = self.keys.get_mut(worker)?;
+        key.version = version;
+        Some(KeyWrite {
+            worker: worker.to_string(),
+            addressee: key.addressee.clone(),
+            partitions: owned(&key.partitions),
+            revoked: 0,
+            granted: 0,
+        })
     }
 }
 
@@ -389,6 +395,17 @@ impl Holders {
                 .get(id)
                 .is_none_or(|ws| ws.iter().all(|w| w == worker))
     }
+}
+
+fn owned(partitions: &BTreeMap<String, (Partition, u64)>) -> Vec<OwnedPartition> {
+    partitions
+        .values()
+        .map(|(p, token)| OwnedPartition {
+            id: p.id().to_string(),
+            weight: p.weight(),
+            token: *token,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -473,6 +490,7 @@ mod tests {
             instance: "ia".into(),
             incarnation: 0,
             partitions: vec![],
+            incoming: vec![],
         };
         l.adopt("a", &rec, false);
         let who: BTreeMap<_, _> =
@@ -500,6 +518,7 @@ mod tests {
             instance: "ic".into(),
             incarnation: 0,
             partitions: vec![],
+            incoming: vec![],
         };
         l.adopt("c", &rec, false);
         let mut who: BTreeMap<_, _> = [

@@ -13,6 +13,7 @@ pub mod leader;
 pub mod lease;
 pub mod ledger;
 pub mod ops;
+pub mod placement;
 pub mod worker;
 
 #[cfg(test)]

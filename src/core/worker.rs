@@ -1,6 +1,7 @@
 //! One worker's own side, as a pure state machine: heartbeats (which also
 //! renew its ID), self-fencing, and which published assignments to apply.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::store::Revision;
@@ -46,6 +47,15 @@ pub enum WorkerEvent {
     /// Heartbeats are failing but the assignment is kept (opt-in
     /// availability mode): enter `Degraded`.
     Degraded,
+    /// A record that changes nothing but the partitions announced as
+    /// incoming: tell `on_prepare` of the new ones (possibly none), then
+    /// report [`WorkerCore::applied`] for `version`.
+    Prepare {
+        /// The record's version.
+        version: u64,
+        /// Partitions announced for the first time.
+        partitions: Vec<Partition>,
+    },
     /// A heartbeat got through again after a fence or an outage.
     Recovered,
     /// Another process holds this worker ID now. Fatal.
@@ -74,6 +84,18 @@ pub struct WorkerCore {
     leaving: bool,
     host: String,
     pid: u32,
+    /// Placement labels and capacity, carried in every heartbeat.
+    labels: BTreeMap<String, String>,
+    capacity: u32,
+    /// Partitions the latest applied record announced as incoming, and
+    /// those announced for the first time by a record that also changed
+    /// the assignment (taken with [`take_incoming`](Self::take_incoming)).
+    announced: BTreeSet<String>,
+    fresh: Vec<Partition>,
+    /// An assignment of this incarnation was handed out with `Apply`: only
+    /// then may a record bring nothing but news (the first one must be
+    /// installed, even when empty, for the worker to count as assigned).
+    installed: bool,
     interval: Duration,
     fence_after: Duration,
     keep_on_outage: bool,
@@ -115,6 +137,11 @@ impl WorkerCore {
             leaving: false,
             host: std::env::var("HOSTNAME").unwrap_or_default(),
             pid: std::process::id(),
+            labels: BTreeMap::new(),
+            capacity: 1,
+            announced: BTreeSet::new(),
+            fresh: Vec::new(),
+            installed: false,
             interval,
             fence_after,
             keep_on_outage,
@@ -140,7 +167,15 @@ impl WorkerCore {
             leaving: self.leaving,
             host: self.host.clone(),
             pid: self.pid,
+            labels: self.labels.clone(),
+            capacity: self.capacity,
         }
+    }
+
+    /// The labels and capacity this worker announces to the leader.
+    pub fn describe(&mut self, labels: BTreeMap<String, String>, capacity: u32) {
+        self.labels = labels;
+        self.capacity = capacity;
     }
 
     /// The assignment in force (what `Manager::assignment` returns).
@@ -215,15 +250,38 @@ impl WorkerCore {
         );
         // A new leader re-stamps every key with its epoch (see
         // `core::fence`): same version, same partitions, nothing to apply.
-        let restamped = assignment.version() == self.current.version()
-            && assignment.iter().eq(self.current.iter());
+        let unchanged = assignment.iter().eq(self.current.iter());
+        let restamped = unchanged && assignment.version() == self.current.version();
+        let fresh: Vec<Partition> = record
+            .incoming
+            .iter()
+            .filter(|id| !self.announced.contains(*id))
+            .map(|id| Partition::new(id.clone()))
+            .collect();
+        let announced: BTreeSet<String> = record.incoming.iter().cloned().collect();
+        let announcement = announced != self.announced;
+        self.announced = announced;
         self.current = assignment.clone();
         self.lease_reset = false;
         self.ignored = None;
         if restamped {
             return None;
         }
+        if unchanged && announcement && self.installed {
+            return Some(WorkerEvent::Prepare {
+                version: assignment.version(),
+                partitions: fresh,
+            });
+        }
+        self.fresh = fresh;
+        self.installed = true;
         Some(WorkerEvent::Apply(assignment))
+    }
+
+    /// Partitions first announced as incoming by the record just applied
+    /// (an [`Apply`](WorkerEvent::Apply)).
+    pub fn take_incoming(&mut self) -> Vec<Partition> {
+        std::mem::take(&mut self.fresh)
     }
 
     /// The callbacks for `version` returned: acknowledge it in a heartbeat at
@@ -242,6 +300,8 @@ impl WorkerCore {
         self.fenced = true;
         self.degraded = true;
         self.incarnation += 1;
+        self.announced.clear();
+        self.installed = false;
         // The leader reads a new incarnation as "holds nothing" and may grant
         // our partitions elsewhere at once: announce it only after the
         // release callback returned (the shell resumes us then).
@@ -425,6 +485,7 @@ mod tests {
             reason: RebalanceKind::ColdStart,
             instance: "inst".into(),
             incarnation,
+            incoming: Vec::new(),
             partitions: ids
                 .iter()
                 .map(|id| OwnedPartition {
@@ -434,6 +495,49 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_record_that_only_announces_incoming_partitions_is_a_prepare() {
+        let t = Instant::now();
+        let mut c = core(t);
+        let first = record(1, 1, 0, &["p1"]);
+        assert!(matches!(
+            c.on_assignment(Some(&first)),
+            Some(WorkerEvent::Apply(_))
+        ));
+        let news = AssignmentRecord {
+            version: 2,
+            incoming: vec!["p2".into()],
+            ..first.clone()
+        };
+        match c.on_assignment(Some(&news)) {
+            Some(WorkerEvent::Prepare {
+                version: 2,
+                partitions,
+            }) => assert_eq!(partitions, vec![Partition::new("p2")]),
+            other => panic!("expected a prepare, got {other:?}"),
+        }
+        // The grant: an Apply, with nothing new to prepare.
+        let mut grant = record(3, 1, 0, &["p1", "p2"]);
+        grant.partitions[0].token = 1;
+        assert!(matches!(
+            c.on_assignment(Some(&grant)),
+            Some(WorkerEvent::Apply(_))
+        ));
+        assert!(c.take_incoming().is_empty());
+        // A first record is installed even when it brings news, and the news
+        // is kept for on_prepare.
+        let mut fresh = core(t);
+        let r = AssignmentRecord {
+            incoming: vec!["p9".into()],
+            ..record(1, 1, 0, &[])
+        };
+        assert!(matches!(
+            fresh.on_assignment(Some(&r)),
+            Some(WorkerEvent::Apply(_))
+        ));
+        assert_eq!(fresh.take_incoming(), vec![Partition::new("p9")]);
     }
 
     #[test]

@@ -2,16 +2,18 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::panic_message;
-use crate::{AssignmentChange, Error, State};
+use crate::{AssignmentChange, Error, Partition, State};
 
 type ChangeHook = Box<dyn Fn(&AssignmentChange) + Send + Sync>;
 type StateHook = Box<dyn Fn(State, State) + Send + Sync>;
 type LeaderHook = Box<dyn Fn(bool) + Send + Sync>;
 type ErrorHook = Box<dyn Fn(&Error) + Send + Sync>;
+type PrepareHook = Box<dyn Fn(&[Partition]) + Send + Sync>;
 
 /// The registered hooks.
 #[derive(Default)]
@@ -20,6 +22,7 @@ pub(crate) struct Hooks {
     pub state_changed: Option<StateHook>,
     pub leadership_changed: Option<LeaderHook>,
     pub error: Option<ErrorHook>,
+    pub prepare: Option<PrepareHook>,
 }
 
 /// A unit of work for the callback thread.
@@ -29,6 +32,13 @@ pub(crate) enum Job {
     State(State, State),
     Leadership(bool),
     Error(Error),
+    /// Run `on_prepare` unless `until` has passed, then report `version`
+    /// (if any) as applied.
+    Prepare {
+        partitions: Vec<Partition>,
+        until: Instant,
+        version: Option<u64>,
+    },
 }
 
 impl Hooks {
@@ -51,6 +61,15 @@ impl Hooks {
                 self.leadership_changed
                     .as_ref()
                     .map(|f| catch_unwind(AssertUnwindSafe(|| f(*lead)))),
+            ),
+            Job::Prepare {
+                partitions, until, ..
+            } => (
+                "on_prepare",
+                self.prepare
+                    .as_ref()
+                    .filter(|_| !partitions.is_empty() && Instant::now() < *until)
+                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(partitions)))),
             ),
             Job::Error(e) => (
                 "on_error",
@@ -81,6 +100,7 @@ pub(crate) fn spawn(
         for job in jobs.iter() {
             let version = match &job {
                 Job::Assignment(c) => Some(c.assignment().version()),
+                Job::Prepare { version, .. } => *version,
                 _ => None,
             };
             if let Err(e) = hooks.run(&job) {
@@ -95,4 +115,49 @@ pub(crate) fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_panicking_on_prepare_is_reported_and_its_version_still_applied() {
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        let hooks = Hooks {
+            prepare: Some(Box::new(|_: &[Partition]| panic!("cold cache"))),
+            error: Some(Box::new(move |e: &Error| {
+                sink.lock().unwrap().push(e.to_string())
+            })),
+            ..Hooks::default()
+        };
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
+        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied_tx).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        let job = |version| Job::Prepare {
+            partitions: vec![Partition::new("p")],
+            until,
+            version,
+        };
+        jobs_tx.send(job(Some(7))).unwrap();
+        // Stale news is dropped without running the hook.
+        jobs_tx
+            .send(Job::Prepare {
+                partitions: vec![Partition::new("q")],
+                until: Instant::now(),
+                version: Some(8),
+            })
+            .unwrap();
+        drop(jobs_tx);
+        thread.join().unwrap();
+        assert_eq!(applied_rx.try_iter().collect::<Vec<_>>(), [7, 8]);
+        let errors = errors.lock().unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("on_prepare") && errors[0].contains("cold cache"));
+    }
 }

@@ -154,6 +154,7 @@ impl LeaderThread {
             LeaderEffect::Phase(p) => self.shared.set_leader_phase(Some(p)),
             LeaderEffect::Rebalanced(kind) => self.shared.metrics.rebalance(kind),
             LeaderEffect::Measured(m) => super::measure::record(self.shared.metrics.as_ref(), m),
+            LeaderEffect::Parked(n) => self.shared.metrics.parked_partitions(n),
             LeaderEffect::Report(e) => self.shared.report(e),
             LeaderEffect::Resign => return true,
         }

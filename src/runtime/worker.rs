@@ -10,6 +10,7 @@ use crossbeam_channel::{select_biased, Receiver};
 
 use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
 use crate::core::ops::Reply;
+use crate::runtime::hooks::Job;
 use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
 use crate::store::{KvStore, Watch};
@@ -111,6 +112,15 @@ impl WorkerThread {
                 assignment,
                 has_assignment,
             } => self.shared.install(assignment, has_assignment),
+            HeartbeatEffect::Prepare {
+                partitions,
+                until,
+                version,
+            } => self.shared.send(Job::Prepare {
+                partitions,
+                until,
+                version,
+            }),
             HeartbeatEffect::Degraded(on) => {
                 if on {
                     self.shared.metrics.store_incident();

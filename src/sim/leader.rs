@@ -88,6 +88,7 @@ impl Leader {
                 // The simulated strategy never panics.
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
+                | LeaderEffect::Parked(_)
                 | LeaderEffect::Report(_)
                 | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}

@@ -216,7 +216,22 @@ impl Running {
                     notes.trace.push(format!("{} lost its ID: quits", self.id));
                     self.quit = true;
                 }
-                HeartbeatEffect::Degraded(_)
+                HeartbeatEffect::Prepare {
+                    version: Some(version),
+                    ..
+                } => {
+                    // The simulated on_prepare returns at once; the version
+                    // is acknowledged in callback order.
+                    let held = self.callbacks.back().map(|c| c.partitions.clone());
+                    let done_at = self.callbacks.back().map_or(now, |c| c.done_at.max(now));
+                    self.callbacks.push_back(Callback {
+                        version,
+                        partitions: held.unwrap_or_else(|| self.completed.clone()),
+                        done_at,
+                    });
+                }
+                HeartbeatEffect::Prepare { version: None, .. }
+                | HeartbeatEffect::Degraded(_)
                 | HeartbeatEffect::Beat
                 | HeartbeatEffect::BeatFailed
                 | HeartbeatEffect::Drained

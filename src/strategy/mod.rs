@@ -29,6 +29,7 @@ pub use bounded_load::BoundedLoad;
 pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
 pub use metrics::{minimum_moves, moved};
 pub use round_robin::RoundRobin;
+pub(crate) use worker::check_descriptor;
 pub use worker::WorkerInfo;
 
 use crate::{Error, Partition, Placement};

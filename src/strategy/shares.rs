@@ -4,7 +4,7 @@
 use std::cmp::Reverse;
 
 use super::common::key_hash;
-use super::fleet::{Fleet, FREE};
+use super::fleet::{Fleet, FREE, NO_PREF};
 
 /// Beyond this many distinct required-label sets, the exact search for
 /// over-demanded worker sets (2^classes) is skipped and shares stay purely
@@ -36,17 +36,18 @@ pub(crate) fn caps(
     let mut cap = vec![0u64; workers.len()];
     let mut plus = vec![None; workers.len()];
     let (groups, rest_classes) = groups(fleet, demand);
+    let affinity = Affinity::of(fleet, demand);
     for g in &groups {
         let total: u64 = g.demand;
         let scaled = ((1.0 + epsilon) * total as f64).floor();
         // `as` saturates on overflow, which only ever loosens the cap.
         let t = (scaled as u64).max(total);
         split(
-            &g.members,
-            t,
+            (&g.members, t),
             &fleet.capacity,
             workers,
             load,
+            affinity.as_ref(),
             &mut cap,
             &mut plus,
         );
@@ -164,11 +165,11 @@ pub(crate) fn floors(fleet: &Fleet, demand: &[u64], epsilon: f64) -> Vec<u64> {
 /// `plus[w]` records, for a worker with a fractional share, whether it got
 /// the extra unit.
 fn split(
-    members: &[usize],
-    t: u64,
+    (members, t): (&[usize], u64),
     capacity: &[u64],
     workers: &[&str],
     load: &[u64],
+    affinity: Option<&Affinity>,
     cap: &mut [u64],
     plus: &mut [Option<bool>],
 ) {
@@ -192,11 +193,128 @@ fn split(
     let spare = (t - given) as usize;
     if spare > 0 {
         fractional.sort_unstable();
-        for &(_, _, w) in fractional.iter().take(spare) {
+        for w in spare_takers(&fractional, spare, affinity, cap) {
             cap[w] += 1;
             plus[w] = Some(true);
         }
     }
+}
+
+/// Sets of workers named by preferred labels or required labels, each with
+/// the number of partitions that name exactly that set (a preference group
+/// and a class naming the same workers count together: a zone's preferred
+/// and required partitions alike want that zone's room).
+pub(crate) struct Affinity {
+    demand: Vec<i128>,
+    members: Vec<Vec<usize>>,
+    sets_of: Vec<Vec<usize>>,
+}
+
+impl Affinity {
+    /// `None` without labels: the label-free path stays as it was.
+    fn of(fleet: &Fleet, demand: &[u64]) -> Option<Affinity> {
+        if !fleet.constrained || (fleet.prefs.is_empty() && fleet.classes.len() <= 1) {
+            return None;
+        }
+        let n = fleet.capacity.len();
+        let mut by_members: std::collections::BTreeMap<Vec<usize>, i128> = Default::default();
+        let mut counts = vec![0i128; fleet.prefs.len()];
+        for &g in &fleet.pref_of {
+            if g != NO_PREF {
+                counts[g as usize] += 1;
+            }
+        }
+        for (g, pg) in fleet.prefs.iter().enumerate() {
+            if counts[g] > 0 {
+                let ms: Vec<usize> = (0..n).filter(|&w| pg.preferred[w]).collect();
+                *by_members.entry(ms).or_default() += counts[g];
+            }
+        }
+        for (k, c) in fleet.classes.iter().enumerate() {
+            let d = demand.get(k).copied().unwrap_or(0);
+            if k as u32 != FREE && d > 0 {
+                let ms: Vec<usize> = c.members.iter().map(|&w| w as usize).collect();
+                *by_members.entry(ms).or_default() += i128::from(d);
+            }
+        }
+        let mut sets_of = vec![Vec::new(); n];
+        let (mut members, mut demand) = (Vec::new(), Vec::new());
+        for (s, (ms, d)) in by_members.into_iter().enumerate() {
+            for &w in &ms {
+                sets_of[w].push(s);
+            }
+            members.push(ms);
+            demand.push(d);
+        }
+        Some(Affinity {
+            demand,
+            members,
+            sets_of,
+        })
+    }
+}
+
+/// The `spare` workers of `fractional` (sorted: most kept above the floor
+/// first) that get the extra unit. Without labels the first `spare`. With
+/// them, a tie at the cut (equal excess, so any choice sheds the same
+/// number of partitions) goes first to workers in a labelled set whose
+/// partitions exceed its room, so that a balanced placement honoring the
+/// labels is chosen when one exists.
+fn spare_takers(
+    fractional: &[(Reverse<i128>, u64, usize)],
+    spare: usize,
+    affinity: Option<&Affinity>,
+    cap: &[u64],
+) -> Vec<usize> {
+    let first = |k: usize| fractional.iter().take(k).map(|f| f.2).collect::<Vec<_>>();
+    let Some(aff) = affinity.filter(|_| spare < fractional.len()) else {
+        return first(spare);
+    };
+    let cut = fractional[spare - 1].0;
+    let start = fractional.partition_point(|f| f.0 < cut);
+    let end = fractional.partition_point(|f| f.0 <= cut);
+    if end <= spare {
+        return first(spare);
+    }
+    let mut out = first(start);
+    let mut deficit: Vec<i128> = aff
+        .demand
+        .iter()
+        .zip(&aff.members)
+        .map(|(d, ms)| d - ms.iter().map(|&w| i128::from(cap[w])).sum::<i128>())
+        .collect();
+    for &w in &out {
+        for &s in &aff.sets_of[w] {
+            deficit[s] -= 1;
+        }
+    }
+    let run = &fractional[start..end];
+    let mut taken = vec![false; run.len()];
+    let mut left = spare - start;
+    for (j, f) in run.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        let sets = &aff.sets_of[f.2];
+        if sets.iter().any(|&s| deficit[s] > 0) {
+            for &s in sets {
+                deficit[s] -= 1;
+            }
+            taken[j] = true;
+            out.push(f.2);
+            left -= 1;
+        }
+    }
+    for (j, f) in run.iter().enumerate() {
+        if left == 0 {
+            break;
+        }
+        if !taken[j] {
+            out.push(f.2);
+            left -= 1;
+        }
+    }
+    out
 }
 
 /// Partitions the workers into groups; one group unless hard constraints
@@ -304,4 +422,58 @@ fn densest(
         .filter(|&w| inside.iter().any(|&k| fleet.classes[k].eligible[w]))
         .collect();
     Some((members, inside, d as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::strategy::{AssignmentStrategy, BoundedLoad, WorkerInfo};
+    use crate::{Partition, Placement};
+
+    /// Per zone `n` partitions preferring it and one requiring it.
+    fn zoned(per_zone: &[(&str, usize)]) -> Vec<Partition> {
+        let mut out = Vec::new();
+        for (z, n) in per_zone {
+            for i in 0..*n {
+                out.push(Partition::new(format!("{z}.{i}")).prefer_label("zone", *z));
+            }
+            out.push(Partition::new(format!("{z}.only")).require_label("zone", *z));
+        }
+        out
+    }
+
+    fn zone_of(w: &str) -> &str {
+        &w[..1]
+    }
+
+    /// Every zone's partitions on workers of that zone (`free.*` anywhere).
+    fn all_home(placed: &Placement) -> bool {
+        placed.iter().all(|(w, ps)| {
+            ps.iter()
+                .all(|p| p.id().starts_with("free") || p.id().starts_with(zone_of(w)))
+        })
+    }
+
+    #[test]
+    fn spare_units_go_where_the_labels_need_them_on_a_cold_start() {
+        // Capacities 2, 2, 1, 1, 1, 1 and 10 + 5 + 5 partitions: zone b's
+        // workers must take 3 and 2, not 2 and 2 (which sends a b
+        // partition to zone c); the same for zone c. A choice by id hash
+        // alone gets some of these namings wrong.
+        let parts = zoned(&[("a", 9), ("b", 4), ("c", 4)]);
+        for prefix in ["worker", "w", "node", "x", "pod"] {
+            let workers: Vec<WorkerInfo> = ["a", "a", "b", "b", "c", "c"]
+                .iter()
+                .enumerate()
+                .map(|(i, z)| {
+                    WorkerInfo::new(format!("{z}-{prefix}-{i}"))
+                        .label("zone", *z)
+                        .capacity(if *z == "a" { 2 } else { 1 })
+                })
+                .collect();
+            let placed = BoundedLoad::default()
+                .assign_workers(&workers, &parts, &Placement::new())
+                .unwrap();
+            assert!(all_home(&placed), "{prefix}: {placed:?}");
+        }
+    }
 }

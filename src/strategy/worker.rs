@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::Error;
+
 /// A live worker as placement sees it: its id, its labels (e.g. `zone`,
 /// `pool`) and its capacity, a relative weight (default 1): a worker of
 /// capacity 2 is given twice the load of a worker of capacity 1.
@@ -80,5 +82,97 @@ impl From<&str> for WorkerInfo {
 impl From<String> for WorkerInfo {
     fn from(id: String) -> Self {
         WorkerInfo::new(id)
+    }
+}
+
+/// Most labels a worker may carry.
+pub(crate) const MAX_LABELS: usize = 16;
+/// Longest label key or value.
+pub(crate) const MAX_LABEL_LEN: usize = 63;
+/// Largest capacity a worker may announce.
+pub(crate) const MAX_CAPACITY: u32 = 10_000;
+
+/// Checks a worker's labels and capacity as set on the builder: they travel
+/// in every heartbeat and are compared by every leader, so they are kept
+/// small and printable.
+pub(crate) fn check_descriptor(
+    labels: &BTreeMap<String, String>,
+    capacity: u32,
+) -> Result<(), Error> {
+    let bad = |field: &'static str, reason: String| Err(Error::InvalidConfig { field, reason });
+    if labels.len() > MAX_LABELS {
+        return bad(
+            "label",
+            format!("{} labels, at most {MAX_LABELS} allowed", labels.len()),
+        );
+    }
+    let printable = |s: &str| {
+        !s.is_empty()
+            && s.len() <= MAX_LABEL_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    for (key, value) in labels {
+        for part in [key, value] {
+            if !printable(part) {
+                return bad(
+                    "label",
+                    format!(
+                        "{key:?}={value:?}: keys and values need 1 to {MAX_LABEL_LEN} characters of [A-Za-z0-9._-]"
+                    ),
+                );
+            }
+        }
+    }
+    if capacity == 0 || capacity > MAX_CAPACITY {
+        return bad(
+            "capacity",
+            format!("{capacity}: must be 1 to {MAX_CAPACITY}"),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn descriptors_are_checked() {
+        assert!(check_descriptor(&labels(&[("zone", "eu-west-1a")]), 2).is_ok());
+        let field = |r: Result<(), Error>| match r {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        assert_eq!(field(check_descriptor(&labels(&[("", "a")]), 1)), "label");
+        assert_eq!(
+            field(check_descriptor(&labels(&[("zone", "")]), 1)),
+            "label"
+        );
+        assert_eq!(
+            field(check_descriptor(&labels(&[("zone", "a b")]), 1)),
+            "label"
+        );
+        let long = "x".repeat(MAX_LABEL_LEN + 1);
+        assert_eq!(
+            field(check_descriptor(&labels(&[("zone", &long)]), 1)),
+            "label"
+        );
+        let many: BTreeMap<String, String> = (0..=MAX_LABELS)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert_eq!(field(check_descriptor(&many, 1)), "label");
+        assert_eq!(field(check_descriptor(&BTreeMap::new(), 0)), "capacity");
+        assert_eq!(
+            field(check_descriptor(&BTreeMap::new(), MAX_CAPACITY + 1)),
+            "capacity"
+        );
     }
 }

@@ -63,6 +63,8 @@ pub fn to_json(s: &Snapshot) -> Value {
                 "drained": s.control.drained.contains(&w.id),
                 "host": w.record.as_ref().map(|r| r.host.clone()),
                 "pid": w.record.as_ref().map(|r| r.pid),
+                "labels": w.record.as_ref().map(|r| r.labels.clone()),
+                "capacity": w.record.as_ref().map(|r| r.capacity),
                 "assignment_version": w.assignment.as_ref().map(|a| a.version),
                 "partitions": w.assignment.as_ref().map_or(0, |a| a.partitions.len()),
             })
@@ -80,6 +82,7 @@ pub fn to_json(s: &Snapshot) -> Value {
             "reason": m.reason.to_string(),
             "partitions": m.partitions,
             "unassigned": m.unassigned,
+            "parked": m.parked,
         })),
         "workers": workers,
         "unassigned": s.unassigned(),
@@ -90,6 +93,18 @@ pub fn to_json(s: &Snapshot) -> Value {
         "drained": s.control.drained,
         "corrupt": s.corrupt.iter().map(|(b, k, r)| json!({"bucket": b, "key": k, "reason": r})).collect::<Vec<_>>(),
     })
+}
+
+/// `zone=a,pool=vip`, or `-` for none.
+fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "-".to_string();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn to_text(s: &Snapshot) -> String {
@@ -122,8 +137,8 @@ pub fn to_text(s: &Snapshot) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<16} {:>9} {:>8} {:>10}  NOTE",
-        "WORKER", "HEARTBEAT", "APPLIED", "PARTITIONS"
+        "\n{:<16} {:>9} {:>8} {:>10} {:>8}  {:<20} NOTE",
+        "WORKER", "HEARTBEAT", "APPLIED", "PARTITIONS", "CAPACITY", "LABELS"
     );
     for w in &s.workers {
         let age = w
@@ -143,10 +158,13 @@ pub fn to_text(s: &Snapshot) -> String {
         if s.control.drained.contains(&w.id) {
             note.insert_str(0, "drained; ");
         }
+        let (capacity, labels) = w.record.as_ref().map_or(("-".into(), "-".into()), |r| {
+            (r.capacity.to_string(), labels_text(&r.labels))
+        });
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>8} {:>10}  {note}",
-            w.id, age, applied, count
+            "{:<16} {:>9} {:>8} {:>10} {:>8}  {:<20} {note}",
+            w.id, age, applied, count, capacity, labels
         );
     }
     match s.unassigned() {
@@ -168,6 +186,13 @@ pub fn to_text(s: &Snapshot) -> String {
     if !s.control.drained.is_empty() {
         let names: Vec<&str> = s.control.drained.iter().map(String::as_str).collect();
         let _ = writeln!(out, "drained    {}", names.join(" "));
+    }
+    if let Some(m) = s.meta.as_ref().filter(|m| !m.parked.is_empty()) {
+        let _ = writeln!(
+            out,
+            "parked     {} (no live worker carries their required labels)",
+            m.parked.join(" ")
+        );
     }
     for (b, k, r) in &s.corrupt {
         let _ = writeln!(out, "corrupt    {b}/{k}: {r}");

@@ -209,6 +209,8 @@ impl LeaderNode {
                     }
                     self.pending.insert(key, value);
                 }
+                self.effects
+                    .push_back(LeaderEffect::Parked(meta.parked.len()));
                 self.version = version;
                 self.unconfirmed = true;
                 self.retry_at = None;
