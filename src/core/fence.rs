@@ -10,7 +10,7 @@
 //! This module only decides; the leader thread and the simulation carry the
 //! steps out against a store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -51,12 +51,6 @@ pub struct Fence {
     /// `Some(rev)`: the key is at `rev`; `None`: the key is absent. Keys not
     /// in the map are unknown.
     known: BTreeMap<String, Option<Revision>>,
-    /// The bucket's keys were listed: a key neither known nor doubtful was
-    /// absent then, so its first write is a create (which fails harmlessly
-    /// if someone created it since) rather than a read and a create.
-    listed: bool,
-    /// Keys whose last write or delete failed: read before writing.
-    doubtful: BTreeSet<String>,
 }
 
 impl Fence {
@@ -65,8 +59,6 @@ impl Fence {
         Fence {
             epoch,
             known: BTreeMap::new(),
-            listed: false,
-            doubtful: BTreeSet::new(),
         }
     }
 
@@ -90,20 +82,7 @@ impl Fence {
 
     /// Learns a key's revision from a read (`None`: absent).
     pub fn learn(&mut self, key: &str, revision: Option<Revision>) {
-        self.doubtful.remove(key);
         self.known.insert(key.to_string(), revision);
-    }
-
-    /// Every key of the bucket was listed (and those listed will be
-    /// learned): the others are taken as absent. Saves a read per new key,
-    /// e.g. 1,000 round trips for the cold start of 1,000 workers.
-    pub fn listed(&mut self) {
-        self.listed = true;
-    }
-
-    fn doubt(&mut self, key: &str) {
-        self.known.remove(key);
-        self.doubtful.insert(key.to_string());
     }
 
     /// How to write `key` next.
@@ -111,7 +90,6 @@ impl Fence {
         match self.known.get(key) {
             Some(Some(rev)) => Step::Update(*rev),
             Some(None) => Step::Create,
-            None if self.listed && !self.doubtful.contains(key) => Step::Create,
             None => Step::Read,
         }
     }
@@ -139,7 +117,9 @@ impl Fence {
     pub fn written(&mut self, key: &str, revision: Option<Revision>) {
         match revision {
             Some(rev) => self.learn(key, Some(rev)),
-            None => self.doubt(key),
+            None => {
+                self.known.remove(key);
+            }
         }
     }
 
@@ -153,7 +133,7 @@ impl Fence {
         if ok {
             self.learn(key, None);
         } else {
-            self.doubt(key);
+            self.known.remove(key);
         }
     }
 }
@@ -187,23 +167,6 @@ mod tests {
         assert_eq!(f.step("w1"), Step::Update(9));
         f.written("w1", None);
         assert_eq!(f.step("w1"), Step::Read, "a failed write forgets");
-    }
-
-    #[test]
-    fn after_a_listing_new_keys_are_created_and_failed_ones_read() {
-        let mut f = Fence::new(3);
-        f.listed();
-        assert_eq!(f.step("w1"), Step::Create, "not listed: absent");
-        f.written("w1", None);
-        assert_eq!(
-            f.step("w1"),
-            Step::Read,
-            "a failed create is not retried blind"
-        );
-        f.learn("w1", Some(4));
-        assert_eq!(f.step("w1"), Step::Update(4));
-        f.deleted("w1", false);
-        assert_eq!(f.step("w1"), Step::Read);
     }
 
     #[test]

@@ -74,7 +74,6 @@ impl LeaderNode {
         match (flight, reply) {
             (InFlight::Keys, Reply::Keys(Ok(keys))) => {
                 read.listed = true;
-                self.fence.listed();
                 read.to_read = keys.into();
             }
             // A key deleted meanwhile is simply absent; a corrupt one is
