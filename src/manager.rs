@@ -214,7 +214,8 @@ impl ManagerBuilder {
     /// started and the deadline for its first assignment.
     fn launch(self) -> Result<(Manager, Instant, Instant), Error> {
         let names = self.validate()?;
-        let config = self.config.clone();
+        // Fields left at their default follow the ones set (see `resolved`).
+        let config = self.config.resolved()?;
         let backend: Arc<dyn KvBackend> = match self.backend {
             Backend::Nats(nc) => Arc::new(crate::store::nats::NatsBackend::new(
                 nc,
