@@ -491,7 +491,7 @@ impl Manager {
     /// ```no_run
     /// # fn probe(manager: &parti::Manager) {
     /// let health = manager.health();
-    /// if !health.is_live() {
+    /// if !health.is_heartbeat_confirmed() {
     ///     eprintln!("heartbeat not confirmed for {:?}", health.since_last_heartbeat);
     /// }
     /// # }
@@ -508,6 +508,10 @@ impl Manager {
             assignment_version: assignment.version(),
             partitions: assignment.len(),
             degraded_since: probes.degraded_since.map(|t| t.elapsed()),
+            since_progress: probes.last_progress.elapsed(),
+            stall_after: self.config.heartbeat_ttl
+                + self.config.heartbeat_interval
+                + self.config.operation_timeout,
         }
     }
 

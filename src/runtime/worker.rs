@@ -91,6 +91,7 @@ impl WorkerThread {
                 return Flow::Go;
             };
             let reply = op.perform(self.workers.as_ref());
+            self.shared.progressed();
             self.node.handle_reply(Instant::now(), reply);
         }
     }
