@@ -62,9 +62,8 @@ pub struct Health {
     /// first).
     pub since_progress: Duration,
     /// The bound [`is_live`](Health::is_live) checks `since_progress`
-    /// against: `heartbeat_ttl + heartbeat_interval + operation_timeout`
-    /// (the thread attempts a write at least every interval, each bounded
-    /// by the operation timeout; a TTL of slack absorbs scheduling stalls).
+    /// against: [`Config::stall_after`](crate::Config::stall_after)
+    /// (`heartbeat_ttl + heartbeat_interval + operation_timeout`).
     pub stall_after: Duration,
 }
 

@@ -509,9 +509,7 @@ impl Manager {
             partitions: assignment.len(),
             degraded_since: probes.degraded_since.map(|t| t.elapsed()),
             since_progress: probes.last_progress.elapsed(),
-            stall_after: self.config.heartbeat_ttl
-                + self.config.heartbeat_interval
-                + self.config.operation_timeout,
+            stall_after: self.config.stall_after(),
         }
     }
 

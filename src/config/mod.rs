@@ -230,4 +230,14 @@ impl Config {
     pub fn lease_renew_interval(&self) -> Duration {
         self.election_ttl / 3
     }
+
+    /// A manager whose heartbeat thread finished no KV operation (answered
+    /// or failed) for this long is wedged: `heartbeat_ttl +
+    /// heartbeat_interval + operation_timeout`. The thread attempts a write
+    /// at least every interval, each bounded by the operation timeout; the
+    /// TTL on top absorbs scheduling stalls. See
+    /// [`Health::is_live`](crate::Health::is_live).
+    pub fn stall_after(&self) -> Duration {
+        self.heartbeat_ttl + self.heartbeat_interval + self.operation_timeout
+    }
 }
