@@ -14,6 +14,9 @@
 # (fast | default: the timings of Config::fast() or Config::default()),
 # PARTI_BIN (default: build the release `parti` binary).
 #
+# A worker that exits by itself (its start() failed, its ID was lost) is
+# reported on stderr, counted and started again.
+#
 # KV writes/s come from the server: the sum of the last sequence numbers of
 # the group's three KV streams (every put, create, update and delete adds one)
 # per second. Rebalances: the growth of the `_meta` record's version.
@@ -108,6 +111,7 @@ echo "soak: $workers workers, $partitions partitions, profile $profile, churn ev
 printf '%-6s %-10s %-12s %-11s %-13s %-13s %-9s %-10s\n' minute w0_threads w0_rss_kib all_threads all_rss_kib nats_rss_kib kv_w/s rebal/min
 lines=()
 next_victim=1
+exits=0
 last_churn=$(date +%s)
 writes0=$(kv_writes || echo 0)
 version0=$(meta_version)
@@ -115,6 +119,16 @@ for minute in $(seq 1 "$minutes"); do
     minute_end=$(( $(date +%s) + 60 ))
     while [ "$(date +%s)" -lt "$minute_end" ]; do
         sleep 1
+        # A worker that exited by itself (e.g. start() failed) is counted
+        # and started again at once.
+        for i in "${!pids[@]}"; do
+            if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+                wait "${pids[$i]}" 2>/dev/null || true
+                exits=$((exits + 1))
+                echo "worker-$i exited by itself: $(tail -n 1 "$dir/worker-$i.log" | cut -c1-200)" >&2
+                start_worker "$i"
+            fi
+        done
         if [ "$workers" -gt 1 ] && [ $(( $(date +%s) - last_churn )) -ge "$churn" ]; then
             kill -9 "${pids[$next_victim]}" 2>/dev/null || true
             wait "${pids[$next_victim]}" 2>/dev/null || true
@@ -139,3 +153,4 @@ echo "${lines[0]}"
 echo "${lines[-1]}"
 errors=$(cat "$dir"/worker-*.log | grep -c '"event":"error"' || true)
 echo "error events in worker output: $errors"
+echo "workers that exited by themselves (restarted): $exits"
