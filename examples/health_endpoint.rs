@@ -1,7 +1,7 @@
 //! Serves a worker's health for Kubernetes-style probes:
 //! `/ready` (200 while the worker holds an assignment), `/live` (200 while
-//! its heartbeats are confirmed within the heartbeat TTL) and `/health`
-//! (every field, as JSON).
+//! the manager runs and its heartbeat thread makes progress, NATS reachable
+//! or not: see `Health::is_live`) and `/health` (every field, as JSON).
 //!
 //! ```text
 //! NATS_URL=127.0.0.1:4222 LISTEN=127.0.0.1:8080 cargo run --example health_endpoint
@@ -29,6 +29,7 @@ fn to_json(h: &Health) -> String {
         "state": h.state.to_string(),
         "ready": h.is_ready(),
         "live": h.is_live(),
+        "heartbeat_confirmed": h.is_heartbeat_confirmed(),
         "is_leader": h.is_leader,
         "worker_id": h.worker_id,
         "since_last_heartbeat_s": secs(h.since_last_heartbeat),

@@ -7,6 +7,7 @@
 //! target/release/examples/scale scale 1000 100000 15 # ..., cold-start window (s)
 //! target/release/examples/scale failover 20         # runs of each kind
 //! target/release/examples/scale restart 20 5         # managers, restarts
+//! target/release/examples/scale profiles 3 10        # runs at Config::default(), Config::fast()
 //! ```
 //! Starts its own nats-server (`NATS_SERVER_BIN`, else `nats-server` on PATH)
 //! on 127.0.0.1 with a temp dir. Failover runs use `parti worker` child
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 
 #[path = "scale/fleet.rs"]
 mod fleet;
+#[path = "scale/profiles.rs"]
+mod profiles;
 #[path = "scale/restart.rs"]
 mod restart;
 
@@ -200,7 +203,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-fn failover(runs: usize) -> Res<()> {
+/// The `parti` binary built next to this example.
+fn parti_bin() -> Res<PathBuf> {
     let bin = std::env::current_exe()?
         .parent()
         .and_then(|p| p.parent())
@@ -213,6 +217,11 @@ fn failover(runs: usize) -> Res<()> {
         )
         .into());
     }
+    Ok(bin)
+}
+
+fn failover(runs: usize) -> Res<()> {
+    let bin = parti_bin()?;
     let server = Server::start()?;
     let config = [
         "heartbeat_interval=200ms",
@@ -324,8 +333,9 @@ fn main() -> Res<()> {
         ),
         Some("failover") => failover(num(1, 20)),
         Some("restart") => restart::run(num(1, 20), num(2, 5)),
+        Some("profiles") => profiles::run(&parti_bin()?, num(1, 3), num(2, 10)),
         _ => Err(
-            "usage: scale [managers] [partitions] [cold-start window s] | failover [runs] | restart [managers] [runs]"
+            "usage: scale [managers] [partitions] [cold-start window s] | failover [runs] | restart [managers] [runs] | profiles [runs default] [runs fast]"
                 .into(),
         ),
     }

@@ -22,4 +22,5 @@ RUN_FOR=3 LISTEN=127.0.0.1:0 run health_endpoint
 RUN_FOR=3 LISTEN=127.0.0.1:0 run prometheus_metrics
 run scale scale 5 200
 run scale failover 2
+run scale profiles 0 1
 echo "examples: all ran" >&2

@@ -9,12 +9,22 @@ use crate::State;
 ///
 /// - **Ready** ([`is_ready`](Health::is_ready)): the worker holds an
 ///   assignment (states `Stable`, `Scaling`, `Rebalancing`, `Emergency`), so
-///   it should receive traffic for its partitions.
-/// - **Live** ([`is_live`](Health::is_live)): the worker's last heartbeat
-///   was confirmed by NATS within the heartbeat TTL and the manager is not
-///   shut down. A worker that is not live has (or soon will have) lost its
-///   partitions to others; restarting it is reasonable once it has been
-///   degraded for long (see [`degraded_since`](Health::degraded_since)).
+///   it should receive traffic for its partitions. A worker that fenced
+///   itself during a NATS outage is not ready; it is again once its
+///   heartbeats get through and it holds an assignment.
+/// - **Live** ([`is_live`](Health::is_live)): the manager is running and its
+///   heartbeat thread is making progress: it finished a KV operation —
+///   answered *or failed* — within [`stall_after`](Health::stall_after).
+///   A NATS outage does not make a worker un-live (every attempt still
+///   fails within `operation_timeout`), so a liveness probe never restarts
+///   a fleet because NATS is down; restarting would not bring NATS back.
+///   What does fail it: the manager shut down (`stop()`, or its worker ID
+///   was taken over), or the thread is wedged, e.g. a callback stuck past
+///   `handoff_timeout`, which suspends heartbeats.
+///
+/// For "are my heartbeats reaching NATS" use
+/// [`is_heartbeat_confirmed`](Health::is_heartbeat_confirmed) (alerts and
+/// dashboards, not restarts).
 ///
 /// ```no_run
 /// # fn probe(manager: &parti::Manager) -> (u16, u16) {
@@ -36,8 +46,9 @@ pub struct Health {
     /// Time since NATS last confirmed one of this worker's heartbeats
     /// (`None` before the first one).
     pub since_last_heartbeat: Option<Duration>,
-    /// `Config::heartbeat_ttl`: the bound [`is_live`](Health::is_live)
-    /// checks `since_last_heartbeat` against.
+    /// `Config::heartbeat_ttl`: the bound
+    /// [`is_heartbeat_confirmed`](Health::is_heartbeat_confirmed) checks
+    /// `since_last_heartbeat` against.
     pub heartbeat_ttl: Duration,
     /// The version of the assignment this worker holds (0: none yet).
     pub assignment_version: u64,
@@ -46,6 +57,14 @@ pub struct Health {
     /// How long the worker has been degraded (heartbeats not confirmed),
     /// `None` when it is not.
     pub degraded_since: Option<Duration>,
+    /// Time since the heartbeat thread last finished a KV operation,
+    /// whatever its outcome (or since the manager started, before the
+    /// first).
+    pub since_progress: Duration,
+    /// The bound [`is_live`](Health::is_live) checks `since_progress`
+    /// against: [`Config::stall_after`](crate::Config::stall_after)
+    /// (`heartbeat_ttl + heartbeat_interval + operation_timeout`).
+    pub stall_after: Duration,
 }
 
 impl Health {
@@ -54,12 +73,16 @@ impl Health {
         self.state.is_assigned()
     }
 
-    /// Liveness: a heartbeat was confirmed within the heartbeat TTL and the
-    /// manager is running.
+    /// Liveness: the manager runs and its heartbeat thread made progress
+    /// within [`stall_after`](Health::stall_after), reachable NATS or not.
     pub fn is_live(&self) -> bool {
-        self.state != State::Shutdown
-            && self
-                .since_last_heartbeat
-                .is_some_and(|d| d <= self.heartbeat_ttl)
+        self.state != State::Shutdown && self.since_progress <= self.stall_after
+    }
+
+    /// Whether NATS confirmed a heartbeat within the heartbeat TTL: the
+    /// worker is visibly alive to the group. False during an outage.
+    pub fn is_heartbeat_confirmed(&self) -> bool {
+        self.since_last_heartbeat
+            .is_some_and(|d| d <= self.heartbeat_ttl)
     }
 }

@@ -267,7 +267,8 @@ impl ManagerBuilder {
     /// started and the deadline for its first assignment.
     fn launch(self) -> Result<(Manager, Instant, Instant), Error> {
         let names = self.validate()?;
-        let config = self.config.clone();
+        // Fields left at their default follow the ones set (see `resolved`).
+        let config = self.config.resolved()?;
         let backend: Arc<dyn KvBackend> = match self.backend {
             Backend::Nats(nc) => Arc::new(crate::store::nats::NatsBackend::new(
                 nc,
@@ -540,7 +541,7 @@ impl Manager {
     /// ```no_run
     /// # fn probe(manager: &parti::Manager) {
     /// let health = manager.health();
-    /// if !health.is_live() {
+    /// if !health.is_heartbeat_confirmed() {
     ///     eprintln!("heartbeat not confirmed for {:?}", health.since_last_heartbeat);
     /// }
     /// # }
@@ -557,6 +558,8 @@ impl Manager {
             assignment_version: assignment.version(),
             partitions: assignment.len(),
             degraded_since: probes.degraded_since.map(|t| t.elapsed()),
+            since_progress: probes.last_progress.elapsed(),
+            stall_after: self.config.stall_after(),
         }
     }
 

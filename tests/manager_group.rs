@@ -213,8 +213,10 @@ fn invalid_config_and_names_are_typed_errors_and_write_nothing() {
     let bad_configs = [
         (
             "heartbeat_ttl",
+            // Both set: a defaulted interval would follow the TTL instead.
             Config {
-                heartbeat_ttl: Duration::from_secs(1),
+                heartbeat_interval: Duration::from_secs(1),
+                heartbeat_ttl: Duration::from_millis(1500),
                 ..Config::default()
             },
         ),

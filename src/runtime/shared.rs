@@ -79,10 +79,14 @@ pub(crate) struct Shared {
     beats: Mutex<BeatLog>,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct Probes {
     pub last_heartbeat: Option<Instant>,
     pub degraded_since: Option<Instant>,
+    /// When the heartbeat thread last finished a KV operation, whatever its
+    /// outcome (or when the manager was made): liveness, which an outage
+    /// must not fail.
+    pub last_progress: Instant,
 }
 
 impl Shared {
@@ -108,7 +112,11 @@ impl Shared {
             jobs: Mutex::new(Some(jobs)),
             watch_failures: Mutex::default(),
             metrics,
-            probes: Mutex::new(Probes::default()),
+            probes: Mutex::new(Probes {
+                last_heartbeat: None,
+                degraded_since: None,
+                last_progress: Instant::now(),
+            }),
             beats: Mutex::new(BeatLog::default()),
         }
     }
@@ -225,6 +233,11 @@ impl Shared {
     /// A heartbeat write was confirmed by the server.
     pub fn heartbeat_confirmed(&self) {
         self.probes.lock().last_heartbeat = Some(Instant::now());
+    }
+
+    /// The heartbeat thread finished a KV operation (answered or failed).
+    pub fn progressed(&self) {
+        self.probes.lock().last_progress = Instant::now();
     }
 
     pub fn probes(&self) -> Probes {

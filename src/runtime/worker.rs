@@ -102,6 +102,7 @@ impl WorkerThread {
             if let Reply::Written(Ok(revision)) = &reply {
                 self.shared.record_beat(*revision);
             }
+            self.shared.progressed();
             self.node.handle_reply(Instant::now(), reply);
         }
     }
