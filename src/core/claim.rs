@@ -72,7 +72,17 @@ pub struct ClaimNode {
     step: Step,
     in_flight: bool,
     effect: Option<ClaimEffect>,
+    /// A failed operation is tried again then (while the deadline allows).
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// A write of this key timed out: it may have landed, so the key is read
+    /// before the step goes on (`verifying`: that read is in flight).
+    unsure: Option<String>,
+    verifying: bool,
 }
+
+/// The longest pause between two attempts of a failed claim step.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl ClaimNode {
     /// A claim of `preferred` (or the lowest free ID) with `record` as the
@@ -98,6 +108,21 @@ impl ClaimNode {
             },
             in_flight: false,
             effect: None,
+            retry_at: None,
+            backoff: (config.heartbeat_interval / 2).max(Duration::from_millis(5)),
+            unsure: None,
+            verifying: false,
+        }
+    }
+
+    /// The key the current step writes, if it writes one.
+    fn written_key(&self) -> Option<String> {
+        match &self.step {
+            Step::CreatePreferred | Step::RecreatePreferred | Step::TakeOver { .. } => {
+                Some(self.preferred_key())
+            }
+            Step::CreateFree(free) => free.front().cloned(),
+            _ => None,
         }
     }
 
@@ -107,10 +132,16 @@ impl ClaimNode {
 
     /// The operation to perform now, if any (at most one is in flight).
     pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
-        if self.in_flight {
+        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
+        self.retry_at = None;
         let bucket = Bucket::Workers;
+        if let Some(key) = self.unsure.clone() {
+            self.in_flight = true;
+            self.verifying = true;
+            return Some(Op::Get { bucket, key });
+        }
         let op = match &self.step {
             Step::CreatePreferred | Step::RecreatePreferred => Op::Create {
                 bucket,
@@ -146,6 +177,9 @@ impl ClaimNode {
 
     /// When the node next has something to do without a reply.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(at) = self.retry_at.filter(|_| !self.in_flight) {
+            return Some(at);
+        }
         match &self.step {
             Step::Watching { next_poll, .. } if !self.in_flight => Some(*next_poll),
             _ => None,
@@ -166,6 +200,21 @@ impl ClaimNode {
         });
     }
 
+    /// An operation failed: the step is tried again after a pause while the
+    /// start-up deadline allows, else the claim fails with `e`.
+    fn failed(&mut self, now: Instant, e: crate::store::KvError) {
+        let at = now + self.backoff;
+        if !self.deadline.is_some_and(|d| at < d) {
+            return self.fail(e.into());
+        }
+        log::debug!("id claim: {e}; trying again in {:?}", self.backoff);
+        if self.unsure.is_none() && matches!(e, crate::store::KvError::Timeout { .. }) {
+            self.unsure = self.written_key();
+        }
+        self.retry_at = Some(at);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
     fn fail(&mut self, e: Error) {
         self.step = Step::Done;
         self.effect = Some(ClaimEffect::Failed(e));
@@ -182,7 +231,19 @@ impl ClaimNode {
         self.in_flight = false;
         if let Some(e) = reply.error().filter(|e| !e.is_conflict()) {
             let e = e.clone();
-            return self.fail(e.into());
+            return self.failed(now, e);
+        }
+        self.backoff = self.poll;
+        if std::mem::take(&mut self.verifying) {
+            let key = self.unsure.take().unwrap_or_default();
+            if let Reply::Entry(Ok(Some(entry))) = &reply {
+                if entry.value == self.value {
+                    // The write that timed out had landed.
+                    return self.claimed(key, entry.revision, None);
+                }
+            }
+            // It had not (or someone else's value is there): the step goes on.
+            return;
         }
         let id = self.preferred_key();
         match (std::mem::replace(&mut self.step, Step::Done), reply) {
@@ -377,5 +438,64 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    fn timeout(op: &'static str) -> crate::store::KvError {
+        crate::store::KvError::Timeout {
+            op,
+            after: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn a_failed_step_is_tried_again_until_the_deadline() {
+        let t0 = Instant::now();
+        let c = Config::default();
+        let mut node = ClaimNode::new(&c, None, &record("a"), Some(t0 + Duration::from_secs(5)));
+        assert!(matches!(node.poll_op(t0), Some(Op::Keys { .. })));
+        node.handle_reply(t0, Reply::Keys(Err(timeout("keys"))));
+        assert!(node.poll_effect().is_none(), "not given up");
+        assert!(node.poll_op(t0).is_none(), "not at once");
+        let retry = node.poll_timeout().expect("a retry is due");
+        assert!(retry > t0);
+        assert!(matches!(node.poll_op(retry), Some(Op::Keys { .. })));
+        node.handle_reply(retry, Reply::Keys(Ok(vec![])));
+        assert!(matches!(node.poll_op(retry), Some(Op::Create { key, .. }) if key == "worker-0"));
+        node.handle_reply(retry, Reply::Written(Ok(3)));
+        assert!(matches!(
+            node.poll_effect(),
+            Some(ClaimEffect::Claimed { id, revision: 3, .. }) if id == "worker-0"
+        ));
+
+        // Past the deadline the error ends the claim.
+        let mut node = ClaimNode::new(&c, None, &record("a"), Some(t0 + Duration::from_millis(1)));
+        let _ = node.poll_op(t0);
+        node.handle_reply(t0, Reply::Keys(Err(timeout("keys"))));
+        assert!(matches!(node.poll_effect(), Some(ClaimEffect::Failed(_))));
+    }
+
+    #[test]
+    fn a_create_that_timed_out_but_landed_is_recognised() {
+        let t0 = Instant::now();
+        let c = Config::default();
+        let mine = record("a");
+        let mut node = ClaimNode::new(&c, None, &mine, Some(t0 + Duration::from_secs(5)));
+        let _ = node.poll_op(t0);
+        node.handle_reply(t0, Reply::Keys(Ok(vec![])));
+        let _ = node.poll_op(t0);
+        node.handle_reply(t0, Reply::Written(Err(timeout("create"))));
+        let retry = node.poll_timeout().expect("a retry is due");
+        // It reads the key first: the create had landed at revision 9.
+        assert!(matches!(node.poll_op(retry), Some(Op::Get { key, .. }) if key == "worker-0"));
+        let landed = Entry {
+            key: "worker-0".into(),
+            value: wire::encode(&mine),
+            revision: 9,
+        };
+        node.handle_reply(retry, Reply::Entry(Ok(Some(landed))));
+        assert!(matches!(
+            node.poll_effect(),
+            Some(ClaimEffect::Claimed { id, revision: 9, .. }) if id == "worker-0"
+        ));
     }
 }
