@@ -204,7 +204,7 @@ impl ClaimNode {
     /// start-up deadline allows, else the claim fails with `e`.
     fn failed(&mut self, now: Instant, e: crate::store::KvError) {
         let at = now + self.backoff;
-        if !self.deadline.is_some_and(|d| at < d) {
+        if self.deadline.is_none_or(|d| at >= d) {
             return self.fail(e.into());
         }
         log::debug!("id claim: {e}; trying again in {:?}", self.backoff);
