@@ -120,6 +120,13 @@ impl WatchState {
     /// owner opens a new one, whose replay tells the current state.
     pub(crate) fn start(&mut self, link: &Link) -> Result<bool, KvError> {
         self.stop(link);
+        let deliver = link.inbox(&self.inbox);
+        let sub = link.conn.subscribe(&deliver).map_err(|e| {
+            // Subscribing works while disconnected; it fails only on a
+            // closed connection, which never comes back.
+            self.closed = e.kind() == std::io::ErrorKind::NotConnected;
+            KvError::Unavailable(format!("watch: NATS connection: {e}"))
+        })?;
         let life = bucket::life(link, &self.inbox, &self.stream, link.deadline())?
             .ok_or_else(|| KvError::NotFound(self.stream.clone()))?;
         if let Some(before) = &self.life {
@@ -137,13 +144,6 @@ impl WatchState {
             }
         }
         self.life = Some(life);
-        let deliver = link.inbox(&self.inbox);
-        let sub = link.conn.subscribe(&deliver).map_err(|e| {
-            // Subscribing works while disconnected; it fails only on a
-            // closed connection, which never comes back.
-            self.closed = e.kind() == std::io::ErrorKind::NotConnected;
-            KvError::Unavailable(format!("watch: NATS connection: {e}"))
-        })?;
         let start = if self.last_seq == 0 {
             Start::LastPerSubject
         } else {
