@@ -65,37 +65,48 @@ fn wait_for_keys_again(url: &str, group: &str, config: &Config, ms: &[Recorded])
     backend.close();
 }
 
-/// Deletes one of a running group's buckets; the group must recreate it,
-/// own every partition again within the bound and still take a joiner.
-fn bucket_loss(which: &str) {
+/// Four busy workers that have been through a leader change (the first
+/// leader stopped, a fifth joined): epochs and revisions then stand above
+/// those a new bucket starts from, and workers remember them. Returns the
+/// running managers and the stopped one (for the ledger).
+fn group_after_a_leader_change(
+    url: &str,
+    group: &str,
+    config: &Config,
+) -> (Vec<Recorded>, Recorded) {
     let _ = env_logger::builder()
         .is_test(true)
         .parse_filters("parti=info")
         .try_init();
-    let server = NatsServer::start();
-    let url = server.url();
-    let group = format!("loss-{which}");
-    let stream = format!("KV_parti-{group}-{which}");
-    let config: Config = fast_config();
     let mut ms: Vec<Recorded> = (0..4)
-        .map(|i| start_recorded(&url, &group, N, &config, i > 0))
+        .map(|i| start_recorded(url, group, N, config, i > 0))
         .collect();
     assert!(
         wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
         "{}",
         describe(&ms)
     );
-    // A leader change first: epochs and revisions then stand above those a
-    // new bucket starts from.
     let first = ms.remove(0);
     first.manager.stop().expect("stop the first leader");
-    let mut stopped = vec![first];
-    ms.push(start_recorded(&url, &group, N, &config, true));
+    ms.push(start_recorded(url, group, N, config, true));
     assert!(
         wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
         "{}",
         describe(&ms)
     );
+    (ms, first)
+}
+
+/// Deletes one of a running group's buckets; the group must recreate it,
+/// own every partition again within the bound and still take a joiner.
+fn bucket_loss(which: &str) {
+    let server = NatsServer::start();
+    let url = server.url();
+    let group = format!("loss-{which}");
+    let stream = format!("KV_parti-{group}-{which}");
+    let config: Config = fast_config();
+    let (mut ms, first) = group_after_a_leader_change(&url, &group, &config);
+    let mut stopped = vec![first];
     let before = created(&url, &stream).expect("stream exists");
     let t0 = Instant::now();
     let v = js(&url, &format!("STREAM.DELETE.{stream}"));
@@ -159,33 +170,12 @@ fn bucket_loss(which: &str) {
 
 #[test]
 fn a_server_back_on_an_empty_store_heals() {
-    let _ = env_logger::builder()
-        .is_test(true)
-        .parse_filters("parti=info")
-        .try_init();
     let mut server = NatsServer::start();
     let url = server.url();
     let group = "loss-all";
     let config: Config = fast_config();
-    let mut ms: Vec<Recorded> = (0..4)
-        .map(|i| start_recorded(&url, group, N, &config, i > 0))
-        .collect();
-    assert!(
-        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
-        "{}",
-        describe(&ms)
-    );
-    // A leader change first: epochs stand above those the emptied store
-    // starts from, and workers remember them.
-    let first = ms.remove(0);
-    first.manager.stop().expect("stop the first leader");
+    let (mut ms, first) = group_after_a_leader_change(&url, group, &config);
     let stopped = [first];
-    ms.push(start_recorded(&url, group, N, &config, true));
-    assert!(
-        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
-        "{}",
-        describe(&ms)
-    );
     let t0 = Instant::now();
     server.restart_empty();
     let streams = ["workers", "leader", "assignments"].map(|b| format!("KV_parti-{group}-{b}"));
