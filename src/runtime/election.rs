@@ -64,7 +64,7 @@ impl ElectionThread {
                 recv(events) -> ev => match ev {
                     Ok(ev) => self.node.handle_watch(Instant::now(), ev),
                     Err(_) => {
-                        if watch.ended() {
+                        if watch.ended_reporting(&self.shared, self.store.bucket()) {
                             // Lease revisions start again from 1: forget
                             // the epochs seen before.
                             self.node.handle_store_reset(Instant::now());

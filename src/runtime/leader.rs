@@ -97,7 +97,7 @@ impl LeaderThread {
                             "workers watch ended".into(),
                         )));
                         // Its replay re-announces every key, whatever the cause.
-                        let _ = watch.ended();
+                        watch.ended_reporting(&self.shared, self.ctx.workers.bucket());
                     }
                 },
                 recv(self.ctx.refresh) -> _ => node.handle_refresh(Instant::now()),

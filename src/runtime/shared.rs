@@ -79,7 +79,7 @@ pub(crate) struct Shared {
     beats: Mutex<BeatLog>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Probes {
     pub last_heartbeat: Option<Instant>,
     pub degraded_since: Option<Instant>,
@@ -87,6 +87,9 @@ pub(crate) struct Probes {
     /// outcome (or when the manager was made): liveness, which an outage
     /// must not fail.
     pub last_progress: Instant,
+    /// The last time the store was found to have forgotten (a bucket
+    /// recreated or rolled back), and which bucket.
+    pub store_fault: Option<(Instant, String)>,
 }
 
 impl Shared {
@@ -116,6 +119,7 @@ impl Shared {
                 last_heartbeat: None,
                 degraded_since: None,
                 last_progress: Instant::now(),
+                store_fault: None,
             }),
             beats: Mutex::new(BeatLog::default()),
         }
@@ -151,6 +155,15 @@ impl Shared {
         log::warn!("[{}] {error}", self.worker_id());
         self.metrics.alert(crate::metrics::alert_kind(&error));
         self.send(Job::Error(error));
+    }
+
+    /// The store forgot what `bucket` held (recreated, or rolled back):
+    /// reported through `on_error`, counted as a store incident, shown by
+    /// `health()`.
+    pub fn store_forgot(&self, error: crate::store::KvError, bucket: &str) {
+        self.probes.lock().store_fault = Some((Instant::now(), bucket.to_string()));
+        self.metrics.store_incident();
+        self.report(Error::Kv(error));
     }
 
     /// A watch of `key` in `store`, or `None` after reporting why not (the
@@ -241,7 +254,7 @@ impl Shared {
     }
 
     pub fn probes(&self) -> Probes {
-        *self.probes.lock()
+        self.probes.lock().clone()
     }
 
     pub fn set_leader_phase(&self, phase: Option<Phase>) {

@@ -13,7 +13,7 @@ use crate::core::ops::Reply;
 use crate::runtime::hooks::Job;
 use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
-use crate::store::{KvStore, Watch};
+use crate::store::{KvError, KvStore, Watch};
 
 /// What the manager can ask of the heartbeat thread.
 pub(crate) enum Command {
@@ -75,7 +75,7 @@ impl WorkerThread {
                         self.node.handle_watch(Instant::now(), ev);
                     }
                     Err(_) => {
-                        let _ = watch.ended();
+                        watch.ended_reporting(&self.shared, self.assignments.bucket());
                     }
                 },
                 recv(lease_resets) -> _ => {
@@ -132,6 +132,14 @@ impl WorkerThread {
             HeartbeatEffect::BeatFailed => self.shared.metrics.heartbeat_failure(),
             HeartbeatEffect::Drained => self.shared.set_drained(),
             HeartbeatEffect::Report(e) => self.shared.report(e),
+            HeartbeatEffect::StoreWentBack => {
+                let bucket = self.workers.bucket();
+                self.shared
+                    .store_forgot(KvError::Forgot(bucket.into()), bucket);
+                // The lease's epochs are issued again too: the election's
+                // record of them and everyone reading it start over.
+                self.shared.reset_lease_epoch();
+            }
             HeartbeatEffect::IdLost => {
                 self.shared.set_shutdown();
                 return Flow::End;

@@ -231,6 +231,7 @@ impl Running {
                     });
                 }
                 HeartbeatEffect::Prepare { version: None, .. }
+                | HeartbeatEffect::StoreWentBack
                 | HeartbeatEffect::Degraded(_)
                 | HeartbeatEffect::Beat
                 | HeartbeatEffect::BeatFailed
