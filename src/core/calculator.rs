@@ -137,6 +137,12 @@ pub struct Calculator {
 }
 
 impl Calculator {
+    /// The term's epoch, raised above one the lease bucket forgot (see
+    /// `core::leader::outranked`): every record from now on carries it.
+    pub fn raise_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// A calculator for a leader that took office at `now` with `epoch`.
     pub fn new(
         config: Config,

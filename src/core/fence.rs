@@ -62,6 +62,12 @@ impl Fence {
         }
     }
 
+    /// Writes from now on carry `epoch` (raised above one the lease bucket
+    /// forgot); what is known of the keys stays.
+    pub fn raise_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// An adopted record as a new leader re-writes it: the same, under this
     /// fence's epoch; `None` if a newer leader wrote it.
     pub fn restamped(&self, record: &AssignmentRecord) -> Option<AssignmentRecord> {

@@ -129,8 +129,12 @@ pub struct LeaderNode {
     /// What the bucket may show, so no write lists a partition under a
     /// second key.
     view: ShownView,
-    /// A newer leader's epoch found in a key: this term writes no more.
+    /// A newer leader's epoch found in a key: this term writes no more
+    /// (unless the lease proves it a forgotten one, see `outranked`).
     deposed: Option<u64>,
+    /// An epoch above this term's found in a key, awaiting the lease's
+    /// verdict.
+    outranked: Option<outranked::Outranked>,
     source_wanted: bool,
     source_asked: bool,
     source_retry: Option<Instant>,
@@ -182,6 +186,7 @@ impl LeaderNode {
             writing: BTreeMap::new(),
             view: ShownView::default(),
             deposed: None,
+            outranked: None,
             source_wanted: false,
             source_asked: true,
             source_retry: None,
@@ -213,6 +218,48 @@ impl LeaderNode {
     /// Until when the lease may be acted on, as the election last said.
     pub fn handle_lease(&mut self, valid_until: Option<Instant>) {
         self.lease_valid_until = valid_until;
+        self.check_outranked();
+    }
+
+    /// A key carries `epoch`, above this term's: stop writing until the
+    /// lease says whether a newer leader exists (reported once).
+    fn outranked_by(&mut self, epoch: u64) {
+        if self.outranked.is_none() {
+            log::warn!(
+                "[{}] a record carries epoch {epoch}, above this term's {}: writing nothing until a lease renewal shows whether a newer leader exists",
+                self.p.id,
+                self.epoch
+            );
+        }
+        self.outranked = Some(outranked::Outranked::note(self.outranked, epoch, self.now));
+    }
+
+    /// A renewal sent after the finding was confirmed: no newer leader
+    /// holds the lease, the higher epoch is from a lease history the store
+    /// forgot. Lead on above it.
+    fn check_outranked(&mut self) {
+        let Some(o) = self.outranked else {
+            return;
+        };
+        if !o.disproved_by(self.lease_valid_until, self.p.config.election_ttl) {
+            return;
+        }
+        let epoch = o.epoch.saturating_add(1);
+        log::warn!(
+            "[{}] the lease was renewed after epoch {} was found: the lease bucket forgot it; leading on as epoch {epoch}",
+            self.p.id,
+            o.epoch
+        );
+        self.effects.push_back(LeaderEffect::Report(Error::Kv(
+            crate::store::KvError::Forgot(format!("lease (epochs up to {})", o.epoch)),
+        )));
+        self.epoch = epoch;
+        self.fence.raise_epoch(epoch);
+        if let Some(calc) = self.calc.as_mut() {
+            calc.raise_epoch(epoch);
+        }
+        self.outranked = None;
+        self.deposed = None;
     }
 
     fn lease_valid(&self, now: Instant) -> bool {
@@ -377,6 +424,7 @@ mod aging;
 mod control;
 mod measure;
 mod office;
+mod outranked;
 mod publish;
 pub(crate) mod retry;
 #[cfg(test)]

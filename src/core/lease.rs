@@ -99,6 +99,13 @@ pub struct LeaseCore {
     sit_out_until: Option<Instant>,
 }
 
+/// How long after sending a renewal that was confirmed the holder may still
+/// act as leader: three quarters of the TTL, so that it stops before any
+/// other worker can take the lease over (clocks drift, messages queue).
+pub(crate) fn step_down_after(ttl: Duration) -> Duration {
+    ttl * 3 / 4
+}
+
 impl LeaseCore {
     /// A follower that has not looked at the key yet.
     pub fn new(worker: &str, instance: &str, ttl: Duration) -> Self {
@@ -107,7 +114,7 @@ impl LeaseCore {
             instance: instance.to_string(),
             ttl,
             renew_every: ttl / 3,
-            step_down_after: ttl * 3 / 4,
+            step_down_after: step_down_after(ttl),
             observed: Observed::Unknown,
             held: None,
             in_flight: false,

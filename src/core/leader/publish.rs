@@ -298,6 +298,7 @@ impl LeaderNode {
                             self.epoch
                         );
                         self.deposed = Some(epoch);
+                        self.outranked_by(epoch);
                     }
                 }
             }
