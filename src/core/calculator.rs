@@ -124,6 +124,10 @@ pub struct Calculator {
     /// arrive every interval, so a long silence means this leader is blind
     /// (its watch or link is down), not that everyone died.
     last_heard: Instant,
+    /// When `tick` last ran (or the term began): what a deadline due
+    /// already is reported as, and the instant after which a blind leader
+    /// can give no more death verdicts.
+    ticked: Instant,
     pending_reason: Option<RebalanceKind>,
     last_reason: RebalanceKind,
     removal_times: BTreeMap<u64, Instant>,
@@ -178,6 +182,7 @@ impl Calculator {
             emergency_active: false,
             last_rebalance: None,
             last_heard: now,
+            ticked: now,
             pending_reason: None,
             last_reason: RebalanceKind::ColdStart,
             removal_times: BTreeMap::new(),
@@ -231,6 +236,7 @@ impl Calculator {
     /// Advances to `now`: declares the dead, rebalances when due, publishes
     /// what the handoff rule allows.
     pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+        self.ticked = self.ticked.max(now);
         self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);

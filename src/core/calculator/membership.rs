@@ -107,17 +107,29 @@ impl Calculator {
         }
     }
 
-    pub(super) fn is_blind(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_heard) > self.config.heartbeat_interval * 3
+    /// Until when this leader can tell silence from death: its own beats
+    /// arrive every interval, so after three missing intervals it is blind
+    /// (its watch or link is down), and only a heartbeat ends that.
+    fn sighted_until(&self) -> Instant {
+        self.last_heard + self.config.heartbeat_interval * 3
     }
 
-    /// The earliest death verdict due.
+    pub(super) fn is_blind(&self, now: Instant) -> bool {
+        now > self.sighted_until()
+    }
+
+    /// The earliest death verdict a tick can give. None while this leader
+    /// is blind, or would be by the time it ticks again: a verdict past
+    /// [`sighted_until`](Self::sighted_until) waits for a heartbeat, an
+    /// input, however long ago it was due.
     pub(super) fn next_verdict(&self) -> Option<Instant> {
         let dead_after = self.config.heartbeat_ttl + self.config.emergency_grace;
-        self.members
+        let verdict = self
+            .members
             .values()
             .map(|m| m.last_seen + dead_after + Duration::from_millis(1))
-            .min()
+            .min()?;
+        (verdict.max(self.ticked) <= self.sighted_until()).then_some(verdict)
     }
 
     pub(super) fn detect_deaths(&mut self, now: Instant, out: &mut Vec<Output>) {

@@ -5,10 +5,9 @@
 //! cooldown. The moves themselves go through the ledger like any other, so
 //! revoke-before-grant holds and handoffs under way stay on their way.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
+use super::schedule::Due;
 use super::Calculator;
+use std::collections::BTreeSet;
 
 /// What the operator asked for.
 #[derive(Debug, Default)]
@@ -37,9 +36,11 @@ impl Calculator {
         self.operator.drained.contains(worker)
     }
 
-    /// An operator's request is due: a new leader first learns who is
-    /// really alive (its settling time), as for any planned rebalance.
-    pub(super) fn operator_due(&self, now: Instant) -> bool {
-        self.operator.due && self.settle_until.is_none_or(|t| now >= t)
+    /// From when an operator's request is due (`None`: there is none): a
+    /// new leader first learns who is really alive (its settling time), as
+    /// for any planned rebalance.
+    pub(super) fn operator_due(&self) -> Option<Due> {
+        let settled = self.settle_until.map_or(Due::Now, Due::At);
+        self.operator.due.then_some(settled)
     }
 }

@@ -77,7 +77,8 @@ impl Calculator {
             .flat_map(|(w, ps)| ps.iter().map(move |p| (p.id(), w.as_str())))
             .filter(|(id, w)| owner_before.get(id) != Some(w))
             .count();
-        self.parking.placed(now, &self.partitions, &target);
+        self.parking
+            .placed(&self.config, now, &self.partitions, &target);
         out.push(Output::Rebalanced {
             kind,
             moved,
@@ -248,6 +249,15 @@ impl Calculator {
                         waited: timeout,
                     }));
                 }
+            }
+            self.removal_times.remove(&version);
+        }
+        // A revocation everyone acknowledged can time out no more: it is
+        // forgotten, so that no deadline waits for it. Those of a later
+        // version wait for a superset of workers, so only the oldest can be.
+        while let Some((&version, _)) = self.removal_times.first_key_value() {
+            if !self.ledger.unreleased_since(version).is_empty() {
+                break;
             }
             self.removal_times.remove(&version);
         }

@@ -2,7 +2,7 @@
 //! emergency, operator, planned window), the phase reported, and when the
 //! leader must tick next.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Calculator, Member, Phase};
 use crate::RebalanceKind;
@@ -56,70 +56,83 @@ impl Calculator {
         Some(deadline)
     }
 
-    pub(super) fn due(&self, now: Instant) -> Option<RebalanceKind> {
+    /// The rebalances waiting for their time or for a tick, by priority,
+    /// and from when each is due. `due` and `next_deadline` both read it,
+    /// so a deadline is reported exactly for what a tick then does.
+    fn awaited(&self) -> [Option<(Due, RebalanceKind)>; 6] {
         let Some(target) = &self.target else {
-            let open = now >= self.started + self.config.cold_start_window;
-            return (open && !self.members.is_empty()).then_some(RebalanceKind::ColdStart);
+            // A cold start places work only once somebody is there to take it.
+            let at = self.started + self.config.cold_start_window;
+            let cold =
+                (!self.members.is_empty()).then_some((Due::At(at), RebalanceKind::ColdStart));
+            return [cold, None, None, None, None, None];
         };
         if let Some(until) = self.restart_until {
-            return (now >= until).then_some(RebalanceKind::Restart);
+            // Whoever joins meanwhile is placed by the restart's round.
+            return [
+                Some((Due::At(until), RebalanceKind::Restart)),
+                None,
+                None,
+                None,
+                None,
+                None,
+            ];
         }
-        if self.emergency_due || self.parking.spill_due(&self.config, now) {
-            // A spill places partitions nobody may own by label: like an
-            // emergency, it waits for no window and revokes nothing.
-            return Some(RebalanceKind::Emergency);
-        }
-        if self.operator_due(now) {
-            return Some(RebalanceKind::PlannedScale);
-        }
+        // A spill places partitions nobody may own by label: like an
+        // emergency, it waits for no window and revokes nothing.
+        let emergency = self
+            .emergency_due
+            .then_some((Due::Now, RebalanceKind::Emergency));
+        let spill =
+            (self.parking.spill_at(&self.config)).map(|t| (Due::At(t), RebalanceKind::Emergency));
+        let operator = self
+            .operator_due()
+            .map(|d| (d, RebalanceKind::PlannedScale));
         let departed = target
             .keys()
-            .any(|w| self.members.get(w).is_none_or(|m| m.leaving));
-        if departed {
-            return Some(RebalanceKind::PlannedScale);
-        }
-        if self.partitions_dirty {
-            return Some(
-                self.pending_reason
-                    .unwrap_or(RebalanceKind::PartitionsChanged),
-            );
-        }
-        match self.window_deadline() {
-            Some(deadline) if now >= deadline => Some(RebalanceKind::PlannedScale),
-            _ => None,
-        }
+            .any(|w| self.members.get(w).is_none_or(|m| m.leaving))
+            .then_some((Due::Now, RebalanceKind::PlannedScale));
+        let partitions = self.partitions_dirty.then(|| {
+            let kind = self
+                .pending_reason
+                .unwrap_or(RebalanceKind::PartitionsChanged);
+            (Due::Now, kind)
+        });
+        let window = (self.window_deadline()).map(|t| (Due::At(t), RebalanceKind::PlannedScale));
+        [emergency, spill, operator, departed, partitions, window]
     }
 
-    /// When `tick` should run next, at the latest.
+    /// The rebalance due at `now`, if any.
+    pub(super) fn due(&self, now: Instant) -> Option<RebalanceKind> {
+        self.awaited()
+            .into_iter()
+            .flatten()
+            .find(|(d, _)| d.by(now))
+            .map(|(_, kind)| kind)
+    }
+
+    /// When `tick` should run next, at the latest; `None` when only an
+    /// input can change anything. Exact: a deadline is reported only for
+    /// what a tick at that instant does (a death verdict, a rebalance or
+    /// the strategy's retry, a handoff timeout), so once a tick has run no
+    /// deadline reported is due already. What an input leaves to do (a key
+    /// to clear, a grant an acknowledgement allows) is done by the tick the
+    /// caller runs after each input.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let dead_after = self.config.heartbeat_ttl + self.config.emergency_grace;
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        for m in self.members.values() {
-            consider(m.last_seen + dead_after + Duration::from_millis(1));
-        }
-        if self.target.is_none() {
-            consider(self.started + self.config.cold_start_window);
-        }
-        if let Some(t) = self.restart_until {
-            consider(t);
-        }
-        if let Some(t) = self.window_deadline() {
-            consider(t);
-        }
-        if let Some((_, t)) = self.removal_times.iter().next() {
-            consider(*t + self.config.handoff_timeout);
-        }
-        if let Some(t) = self.parking.spill_at(&self.config) {
-            consider(t);
-        }
-        match self.strategy_retry.retry_at() {
-            None => next,
-            // A failing strategy is not asked again before its retry, so
-            // nothing but a death verdict (it only clears keys) is due
-            // before then.
-            Some(r) => Some(self.next_verdict().map_or(r, |v| v.min(r))),
-        }
+        let rebalance = self
+            .awaited()
+            .into_iter()
+            .flatten()
+            .map(|(d, _)| d.instant(self.ticked))
+            .min()
+            // A failing strategy is not asked again before its retry.
+            .map(|t| self.strategy_retry.retry_at().map_or(t, |r| t.max(r)));
+        let handoff =
+            (self.removal_times.values().next()).map(|t| *t + self.config.handoff_timeout);
+        [self.next_verdict(), rebalance, handoff]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub(super) fn compute_phase(&mut self) -> Phase {
@@ -145,5 +158,33 @@ impl Calculator {
             return Phase::Scaling;
         }
         Phase::Stable
+    }
+}
+
+/// From when a rebalance is due.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Due {
+    /// At the next tick: nothing but the tick is awaited.
+    Now,
+    /// From this instant.
+    At(Instant),
+}
+
+impl Due {
+    fn by(self, now: Instant) -> bool {
+        match self {
+            Due::Now => true,
+            Due::At(t) => now >= t,
+        }
+    }
+
+    /// The instant to report, given the last tick's: a rebalance due now
+    /// was made due by an input since (after a tick, only a strategy's
+    /// retry holds one back).
+    fn instant(self, ticked: Instant) -> Instant {
+        match self {
+            Due::Now => ticked,
+            Due::At(t) => t,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the calculator with explicit instants: a little world of
 //! workers that beat and acknowledge, and one test file per calculator job.
 
+mod deadlines;
 mod membership;
 mod publication;
 mod schedule;
@@ -157,36 +158,49 @@ impl World {
         let end = self.now + for_;
         while self.now < end {
             self.now += MS * 50;
-            let names: Vec<String> = self.workers.keys().cloned().collect();
-            for w in &names {
-                if self.acking && !self.stalled.contains(w) {
-                    let v = self.workers[w].1.as_ref().map_or(0, |r| r.version);
-                    self.workers.get_mut(w).unwrap().0 = v;
-                }
-                self.beat(w);
+            self.beat_all();
+            let outs = self.calc.tick(self.now);
+            self.apply(outs);
+        }
+    }
+
+    /// Every live worker applies what it was sent (unless stalled) and
+    /// beats.
+    fn beat_all(&mut self) {
+        let names: Vec<String> = self.workers.keys().cloned().collect();
+        for w in &names {
+            if self.acking && !self.stalled.contains(w) {
+                let v = self.workers[w].1.as_ref().map_or(0, |r| r.version);
+                self.workers.get_mut(w).unwrap().0 = v;
             }
-            for out in self.calc.tick(self.now) {
-                match out {
-                    Output::Publish(p) => {
-                        for (w, rec) in &p.records {
-                            if let Some(slot) = self.workers.get_mut(w) {
-                                slot.1 = Some(rec.clone());
-                            }
+            self.beat(w);
+        }
+    }
+
+    /// Carries out a tick's outputs as the leader thread would, writing
+    /// every publication at once.
+    fn apply(&mut self, outs: Vec<Output>) {
+        for out in outs {
+            match out {
+                Output::Publish(p) => {
+                    for (w, rec) in &p.records {
+                        if let Some(slot) = self.workers.get_mut(w) {
+                            slot.1 = Some(rec.clone());
                         }
-                        self.published.push(p);
                     }
-                    Output::Clear(w) => self.cleared.push(w),
-                    Output::Rebalanced { kind, .. } => self.kinds.push(kind),
-                    _ => {}
+                    self.published.push(p);
                 }
+                Output::Clear(w) => self.cleared.push(w),
+                Output::Rebalanced { kind, .. } => self.kinds.push(kind),
+                _ => {}
             }
-            let phase = self.calc.phase();
-            if self.phases.last() != Some(&phase) {
-                self.phases.push(phase);
-            }
-            if let Some(p) = self.published.last() {
-                self.calc.confirm_published(p.version);
-            }
+        }
+        let phase = self.calc.phase();
+        if self.phases.last() != Some(&phase) {
+            self.phases.push(phase);
+        }
+        if let Some(p) = self.published.last() {
+            self.calc.confirm_published(p.version);
         }
     }
 
@@ -239,4 +253,28 @@ fn handoff_stuck_on_w1() -> World {
     w.join("a3");
     w.run(MS * 1500);
     w
+}
+
+/// Fails its first `failures` calls, then deals like [`StickyDeal`].
+struct FailsThenWorks {
+    failures: usize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl AssignmentStrategy for FailsThenWorks {
+    fn assign(
+        &self,
+        workers: &[String],
+        partitions: &[Partition],
+        previous: &Placement,
+    ) -> Result<Placement, Error> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.failures {
+            return Err(Error::Plugin {
+                what: "strategy",
+                reason: "not ready".into(),
+            });
+        }
+        StickyDeal.assign(workers, partitions, previous)
+    }
 }

@@ -46,30 +46,6 @@ fn a_rebalance_during_a_handoff_keeps_moves_in_flight_on_their_way() {
     );
 }
 
-/// Fails its first `failures` calls, then deals like [`StickyDeal`].
-struct FailsThenWorks {
-    failures: usize,
-    calls: std::sync::atomic::AtomicUsize,
-}
-
-impl AssignmentStrategy for FailsThenWorks {
-    fn assign(
-        &self,
-        workers: &[String],
-        partitions: &[Partition],
-        previous: &Placement,
-    ) -> Result<Placement, Error> {
-        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n < self.failures {
-            return Err(Error::Plugin {
-                what: "strategy",
-                reason: "not ready".into(),
-            });
-        }
-        StickyDeal.assign(workers, partitions, previous)
-    }
-}
-
 #[test]
 fn a_failing_strategy_backs_off_reports_once_and_recovers() {
     let strategy = Arc::new(FailsThenWorks {

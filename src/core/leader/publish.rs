@@ -5,7 +5,7 @@
 //! once all its keys landed; failed keys are retried in the next pass.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::core::calculator::{Output, Publication};
 use crate::core::fence::{Step, Verdict};
@@ -14,11 +14,6 @@ use crate::names::META_KEY;
 use crate::wire::{self, AssignmentRecord};
 
 use super::{InFlight, LeaderEffect, LeaderNode, Office};
-
-/// The calculator can report a deadline that already passed while it waits
-/// on something a tick cannot change (e.g. a blind leader's death verdicts):
-/// such a deadline is taken as this much later, not as "now" again.
-const PAST_DEADLINE_DELAY: Duration = Duration::from_millis(10);
 
 impl LeaderNode {
     /// The KV operation to perform now, if any (at most one in flight).
@@ -340,14 +335,8 @@ impl LeaderNode {
             .calc
             .as_ref()
             .filter(|_| lease && matches!(self.office, Office::Leading) && self.deposed.is_none())
-            .and_then(|c| c.next_deadline())
-            .map(|t| {
-                if t <= now {
-                    now + PAST_DEADLINE_DELAY
-                } else {
-                    t
-                }
-            });
+            // Exact: a deadline that passed is due work, not a floor.
+            .and_then(|c| c.next_deadline());
         let work = !self.pending.is_empty() || !self.undeleted.is_empty();
         let writes = self.retry_at.filter(|_| lease && work);
         let control = self.control.retry_at();
