@@ -29,7 +29,7 @@ mod takeover;
 
 /// What the leader is doing, reflected in its [`State`](crate::State).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// No assignment yet: waiting out the cold-start (or restart) window.
     ColdStart,
     /// A planned change is waiting out its window.
@@ -44,20 +44,20 @@ pub enum Phase {
 
 /// One publication round: keys to write at a new version.
 #[derive(Clone, Debug)]
-pub struct Publication {
+pub(crate) struct Publication {
     /// The new version.
-    pub version: u64,
+    pub(crate) version: u64,
     /// Why.
-    pub reason: RebalanceKind,
+    pub(crate) reason: RebalanceKind,
     /// One record per changed worker key.
-    pub records: Vec<(String, AssignmentRecord)>,
+    pub(crate) records: Vec<(String, AssignmentRecord)>,
     /// The group summary.
-    pub meta: MetaRecord,
+    pub(crate) meta: MetaRecord,
 }
 
 /// What the calculator asks the leader thread to do or report.
 #[derive(Debug)]
-pub enum Output {
+pub(crate) enum Output {
     /// Write these keys.
     Publish(Publication),
     /// Delete this worker's assignment key (it is dead or gone).
@@ -98,7 +98,7 @@ struct Member {
 }
 
 /// The leader's decision core.
-pub struct Calculator {
+pub(crate) struct Calculator {
     config: Config,
     strategy: Arc<dyn AssignmentStrategy>,
     leader: String,
@@ -156,7 +156,7 @@ pub struct Calculator {
 
 impl Calculator {
     /// A calculator for a leader that took office at `now` with `epoch`.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         strategy: Arc<dyn AssignmentStrategy>,
         leader: impl Into<String>,
@@ -201,7 +201,7 @@ impl Calculator {
     }
 
     /// The partition source's current list.
-    pub fn set_partitions(&mut self, partitions: Vec<Partition>) {
+    pub(crate) fn set_partitions(&mut self, partitions: Vec<Partition>) {
         let partitions = sorted(partitions);
         if partitions != self.partitions {
             self.partitions = partitions;
@@ -210,18 +210,18 @@ impl Calculator {
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
     /// The last version published (or adopted).
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
     /// The leader thread wrote every key of publication `version`: until
     /// then the phase stays `Rebalancing` or `Emergency`.
-    pub fn confirm_published(&mut self, version: u64) {
+    pub(crate) fn confirm_published(&mut self, version: u64) {
         if self.unconfirmed.is_some_and(|v| v <= version) {
             self.unconfirmed = None;
             self.phase = self.compute_phase();
@@ -229,13 +229,13 @@ impl Calculator {
     }
 
     /// Live workers as the leader sees them.
-    pub fn members(&self) -> Vec<String> {
+    pub(crate) fn members(&self) -> Vec<String> {
         self.members.keys().cloned().collect()
     }
 
     /// Advances to `now`: declares the dead, rebalances when due, publishes
     /// what the handoff rule allows.
-    pub fn tick(&mut self, now: Instant) -> Vec<Output> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Output> {
         self.ticked = self.ticked.max(now);
         self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();

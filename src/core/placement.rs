@@ -14,7 +14,7 @@ use crate::{Config, Partition, Placement};
 
 /// Parked and spilled partitions, and the announcements made.
 #[derive(Debug, Default)]
-pub struct Parking {
+pub(crate) struct Parking {
     /// Parked partition id -> since when.
     parked: BTreeMap<String, Instant>,
     /// Placed without their required labels after the grace, until an
@@ -30,7 +30,7 @@ impl Parking {
     /// that no live worker carries are dropped from a partition that has
     /// been parked for the spill grace (or was spilled already), so any
     /// worker may take it.
-    pub fn constrained<'a>(
+    pub(crate) fn constrained<'a>(
         &mut self,
         config: &Config,
         now: Instant,
@@ -74,7 +74,7 @@ impl Parking {
     /// but that is still parked (no worker at all, or a strategy that placed
     /// it nowhere) starts its grace again, so that a spill is not due again
     /// at every tick.
-    pub fn placed(
+    pub(crate) fn placed(
         &mut self,
         config: &Config,
         now: Instant,
@@ -104,20 +104,20 @@ impl Parking {
     }
 
     /// Parked partition ids, sorted.
-    pub fn parked_ids(&self) -> Vec<String> {
+    pub(crate) fn parked_ids(&self) -> Vec<String> {
         self.parked.keys().cloned().collect()
     }
 
     /// When the first parked partition may spill (`None`: no grace set, or
     /// nothing parked).
-    pub fn spill_at(&self, config: &Config) -> Option<Instant> {
+    pub(crate) fn spill_at(&self, config: &Config) -> Option<Instant> {
         let grace = config.label_spill_grace?;
         self.parked.values().min().map(|since| *since + grace)
     }
 
     /// Workers (among `addressees`) that have partitions on their way in
     /// `moving` that their last written record did not announce.
-    pub fn newly_incoming(
+    pub(crate) fn newly_incoming(
         &self,
         moving: &BTreeMap<String, Vec<String>>,
         addressees: &BTreeMap<String, Addressee>,
@@ -137,7 +137,7 @@ impl Parking {
     }
 
     /// `worker`'s record, addressed to `addressee`, announces `ids`.
-    pub fn told(&mut self, worker: &str, addressee: &Addressee, ids: &[String]) {
+    pub(crate) fn told(&mut self, worker: &str, addressee: &Addressee, ids: &[String]) {
         self.told.insert(
             worker.to_string(),
             (addressee.clone(), ids.iter().cloned().collect()),

@@ -12,7 +12,7 @@ use crate::wire::WorkerRecord;
 
 impl Calculator {
     /// A heartbeat (or the initial replay) of a worker's record.
-    pub fn observe_worker(&mut self, now: Instant, worker: &str, record: &WorkerRecord) {
+    pub(crate) fn observe_worker(&mut self, now: Instant, worker: &str, record: &WorkerRecord) {
         if self.is_blind(now) {
             // Recovery grace: heartbeats were missing only from this
             // leader's point of view, so every member starts afresh.
@@ -82,7 +82,7 @@ impl Calculator {
     /// `worker`'s last heartbeat is known to have been written by `by`
     /// (see `leader::BeatLog`): it counts as seen then, if that is earlier
     /// than the replay that showed it.
-    pub fn seen_by(&mut self, worker: &str, by: Instant) {
+    pub(crate) fn seen_by(&mut self, worker: &str, by: Instant) {
         if let Some(m) = self.members.get_mut(worker) {
             m.last_seen = m.last_seen.min(by);
         }
@@ -99,7 +99,7 @@ impl Calculator {
 
     /// A worker deleted its key: it left after releasing everything. Its
     /// assignment key is cleared at the next tick.
-    pub fn worker_gone(&mut self, worker: &str) {
+    pub(crate) fn worker_gone(&mut self, worker: &str) {
         self.dirty = true;
         self.members.remove(worker);
         if self.ledger.forget(worker) {

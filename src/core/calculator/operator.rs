@@ -12,14 +12,14 @@ use std::collections::BTreeSet;
 /// What the operator asked for.
 #[derive(Debug, Default)]
 pub(super) struct Operator {
-    pub drained: BTreeSet<String>,
+    pub(crate) drained: BTreeSet<String>,
     /// A rebalance was asked for and has not run yet.
-    pub due: bool,
+    pub(crate) due: bool,
 }
 
 impl Calculator {
     /// The workers an operator drained (the whole set, as in KV now).
-    pub fn set_drained(&mut self, drained: BTreeSet<String>) {
+    pub(crate) fn set_drained(&mut self, drained: BTreeSet<String>) {
         if drained != self.operator.drained {
             self.operator.drained = drained;
             self.operator.due = true;
@@ -27,7 +27,7 @@ impl Calculator {
     }
 
     /// An operator asked for a rebalance now.
-    pub fn request_rebalance(&mut self) {
+    pub(crate) fn request_rebalance(&mut self) {
         self.operator.due = true;
     }
 

@@ -118,7 +118,7 @@ impl Calculator {
     /// deadline reported is due already. What an input leaves to do (a key
     /// to clear, a grant an acknowledgement allows) is done by the tick the
     /// caller runs after each input.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let rebalance = self
             .awaited()
             .into_iter()

@@ -16,7 +16,7 @@ impl Calculator {
     /// first [`tick`](Self::tick). Their workers count as alive from `now`
     /// until their heartbeats say otherwise (a new leader has not seen them
     /// yet), so a stable group is not reshuffled.
-    pub fn adopt(
+    pub(crate) fn adopt(
         &mut self,
         now: Instant,
         records: &BTreeMap<String, AssignmentRecord>,
@@ -86,7 +86,7 @@ impl Calculator {
     /// releasing everything, or stopped heartbeating a TTL ago and fenced
     /// itself. Either way nothing it might hold blocks anyone, so it is
     /// forgotten now instead of at a death verdict a TTL from now.
-    pub fn forget_unheard(&mut self) {
+    pub(crate) fn forget_unheard(&mut self) {
         let placement = self.ledger.placement();
         let gone: Vec<String> = self
             .members
@@ -102,7 +102,7 @@ impl Calculator {
     /// Takes over the previous leader's summary: what recently departed
     /// workers held (remembered as if they had departed at `now`) and the
     /// handoffs it had under way, which this leader finishes.
-    pub fn adopt_meta(&mut self, now: Instant, meta: &MetaRecord) {
+    pub(crate) fn adopt_meta(&mut self, now: Instant, meta: &MetaRecord) {
         for (w, ids) in &meta.departed {
             // A departed worker's drained key may still be there, empty; only
             // a worker already holding work again has no use for the memory.

@@ -23,13 +23,13 @@ const KEPT: usize = 128;
 /// This worker's confirmed heartbeat writes: revision, and when the answer
 /// came back.
 #[derive(Clone, Debug, Default)]
-pub struct BeatLog {
+pub(crate) struct BeatLog {
     beats: VecDeque<(Revision, Instant)>,
 }
 
 impl BeatLog {
     /// Our heartbeat write got `revision`; its answer arrived at `at`.
-    pub fn record(&mut self, revision: Revision, at: Instant) {
+    pub(crate) fn record(&mut self, revision: Revision, at: Instant) {
         if self.beats.back().is_some_and(|(r, _)| *r >= revision) {
             return;
         }
@@ -42,7 +42,7 @@ impl BeatLog {
     /// An instant by which a write at `revision` certainly existed: the
     /// answer to our first heartbeat stored after it. `None` when no
     /// heartbeat of ours remembered came after it.
-    pub fn written_by(&self, revision: Revision) -> Option<Instant> {
+    pub(crate) fn written_by(&self, revision: Revision) -> Option<Instant> {
         let i = self.beats.partition_point(|(r, _)| *r <= revision);
         self.beats.get(i).map(|(_, at)| *at)
     }

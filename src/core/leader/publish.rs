@@ -17,7 +17,7 @@ use super::{InFlight, LeaderEffect, LeaderNode, Office};
 
 impl LeaderNode {
     /// The KV operation to perform now, if any (at most one in flight).
-    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.in_flight.is_some() {
             return None;
@@ -237,7 +237,7 @@ impl LeaderNode {
     }
 
     /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         let Some(flight) = self.in_flight.take() else {
             return;
@@ -317,13 +317,13 @@ impl LeaderNode {
     }
 
     /// What the shell should do next.
-    pub fn poll_effect(&mut self) -> Option<LeaderEffect> {
+    pub(crate) fn poll_effect(&mut self) -> Option<LeaderEffect> {
         self.effects.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest
     /// (`None`: nothing is due until an input comes).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let now = self.now;
         let office = match self.office {
             Office::Replay { until } => Some(until),
