@@ -29,8 +29,8 @@ impl World {
     /// deadline. After every tick no deadline may be due already; a tick at
     /// a deadline must have changed something: written, cleared or reported
     /// something, changed the phase, or asked the strategy again. Returns
-    /// the kinds of what the deadline ticks did.
-    fn run_exact(&mut self, for_: Duration, strategy: &FailsThenWorks) -> Vec<&'static str> {
+    /// what each deadline tick did, and when.
+    fn run_exact(&mut self, for_: Duration, strategy: &FailsThenWorks) -> Vec<Woken> {
         let end = self.now + for_;
         let mut next_beat = self.now + BEAT;
         let mut woken = Vec::new();
@@ -69,12 +69,20 @@ impl World {
             if did.is_empty() {
                 // Asked a failing strategy again (the same error is not
                 // reported twice), or only moved to another phase.
-                woken.push(if asked { "asked" } else { "phase" });
+                woken.push((at, if asked { "asked" } else { "phase" }));
             }
-            woken.extend(did);
+            woken.extend(did.into_iter().map(|d| (at, d)));
         }
         woken
     }
+}
+
+/// When a deadline tick ran, and one thing it did.
+type Woken = (Instant, &'static str);
+
+/// Whether a deadline tick did `what`.
+fn did(woken: &[Woken], what: &str) -> bool {
+    woken.iter().any(|(_, d)| *d == what)
 }
 
 fn kind_of(out: &Output) -> &'static str {
@@ -126,14 +134,14 @@ fn a_worker_silent_among_beating_ones_gets_its_verdict_on_time() {
     }
     w.run_exact(MS * 1500, &strategy);
     w.workers.remove("w2");
-    let silent_since = w.now;
-    // The verdict comes at its own deadline (ttl + grace after w2's last
-    // beat), not at whichever beat of the others follows it.
+    let last_beat = w.last_beat.expect("beat");
+    // The verdict comes at its own deadline, just past ttl + grace after
+    // w2's last beat, not at whichever beat of the others follows it.
     let woken = w.run_exact(MS * 1000, &strategy);
-    assert!(woken.contains(&"died"), "{woken:?}");
+    let died = woken.iter().find(|(_, d)| *d == "died").map(|(t, _)| *t);
+    assert_eq!(died, Some(last_beat + MS * 401), "{woken:?}");
     assert!(!w.calc.members().contains(&"w2".to_string()));
     assert_eq!(w.kinds.last(), Some(&RebalanceKind::Emergency));
-    assert!(w.now - silent_since >= MS * 300);
 }
 
 #[test]
@@ -144,17 +152,17 @@ fn every_reached_deadline_changes_something() {
     }
     // Cold start: the window closes at a deadline, not at a beat.
     let mut woken = w.run_exact(MS * 1050, &strategy);
-    assert!(woken.contains(&"rebalanced"), "cold start: {woken:?}");
+    assert!(did(&woken, "rebalanced"), "cold start: {woken:?}");
     // A joiner waits out its window; a stalled handoff times out.
     w.stalled.insert("w1".into());
     w.join("a3");
     woken.extend(w.run_exact(MS * 3000, &strategy));
-    assert!(woken.contains(&"report"), "handoff timeout: {woken:?}");
+    assert!(did(&woken, "report"), "handoff timeout: {woken:?}");
     w.stalled.clear();
     // A death, then a blind spell and recovery.
     w.workers.remove("a3");
     woken.extend(w.run_exact(MS * 1000, &strategy));
-    assert!(woken.contains(&"died"), "{woken:?}");
+    assert!(did(&woken, "died"), "{woken:?}");
     let saved = std::mem::take(&mut w.workers);
     woken.extend(w.run_exact(MS * 1000, &strategy));
     w.workers = saved;
@@ -190,7 +198,7 @@ fn a_failing_strategy_is_asked_again_only_at_its_retries() {
     let woken = w.run_exact(MS * 4000, &strategy);
     assert_eq!(strategy.calls.load(Ordering::SeqCst), 4, "{woken:?}");
     assert_eq!(
-        woken.iter().filter(|k| **k == "report").count(),
+        woken.iter().filter(|(_, k)| *k == "report").count(),
         1,
         "{woken:?}"
     );
@@ -213,6 +221,6 @@ fn an_operator_request_during_a_new_leaders_settling_comes_due_when_it_settled()
     let settled = w.now + MS * 300 + MS * 100 + MS * 50;
     let woken = w.run_exact(MS * 1000, &strategy);
     assert_eq!(strategy.calls.load(Ordering::SeqCst), 1, "{woken:?}");
-    assert!(woken.contains(&"rebalanced"), "{woken:?}");
+    assert!(did(&woken, "rebalanced"), "{woken:?}");
     assert!(w.now >= settled);
 }

@@ -103,6 +103,8 @@ struct World {
     leaving: BTreeSet<String>,
     /// Process instances other than `i-<name>` (a restarted process).
     instance_of: BTreeMap<String, String>,
+    /// When the workers last beat.
+    last_beat: Option<Instant>,
 }
 
 impl World {
@@ -120,6 +122,7 @@ impl World {
             stalled: BTreeSet::new(),
             leaving: BTreeSet::new(),
             instance_of: BTreeMap::new(),
+            last_beat: None,
         }
     }
 
@@ -167,6 +170,7 @@ impl World {
     /// Every live worker applies what it was sent (unless stalled) and
     /// beats.
     fn beat_all(&mut self) {
+        self.last_beat = Some(self.now);
         let names: Vec<String> = self.workers.keys().cloned().collect();
         for w in &names {
             if self.acking && !self.stalled.contains(w) {
