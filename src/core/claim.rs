@@ -19,7 +19,7 @@ use crate::{Config, Error};
 
 /// What the claim ended with.
 #[derive(Debug)]
-pub enum ClaimEffect {
+pub(crate) enum ClaimEffect {
     /// The ID is this worker's, written at `revision`.
     Claimed {
         /// The worker ID.
@@ -60,7 +60,7 @@ enum Step {
 
 /// The ID claim of one starting worker.
 #[derive(Debug)]
-pub struct ClaimNode {
+pub(crate) struct ClaimNode {
     preferred: Option<String>,
     value: Vec<u8>,
     prefix: String,
@@ -87,7 +87,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 impl ClaimNode {
     /// A claim of `preferred` (or the lowest free ID) with `record` as the
     /// first heartbeat.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         preferred: Option<&str>,
         record: &WorkerRecord,
@@ -131,7 +131,7 @@ impl ClaimNode {
     }
 
     /// The operation to perform now, if any (at most one is in flight).
-    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
         if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
@@ -176,7 +176,7 @@ impl ClaimNode {
     }
 
     /// When the node next has something to do without a reply.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if let Some(at) = self.retry_at.filter(|_| !self.in_flight) {
             return Some(at);
         }
@@ -187,7 +187,7 @@ impl ClaimNode {
     }
 
     /// How the claim ended, once it has.
-    pub fn poll_effect(&mut self) -> Option<ClaimEffect> {
+    pub(crate) fn poll_effect(&mut self) -> Option<ClaimEffect> {
         self.effect.take()
     }
 
@@ -227,7 +227,7 @@ impl ClaimNode {
     }
 
     /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.in_flight = false;
         if let Some(e) = reply.error().filter(|e| !e.is_conflict()) {
             let e = e.clone();

@@ -21,7 +21,7 @@ use crate::Error;
 
 /// What the election tells its shell.
 #[derive(Debug)]
-pub enum ElectionEffect {
+pub(crate) enum ElectionEffect {
     /// The first lease event: the worker knows where the lease stands.
     Settled,
     /// This worker leads with this epoch: start a leader term.
@@ -58,7 +58,7 @@ fn sit_out(ttl: Duration, n: u32) -> Duration {
 
 /// The election of one worker.
 #[derive(Debug)]
-pub struct ElectionNode {
+pub(crate) struct ElectionNode {
     core: LeaseCore,
     ttl: Duration,
     /// The lease bucket's name, for reports.
@@ -75,7 +75,13 @@ pub struct ElectionNode {
 
 impl ElectionNode {
     /// A follower that has not looked at the lease (in `bucket`) yet.
-    pub fn new(worker: &str, instance: &str, ttl: Duration, bucket: &str, now: Instant) -> Self {
+    pub(crate) fn new(
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+        bucket: &str,
+        now: Instant,
+    ) -> Self {
         ElectionNode {
             core: LeaseCore::new(worker, instance, ttl),
             ttl,
@@ -91,7 +97,7 @@ impl ElectionNode {
     }
 
     /// Until when the held lease may be acted on.
-    pub fn valid_until(&self) -> Option<Instant> {
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
         self.core.valid_until()
     }
 
@@ -131,7 +137,7 @@ impl ElectionNode {
     }
 
     /// An event of the watch on the lease key.
-    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         match ev {
             WatchEvent::Put(entry) => self.observe_entry(now, &entry),
@@ -145,20 +151,20 @@ impl ElectionNode {
 
     /// The store forgot the lease bucket (its watch ended so): revisions
     /// start again, so older ones than seen before are news, not stale.
-    pub fn handle_store_reset(&mut self, now: Instant) {
+    pub(crate) fn handle_store_reset(&mut self, now: Instant) {
         self.now = now;
         self.core.store_reset();
     }
 
     /// Time passed: steps down when the lease can no longer be trusted.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         let events = self.core.tick(now);
         self.absorb(events);
     }
 
     /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         let Some(InFlight::Lease { action, sent }) = self.in_flight.take() else {
             return;
@@ -197,7 +203,7 @@ impl ElectionNode {
     /// The leader's plug-in code panicked: give the lease up at once (the
     /// key is deleted, so another worker takes over without waiting for a
     /// TTL) and stay out of the election for a while.
-    pub fn resign(&mut self, now: Instant) {
+    pub(crate) fn resign(&mut self, now: Instant) {
         self.now = now;
         let until = now + sit_out(self.ttl, self.resignations);
         self.resignations += 1;
@@ -211,7 +217,7 @@ impl ElectionNode {
 
     /// The worker stops: release the lease so another worker takes over at
     /// once instead of waiting for it to expire.
-    pub fn release(&mut self, now: Instant) {
+    pub(crate) fn release(&mut self, now: Instant) {
         self.now = now;
         let held = self.core.held_revision();
         self.core.resign();
@@ -231,7 +237,7 @@ impl ElectionNode {
     }
 
     /// The KV operation to perform now, if any (at most one in flight).
-    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.in_flight.is_some() {
             return None;
@@ -266,12 +272,12 @@ impl ElectionNode {
     }
 
     /// What the shell should do next.
-    pub fn poll_effect(&mut self) -> Option<ElectionEffect> {
+    pub(crate) fn poll_effect(&mut self) -> Option<ElectionEffect> {
         self.effects.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         Some(self.core.next_deadline(self.now))
     }
 }

@@ -20,7 +20,7 @@ use crate::{Assignment, Config, Error, Partition};
 
 /// What the heartbeat node tells its shell.
 #[derive(Debug)]
-pub enum HeartbeatEffect {
+pub(crate) enum HeartbeatEffect {
     /// Make this the current assignment and queue its callback; call
     /// [`HeartbeatNode::handle_applied`] when the callback returns.
     /// `has_assignment` is false for a release by self-fencing.
@@ -77,7 +77,7 @@ enum InFlight {
 
 /// One worker's heartbeat and assignment side.
 #[derive(Debug)]
-pub struct HeartbeatNode {
+pub(crate) struct HeartbeatNode {
     id: String,
     core: WorkerCore,
     workers_bucket: String,
@@ -104,7 +104,7 @@ pub struct HeartbeatNode {
 
 impl HeartbeatNode {
     /// The node of worker `id`, whose ID was claimed at `revision`.
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         instance: &str,
         revision: Revision,
@@ -140,24 +140,28 @@ impl HeartbeatNode {
     }
 
     /// The labels and capacity every heartbeat carries to the leader.
-    pub fn describe(&mut self, labels: std::collections::BTreeMap<String, String>, capacity: u32) {
+    pub(crate) fn describe(
+        &mut self,
+        labels: std::collections::BTreeMap<String, String>,
+        capacity: u32,
+    ) {
         self.core.describe(labels, capacity);
     }
 
     /// The assignment version this worker has applied.
-    pub fn applied_version(&self) -> u64 {
+    pub(crate) fn applied_version(&self) -> u64 {
         self.core.applied_version()
     }
 
     /// The leader epoch seen in the lease: records of older leaders are
     /// ignored from now on.
-    pub fn handle_lease_epoch(&mut self, epoch: u64) {
+    pub(crate) fn handle_lease_epoch(&mut self, epoch: u64) {
         self.core.observe_lease_epoch(epoch);
     }
 
     /// The store forgot the lease bucket (its revisions start again): the
     /// epochs seen before no longer count; `epoch` is the newest seen since.
-    pub fn handle_lease_reset(&mut self, now: Instant, epoch: u64) {
+    pub(crate) fn handle_lease_reset(&mut self, now: Instant, epoch: u64) {
         self.now = now;
         if let Some(event) = self.core.reset_lease_epoch(epoch) {
             self.on_event(event);
@@ -186,14 +190,14 @@ impl HeartbeatNode {
 
     /// Announce the departure: the leader moves this worker's partitions
     /// away (revoke before grant); [`HeartbeatEffect::Drained`] follows.
-    pub fn leave(&mut self, now: Instant) {
+    pub(crate) fn leave(&mut self, now: Instant) {
         self.now = now;
         self.core.leave(now);
     }
 
     /// Leave now: release whatever is still held, delete the key so the
     /// leader forgets this worker at once, then [`HeartbeatEffect::Exited`].
-    pub fn quit(&mut self, now: Instant) {
+    pub(crate) fn quit(&mut self, now: Instant) {
         self.now = now;
         if self.done || self.quitting {
             return;
@@ -207,7 +211,7 @@ impl HeartbeatNode {
     }
 
     /// An event of the watch on this worker's assignment key.
-    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         if self.done || self.quitting {
             return;
@@ -240,7 +244,7 @@ impl HeartbeatNode {
     }
 
     /// The callback of the oldest queued assignment (`version`) returned.
-    pub fn handle_applied(&mut self, now: Instant, version: u64) {
+    pub(crate) fn handle_applied(&mut self, now: Instant, version: u64) {
         self.now = now;
         self.callbacks.pop_front();
         if self.callbacks.is_empty() {
@@ -251,7 +255,7 @@ impl HeartbeatNode {
     }
 
     /// Time passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.tick(now);
         self.after(now);
@@ -267,7 +271,7 @@ impl HeartbeatNode {
     }
 
     /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         match self.in_flight.take() {
             None => {}
@@ -443,7 +447,7 @@ impl HeartbeatNode {
     }
 
     /// The KV operation to perform now, if any (at most one in flight).
-    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.follow_up {
             // A read of the own key asked for a create at once.
@@ -492,13 +496,13 @@ impl HeartbeatNode {
     }
 
     /// What the shell should do next.
-    pub fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
+    pub(crate) fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
         self.effects.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest
     /// (`None`: nothing is due until an input comes).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if self.done || self.quitting {
             return None;
         }

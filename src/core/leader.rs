@@ -25,11 +25,11 @@ use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord, CONTROL_KEY};
 use crate::{Config, Error, Partition, RebalanceKind};
 
-pub use measure::Measure;
+pub(crate) use measure::Measure;
 
 /// What a leader term tells its shell.
 #[derive(Debug)]
-pub enum LeaderEffect {
+pub(crate) enum LeaderEffect {
     /// Read the partition source and answer with
     /// [`LeaderNode::handle_source`].
     ReadSource,
@@ -52,17 +52,17 @@ pub enum LeaderEffect {
 
 /// What a term needs to know.
 #[derive(Clone)]
-pub struct LeaderParams {
+pub(crate) struct LeaderParams {
     /// This worker's ID.
-    pub id: String,
+    pub(crate) id: String,
     /// The group's timings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The placement strategy.
-    pub strategy: Arc<dyn AssignmentStrategy>,
+    pub(crate) strategy: Arc<dyn AssignmentStrategy>,
     /// Re-read the source this often, if set.
-    pub refresh_every: Option<Duration>,
+    pub(crate) refresh_every: Option<Duration>,
     /// The buckets' names (workers, assignments), for reports.
-    pub buckets: (String, String),
+    pub(crate) buckets: (String, String),
 }
 
 #[derive(Debug)]
@@ -102,7 +102,7 @@ struct Adopted {
 }
 
 /// One leader term.
-pub struct LeaderNode {
+pub(crate) struct LeaderNode {
     p: LeaderParams,
     epoch: u64,
     now: Instant,
@@ -154,14 +154,14 @@ pub struct LeaderNode {
     /// When the calculator last ticked.
     last_tick: Option<Instant>,
     /// Publications handed to the store in this term.
-    pub published: u64,
+    pub(crate) published: u64,
     control: control::Control,
     meter: measure::Meter,
 }
 
 impl LeaderNode {
     /// A term with `epoch`, starting at `now`.
-    pub fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
+    pub(crate) fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
         LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
             source_backoff: crate::core::calculator::plugin_retry(&p.config),
@@ -205,18 +205,18 @@ impl LeaderNode {
     }
 
     /// The calculator's phase, once in office.
-    pub fn phase(&self) -> Option<Phase> {
+    pub(crate) fn phase(&self) -> Option<Phase> {
         self.calc.as_ref().map(|c| c.phase())
     }
 
     /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
     /// heartbeats are dated by them instead of counting as just seen.
-    pub fn handle_beats(&mut self, beats: BeatLog) {
+    pub(crate) fn handle_beats(&mut self, beats: BeatLog) {
         self.beats = beats;
     }
 
     /// Until when the lease may be acted on, as the election last said.
-    pub fn handle_lease(&mut self, valid_until: Option<Instant>) {
+    pub(crate) fn handle_lease(&mut self, valid_until: Option<Instant>) {
         self.lease_valid_until = valid_until;
         self.check_outranked();
     }
@@ -268,13 +268,13 @@ impl LeaderNode {
 
     /// Re-read the source (a refresh request, or the source's own change
     /// notification).
-    pub fn handle_refresh(&mut self, now: Instant) {
+    pub(crate) fn handle_refresh(&mut self, now: Instant) {
         self.now = now;
         self.source_wanted = true;
     }
 
     /// The partition source's answer to [`LeaderEffect::ReadSource`].
-    pub fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
+    pub(crate) fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
         self.now = now;
         self.source_asked = false;
         match result {
@@ -332,7 +332,7 @@ impl LeaderNode {
     }
 
     /// An event of the watch on the workers bucket.
-    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         let Some(mut calc) = self.calc.take() else {
             self.early.push(ev);
@@ -389,7 +389,7 @@ impl LeaderNode {
     }
 
     /// Time passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         if let Office::Replay { until } = self.office {
             if now >= until {
@@ -431,6 +431,6 @@ pub(crate) mod retry;
 mod tests;
 mod view;
 
-pub use aging::BeatLog;
+pub(crate) use aging::BeatLog;
 use retry::ErrorRetry;
 use view::ShownView;

@@ -29,7 +29,7 @@ pub(crate) struct Outranked {
 impl Outranked {
     /// `epoch` found at `now` (keeping the earliest finding, and the highest
     /// epoch).
-    pub fn note(seen: Option<Outranked>, epoch: u64, now: Instant) -> Outranked {
+    pub(crate) fn note(seen: Option<Outranked>, epoch: u64, now: Instant) -> Outranked {
         match seen {
             Some(o) => Outranked {
                 epoch: o.epoch.max(epoch),
@@ -46,8 +46,8 @@ impl Outranked {
     /// was renewed by a write sent after the finding (the election reports
     /// validity as the sending of the last confirmed renewal +
     /// `step_down_after(ttl)`).
-    pub fn disproved_by(&self, valid_until: Option<Instant>, ttl: Duration) -> bool {
-        let step_down = crate::core::lease::step_down_after(ttl);
+    pub(crate) fn disproved_by(&self, valid_until: Option<Instant>, ttl: Duration) -> bool {
+        let step_down = crate::config::ratios::step_down_after(ttl);
         valid_until.is_some_and(|until| until > self.found_at + step_down)
     }
 }
@@ -60,7 +60,7 @@ mod tests {
     fn only_a_renewal_sent_after_the_finding_disproves_a_newer_leader() {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(4);
-        let step_down = crate::core::lease::step_down_after(ttl);
+        let step_down = crate::config::ratios::step_down_after(ttl);
         let o = Outranked::note(None, 9, t0);
         // Confirmed renewals sent before (or at) the finding prove nothing:
         // a newer leader may have taken the lease after them.
