@@ -315,6 +315,7 @@ impl ManagerBuilder {
         };
         let (id, revision) = match claim::claim(
             workers.as_ref(),
+            assignments.as_ref(),
             &config,
             self.preferred_id.as_deref(),
             &record,

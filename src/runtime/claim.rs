@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::core::claim::{ClaimEffect, ClaimNode};
+use crate::core::ops::Bucket;
 use crate::store::{KvError, KvStore, Revision};
 use crate::wire::WorkerRecord;
 use crate::{Config, Error};
@@ -12,6 +13,7 @@ use crate::{Config, Error};
 /// would end after `deadline` is given up for the lowest free one.
 pub(crate) fn claim(
     store: &dyn KvStore,
+    assignments: &dyn KvStore,
     config: &Config,
     preferred: Option<&str>,
     record: &WorkerRecord,
@@ -20,7 +22,10 @@ pub(crate) fn claim(
     let mut node = ClaimNode::new(config, preferred, record, Some(deadline));
     loop {
         while let Some(op) = node.poll_op(Instant::now()) {
-            let reply = op.perform(store);
+            let reply = match op.bucket() {
+                Bucket::Assignments => op.perform(assignments),
+                _ => op.perform(store),
+            };
             node.handle_reply(Instant::now(), reply);
         }
         match node.poll_effect() {
