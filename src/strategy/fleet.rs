@@ -64,7 +64,7 @@ impl Fleet {
 
     /// Classifies `parts` (built from `input`) for `workers` (sorted by id,
     /// deduplicated).
-    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed<'_>]) -> Fleet {
+    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed]) -> Fleet {
         let mut fleet = Fleet::uniform(workers.len());
         fleet.capacity = workers
             .iter()
@@ -75,7 +75,7 @@ impl Fleet {
         // few, and partitions built alike usually come in runs.
         let mut required: Vec<(&[u8], u32)> = Vec::new();
         let mut preferred: Vec<(u32, &[u8], u32)> = Vec::new();
-        let labelled = parts.iter().any(|k| has_labels(k.part));
+        let labelled = input.iter().any(has_labels);
         if !labelled {
             fleet.constrained = uneven;
             return fleet;
