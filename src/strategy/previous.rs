@@ -3,10 +3,10 @@
 //! The leader passes back the placement a strategy returned, whose
 //! partitions are clones of the ones it passes in: their ids share one
 //! allocation. So most previous entries are matched by the address of their
-//! id, which needs neither a read of the id nor a hash of it; the rest (a
-//! placement read back from the store, ids built anew) are matched by hash
-//! and id. Both matches are joins of two arrays sorted by the same key,
-//! so every pass over a million entries walks memory in order.
+//! id, which needs neither a read of the id nor a hash of it: a table
+//! indexed by address when the ids lie close together (they usually do), a
+//! join of both sides sorted by address otherwise. The rest (a placement
+//! read back from the store, ids built anew) are matched by hash and id.
 
 use super::common::{key_hash, Keyed, NO_OWNER};
 use super::radix::{sort_by_u64, sort_by_u64_in};
@@ -31,9 +31,6 @@ pub(crate) fn previous_owners(
     previous: &Placement,
 ) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
-    // (key, worker, position among the live entries) of every entry of a
-    // live worker; workers come in id order.
-    let mut held: Vec<(u64, u32, u32)> = Vec::new();
     let mut lists: Vec<(u32, &[Partition])> = Vec::new();
     for (worker, list) in previous {
         if let Ok(w) = workers.binary_search(&worker.as_str()) {
@@ -44,19 +41,99 @@ pub(crate) fn previous_owners(
     if total == 0 || parts.is_empty() {
         return owner;
     }
-    held.reserve_exact(total);
-    for &(w, list) in &lists {
-        for p in list {
-            if !p.id().is_empty() {
-                held.push((address(p), w, held.len() as u32));
-            }
-        }
-    }
-    // (address, canonical position) of each input partition; already in
-    // address order when the partitions were allocated in the order listed.
+    // Canonical position of each input partition.
     let mut at = vec![0u32; input.len()];
     for (c, k) in parts.iter().enumerate() {
         at[k.index as usize] = c as u32;
+    }
+    let unmatched = match AddressTable::new(input, &at) {
+        Some(table) => {
+            drop(at);
+            let mut unmatched = Vec::new();
+            let mut seq = 0u32;
+            for &(w, list) in &lists {
+                for p in list.iter().filter(|p| !p.id().is_empty()) {
+                    match table.find(address(p)) {
+                        Some(c) => claim(&mut owner[c as usize], w),
+                        None => unmatched.push(seq),
+                    }
+                    seq += 1;
+                }
+            }
+            unmatched
+        }
+        None => by_sorted_address(&lists, input, at, total, &mut owner),
+    };
+    if !unmatched.is_empty() {
+        by_id(&lists, input, parts, unmatched, &mut owner);
+    }
+    owner
+}
+
+/// Input partitions by the address of their id: slot `(a − lo) / 32` holds
+/// the low 32 bits of address `a` and the canonical position + 1. Two
+/// addresses less than 32 apart with equal low 32 bits are equal, so a
+/// lookup is exact. Allocators usually give an `Arc<str>` at least 32
+/// bytes, so ids rarely share a slot (when two do, the table is not used).
+/// One lookup per previous entry instead of sorting both sides.
+struct AddressTable {
+    lo: u64,
+    slots: Vec<(u32, u32)>,
+}
+
+/// log2 of the bytes each slot covers.
+const SLOT_BITS: u32 = 5;
+
+impl AddressTable {
+    /// `None` when the ids are spread over more than four slots per
+    /// partition (too much memory), or two share a slot (an allocator
+    /// packing tighter than assumed): the sorted join then applies.
+    fn new(input: &[Partition], at: &[u32]) -> Option<AddressTable> {
+        let (lo, hi) = input
+            .iter()
+            .map(address)
+            .fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)));
+        let len = ((hi.checked_sub(lo)?) >> SLOT_BITS) as usize + 1;
+        if len > 4 * input.len() + 1024 {
+            return None;
+        }
+        let mut slots = vec![(0u32, 0u32); len];
+        for (p, &c) in input.iter().zip(at) {
+            let a = address(p);
+            let slot = &mut slots[((a - lo) >> SLOT_BITS) as usize];
+            if slot.1 != 0 {
+                return None;
+            }
+            *slot = (a as u32, c + 1);
+        }
+        Some(AddressTable { lo, slots })
+    }
+
+    /// Canonical position of the input partition whose id is at `a`.
+    fn find(&self, a: u64) -> Option<u32> {
+        let slot = a.checked_sub(self.lo)? >> SLOT_BITS;
+        let &(low, c) = self.slots.get(usize::try_from(slot).ok()?)?;
+        (c != 0 && low == a as u32).then(|| c - 1)
+    }
+}
+
+/// The same match as [`AddressTable`] by sorting both sides by address and
+/// merging; returns the positions (among the live entries) of the entries
+/// no input partition shares an id allocation with.
+fn by_sorted_address(
+    lists: &[(u32, &[Partition])],
+    input: &[Partition],
+    at: Vec<u32>,
+    total: usize,
+    owner: &mut [u32],
+) -> Vec<u32> {
+    // (address, worker, position among the live entries); workers come in
+    // id order.
+    let mut held: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
+    for &(w, list) in lists {
+        for p in list.iter().filter(|p| !p.id().is_empty()) {
+            held.push((address(p), w, held.len() as u32));
+        }
     }
     let mut mine: Vec<(u64, u32, u32)> = input
         .iter()
@@ -68,9 +145,8 @@ pub(crate) fn previous_owners(
     // lowest, scaled to the whole range (order preserved).
     let (lo, hi) = mine
         .iter()
-        .map(|e| e.0)
-        .chain(held.iter().map(|e| e.0))
-        .fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)));
+        .chain(&held)
+        .fold((u64::MAX, 0), |(lo, hi), e| (lo.min(e.0), hi.max(e.0)));
     let shift = (hi - lo).leading_zeros() % 64;
     let spread = |a: u64| (a - lo) << shift;
     let mut scratch = Vec::new();
@@ -79,21 +155,18 @@ pub(crate) fn previous_owners(
     }
     sort_by_u64_in(&mut held, &mut scratch, |e| spread(e.0), |_| {});
     drop(scratch);
-    let mut unmatched: Vec<u32> = Vec::new();
+    let mut unmatched = Vec::new();
     let mut j = 0;
-    for &(key, w, seq) in &held {
-        while j < mine.len() && mine[j].0 < key {
+    for &(a, w, seq) in &held {
+        while j < mine.len() && mine[j].0 < a {
             j += 1;
         }
         match mine.get(j) {
-            Some(&(k, c, _)) if k == key => claim(&mut owner[c as usize], w),
+            Some(&(b, c, _)) if b == a => claim(&mut owner[c as usize], w),
             _ => unmatched.push(seq),
         }
     }
-    if !unmatched.is_empty() {
-        by_id(&lists, input, parts, unmatched, &mut owner);
-    }
-    owner
+    unmatched
 }
 
 /// Keeps the first worker in id order: a partition listed under several
