@@ -50,8 +50,9 @@ impl Plan {
                 p.pref,
             )
         });
+        let mut skip = SkipList::with_open(0, |_| true);
         for (g, only) in schedule {
-            self.fill_pass(&groups[g], only, limit, when_full, fleet);
+            self.fill_pass(&groups[g], only, (limit, when_full), fleet, &mut skip);
         }
     }
 
@@ -84,9 +85,9 @@ impl Plan {
         &mut self,
         pass: &Pass,
         only_preferred: bool,
-        limit: &[u64],
-        when_full: WhenAllFull,
+        (limit, when_full): (&[u64], WhenAllFull),
         fleet: &Fleet,
+        skip: &mut SkipList,
     ) {
         if pass
             .parts
@@ -106,7 +107,7 @@ impl Plan {
             .collect();
         let mut open = takes.iter().filter(|&&t| t).count();
         let owners = &self.ring.owners;
-        let mut skip = SkipList::with_open(owners.len(), |pos| takes[owners[pos] as usize]);
+        skip.reset(owners.len(), |pos| takes[owners[pos] as usize]);
         let mut successors = self.ring.successors_of_sorted();
         for &i in &pass.parts {
             let i = i as usize;

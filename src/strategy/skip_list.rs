@@ -11,11 +11,18 @@ impl SkipList {
     /// A list over `len` positions in which position `i` is open when
     /// `open(i)`: one pass, instead of opening all and closing most.
     pub(crate) fn with_open(len: usize, open: impl Fn(usize) -> bool) -> Self {
-        let mut next: Vec<u32> = (0..len)
-            .map(|i| if open(i) { i as u32 } else { i as u32 + 1 })
-            .collect();
-        next.push(len as u32);
-        SkipList { next }
+        let mut list = SkipList { next: Vec::new() };
+        list.reset(len, open);
+        list
+    }
+
+    /// Makes this list [`with_open`](Self::with_open)`(len, open)`, reusing
+    /// its memory (a fresh one per pass costs page faults at a million).
+    pub(crate) fn reset(&mut self, len: usize, open: impl Fn(usize) -> bool) {
+        self.next.clear();
+        self.next
+            .extend((0..len).map(|i| if open(i) { i as u32 } else { i as u32 + 1 }));
+        self.next.push(len as u32);
     }
 
     pub(crate) fn close(&mut self, positions: &[u32]) {
