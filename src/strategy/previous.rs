@@ -30,6 +30,17 @@ pub(crate) fn previous_owners(
     parts: &[Keyed],
     previous: &Placement,
 ) -> Vec<u32> {
+    owners_by(workers, input, parts, previous, true)
+}
+
+/// [`previous_owners`]; without `table`, always by the sorted join.
+fn owners_by(
+    workers: &[&str],
+    input: &[Partition],
+    parts: &[Keyed],
+    previous: &Placement,
+    table: bool,
+) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
     let mut lists: Vec<(u32, &[Partition])> = Vec::new();
     for (worker, list) in previous {
@@ -46,7 +57,7 @@ pub(crate) fn previous_owners(
     for (c, k) in parts.iter().enumerate() {
         at[k.index as usize] = c as u32;
     }
-    let unmatched = match AddressTable::new(input, &at) {
+    let unmatched = match AddressTable::new(input, &at).filter(|_| table) {
         Some(table) => {
             drop(at);
             let mut unmatched = Vec::new();
@@ -211,5 +222,84 @@ fn by_id(
         {
             claim(&mut owner[c], w);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::strategy::common::keyed_partitions;
+
+    /// The rule stated on `previous_owners`, the obvious way.
+    fn reference(
+        workers: &[&str],
+        parts: &[Keyed],
+        input: &[Partition],
+        prev: &Placement,
+    ) -> Vec<u32> {
+        let mut first: HashMap<&str, u32> = HashMap::new();
+        for (w, list) in prev {
+            if let Ok(w) = workers.binary_search(&w.as_str()) {
+                for p in list {
+                    first.entry(p.id()).or_insert(w as u32);
+                }
+            }
+        }
+        parts
+            .iter()
+            .map(|k| {
+                first
+                    .get(input[k.index as usize].id())
+                    .copied()
+                    .unwrap_or(NO_OWNER)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_way_of_matching_finds_the_first_live_owner() {
+        let input: Vec<Partition> = (0..6000).map(|i| Partition::new(format!("p{i}"))).collect();
+        let parts = keyed_partitions(&input).unwrap();
+        let workers = ["a", "b", "c"];
+        let anew = |p: &Partition| Partition::new(p.id().to_string());
+        // Shared ids, ids built anew (as if read from the store), an unknown
+        // id, a partition under two live workers, a dead worker.
+        let prev = Placement::from([
+            (
+                "a".to_string(),
+                input[..2000].iter().map(anew).collect::<Vec<_>>(),
+            ),
+            ("b".to_string(), input[1000..4000].to_vec()),
+            (
+                "c".to_string(),
+                vec![Partition::new("gone"), input[5000].clone()],
+            ),
+            ("dead".to_string(), input[4000..].to_vec()),
+        ]);
+        let at: Vec<u32> = {
+            let mut at = vec![0u32; input.len()];
+            for (c, k) in parts.iter().enumerate() {
+                at[k.index as usize] = c as u32;
+            }
+            at
+        };
+        assert!(
+            AddressTable::new(&input, &at).is_some(),
+            "ids allocated in a row should fit the address table"
+        );
+        let want = reference(&workers, &parts, &input, &prev);
+        assert_eq!(want.iter().filter(|&&o| o == 0).count(), 2000);
+        assert_eq!(want.iter().filter(|&&o| o == 1).count(), 2000);
+        assert_eq!(want.iter().filter(|&&o| o == 2).count(), 1);
+        assert_eq!(owners_by(&workers, &input, &parts, &prev, true), want);
+        assert_eq!(owners_by(&workers, &input, &parts, &prev, false), want);
+        // Only ids built anew: everything goes through the match by id.
+        let fresh: Placement = prev
+            .iter()
+            .map(|(w, l)| (w.clone(), l.iter().map(anew).collect()))
+            .collect();
+        assert_eq!(owners_by(&workers, &input, &parts, &fresh, true), want);
     }
 }

@@ -131,4 +131,46 @@ mod tests {
         sort_by_u64(&mut v, |p| p.0);
         assert_eq!(v, expected);
     }
+
+    #[test]
+    fn spread_keys_take_the_counting_passes_and_report_every_tie() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        // Spread keys, one in eight repeated from an earlier element.
+        let mut keys: Vec<u64> = Vec::new();
+        for i in 0..50_000usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = if i % 8 == 7 {
+                keys[(x % i as u64) as usize]
+            } else {
+                x
+            };
+            keys.push(k);
+        }
+        let mut v: Vec<(u64, u32)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (k, i as u32))
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_by_key(|p| p.0);
+        let mut tied = 0usize;
+        sort_by_u64_then(
+            &mut v,
+            |p| p.0,
+            |run| {
+                assert!(run.windows(2).all(|w| w[0].0 == w[1].0));
+                tied += run.len();
+            },
+        );
+        assert_eq!(v, expected);
+        let want_tied: usize = expected
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|run| run.len() > 1)
+            .map(<[_]>::len)
+            .sum();
+        assert!(want_tied > 1000, "the input must have ties");
+        assert_eq!(tied, want_tied);
+    }
 }
