@@ -4,8 +4,9 @@
 //! partitions are clones of the ones it passes in: their ids share one
 //! allocation. So most previous entries are matched by the address of their
 //! id, which needs neither a read of the id nor a hash of it: a table
-//! indexed by address when the ids lie close together (they usually do), a
-//! join of both sides sorted by address otherwise. The rest (a placement
+//! indexed by address when the ids lie close together (allocated in a row
+//! from one allocator arena), a join of both sides sorted by address
+//! otherwise. The rest (a placement
 //! read back from the store, ids built anew) are matched by hash and id.
 
 use super::common::{key_hash, Keyed, NO_OWNER};
@@ -278,17 +279,9 @@ mod tests {
             ),
             ("dead".to_string(), input[4000..].to_vec()),
         ]);
-        let at: Vec<u32> = {
-            let mut at = vec![0u32; input.len()];
-            for (c, k) in parts.iter().enumerate() {
-                at[k.index as usize] = c as u32;
-            }
-            at
-        };
-        assert!(
-            AddressTable::new(&input, &at).is_some(),
-            "ids allocated in a row should fit the address table"
-        );
+        // `true` uses the address table when the ids lie close together
+        // (depends on the allocator: ids spread over two arenas do not),
+        // `false` always the sorted join; both must give the stated rule.
         let want = reference(&workers, &parts, &input, &prev);
         assert_eq!(want.iter().filter(|&&o| o == 0).count(), 2000);
         assert_eq!(want.iter().filter(|&&o| o == 1).count(), 2000);
