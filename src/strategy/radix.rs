@@ -8,13 +8,13 @@ const SMALL: usize = 4096;
 
 /// Sorts `v` by `key`, keeping the input order of equal keys. Fast when the
 /// top bits of the keys are spread (hashes); correct for any keys.
-pub(crate) fn sort_by_u64<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64) {
+pub(crate) fn sort_by_u64<T: Copy>(v: &mut [T], key: impl Fn(&T) -> u64) {
     sort_by_u64_in(v, &mut Vec::new(), key, |_| {});
 }
 
 /// [`sort_by_u64`], then `ties` on every run of equal keys.
 pub(crate) fn sort_by_u64_then<T: Copy>(
-    v: &mut Vec<T>,
+    v: &mut [T],
     key: impl Fn(&T) -> u64,
     ties: impl FnMut(&mut [T]),
 ) {
@@ -25,7 +25,7 @@ pub(crate) fn sort_by_u64_then<T: Copy>(
 /// same one to several sorts saves allocating (and faulting in) fresh
 /// memory for each.
 pub(crate) fn sort_by_u64_in<T: Copy>(
-    v: &mut Vec<T>,
+    v: &mut [T],
     scratch: &mut Vec<T>,
     key: impl Fn(&T) -> u64,
     mut ties: impl FnMut(&mut [T]),
