@@ -234,12 +234,20 @@ fn sweep() {
     for f in &failed {
         println!("{f}");
     }
+    let fenced_badly: Vec<u64> = ok
+        .iter()
+        .filter(|r| r.late_overwrites > 0)
+        .map(|r| r.seed)
+        .collect();
     assert!(
         failed.is_empty(),
         "failing seeds: {:?}",
         failed.iter().map(|f| f.seed).collect::<Vec<_>>()
     );
-    assert_eq!(overwrites, 0, "a deposed leader's write got past the fence");
+    assert_eq!(
+        overwrites, 0,
+        "a deposed leader's write got past the fence (seeds {fenced_badly:?})"
+    );
 }
 
 /// The runtime itself (real threads, memory store) for the bug behind seed

@@ -77,17 +77,22 @@ fn is_assignment_write(op: &Op) -> bool {
 
 fn perform(stores: &Stores, op: &Op) -> Reply {
     let reply = op.perform(stores.of(op.bucket()));
+    // A compare-and-set on a revision: what a newer leader's re-stamp of
+    // every key must make fail. (Revision 0 is a create's first round,
+    // which lands on an absent key — nothing a newer leader wrote; such
+    // late creates are the documented limit counted by `stale_puts`.)
     if let (
         Op::Update {
             bucket: Bucket::Assignments,
             value,
+            revision,
             ..
         },
         Reply::Written(Ok(_)),
     ) = (op, &reply)
     {
         let in_office = stores.office.epoch.load(Ordering::SeqCst);
-        if epoch_of(value).is_some_and(|e| e < in_office) {
+        if *revision > 0 && epoch_of(value).is_some_and(|e| e < in_office) {
             stores.office.overwritten.fetch_add(1, Ordering::SeqCst);
         }
     }

@@ -274,10 +274,17 @@ impl<'a> World<'a> {
         }
         let p = &mut self.procs[index];
         self.report.stale_puts += std::mem::take(&mut p.io.stale_puts);
-        self.report.late_overwrites = self
+        let overwrites = self
             .office
             .overwritten
             .load(std::sync::atomic::Ordering::SeqCst);
+        if overwrites > self.report.late_overwrites {
+            notes.violations.push(format!(
+                "a deposed leader's write landed over a newer leader's (sent by {})",
+                p.instance
+            ));
+        }
+        self.report.late_overwrites = overwrites;
         if p.exempt && p.running().is_some_and(|r| !r.busy()) {
             p.exempt = false;
             notes.owned_changed = true;
