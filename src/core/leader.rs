@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::core::calculator::{Calculator, Phase};
 use crate::core::fence::Fence;
+use crate::core::node::Node;
+use crate::core::ops::{Op, Reply};
 
 use crate::names::REFRESH_KEY;
 use crate::store::{Revision, WatchEvent};
@@ -344,6 +346,67 @@ impl LeaderNode {
             self.source_retry = None;
             self.source_wanted = true;
         }
+    }
+}
+
+/// What the shell and the election tell a leader term.
+#[derive(Debug)]
+pub enum LeaderInput {
+    /// Until when the lease may be acted on, as the election last said.
+    Lease(Option<Instant>),
+    /// Re-read the source (a refresh request, or the source's own change
+    /// notification).
+    Refresh,
+    /// The partition source's answer to [`LeaderEffect::ReadSource`].
+    Source(Result<Vec<Partition>, Error>),
+    /// This worker's confirmed heartbeats (see [`BeatLog`]).
+    Beats(BeatLog),
+}
+
+impl Node for LeaderNode {
+    type Input = LeaderInput;
+    type Effect = LeaderEffect;
+
+    fn handle_input(&mut self, now: Instant, input: LeaderInput) {
+        match input {
+            LeaderInput::Lease(valid_until) => self.handle_lease(valid_until),
+            LeaderInput::Refresh => self.handle_refresh(now),
+            LeaderInput::Source(result) => self.handle_source(now, result),
+            LeaderInput::Beats(beats) => self.handle_beats(beats),
+        }
+    }
+
+    fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+        LeaderNode::handle_watch(self, now, ev)
+    }
+
+    /// Going silent would leave a leader that renews its lease but never
+    /// publishes: the driver watches again (the replay re-announces every
+    /// worker, whatever the cause), and the end is reported.
+    fn handle_watch_end(&mut self, now: Instant, _store_forgot: bool) {
+        self.now = now;
+        let e = crate::store::KvError::Unavailable("workers watch ended".into());
+        self.effects.push_back(LeaderEffect::Report(Error::Kv(e)));
+    }
+
+    fn handle_reply(&mut self, now: Instant, reply: Reply) {
+        LeaderNode::handle_reply(self, now, reply)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        LeaderNode::handle_timeout(self, now)
+    }
+
+    fn poll_op(&mut self, now: Instant) -> Option<Op> {
+        LeaderNode::poll_op(self, now)
+    }
+
+    fn poll_effect(&mut self) -> Option<LeaderEffect> {
+        LeaderNode::poll_effect(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        LeaderNode::poll_timeout(self)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod leader;
 pub mod lease;
 pub mod ledger;
+pub(crate) mod node;
 pub mod ops;
 pub mod placement;
 pub mod worker;

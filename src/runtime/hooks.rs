@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::error::panic_message;
 use crate::{AssignmentChange, Error, Partition, State};
@@ -89,12 +89,12 @@ impl Hooks {
 }
 
 /// Spawns the callback thread. It runs jobs in order and reports each applied
-/// assignment version on `applied`; it ends when every job sender is gone.
+/// assignment version to `applied`; it ends when every job sender is gone.
 pub(crate) fn spawn(
     name: String,
     hooks: Hooks,
     jobs: Receiver<Job>,
-    applied: Sender<u64>,
+    applied: impl Fn(u64) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
         for job in jobs.iter() {
@@ -111,7 +111,7 @@ pub(crate) fn spawn(
                 }
             }
             if let Some(v) = version {
-                let _ = applied.send(v);
+                applied(v);
             }
         }
     })
@@ -137,7 +137,8 @@ mod tests {
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
-        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied_tx).unwrap();
+        let applied = move |v| drop(applied_tx.send(v));
+        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied).unwrap();
         let until = Instant::now() + Duration::from_secs(60);
         let job = |version| Job::Prepare {
             partitions: vec![Partition::new("p")],

@@ -3,6 +3,7 @@
 //! callbacks, talking over crossbeam channels.
 
 pub(crate) mod claim;
+pub(crate) mod driver;
 pub(crate) mod election;
 pub(crate) mod hooks;
 pub(crate) mod leader;
