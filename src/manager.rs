@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 
 use crate::core::election::ElectionNode;
 use crate::core::heartbeat::{HeartbeatInput, HeartbeatNode};
-use crate::core::leader::LeaderParams;
+use crate::core::leader::{LeaderInput, LeaderParams};
 use crate::metrics::{Metrics, NoMetrics};
 use crate::names::REFRESH_KEY;
 use crate::names::{worker_number, BucketNames};
@@ -297,16 +297,14 @@ impl ManagerBuilder {
             move |v| drop(applied.send(HeartbeatInput::Applied(v))),
         )
         .map_err(spawn_error)?;
-        let mut launch = Launch {
-            threads: Some(Threads {
-                callbacks,
-                heartbeat: None,
-                election: None,
-            }),
+        let mut launch = Launch(Some(Threads {
             shared: shared.clone(),
-            backend: backend.clone(),
+            backend,
             config: config.clone(),
-        };
+            callbacks,
+            heartbeat: None,
+            election: None,
+        }));
         let started = Instant::now();
         let startup_deadline = started + config.startup_timeout + config.cold_start_window;
         shared.set_startup(Some(State::ClaimingId));
@@ -354,9 +352,11 @@ impl ManagerBuilder {
         }
         .spawn()
         .map_err(spawn_error)?;
-        launch.started(|t| t.heartbeat = Some((beat_tx.clone(), heartbeat)));
+        if let Some(t) = &mut launch.0 {
+            t.heartbeat = Some((beat_tx.clone(), heartbeat));
+        }
 
-        let (refresh_tx, refresh_rx) = crossbeam_channel::unbounded();
+        let (leader_tx, leader_rx) = crossbeam_channel::unbounded();
         let changes = self.source.changes();
         let strategy = self
             .strategy
@@ -386,14 +386,17 @@ impl ManagerBuilder {
                 source: self.source,
                 workers: workers.clone(),
                 assignments,
-                refresh: refresh_rx,
+                inputs: leader_rx,
                 changes,
             },
+            leader_inputs: leader_tx.clone(),
             retry_every,
         }
         .spawn()
         .map_err(spawn_error)?;
-        launch.started(|t| t.election = Some((stop_tx, election)));
+        if let Some(t) = &mut launch.0 {
+            t.election = Some((stop_tx, election));
+        }
 
         let manager = Manager {
             shared,
@@ -401,35 +404,21 @@ impl ManagerBuilder {
             group: self.group,
             worker_id: id,
             workers,
-            backend,
-            refresh: refresh_tx,
-            threads: Mutex::new(launch.threads.take()),
+            refresh: leader_tx,
+            threads: Mutex::new(launch.0.take()),
         };
         Ok((manager, started, startup_deadline))
     }
 }
 
-/// What [`ManagerBuilder::launch`] has started so far. Dropped while it
-/// still holds the threads (a later step failed), it stops them again.
-struct Launch {
-    threads: Option<Threads>,
-    shared: Arc<Shared>,
-    backend: Arc<dyn KvBackend>,
-    config: Config,
-}
-
-impl Launch {
-    fn started(&mut self, add: impl FnOnce(&mut Threads)) {
-        if let Some(t) = &mut self.threads {
-            add(t);
-        }
-    }
-}
+/// The threads [`ManagerBuilder::launch`] has started so far. Dropped
+/// while it still holds them (a later step failed), it stops them again.
+struct Launch(Option<Threads>);
 
 impl Drop for Launch {
     fn drop(&mut self) {
-        if let Some(threads) = self.threads.take() {
-            threads.stop(&self.shared, self.backend.as_ref(), &self.config);
+        if let Some(threads) = self.0.take() {
+            threads.stop();
         }
     }
 }
@@ -460,8 +449,11 @@ fn new_instance_id() -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
 }
 
-/// A manager's threads.
+/// A manager's threads, and what stopping them needs.
 struct Threads {
+    shared: Arc<Shared>,
+    backend: Arc<dyn KvBackend>,
+    config: Config,
     callbacks: JoinHandle<()>,
     heartbeat: Option<(Sender<HeartbeatInput>, JoinHandle<()>)>,
     election: Option<(Sender<()>, JoinHandle<()>)>,
@@ -470,7 +462,8 @@ struct Threads {
 impl Threads {
     /// Leaves the group as gracefully as `shutdown_timeout` allows and
     /// stops every thread; whether each ended in time.
-    fn stop(self, shared: &Shared, backend: &dyn KvBackend, config: &Config) -> bool {
+    fn stop(self) -> bool {
+        let (shared, config) = (&self.shared, &self.config);
         let deadline = Instant::now() + config.shutdown_timeout;
         // Keep a reserve for releasing locally, deleting our key and the
         // lease, each bounded by the operation timeout.
@@ -501,7 +494,7 @@ impl Threads {
         if self.callbacks.thread().id() != std::thread::current().id() {
             clean &= join_until(self.callbacks, deadline);
         }
-        backend.close();
+        self.backend.close();
         clean
     }
 }
@@ -533,8 +526,8 @@ pub struct Manager {
     group: String,
     worker_id: String,
     workers: Arc<dyn KvStore>,
-    backend: Arc<dyn KvBackend>,
-    refresh: Sender<()>,
+    /// The leader terms' inputs, for a refresh request.
+    refresh: Sender<LeaderInput>,
     threads: Mutex<Option<Threads>>,
 }
 
@@ -641,7 +634,7 @@ impl Manager {
             return Err(Error::Stopped);
         }
         if self.is_leader() {
-            let _ = self.refresh.send(());
+            let _ = self.refresh.send(LeaderInput::Refresh);
             return Ok(());
         }
         self.workers
@@ -659,7 +652,7 @@ impl Manager {
         let Some(threads) = self.threads.lock().take() else {
             return Ok(());
         };
-        let clean = threads.stop(&self.shared, self.backend.as_ref(), &self.config);
+        let clean = threads.stop();
         log::info!("[{}] stopped", self.worker_id);
         if clean {
             Ok(())

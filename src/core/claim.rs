@@ -178,7 +178,6 @@ impl Node for ClaimNode {
 
     /// The operation due then is handed out by `poll_op`.
     fn handle_timeout(&mut self, _now: Instant) {}
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
     fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.in_flight = false;
         if let Some(e) = reply.error().filter(|e| !e.is_conflict()) {
@@ -277,7 +276,6 @@ impl Node for ClaimNode {
         }
     }
 
-    /// The operation to perform now, if any (at most one is in flight).
     fn poll_op(&mut self, now: Instant) -> Option<Op> {
         if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
             return None;
@@ -322,7 +320,6 @@ impl Node for ClaimNode {
         Some(op)
     }
 
-    /// How the claim ended, once it has.
     fn poll_effect(&mut self) -> Option<ClaimEffect> {
         self.effect.take()
     }

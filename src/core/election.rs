@@ -4,10 +4,7 @@
 //! actions into KV operations and their answers into outcomes, resigning
 //! after the leader's plug-in code panicked, releasing the lease on stop.
 //!
-//! Contract, as every node's: feed it with `handle_*`, then take its next KV
-//! operation from [`poll_op`](ElectionNode::poll_op) (at most one in
-//! flight), its effects from [`poll_effect`](ElectionNode::poll_effect), and
-//! wake it no later than [`poll_timeout`](ElectionNode::poll_timeout).
+//! It follows the node contract ([`Node`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -191,7 +188,6 @@ impl Node for ElectionNode {
             ElectionInput::Release => self.release(now),
         }
     }
-    /// An event of the watch on the lease key.
     fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         match ev {
@@ -215,7 +211,6 @@ impl Node for ElectionNode {
         }
     }
 
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
     fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         let Some(InFlight::Lease { action, sent }) = self.in_flight.take() else {
@@ -259,7 +254,6 @@ impl Node for ElectionNode {
         self.absorb(events);
     }
 
-    /// The KV operation to perform now, if any (at most one in flight).
     fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.in_flight.is_some() {
@@ -294,12 +288,10 @@ impl Node for ElectionNode {
         Some(op)
     }
 
-    /// What the shell should do next.
     fn poll_effect(&mut self) -> Option<ElectionEffect> {
         self.effects.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
     fn poll_timeout(&self) -> Option<Instant> {
         Some(self.core.next_deadline(self.now))
     }

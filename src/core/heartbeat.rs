@@ -4,10 +4,7 @@
 //! alerts, and the graceful departure. The heartbeat thread drives it; the
 //! simulator drives the same node for every simulated process.
 //!
-//! Contract, as every node's: feed it with `handle_*`; take its next KV
-//! operation from [`poll_op`](HeartbeatNode::poll_op) (at most one in
-//! flight), its effects from [`poll_effect`](HeartbeatNode::poll_effect),
-//! and wake it no later than [`poll_timeout`](HeartbeatNode::poll_timeout).
+//! It follows the node contract ([`Node`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -340,7 +337,6 @@ impl Node for HeartbeatNode {
         }
         self.after(now);
     }
-    /// An event of the watch on this worker's assignment key.
     fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         if self.done || self.quitting {
@@ -373,7 +369,6 @@ impl Node for HeartbeatNode {
         self.after(now);
     }
 
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
     fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         match self.in_flight.take() {
@@ -433,14 +428,12 @@ impl Node for HeartbeatNode {
         self.after(now);
     }
 
-    /// Time passed.
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.tick(now);
         self.after(now);
     }
 
-    /// The KV operation to perform now, if any (at most one in flight).
     fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.follow_up {
@@ -471,13 +464,10 @@ impl Node for HeartbeatNode {
         Some(op)
     }
 
-    /// What the shell should do next.
     fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
         self.effects.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest
-    /// (`None`: nothing is due until an input comes).
     fn poll_timeout(&self) -> Option<Instant> {
         if self.done || self.quitting {
             return None;

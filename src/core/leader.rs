@@ -4,13 +4,10 @@
 //! writes, re-reading the source when asked or on schedule. The leader
 //! thread drives it; the simulator drives the same node.
 //!
-//! Contract, as every node's: feed it with `handle_*`; take its next KV
-//! operation from [`poll_op`](LeaderNode::poll_op) (at most one in flight),
-//! its effects from [`poll_effect`](LeaderNode::poll_effect), and wake it
-//! no later than [`poll_timeout`](LeaderNode::poll_timeout). Reading the
+//! It follows the node contract ([`Node`]). Reading the
 //! partition source is user code, not KV: the node asks for it with
-//! [`LeaderEffect::ReadSource`] and takes the answer in
-//! [`handle_source`](LeaderNode::handle_source).
+//! [`LeaderEffect::ReadSource`] and takes the answer as
+//! [`LeaderInput::Source`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -32,8 +29,7 @@ pub use measure::Measure;
 /// What a leader term tells its shell.
 #[derive(Debug)]
 pub enum LeaderEffect {
-    /// Read the partition source and answer with
-    /// [`LeaderNode::handle_source`].
+    /// Read the partition source and answer with [`LeaderInput::Source`].
     ReadSource,
     /// Every published key was re-stamped with this term's epoch: no write
     /// of an older leader can land from now on.
@@ -203,30 +199,12 @@ impl LeaderNode {
         self.calc.as_ref().map(|c| c.phase())
     }
 
-    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
-    /// heartbeats are dated by them instead of counting as just seen.
-    pub fn handle_beats(&mut self, beats: BeatLog) {
-        self.beats = beats;
-    }
-
-    /// Until when the lease may be acted on, as the election last said.
-    pub fn handle_lease(&mut self, valid_until: Option<Instant>) {
-        self.lease_valid_until = valid_until;
-    }
-
     fn lease_valid(&self, now: Instant) -> bool {
         self.lease_valid_until.is_some_and(|t| now < t)
     }
 
-    /// Re-read the source (a refresh request, or the source's own change
-    /// notification).
-    pub fn handle_refresh(&mut self, now: Instant) {
-        self.now = now;
-        self.source_wanted = true;
-    }
-
     /// The partition source's answer to [`LeaderEffect::ReadSource`].
-    pub fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
+    fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
         self.now = now;
         self.source_asked = false;
         match result {
@@ -359,7 +337,8 @@ pub enum LeaderInput {
     Refresh,
     /// The partition source's answer to [`LeaderEffect::ReadSource`].
     Source(Result<Vec<Partition>, Error>),
-    /// This worker's confirmed heartbeats (see [`BeatLog`]).
+    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
+    /// heartbeats are dated by them instead of counting as just seen.
     Beats(BeatLog),
 }
 
@@ -368,11 +347,12 @@ impl Node for LeaderNode {
     type Effect = LeaderEffect;
 
     fn handle_input(&mut self, now: Instant, input: LeaderInput) {
+        self.now = now;
         match input {
-            LeaderInput::Lease(valid_until) => self.handle_lease(valid_until),
-            LeaderInput::Refresh => self.handle_refresh(now),
+            LeaderInput::Lease(valid_until) => self.lease_valid_until = valid_until,
+            LeaderInput::Refresh => self.source_wanted = true,
             LeaderInput::Source(result) => self.handle_source(now, result),
-            LeaderInput::Beats(beats) => self.handle_beats(beats),
+            LeaderInput::Beats(beats) => self.beats = beats,
         }
     }
 

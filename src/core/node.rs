@@ -11,6 +11,39 @@ use std::time::Instant;
 use crate::core::ops::{Op, Reply};
 use crate::store::WatchEvent;
 
+/// Whether a driver goes on after an effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Go,
+    End,
+}
+
+/// What every driver does between two waits: hand the node's effects to
+/// `sink`, perform its operations with `perform`, and hand it the answers,
+/// until it has nothing to do now, an answer comes only later (`None`), or
+/// the sink ends the driver.
+pub(crate) fn pump<N: Node>(
+    node: &mut N,
+    now: impl Fn() -> Instant,
+    mut perform: impl FnMut(Op) -> Option<Reply>,
+    sink: &mut impl FnMut(&mut N, N::Effect) -> Flow,
+) -> Flow {
+    loop {
+        while let Some(effect) = node.poll_effect() {
+            if sink(node, effect) == Flow::End {
+                return Flow::End;
+            }
+        }
+        let Some(op) = node.poll_op(now()) else {
+            return Flow::Go;
+        };
+        match perform(op) {
+            Some(reply) => node.handle_reply(now(), reply),
+            None => return Flow::Go,
+        }
+    }
+}
+
 /// A sans-IO node.
 pub(crate) trait Node {
     /// What the shell or other nodes tell it (leave, an applied callback,

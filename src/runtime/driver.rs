@@ -6,19 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{at, never, Receiver, Select};
+use crossbeam_channel::{at, never, select_biased, Receiver};
 
-use crate::core::node::Node;
+pub(crate) use crate::core::node::Flow;
+use crate::core::node::{pump, Node};
 use crate::core::ops::{Op, Reply};
 use crate::runtime::rewatch::Rewatch;
-use crate::store::{Watch, WatchEvent};
-
-/// Whether the thread goes on after an effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
-    Go,
-    End,
-}
+use crate::store::Watch;
 
 type Perform = Box<dyn FnMut(&Op) -> Reply + Send>;
 type Open = Box<dyn FnMut() -> Option<Watch> + Send>;
@@ -30,20 +24,8 @@ pub(crate) struct Driver<N: Node> {
     stop: Option<Receiver<()>>,
     inputs: Option<Receiver<N::Input>>,
     /// Notifications that each stand for one input (queued ones together).
-    signals: Vec<(Receiver<()>, fn() -> N::Input)>,
+    signal: Option<(Receiver<()>, fn() -> N::Input)>,
     watch: Option<(Rewatch, Open)>,
-}
-
-/// What woke the driver.
-enum Woke<I> {
-    Stop,
-    Input(I),
-    InputsGone,
-    Signal(usize),
-    SignalGone(usize),
-    Event(WatchEvent),
-    WatchEnded,
-    Timer,
 }
 
 impl<N: Node> Driver<N> {
@@ -55,7 +37,7 @@ impl<N: Node> Driver<N> {
             perform: Box::new(perform),
             stop: None,
             inputs: None,
-            signals: Vec::new(),
+            signal: None,
             watch: None,
         }
     }
@@ -73,10 +55,9 @@ impl<N: Node> Driver<N> {
         self
     }
 
-    /// Each notification on `signal` is the input `make()`; a disconnected
-    /// one is not waited on any more (it would always be ready).
-    pub fn signal(mut self, signal: Receiver<()>, make: fn() -> N::Input) -> Self {
-        self.signals.push((signal, make));
+    /// Each notification on `signal` is the input `make()`.
+    pub fn signal(mut self, signal: Option<Receiver<()>>, make: fn() -> N::Input) -> Self {
+        self.signal = signal.map(|s| (s, make));
         self
     }
 
@@ -100,98 +81,62 @@ impl<N: Node> Driver<N> {
     /// Performs the node's operations and hands out its effects, until it
     /// has nothing more to do now.
     pub fn step(&mut self, sink: &mut impl FnMut(&mut N, N::Effect) -> Flow) -> Flow {
-        loop {
-            while let Some(effect) = self.node.poll_effect() {
-                if sink(&mut self.node, effect) == Flow::End {
-                    return Flow::End;
-                }
-            }
-            let Some(op) = self.node.poll_op(Instant::now()) else {
-                return Flow::Go;
-            };
-            let reply = (self.perform)(&op);
+        let perform = &mut self.perform;
+        let perform = |op: Op| {
+            let reply = perform(&op);
             if let Some(e) = reply.error() {
                 log::debug!("{op:?}: {e}");
             }
-            self.node.handle_reply(Instant::now(), reply);
-        }
+            Some(reply)
+        };
+        pump(&mut self.node, Instant::now, perform, sink)
     }
 
-    /// Waits for one thing and hands it to the node.
+    /// Waits for one thing, stop first, and hands it to the node.
     fn wait(&mut self) -> Flow {
         let deadline = self.node.poll_timeout();
         let (events, timer) = match &self.watch {
             Some((watch, _)) => watch.waits(deadline),
             None => (never(), deadline.map(at).unwrap_or_else(never)),
         };
-        if self.stop.is_none()
-            && self.inputs.is_none()
-            && self.signals.is_empty()
-            && self.watch.is_none()
-            && deadline.is_none()
-        {
+        let (stop, inputs) = (self.stop.clone(), self.inputs.clone());
+        if stop.is_none() && inputs.is_none() && self.watch.is_none() && deadline.is_none() {
             return Flow::End;
         }
-        let woke = self.select(&events, &timer);
-        let now = Instant::now();
-        match woke {
-            Woke::Stop | Woke::InputsGone => return Flow::End,
-            Woke::Input(input) => self.node.handle_input(now, input),
-            Woke::Signal(i) => {
-                let (signal, make) = &self.signals[i];
-                // One input covers every notification queued so far.
-                while signal.try_recv().is_ok() {}
-                self.node.handle_input(now, make());
-            }
-            Woke::SignalGone(i) => drop(self.signals.remove(i)),
-            Woke::Event(ev) => {
-                self.node.handle_watch(now, ev);
-                // Take everything already queued before deciding.
-                while let Ok(ev) = events.try_recv() {
-                    self.node.handle_watch(Instant::now(), ev);
+        let signal = self.signal.as_ref().map(|(s, _)| s.clone());
+        select_biased! {
+            recv(stop.unwrap_or_else(never)) -> _ => return Flow::End,
+            recv(inputs.unwrap_or_else(never)) -> input => match input {
+                Ok(input) => self.node.handle_input(Instant::now(), input),
+                Err(_) => return Flow::End,
+            },
+            recv(signal.unwrap_or_else(never)) -> msg => match (msg, &self.signal) {
+                (Ok(()), Some((signal, make))) => {
+                    // One input covers every notification queued so far.
+                    while signal.try_recv().is_ok() {}
+                    self.node.handle_input(Instant::now(), make());
                 }
-            }
-            Woke::WatchEnded => {
-                let forgot = self.watch.as_mut().is_some_and(|(w, _)| w.ended());
-                self.node.handle_watch_end(now, forgot);
-            }
-            Woke::Timer => self.node.handle_timeout(now),
+                // A disconnected channel is always ready: waited on no more.
+                _ => self.signal = None,
+            },
+            recv(events) -> ev => match ev {
+                Ok(ev) => {
+                    self.node.handle_watch(Instant::now(), ev);
+                    // Take everything already queued before deciding.
+                    while let Ok(ev) = events.try_recv() {
+                        self.node.handle_watch(Instant::now(), ev);
+                    }
+                }
+                Err(_) => {
+                    let forgot = self.watch.as_mut().is_some_and(|(w, _)| w.ended());
+                    self.node.handle_watch_end(Instant::now(), forgot);
+                }
+            },
+            recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
         }
         if let Some((watch, open)) = &mut self.watch {
             watch.reopen_if_due(open);
         }
         Flow::Go
-    }
-
-    fn select(&self, events: &Receiver<WatchEvent>, timer: &Receiver<Instant>) -> Woke<N::Input> {
-        let mut sel = Select::new_biased();
-        let stop = self.stop.as_ref().map(|r| sel.recv(r));
-        let inputs = self.inputs.as_ref().map(|r| sel.recv(r));
-        let signals: Vec<usize> = self.signals.iter().map(|(r, _)| sel.recv(r)).collect();
-        let watch = sel.recv(events);
-        let timed = sel.recv(timer);
-        let oper = sel.select();
-        let index = oper.index();
-        if Some(index) == stop {
-            let _ = self.stop.as_ref().map(|r| oper.recv(r));
-            return Woke::Stop;
-        }
-        if let (Some(i), Some(r)) = (inputs, &self.inputs) {
-            if index == i {
-                return oper.recv(r).map_or(Woke::InputsGone, Woke::Input);
-            }
-        }
-        if let Some(k) = signals.iter().position(|&i| i == index) {
-            return match oper.recv(&self.signals[k].0) {
-                Ok(()) => Woke::Signal(k),
-                Err(_) => Woke::SignalGone(k),
-            };
-        }
-        if index == watch {
-            return oper.recv(events).map_or(Woke::WatchEnded, Woke::Event);
-        }
-        debug_assert_eq!(index, timed);
-        let _ = oper.recv(timer);
-        Woke::Timer
     }
 }

@@ -31,13 +31,14 @@ pub(crate) struct ElectionThread {
     /// The heartbeat node's inputs: the lease epochs go there.
     pub heartbeat: Sender<HeartbeatInput>,
     pub leader: LeaderContext,
+    /// The leader terms' inputs (see [`LeaderContext::inputs`]).
+    pub leader_inputs: Sender<LeaderInput>,
     pub retry_every: Duration,
 }
 
 struct RunningLeader {
     stop: Sender<()>,
     handle: JoinHandle<()>,
-    inputs: Sender<LeaderInput>,
 }
 
 /// The election's sink: what its effects do to the manager.
@@ -45,6 +46,7 @@ struct Sink {
     id: String,
     shared: Arc<Shared>,
     leader: LeaderContext,
+    leader_inputs: Sender<LeaderInput>,
     heartbeat: Sender<HeartbeatInput>,
     resign: Sender<ElectionInput>,
     running: Option<RunningLeader>,
@@ -70,6 +72,7 @@ impl ElectionThread {
             id: self.id,
             shared: self.shared,
             leader: self.leader,
+            leader_inputs: self.leader_inputs,
             heartbeat: self.heartbeat,
             resign: self.inputs.0,
             running: None,
@@ -109,8 +112,8 @@ impl Sink {
                 let _ = self.heartbeat.send(HeartbeatInput::LeaseReset(0));
             }
             ElectionEffect::Valid(until) => {
-                if let Some(r) = &self.running {
-                    let _ = r.inputs.send(LeaderInput::Lease(until));
+                if self.running.is_some() {
+                    let _ = self.leader_inputs.send(LeaderInput::Lease(until));
                 }
             }
             ElectionEffect::Report(e) => self.shared.report(e),
@@ -120,24 +123,19 @@ impl Sink {
 
     fn start_leader(&mut self, epoch: u64, valid_until: Option<Instant>) {
         let (stop, stop_rx) = crossbeam_channel::bounded(0);
-        let (inputs, inputs_rx) = crossbeam_channel::unbounded();
+        // The previous term is over: what it left unread is stale (a new
+        // term reads the source anyway).
+        while self.leader.inputs.try_recv().is_ok() {}
         let thread = LeaderThread {
             ctx: self.leader.clone(),
             shared: self.shared.clone(),
             epoch,
             valid_until,
             stop: stop_rx,
-            inputs: inputs_rx,
             resign: self.resign.clone(),
         };
         match thread.spawn() {
-            Ok(handle) => {
-                self.running = Some(RunningLeader {
-                    stop,
-                    handle,
-                    inputs,
-                })
-            }
+            Ok(handle) => self.running = Some(RunningLeader { stop, handle }),
             Err(e) => self.shared.report(Error::Kv(KvError::Other(format!(
                 "cannot spawn leader thread: {e}"
             )))),

@@ -27,7 +27,9 @@ pub(crate) struct LeaderContext {
     pub source: Arc<dyn PartitionSource>,
     pub workers: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
-    pub refresh: Receiver<()>,
+    /// The term's inputs: refresh requests from the manager, the lease's
+    /// validity from the election (emptied before each term).
+    pub inputs: Receiver<LeaderInput>,
     /// The source's own change notifications, if it has any.
     pub changes: Option<Receiver<()>>,
 }
@@ -39,8 +41,6 @@ pub(crate) struct LeaderThread {
     /// Until when the lease may be acted on, at the start of the term.
     pub valid_until: Option<Instant>,
     pub stop: Receiver<()>,
-    /// Every later change of the lease's validity, from the election.
-    pub inputs: Receiver<LeaderInput>,
     /// Told when this term ends because the user's plug-in code panicked:
     /// the election then hands the lease to another worker.
     pub resign: Sender<ElectionInput>,
@@ -67,8 +67,8 @@ impl LeaderThread {
             _ => op.perform(assignments.as_ref()),
         })
         .stop(self.stop)
-        .inputs(self.inputs)
-        .signal(ctx.refresh.clone(), || LeaderInput::Refresh)
+        .inputs(ctx.inputs.clone())
+        .signal(ctx.changes.clone(), || LeaderInput::Refresh)
         .watch(
             ctx.params.config.heartbeat_interval / 4,
             move || match watched.watch(None) {
@@ -79,9 +79,6 @@ impl LeaderThread {
                 }
             },
         );
-        if let Some(changes) = ctx.changes.clone() {
-            driver = driver.signal(changes, || LeaderInput::Refresh);
-        }
         let (shared, source, resign) = (self.shared, ctx.source, self.resign);
         driver.run(&mut |node, effect| {
             match effect {

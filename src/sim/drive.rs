@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
 
-use crate::core::node::Node;
+use crate::core::node::{pump, Flow, Node};
 use crate::core::ops::Bucket;
 use crate::store::Watch;
 
@@ -65,14 +65,12 @@ impl<N: Node> Stepper<N> {
         }
         if !io.blocked(self.thread) {
             self.wake(node, io, now);
-            loop {
-                drain(node, sink);
-                let Some(op) = node.poll_op(now) else { break };
-                match io.issue(self.thread, op, now) {
-                    Some(reply) => node.handle_reply(now, reply),
-                    None => break,
-                }
-            }
+            let thread = self.thread;
+            let sink = &mut |n: &mut N, e| {
+                sink(n, e);
+                Flow::Go
+            };
+            pump(node, || now, |op| io.issue(thread, op, now), sink);
         }
         drain(node, sink);
     }
