@@ -294,7 +294,9 @@ impl ManagerBuilder {
             format!("parti-callbacks-{}", self.group),
             self.hooks,
             jobs_rx,
-            move |v| drop(applied.send(HeartbeatInput::Applied(v))),
+            move |v| {
+                let _ = applied.send(HeartbeatInput::Applied(v));
+            },
         )
         .map_err(spawn_error)?;
         let mut launch = Launch(Some(Threads {

@@ -16,6 +16,7 @@ use crate::store::Watch;
 
 type Perform = Box<dyn FnMut(&Op) -> Reply + Send>;
 type Open = Box<dyn FnMut() -> Option<Watch> + Send>;
+type Signal<I> = (Receiver<()>, fn() -> I);
 
 /// A node and everything its thread waits on.
 pub(crate) struct Driver<N: Node> {
@@ -24,7 +25,7 @@ pub(crate) struct Driver<N: Node> {
     stop: Option<Receiver<()>>,
     inputs: Option<Receiver<N::Input>>,
     /// Notifications that each stand for one input (queued ones together).
-    signal: Option<(Receiver<()>, fn() -> N::Input)>,
+    signal: Option<Signal<N::Input>>,
     watch: Option<(Rewatch, Open)>,
 }
 

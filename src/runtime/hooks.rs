@@ -137,7 +137,9 @@ mod tests {
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
-        let applied = move |v| drop(applied_tx.send(v));
+        let applied = move |v| {
+            let _ = applied_tx.send(v);
+        };
         let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied).unwrap();
         let until = Instant::now() + Duration::from_secs(60);
         let job = |version| Job::Prepare {
