@@ -65,6 +65,15 @@ pub struct Health {
     /// against: [`Config::stall_after`](crate::Config::stall_after)
     /// (`heartbeat_ttl + heartbeat_interval + operation_timeout`).
     pub stall_after: Duration,
+    /// The last time this worker found that the store forgot what a bucket
+    /// held — the bucket deleted and recreated, or the server back on an
+    /// empty or older store — and which bucket: how long ago, and the
+    /// bucket's name. `None` if never. Each such finding is also reported
+    /// through `on_error` ([`KvError::Forgot`](crate::store::KvError::Forgot)
+    /// or [`KvError::Recreated`](crate::store::KvError::Recreated)) and
+    /// counted by `Metrics::store_incident`; see docs/operations.md, "When
+    /// the store forgets".
+    pub store_fault: Option<(Duration, String)>,
 }
 
 impl Health {

@@ -605,6 +605,9 @@ impl Manager {
             degraded_since: probes.degraded_since.map(|t| t.elapsed()),
             since_progress: probes.last_progress.elapsed(),
             stall_after: self.config.stall_after(),
+            store_fault: probes
+                .store_fault
+                .map(|(at, bucket)| (at.elapsed(), bucket)),
         }
     }
 

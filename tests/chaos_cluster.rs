@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{exactly_once, start_recorded, wait_until, Recorded};
+use group::{exactly_once, start_recorded, tokens, unix_micros, wait_until, Recorded};
 use parti::Config;
 use support::NatsCluster;
 
@@ -156,6 +156,68 @@ fn losing_the_stream_leader_node_of_a_three_node_cluster() {
     parts.extend(ms.iter().map(|r| r.part()));
     let ledger = Ledger::of_events(&parts);
     assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    for r in ms {
+        r.manager.stop().expect("stop");
+    }
+}
+
+#[test]
+fn the_whole_cluster_restarted_at_once_heals_without_double_owners_or_lower_tokens() {
+    let _ = env_logger::builder()
+        .is_test(true)
+        .parse_filters("parti=info")
+        .try_init();
+    let mut cluster = NatsCluster::start(3);
+    let urls = cluster.urls();
+    let config = config();
+    let mut ms: Vec<Recorded> = vec![start_retrying(&urls, &config, false)];
+    for _ in 0..2 {
+        ms.push(start_retrying(&urls, &config, true));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || settled(&ms)),
+        "{}",
+        describe(&ms)
+    );
+    let t0 = Instant::now();
+    let killed_at = unix_micros();
+    cluster.restart_all();
+    let answering = t0.elapsed();
+    let t1 = Instant::now();
+    let bound = config.election_ttl
+        + config.heartbeat_ttl
+        + config.emergency_grace
+        + config.planned_scale_window;
+    assert!(
+        wait_until(Duration::from_secs(60), || settled(&ms)),
+        "after the cluster restart: {}",
+        describe(&ms)
+    );
+    eprintln!(
+        "whole cluster restarted: answering after {answering:?}, every partition owned again {:?} later (bound {bound:?})",
+        t1.elapsed()
+    );
+    // The outage was real: every worker released its partitions (fenced
+    // itself) while the cluster was down, and got work again.
+    for r in &ms {
+        let released = r.events.lock().unwrap().iter().any(|e| {
+            e["t_begin"].as_u64() >= Some(killed_at)
+                && e["partitions"].as_array().is_some_and(|a| a.is_empty())
+        });
+        assert!(released, "{} never released during the outage", r.label());
+    }
+    // It still takes a joiner.
+    ms.push(start_retrying(&urls, &config, true));
+    assert!(
+        wait_until(Duration::from_secs(60), || settled(&ms)),
+        "a joiner after the restart: {}",
+        describe(&ms)
+    );
+    let parts: Vec<_> = ms.iter().map(|r| r.part()).collect();
+    let ledger = Ledger::of_events(&parts);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    let regressions = tokens::regressions(&parts);
+    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
     for r in ms {
         r.manager.stop().expect("stop");
     }

@@ -10,92 +10,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{fast_config, recorded_reports, recorded_settled, start_recorded, Recorded};
-use parti::store::{BucketConfig, KvBackend};
+use group::store_faults::{
+    created, describe, group_after_a_leader_change, js, wait_for_keys_again, N,
+};
+use group::{fast_config, recorded_settled, start_recorded, tokens};
 use parti::Config;
 use support::{wait_until, NatsServer};
-
-const N: usize = 16;
-
-fn js(url: &str, api: &str) -> serde_json::Value {
-    let nc = nats::connect(url).expect("connect");
-    let reply = nc
-        .request_timeout(&format!("$JS.API.{api}"), b"", Duration::from_secs(2))
-        .expect("JetStream API");
-    serde_json::from_slice(&reply.data).expect("json")
-}
-
-/// The stream's creation time, `None` while it does not exist.
-fn created(url: &str, stream: &str) -> Option<String> {
-    let v = js(url, &format!("STREAM.INFO.{stream}"));
-    v["created"].as_str().map(str::to_string)
-}
-
-fn describe(ms: &[Recorded]) -> String {
-    ms.iter()
-        .zip(recorded_reports(ms))
-        .map(|(r, (label, ps))| {
-            let h = r.manager.health();
-            let leader = if h.is_leader { " leader" } else { "" };
-            format!("{label} {:?}{leader} {ps:?}", h.state)
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// Known gap (issue 11): a joiner claiming an ID after the workers bucket
-/// was lost, but before the ID's running owner has written its key again,
-/// takes the ID, and the owner shuts down. Tests join once every running
-/// worker is back in the bucket.
-fn wait_for_keys_again(url: &str, group: &str, config: &Config, ms: &[Recorded]) {
-    let ids: Vec<String> = ms
-        .iter()
-        .map(|r| r.manager.worker_id().to_string())
-        .collect();
-    let nc = parti::store::nats::connect(url).expect("connect");
-    let backend = parti::store::nats::NatsBackend::new(nc, Duration::from_secs(2));
-    let bucket = BucketConfig::new(format!("parti-{group}-workers"), Some(config.worker_id_ttl));
-    let store = backend.open(&bucket).expect("open the workers bucket");
-    assert!(
-        wait_until(Duration::from_secs(10), || store
-            .keys()
-            .is_ok_and(|keys| ids.iter().all(|id| keys.contains(id)))),
-        "workers did not write their keys again"
-    );
-    backend.close();
-}
-
-/// Four busy workers that have been through a leader change (the first
-/// leader stopped, a fifth joined): epochs and revisions then stand above
-/// those a new bucket starts from, and workers remember them. Returns the
-/// running managers and the stopped one (for the ledger).
-fn group_after_a_leader_change(
-    url: &str,
-    group: &str,
-    config: &Config,
-) -> (Vec<Recorded>, Recorded) {
-    let _ = env_logger::builder()
-        .is_test(true)
-        .parse_filters("parti=info")
-        .try_init();
-    let mut ms: Vec<Recorded> = (0..4)
-        .map(|i| start_recorded(url, group, N, config, i > 0))
-        .collect();
-    assert!(
-        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
-        "{}",
-        describe(&ms)
-    );
-    let first = ms.remove(0);
-    first.manager.stop().expect("stop the first leader");
-    ms.push(start_recorded(url, group, N, config, true));
-    assert!(
-        wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
-        "{}",
-        describe(&ms)
-    );
-    (ms, first)
-}
 
 /// Deletes one of a running group's buckets; the group must recreate it,
 /// own every partition again within the bound and still take a joiner.
@@ -163,6 +83,7 @@ fn bucket_loss(which: &str) {
     let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
     let ledger = Ledger::of_events(&parts);
     assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    assert_tokens_rise(&parts);
     for r in ms {
         r.manager.stop().expect("stop");
     }
@@ -198,6 +119,7 @@ fn a_server_back_on_an_empty_store_heals() {
     let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
     let ledger = Ledger::of_events(&parts);
     assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    assert_tokens_rise(&parts);
     for r in ms {
         r.manager.stop().expect("stop");
     }
@@ -211,4 +133,12 @@ fn deleting_the_workers_bucket_heals() {
 #[test]
 fn deleting_the_assignments_bucket_heals() {
     bucket_loss("assignments");
+}
+
+/// A downstream store fencing by token would never have rejected an owner.
+fn assert_tokens_rise(parts: &[(String, Vec<group::Event>)]) {
+    let regressions = tokens::regressions(parts);
+    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
+    let grants = tokens::grant_count(parts);
+    assert!(grants > N, "only {grants} grants replayed");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::core::node::Node;
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::core::worker::{degraded_alert_at, BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
-use crate::store::WatchEvent;
+use crate::store::{Revision, WatchEvent};
 use crate::wire::{self, AssignmentRecord, WorkerRecord};
 use crate::{Assignment, Config, Error, Partition};
 
@@ -51,6 +51,12 @@ pub enum HeartbeatEffect {
     Drained,
     /// Worth an `on_error` report.
     Report(Error),
+    /// A heartbeat was stored at a revision at or below one of ours
+    /// before: the workers bucket went back (rolled back, or recreated), so
+    /// revisions — and the lease's epochs — are being issued again. The
+    /// node has already forgotten the lease epochs it saw; the shell reports
+    /// it and tells the rest of the worker.
+    StoreWentBack,
     /// Another process holds this worker ID: the manager must stop.
     IdLost,
     /// After [`HeartbeatInput::Quit`]: everything released and the key
@@ -110,6 +116,8 @@ pub struct HeartbeatNode {
     /// `in_flight` holds an operation not yet handed out (a create that a
     /// read of the own key asked for).
     follow_up: bool,
+    /// The highest revision a write of ours was stored at.
+    highest_written: Revision,
 }
 
 impl HeartbeatNode {
@@ -117,7 +125,7 @@ impl HeartbeatNode {
     pub fn new(
         id: &str,
         instance: &str,
-        revision: crate::store::Revision,
+        revision: Revision,
         config: &Config,
         buckets: (&str, &str),
         now: Instant,
@@ -145,6 +153,7 @@ impl HeartbeatNode {
             quitting: false,
             done: false,
             follow_up: false,
+            highest_written: revision,
         }
     }
 
@@ -156,6 +165,25 @@ impl HeartbeatNode {
     /// The assignment version this worker has applied.
     pub fn applied_version(&self) -> u64 {
         self.core.applied_version()
+    }
+
+    /// Our writes are sequential, so their revisions rise while the store
+    /// remembers. One at or below an earlier one: the store went back, and
+    /// the lease epochs seen before (kept as the minimum a leader's record
+    /// must carry) would make this worker ignore every new leader.
+    fn check_went_back(&mut self, revision: Revision) {
+        if revision <= self.highest_written {
+            log::warn!(
+                "[{}] heartbeat stored at revision {revision}, not above {}: the store went back; lease epochs seen before are forgotten",
+                self.id,
+                self.highest_written
+            );
+            self.effects.push_back(HeartbeatEffect::StoreWentBack);
+            if let Some(event) = self.core.reset_lease_epoch(0) {
+                self.on_event(event);
+            }
+        }
+        self.highest_written = revision;
     }
 
     fn quit(&mut self) {
@@ -409,6 +437,9 @@ impl Node for HeartbeatNode {
                 }
             },
             Some(InFlight::Beat { sent, .. }) => {
+                if let Reply::Written(Ok(rev)) = &reply {
+                    self.check_went_back(*rev);
+                }
                 let outcome = match &reply {
                     Reply::Written(Ok(rev)) => BeatOutcome::Written(*rev),
                     Reply::Written(Err(e)) if e.is_conflict() => BeatOutcome::Conflict,
@@ -485,3 +516,7 @@ impl Node for HeartbeatNode {
             .min()
     }
 }
+
+#[cfg(test)]
+#[path = "heartbeat_tests.rs"]
+mod tests;

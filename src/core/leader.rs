@@ -134,6 +134,8 @@ pub struct LeaderNode {
     source_retry: Option<Instant>,
     /// This worker's own heartbeats, to date the replayed ones.
     beats: BeatLog,
+    /// The replay's worker entries (key, revision), dated when it ends.
+    replay_dates: Vec<(String, crate::store::Revision)>,
     /// Backoff and report memory of a failing partition source.
     source_backoff: ErrorRetry,
     next_refresh: Option<Instant>,
@@ -158,6 +160,7 @@ impl LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
             source_backoff: crate::core::calculator::plugin_retry(&p.config),
             beats: BeatLog::default(),
+            replay_dates: Vec::new(),
             p,
             epoch,
             now,
@@ -240,20 +243,25 @@ impl LeaderNode {
             now,
             partitions,
         );
-        let mut synced = false;
+        self.office = Office::Replay {
+            until: now + self.p.config.operation_timeout * 2,
+        };
         for ev in std::mem::take(&mut self.early) {
-            synced |= ev == WatchEvent::Synced;
-            self.on_worker_event(&mut calc, now, ev);
+            self.replay_step(&mut calc, now, ev);
         }
         self.calc = Some(calc);
-        self.replayed = synced;
-        self.office = if synced {
-            Office::Read(Box::default())
-        } else {
-            Office::Replay {
-                until: now + self.p.config.operation_timeout * 2,
+    }
+
+    /// One event of the workers watch; its `Synced` ends the replay.
+    fn replay_step(&mut self, calc: &mut Calculator, now: Instant, ev: WatchEvent) {
+        if ev == WatchEvent::Synced {
+            if let Office::Replay { .. } = self.office {
+                self.replayed = true;
+                self.office = Office::Read(Box::default());
+                self.date_replay(calc);
             }
-        };
+        }
+        self.on_worker_event(calc, now, ev);
     }
 
     /// An event of the watch on the workers bucket.
@@ -263,13 +271,7 @@ impl LeaderNode {
             self.early.push(ev);
             return;
         };
-        if ev == WatchEvent::Synced {
-            if let Office::Replay { .. } = self.office {
-                self.replayed = true;
-                self.office = Office::Read(Box::default());
-            }
-        }
-        self.on_worker_event(&mut calc, now, ev);
+        self.replay_step(&mut calc, now, ev);
         self.calc = Some(calc);
     }
 
@@ -282,11 +284,10 @@ impl LeaderNode {
                     Ok(rec) => {
                         calc.observe_worker(now, &entry.key, &rec);
                         // A live put was just made; a replayed one may be
-                        // as old as the predecessor's crash.
-                        if !self.replayed {
-                            if let Some(by) = self.beats.written_by(entry.revision) {
-                                calc.seen_by(&entry.key, by);
-                            }
+                        // as old as the predecessor's crash (dated when the
+                        // replay ends, see `date_replay`).
+                        if matches!(self.office, Office::Replay { .. }) {
+                            self.replay_dates.push((entry.key, entry.revision));
                         }
                     }
                     Err(e) => self.effects.push_back(LeaderEffect::Report(e)),
@@ -296,6 +297,27 @@ impl LeaderNode {
                 calc.worker_gone(&key)
             }
             _ => {}
+        }
+    }
+
+    /// Dates the replayed heartbeats by this worker's own (see
+    /// [`BeatLog::date_replay`]), before any live one is observed.
+    fn date_replay(&mut self, calc: &mut Calculator) {
+        let entries = std::mem::take(&mut self.replay_dates);
+        let own = entries
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == self.p.id)
+            .map(|(_, r)| *r);
+        let Some(dated) = self.beats.date_replay(own, &entries) else {
+            log::warn!(
+                "[{}] own heartbeat missing or older in the replay: the store went back; replayed workers count as seen now",
+                self.p.id
+            );
+            return;
+        };
+        for (key, by) in dated {
+            calc.seen_by(&key, by);
         }
     }
 
@@ -309,6 +331,10 @@ impl LeaderNode {
                     self.p.id
                 );
                 self.office = Office::Read(Box::default());
+                if let Some(mut calc) = self.calc.take() {
+                    self.date_replay(&mut calc);
+                    self.calc = Some(calc);
+                }
             }
         }
         if let Office::Retry(at) = self.office {

@@ -4,6 +4,7 @@
 //! its watch (reopened after a pause when it ends) and the node's deadline.
 //! A thread is only the wiring of one driver and the sink of its effects.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select_biased, Receiver};
@@ -12,10 +13,10 @@ pub(crate) use crate::core::node::Flow;
 use crate::core::node::{pump, Node};
 use crate::core::ops::{Op, Reply};
 use crate::runtime::rewatch::Rewatch;
-use crate::store::Watch;
+use crate::runtime::shared::Shared;
+use crate::store::KvStore;
 
 type Perform = Box<dyn FnMut(&Op) -> Reply + Send>;
-type Open = Box<dyn FnMut() -> Option<Watch> + Send>;
 type Signal<I> = (Receiver<()>, fn() -> I);
 
 /// A node and everything its thread waits on.
@@ -26,7 +27,15 @@ pub(crate) struct Driver<N: Node> {
     inputs: Option<Receiver<N::Input>>,
     /// Notifications that each stand for one input (queued ones together).
     signal: Option<Signal<N::Input>>,
-    watch: Option<(Rewatch, Open)>,
+    watch: Option<Watched>,
+}
+
+/// A node's watch of `key` (every key: `None`) in `store`.
+struct Watched {
+    rewatch: Rewatch,
+    shared: Arc<Shared>,
+    store: Arc<dyn KvStore>,
+    key: Option<String>,
 }
 
 impl<N: Node> Driver<N> {
@@ -62,14 +71,22 @@ impl<N: Node> Driver<N> {
         self
     }
 
-    /// The node's watch, opened by `open` now and, after it ended or failed
-    /// to open, again every `every`.
+    /// The node's watch of `key` (every key: `None`) in `store`, opened
+    /// now and, after it ended or failed to open, again every `every`; one
+    /// that ended because the store forgot is reported.
     pub fn watch(
         mut self,
         every: Duration,
-        mut open: impl FnMut() -> Option<Watch> + Send + 'static,
+        shared: &Arc<Shared>,
+        store: &Arc<dyn KvStore>,
+        key: Option<&str>,
     ) -> Self {
-        self.watch = Some((Rewatch::new(open(), every), Box::new(open)));
+        self.watch = Some(Watched {
+            rewatch: Rewatch::new(shared.watch(store.as_ref(), key), every),
+            shared: shared.clone(),
+            store: store.clone(),
+            key: key.map(str::to_string),
+        });
         self
     }
 
@@ -97,7 +114,7 @@ impl<N: Node> Driver<N> {
     fn wait(&mut self) -> Flow {
         let deadline = self.node.poll_timeout();
         let (events, timer) = match &self.watch {
-            Some((watch, _)) => watch.waits(deadline),
+            Some(w) => w.rewatch.waits(deadline),
             None => (never(), deadline.map(at).unwrap_or_else(never)),
         };
         let (stop, inputs) = (self.stop.clone(), self.inputs.clone());
@@ -129,14 +146,19 @@ impl<N: Node> Driver<N> {
                     }
                 }
                 Err(_) => {
-                    let forgot = self.watch.as_mut().is_some_and(|(w, _)| w.ended());
+                    let forgot = self.watch.as_mut().is_some_and(|w| {
+                        let bucket = w.store.bucket().to_string();
+                        w.rewatch.ended_reporting(&w.shared, &bucket)
+                    });
                     self.node.handle_watch_end(Instant::now(), forgot);
                 }
             },
             recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
         }
-        if let Some((watch, open)) = &mut self.watch {
-            watch.reopen_if_due(open);
+        if let Some(w) = &mut self.watch {
+            let (shared, store, key) = (&w.shared, &w.store, w.key.as_deref());
+            w.rewatch
+                .reopen_if_due(|| shared.watch(store.as_ref(), key));
         }
         Flow::Go
     }

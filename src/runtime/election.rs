@@ -61,13 +61,16 @@ impl ElectionThread {
     }
 
     fn run(self) {
-        let (store, watched, shared) = (self.store.clone(), self.store, self.shared.clone());
+        let store = self.store.clone();
         let mut driver = Driver::new(self.node, move |op| op.perform(store.as_ref()))
             .stop(self.stop)
             .inputs(self.inputs.1)
-            .watch(self.retry_every, move || {
-                shared.watch(watched.as_ref(), LEADER_KEY)
-            });
+            .watch(
+                self.retry_every,
+                &self.shared,
+                &self.store,
+                Some(LEADER_KEY),
+            );
         let mut sink = Sink {
             id: self.id,
             shared: self.shared,

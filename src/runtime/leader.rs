@@ -18,7 +18,6 @@ use crate::runtime::driver::{Driver, Flow};
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
 use crate::store::KvStore;
-use crate::Error;
 
 /// What a leader thread needs; cloned for each term.
 #[derive(Clone)]
@@ -61,7 +60,6 @@ impl LeaderThread {
         node.handle_input(now, LeaderInput::Beats(self.shared.beats()));
         let ctx = self.ctx;
         let (workers, assignments) = (ctx.workers.clone(), ctx.assignments.clone());
-        let (watched, shared) = (ctx.workers.clone(), self.shared.clone());
         let mut driver = Driver::new(node, move |op| match op.bucket() {
             Bucket::Workers => op.perform(workers.as_ref()),
             _ => op.perform(assignments.as_ref()),
@@ -71,13 +69,9 @@ impl LeaderThread {
         .signal(ctx.changes.clone(), || LeaderInput::Refresh)
         .watch(
             ctx.params.config.heartbeat_interval / 4,
-            move || match watched.watch(None) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    shared.report(Error::Kv(e));
-                    None
-                }
-            },
+            &self.shared,
+            &ctx.workers,
+            None,
         );
         let (shared, source, resign) = (self.shared, ctx.source, self.resign);
         driver.run(&mut |node, effect| {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use crate::runtime::shared::Shared;
 use crate::store::{Entry, KvError, KvStore, Revision, Watch};
-use crate::Error;
 
 pub(crate) struct Metered {
     pub inner: Arc<dyn KvStore>,
@@ -39,7 +38,7 @@ impl Metered {
             }
             if let KvError::Recreated(name) = e {
                 self.shared
-                    .report(Error::Kv(KvError::Recreated(name.clone())));
+                    .store_forgot(KvError::Recreated(name.clone()), name);
             }
         }
         result

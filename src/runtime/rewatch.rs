@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, Receiver};
 
-use crate::store::{Watch, WatchEvent};
+use crate::runtime::shared::Shared;
+use crate::store::{KvError, Watch, WatchEvent};
 
 pub(crate) struct Rewatch {
     watch: Option<Watch>,
@@ -45,6 +46,16 @@ impl Rewatch {
     pub fn ended(&mut self) -> bool {
         let forgot = self.watch.take().is_some_and(|w| w.store_forgot());
         self.retry_at = Instant::now() + self.every;
+        forgot
+    }
+
+    /// As [`ended`](Self::ended); a watch of `bucket` that ended because
+    /// the store forgot is reported ([`Shared::store_forgot`]).
+    pub fn ended_reporting(&mut self, shared: &Shared, bucket: &str) -> bool {
+        let forgot = self.ended();
+        if forgot {
+            shared.store_forgot(KvError::Forgot(bucket.to_string()), bucket);
+        }
         forgot
     }
 

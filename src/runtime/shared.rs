@@ -76,7 +76,7 @@ pub(crate) struct Shared {
     beats: Mutex<BeatLog>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Probes {
     pub last_heartbeat: Option<Instant>,
     pub degraded_since: Option<Instant>,
@@ -84,6 +84,9 @@ pub(crate) struct Probes {
     /// outcome (or when the manager was made): liveness, which an outage
     /// must not fail.
     pub last_progress: Instant,
+    /// The last time the store was found to have forgotten (a bucket
+    /// recreated or rolled back), and which bucket.
+    pub store_fault: Option<(Instant, String)>,
 }
 
 impl Shared {
@@ -111,6 +114,7 @@ impl Shared {
                 last_heartbeat: None,
                 degraded_since: None,
                 last_progress: Instant::now(),
+                store_fault: None,
             }),
             beats: Mutex::new(BeatLog::default()),
         }
@@ -148,15 +152,24 @@ impl Shared {
         self.send(Job::Error(error));
     }
 
-    /// A watch of `key` in `store`, or `None` after reporting why not (the
+    /// The store forgot what `bucket` held (recreated, or rolled back):
+    /// reported through `on_error`, counted as a store incident, shown by
+    /// `health()`.
+    pub fn store_forgot(&self, error: crate::store::KvError, bucket: &str) {
+        self.probes.lock().store_fault = Some((Instant::now(), bucket.to_string()));
+        self.metrics.store_incident();
+        self.report(Error::Kv(error));
+    }
+
+    /// A watch of `key` (every key: `None`) in `store`, or `None` after reporting why not (the
     /// caller retries later; the same failure again is not reported again).
     pub fn watch(
         &self,
         store: &dyn crate::store::KvStore,
-        key: &str,
+        key: Option<&str>,
     ) -> Option<crate::store::Watch> {
-        let which = format!("{}/{key}", store.bucket());
-        match store.watch(Some(key)) {
+        let which = format!("{}/{}", store.bucket(), key.unwrap_or("*"));
+        match store.watch(key) {
             Ok(watch) => {
                 self.watch_failures.lock().remove(&which);
                 Some(watch)
@@ -236,7 +249,7 @@ impl Shared {
     }
 
     pub fn probes(&self) -> Probes {
-        *self.probes.lock()
+        self.probes.lock().clone()
     }
 
     pub fn set_leader_phase(&self, phase: Option<Phase>) {

@@ -12,7 +12,7 @@ use crate::core::heartbeat::{HeartbeatEffect, HeartbeatInput, HeartbeatNode};
 use crate::runtime::driver::{Driver, Flow};
 use crate::runtime::hooks::Job;
 use crate::runtime::shared::Shared;
-use crate::store::KvStore;
+use crate::store::{KvError, KvStore};
 
 pub(crate) struct WorkerThread {
     pub id: String,
@@ -38,23 +38,25 @@ impl WorkerThread {
 
     fn run(self) {
         let (shared, workers) = (self.shared.clone(), self.workers.clone());
-        let (watcher, assignments) = (self.shared.clone(), self.assignments.clone());
-        let id = self.id.clone();
         let mut driver = Driver::new(self.node, move |op| {
             let reply = op.perform(workers.as_ref());
             shared.progressed();
             reply
         })
         .inputs(self.inputs)
-        .watch(self.retry_every, move || {
-            watcher.watch(assignments.as_ref(), &id)
-        });
+        .watch(
+            self.retry_every,
+            &self.shared,
+            &self.assignments,
+            Some(&self.id),
+        );
+        let bucket = self.workers.bucket().to_string();
         let (shared, stop) = (self.shared, self.election_stop);
-        driver.run(&mut |_, effect| on_effect(&shared, &stop, effect));
+        driver.run(&mut |_, effect| on_effect(&shared, &stop, &bucket, effect));
     }
 }
 
-fn on_effect(shared: &Shared, election_stop: &Sender<()>, effect: HeartbeatEffect) -> Flow {
+fn on_effect(shared: &Shared, stop: &Sender<()>, workers: &str, effect: HeartbeatEffect) -> Flow {
     match effect {
         HeartbeatEffect::Install {
             assignment,
@@ -82,9 +84,14 @@ fn on_effect(shared: &Shared, election_stop: &Sender<()>, effect: HeartbeatEffec
         HeartbeatEffect::BeatFailed => shared.metrics.heartbeat_failure(),
         HeartbeatEffect::Drained => shared.set_drained(),
         HeartbeatEffect::Report(e) => shared.report(e),
+        // The node has forgotten the lease epochs it saw (the lease's
+        // epochs are issued again too); the election pushes the new ones.
+        HeartbeatEffect::StoreWentBack => {
+            shared.store_forgot(KvError::Forgot(workers.into()), workers)
+        }
         HeartbeatEffect::IdLost => {
             shared.set_shutdown();
-            let _ = election_stop.try_send(());
+            let _ = stop.try_send(());
             return Flow::End;
         }
         HeartbeatEffect::Exited => return Flow::End,

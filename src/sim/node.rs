@@ -201,6 +201,7 @@ impl Running {
             // for the leader terms to come.
             HeartbeatEffect::Beat(revision) => self.beats.record(revision, now),
             HeartbeatEffect::Prepare { version: None, .. }
+            | HeartbeatEffect::StoreWentBack
             | HeartbeatEffect::Degraded(_)
             | HeartbeatEffect::BeatFailed
             | HeartbeatEffect::Drained

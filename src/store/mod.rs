@@ -150,6 +150,12 @@ pub enum KvError {
     /// acts on the new, empty bucket.
     #[error("bucket {0} was missing and has been recreated, empty")]
     Recreated(String),
+    /// A watch found that the store forgot what it had delivered: the
+    /// bucket's stream was recreated (another creation time) or rolled back
+    /// (its last revision below one already seen, so revisions are issued
+    /// again). parti rebuilds what it knows from the store as it now is.
+    #[error("the store forgot what bucket {0} held (recreated or rolled back); rebuilding from what it holds now")]
+    Forgot(String),
     /// Anything else the server or client reported.
     #[error("{0}")]
     Other(String),

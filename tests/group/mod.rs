@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod ledger;
+pub mod store_faults;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -139,6 +141,7 @@ pub fn start_recorded(
                 "partitions": ids(c.assignment().partitions()),
                 "added": ids(c.added()),
                 "removed": ids(c.removed()),
+                "tokens": c.assignment().iter().map(|(p, t)| (p.id().to_string(), t)).collect::<BTreeMap<_, _>>(),
                 "t_begin": begin,
                 "t_end": unix_micros(),
             }));

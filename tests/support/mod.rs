@@ -224,6 +224,28 @@ impl NatsServer {
         self.wait_ready();
     }
 
+    /// Kills the server, copies its store directory to `to`, and starts it
+    /// again on the same store: the copy is what a later
+    /// [`restore_store`](Self::restore_store) rolls the server back to.
+    pub fn copy_store(&mut self, to: &Path) {
+        self.kill();
+        copy_dir(&self.store_dir, to);
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Kills the server and starts it again on the store copied by
+    /// [`copy_store`](Self::copy_store): acknowledged writes since the copy
+    /// are lost and their revisions will be issued again (what a server
+    /// without fsync can come back as after a correlated crash).
+    pub fn restore_store(&mut self, from: &Path) {
+        self.kill();
+        std::fs::remove_dir_all(&self.store_dir).expect("remove the store directory");
+        copy_dir(from, &self.store_dir);
+        self.spawn();
+        self.wait_ready();
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -264,6 +286,20 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Copies the directory tree `from` to `to` (created).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the store directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a store file");
+        }
     }
 }
 
@@ -363,6 +399,21 @@ impl NatsCluster {
     /// Restarts node `i` on its port and storage.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i].restart();
+    }
+
+    /// SIGKILLs every node, then starts them all again on their ports and
+    /// storage (a whole-cluster crash: a node alone has no JetStream quorum,
+    /// so they are started together before any is waited for).
+    pub fn restart_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        for node in &mut self.nodes {
+            node.spawn();
+        }
+        for node in &mut self.nodes {
+            node.wait_ready();
+        }
     }
 }
 
