@@ -12,9 +12,8 @@ use crossbeam_channel::{at, never, select_biased, Receiver};
 pub(crate) use crate::core::node::Flow;
 use crate::core::node::{pump, Node};
 use crate::core::ops::{Op, Reply};
-use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
-use crate::store::KvStore;
+use crate::store::{KvStore, Watch, WatchEvent};
 
 type Perform = Box<dyn FnMut(&Op) -> Reply + Send>;
 type Signal<I> = (Receiver<()>, fn() -> I);
@@ -30,12 +29,54 @@ pub(crate) struct Driver<N: Node> {
     watch: Option<Watched>,
 }
 
-/// A node's watch of `key` (every key: `None`) in `store`.
+/// A node's watch of `key` (every key: `None`) in `store`, reopened after
+/// a pause when it ends or fails to open (its replay then re-announces
+/// every key to the node).
 struct Watched {
-    rewatch: Rewatch,
+    watch: Option<Watch>,
+    retry_at: Instant,
+    every: Duration,
     shared: Arc<Shared>,
     store: Arc<dyn KvStore>,
     key: Option<String>,
+}
+
+impl Watched {
+    /// Reopens the watch once the pause is over.
+    fn reopen_if_due(&mut self) {
+        if self.watch.is_none() && Instant::now() >= self.retry_at {
+            self.watch = self.shared.watch(self.store.as_ref(), self.key.as_deref());
+            self.retry_at = Instant::now() + self.every;
+        }
+    }
+
+    /// The watch's events (never while it is missing) and a timer at the
+    /// node's `deadline`, or earlier when the watch is due to be reopened.
+    fn waits(&self, deadline: Option<Instant>) -> (Receiver<WatchEvent>, Receiver<Instant>) {
+        let deadline = match &self.watch {
+            Some(_) => deadline,
+            None => Some(deadline.map_or(self.retry_at, |d| d.min(self.retry_at))),
+        };
+        let events = self.watch.as_ref().map(|w| w.events().clone());
+        (
+            events.unwrap_or_else(never),
+            deadline.map(at).unwrap_or_else(never),
+        )
+    }
+
+    /// The watch ended: it is reopened after a pause. Whether it ended
+    /// because the store forgot ([`Watch::store_forgot`]), which is
+    /// reported ([`Shared::store_forgot`]).
+    fn ended(&mut self) -> bool {
+        let forgot = self.watch.take().is_some_and(|w| w.store_forgot());
+        self.retry_at = Instant::now() + self.every;
+        if forgot {
+            let bucket = self.store.bucket();
+            let e = crate::store::KvError::Forgot(bucket.to_string());
+            self.shared.store_forgot(e, bucket);
+        }
+        forgot
+    }
 }
 
 impl<N: Node> Driver<N> {
@@ -82,7 +123,9 @@ impl<N: Node> Driver<N> {
         key: Option<&str>,
     ) -> Self {
         self.watch = Some(Watched {
-            rewatch: Rewatch::new(shared.watch(store.as_ref(), key), every),
+            watch: shared.watch(store.as_ref(), key),
+            retry_at: Instant::now() + every,
+            every,
             shared: shared.clone(),
             store: store.clone(),
             key: key.map(str::to_string),
@@ -114,7 +157,7 @@ impl<N: Node> Driver<N> {
     fn wait(&mut self) -> Flow {
         let deadline = self.node.poll_timeout();
         let (events, timer) = match &self.watch {
-            Some(w) => w.rewatch.waits(deadline),
+            Some(w) => w.waits(deadline),
             None => (never(), deadline.map(at).unwrap_or_else(never)),
         };
         let (stop, inputs) = (self.stop.clone(), self.inputs.clone());
@@ -146,19 +189,14 @@ impl<N: Node> Driver<N> {
                     }
                 }
                 Err(_) => {
-                    let forgot = self.watch.as_mut().is_some_and(|w| {
-                        let bucket = w.store.bucket().to_string();
-                        w.rewatch.ended_reporting(&w.shared, &bucket)
-                    });
+                    let forgot = self.watch.as_mut().is_some_and(Watched::ended);
                     self.node.handle_watch_end(Instant::now(), forgot);
                 }
             },
             recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
         }
         if let Some(w) = &mut self.watch {
-            let (shared, store, key) = (&w.shared, &w.store, w.key.as_deref());
-            w.rewatch
-                .reopen_if_due(|| shared.watch(store.as_ref(), key));
+            w.reopen_if_due();
         }
         Flow::Go
     }

@@ -41,42 +41,36 @@ pub(crate) enum Job {
     },
 }
 
+/// Runs `hook` (if set) with `f`, catching a panic.
+fn call<F: ?Sized>(hook: &Option<Box<F>>, f: impl FnOnce(&F)) -> Option<std::thread::Result<()>> {
+    hook.as_deref()
+        .map(|h| catch_unwind(AssertUnwindSafe(|| f(h))))
+}
+
 impl Hooks {
     fn run(&self, job: &Job) -> Result<(), Error> {
         let (name, result) = match job {
-            Job::Assignment(change) => (
+            Job::Assignment(c) => (
                 "on_assignment_changed",
-                self.assignment_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(change)))),
+                call(&self.assignment_changed, |f| f(c)),
             ),
             Job::State(from, to) => (
                 "on_state_changed",
-                self.state_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*from, *to)))),
+                call(&self.state_changed, |f| f(*from, *to)),
             ),
             Job::Leadership(lead) => (
                 "on_leadership_changed",
-                self.leadership_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*lead)))),
+                call(&self.leadership_changed, |f| f(*lead)),
             ),
             Job::Prepare {
                 partitions, until, ..
-            } => (
-                "on_prepare",
-                self.prepare
-                    .as_ref()
-                    .filter(|_| !partitions.is_empty() && Instant::now() < *until)
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(partitions)))),
-            ),
-            Job::Error(e) => (
-                "on_error",
-                self.error
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(e)))),
-            ),
+            } => {
+                let fresh = !partitions.is_empty() && Instant::now() < *until;
+                // Stale news is dropped without running the hook.
+                let ran = fresh.then(|| call(&self.prepare, |f| f(partitions)));
+                ("on_prepare", ran.flatten())
+            }
+            Job::Error(e) => ("on_error", call(&self.error, |f| f(e))),
         };
         match result {
             Some(Err(payload)) => Err(Error::CallbackPanicked {

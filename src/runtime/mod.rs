@@ -9,7 +9,6 @@ pub(crate) mod hooks;
 pub(crate) mod leader;
 pub(crate) mod measure;
 pub(crate) mod metered;
-pub(crate) mod rewatch;
 pub(crate) mod shared;
 pub(crate) mod worker;
 
