@@ -674,13 +674,3 @@ impl Drop for Manager {
         let _ = self.stop();
     }
 }
-
-impl State {
-    /// Whether a worker in this state holds an assignment.
-    pub fn is_assigned(self) -> bool {
-        matches!(
-            self,
-            State::Stable | State::Scaling | State::Rebalancing | State::Emergency
-        )
-    }
-}

@@ -64,6 +64,21 @@ impl State {
         }
     }
 
+    /// Whether a worker in this state holds an assignment.
+    ///
+    /// ```
+    /// use parti::State;
+    ///
+    /// assert!(State::Rebalancing.is_assigned());
+    /// assert!(!State::Degraded.is_assigned());
+    /// ```
+    pub fn is_assigned(self) -> bool {
+        matches!(
+            self,
+            State::Stable | State::Scaling | State::Rebalancing | State::Emergency
+        )
+    }
+
     /// All states, in declaration order.
     pub const ALL: [State; 10] = [
         State::Init,

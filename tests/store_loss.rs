@@ -142,3 +142,8 @@ fn assert_tokens_rise(parts: &[(String, Vec<group::Event>)]) {
     let grants = tokens::grant_count(parts);
     assert!(grants > N, "only {grants} grants replayed");
 }
+
+#[test]
+fn deleting_the_leader_bucket_heals() {
+    bucket_loss("leader");
+}

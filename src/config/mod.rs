@@ -135,6 +135,7 @@ impl Default for Config {
 }
 
 mod check;
+pub(crate) mod ratios;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -231,17 +232,17 @@ impl Config {
     /// partitions: 3/4 of the TTL, so it stops before the leader can
     /// declare it dead and grant them elsewhere.
     pub fn self_fence_after(&self) -> Duration {
-        self.heartbeat_ttl * 3 / 4
+        ratios::step_down_after(self.heartbeat_ttl)
     }
 
     /// A leader that has not renewed for this long stops acting as leader.
     pub fn lease_step_down_after(&self) -> Duration {
-        self.election_ttl * 3 / 4
+        ratios::step_down_after(self.election_ttl)
     }
 
     /// How often the leader renews its lease.
     pub fn lease_renew_interval(&self) -> Duration {
-        self.election_ttl / 3
+        ratios::renew_every(self.election_ttl)
     }
 
     /// A manager whose heartbeat thread finished no KV operation (answered

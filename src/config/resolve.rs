@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::Config;
+use super::{ratios, Config};
 
 /// `config` with each defaulted field that conflicts with a changed one
 /// derived from it (the table in [`Config::resolved`]).
@@ -20,12 +20,12 @@ pub(super) fn follow_changed(config: &Config) -> Config {
             && c.heartbeat_interval != d.heartbeat_interval
             && !c.heartbeat_interval.is_zero()
         {
-            c.heartbeat_ttl = c.heartbeat_interval * 3;
+            c.heartbeat_ttl = ratios::ttl_for(c.heartbeat_interval);
         } else if c.heartbeat_interval == d.heartbeat_interval
             && c.heartbeat_ttl != d.heartbeat_ttl
             && !c.heartbeat_ttl.is_zero()
         {
-            c.heartbeat_interval = c.heartbeat_ttl / 3;
+            c.heartbeat_interval = ratios::renew_every(c.heartbeat_ttl);
         }
     }
     if c.worker_id_ttl == d.worker_id_ttl && c.worker_id_ttl < c.heartbeat_ttl {

@@ -20,7 +20,7 @@ use crate::{Config, Error};
 
 /// What the claim ended with.
 #[derive(Debug)]
-pub enum ClaimEffect {
+pub(crate) enum ClaimEffect {
     /// The ID is this worker's, written at `revision`.
     Claimed {
         /// The worker ID.
@@ -61,7 +61,7 @@ enum Step {
 
 /// The ID claim of one starting worker.
 #[derive(Debug)]
-pub struct ClaimNode {
+pub(crate) struct ClaimNode {
     preferred: Option<String>,
     value: Vec<u8>,
     prefix: String,
@@ -88,7 +88,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 impl ClaimNode {
     /// A claim of `preferred` (or the lowest free ID) with `record` as the
     /// first heartbeat.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         preferred: Option<&str>,
         record: &WorkerRecord,

@@ -19,7 +19,7 @@ use crate::Error;
 
 /// What the election tells its shell.
 #[derive(Debug)]
-pub enum ElectionEffect {
+pub(crate) enum ElectionEffect {
     /// The first lease event: the worker knows where the lease stands.
     Settled,
     /// This worker leads with this epoch: start a leader term.
@@ -44,7 +44,7 @@ pub enum ElectionEffect {
 
 /// What the shell tells the election node.
 #[derive(Debug)]
-pub enum ElectionInput {
+pub(crate) enum ElectionInput {
     /// The leader's plug-in code panicked: give the lease up at once (the
     /// key is deleted, so another worker takes over without waiting for a
     /// TTL) and stay out of the election for a while.
@@ -72,7 +72,7 @@ fn sit_out(ttl: Duration, n: u32) -> Duration {
 
 /// The election of one worker.
 #[derive(Debug)]
-pub struct ElectionNode {
+pub(crate) struct ElectionNode {
     core: LeaseCore,
     ttl: Duration,
     /// The lease bucket's name, for reports.
@@ -89,7 +89,13 @@ pub struct ElectionNode {
 
 impl ElectionNode {
     /// A follower that has not looked at the lease (in `bucket`) yet.
-    pub fn new(worker: &str, instance: &str, ttl: Duration, bucket: &str, now: Instant) -> Self {
+    pub(crate) fn new(
+        worker: &str,
+        instance: &str,
+        ttl: Duration,
+        bucket: &str,
+        now: Instant,
+    ) -> Self {
         ElectionNode {
             core: LeaseCore::new(worker, instance, ttl),
             ttl,
@@ -105,7 +111,7 @@ impl ElectionNode {
     }
 
     /// Until when the held lease may be acted on.
-    pub fn valid_until(&self) -> Option<Instant> {
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
         self.core.valid_until()
     }
 

@@ -19,7 +19,7 @@ use crate::wire::{AssignmentRecord, MetaRecord};
 
 /// How to write a key next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The key is known to be absent: put-if-absent.
     Create,
     /// The key is known at this revision: compare-and-set.
@@ -31,7 +31,7 @@ pub enum Step {
 
 /// What to do after reading a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The key already holds the value (an earlier write landed although its
     /// answer was lost).
     Done,
@@ -46,7 +46,7 @@ pub enum Verdict {
 
 /// What one leader knows of the revisions of the keys it writes.
 #[derive(Debug)]
-pub struct Fence {
+pub(crate) struct Fence {
     epoch: u64,
     /// `Some(rev)`: the key is at `rev`; `None`: the key is absent. Keys not
     /// in the map are unknown.
@@ -55,16 +55,22 @@ pub struct Fence {
 
 impl Fence {
     /// A fence for a leader of `epoch` that knows nothing yet.
-    pub fn new(epoch: u64) -> Self {
+    pub(crate) fn new(epoch: u64) -> Self {
         Fence {
             epoch,
             known: BTreeMap::new(),
         }
     }
 
+    /// Writes from now on carry `epoch` (raised above one the lease bucket
+    /// forgot); what is known of the keys stays.
+    pub(crate) fn raise_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// An adopted record as a new leader re-writes it: the same, under this
     /// fence's epoch; `None` if a newer leader wrote it.
-    pub fn restamped(&self, record: &AssignmentRecord) -> Option<AssignmentRecord> {
+    pub(crate) fn restamped(&self, record: &AssignmentRecord) -> Option<AssignmentRecord> {
         (record.epoch <= self.epoch).then(|| AssignmentRecord {
             epoch: self.epoch,
             ..record.clone()
@@ -72,7 +78,7 @@ impl Fence {
     }
 
     /// The adopted summary as new leader `leader` re-writes it.
-    pub fn restamped_meta(&self, meta: &MetaRecord, leader: &str) -> MetaRecord {
+    pub(crate) fn restamped_meta(&self, meta: &MetaRecord, leader: &str) -> MetaRecord {
         MetaRecord {
             epoch: meta.epoch.max(self.epoch),
             leader: leader.to_string(),
@@ -81,12 +87,12 @@ impl Fence {
     }
 
     /// Learns a key's revision from a read (`None`: absent).
-    pub fn learn(&mut self, key: &str, revision: Option<Revision>) {
+    pub(crate) fn learn(&mut self, key: &str, revision: Option<Revision>) {
         self.known.insert(key.to_string(), revision);
     }
 
     /// How to write `key` next.
-    pub fn step(&self, key: &str) -> Step {
+    pub(crate) fn step(&self, key: &str) -> Step {
         match self.known.get(key) {
             Some(Some(rev)) => Step::Update(*rev),
             Some(None) => Step::Create,
@@ -96,7 +102,12 @@ impl Fence {
 
     /// The result of reading `key` (value and revision, `None` if absent)
     /// before writing `value` to it.
-    pub fn read(&mut self, key: &str, found: Option<(&[u8], Revision)>, value: &[u8]) -> Verdict {
+    pub(crate) fn read(
+        &mut self,
+        key: &str,
+        found: Option<(&[u8], Revision)>,
+        value: &[u8],
+    ) -> Verdict {
         let Some((current, revision)) = found else {
             self.learn(key, None);
             return Verdict::Write;
@@ -114,7 +125,7 @@ impl Fence {
 
     /// The answer to a write of `key`: its new revision, or `None` when it
     /// failed (the key's state is then unknown until read again).
-    pub fn written(&mut self, key: &str, revision: Option<Revision>) {
+    pub(crate) fn written(&mut self, key: &str, revision: Option<Revision>) {
         match revision {
             Some(rev) => self.learn(key, Some(rev)),
             None => {
@@ -124,12 +135,12 @@ impl Fence {
     }
 
     /// The revision a delete of `key` should expect, if known.
-    pub fn expected_for_delete(&self, key: &str) -> Option<Revision> {
+    pub(crate) fn expected_for_delete(&self, key: &str) -> Option<Revision> {
         self.known.get(key).copied().flatten()
     }
 
     /// The answer to a delete of `key`.
-    pub fn deleted(&mut self, key: &str, ok: bool) {
+    pub(crate) fn deleted(&mut self, key: &str, ok: bool) {
         if ok {
             self.learn(key, None);
         } else {
@@ -139,7 +150,7 @@ impl Fence {
 }
 
 /// The `epoch` field of an assignment or summary record, if it has one.
-pub fn epoch_of(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn epoch_of(bytes: &[u8]) -> Option<u64> {
     #[derive(Deserialize)]
     struct Epoch {
         epoch: u64,

@@ -18,7 +18,7 @@ use crate::{Assignment, Config, Error, Partition};
 
 /// What the heartbeat node tells its shell.
 #[derive(Debug)]
-pub enum HeartbeatEffect {
+pub(crate) enum HeartbeatEffect {
     /// Make this the current assignment and queue its callback; call
     /// [`HeartbeatInput::Applied`] when the callback returns.
     /// `has_assignment` is false for a release by self-fencing.
@@ -66,7 +66,7 @@ pub enum HeartbeatEffect {
 
 /// What the shell and the other nodes tell the heartbeat node.
 #[derive(Debug)]
-pub enum HeartbeatInput {
+pub(crate) enum HeartbeatInput {
     /// Announce the departure: the leader moves this worker's partitions
     /// away (revoke before grant); [`HeartbeatEffect::Drained`] follows.
     Leave,
@@ -95,7 +95,7 @@ enum InFlight {
 
 /// One worker's heartbeat and assignment side.
 #[derive(Debug)]
-pub struct HeartbeatNode {
+pub(crate) struct HeartbeatNode {
     id: String,
     core: WorkerCore,
     workers_bucket: String,
@@ -122,7 +122,7 @@ pub struct HeartbeatNode {
 
 impl HeartbeatNode {
     /// The node of worker `id`, whose ID was claimed at `revision`.
-    pub fn new(
+    pub(crate) fn new(
         id: &str,
         instance: &str,
         revision: Revision,
@@ -158,12 +158,16 @@ impl HeartbeatNode {
     }
 
     /// The labels and capacity every heartbeat carries to the leader.
-    pub fn describe(&mut self, labels: std::collections::BTreeMap<String, String>, capacity: u32) {
+    pub(crate) fn describe(
+        &mut self,
+        labels: std::collections::BTreeMap<String, String>,
+        capacity: u32,
+    ) {
         self.core.describe(labels, capacity);
     }
 
     /// The assignment version this worker has applied.
-    pub fn applied_version(&self) -> u64 {
+    pub(crate) fn applied_version(&self) -> u64 {
         self.core.applied_version()
     }
 

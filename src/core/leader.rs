@@ -24,11 +24,11 @@ use crate::strategy::AssignmentStrategy;
 use crate::wire::{self, AssignmentRecord, MetaRecord, WorkerRecord, CONTROL_KEY};
 use crate::{Config, Error, Partition, RebalanceKind};
 
-pub use measure::Measure;
+pub(crate) use measure::Measure;
 
 /// What a leader term tells its shell.
 #[derive(Debug)]
-pub enum LeaderEffect {
+pub(crate) enum LeaderEffect {
     /// Read the partition source and answer with [`LeaderInput::Source`].
     ReadSource,
     /// Every published key was re-stamped with this term's epoch: no write
@@ -50,17 +50,17 @@ pub enum LeaderEffect {
 
 /// What a term needs to know.
 #[derive(Clone)]
-pub struct LeaderParams {
+pub(crate) struct LeaderParams {
     /// This worker's ID.
-    pub id: String,
+    pub(crate) id: String,
     /// The group's timings.
-    pub config: Config,
+    pub(crate) config: Config,
     /// The placement strategy.
-    pub strategy: Arc<dyn AssignmentStrategy>,
+    pub(crate) strategy: Arc<dyn AssignmentStrategy>,
     /// Re-read the source this often, if set.
-    pub refresh_every: Option<Duration>,
+    pub(crate) refresh_every: Option<Duration>,
     /// The buckets' names (workers, assignments), for reports.
-    pub buckets: (String, String),
+    pub(crate) buckets: (String, String),
 }
 
 #[derive(Debug)]
@@ -100,7 +100,7 @@ struct Adopted {
 }
 
 /// One leader term.
-pub struct LeaderNode {
+pub(crate) struct LeaderNode {
     p: LeaderParams,
     epoch: u64,
     now: Instant,
@@ -127,8 +127,12 @@ pub struct LeaderNode {
     /// What the bucket may show, so no write lists a partition under a
     /// second key.
     view: ShownView,
-    /// A newer leader's epoch found in a key: this term writes no more.
+    /// A newer leader's epoch found in a key: this term writes no more
+    /// (unless the lease proves it a forgotten one, see `outranked`).
     deposed: Option<u64>,
+    /// An epoch above this term's found in a key, awaiting the lease's
+    /// verdict.
+    outranked: Option<outranked::Outranked>,
     source_wanted: bool,
     source_asked: bool,
     source_retry: Option<Instant>,
@@ -148,14 +152,14 @@ pub struct LeaderNode {
     /// When the calculator last ticked.
     last_tick: Option<Instant>,
     /// Publications handed to the store in this term.
-    pub published: u64,
+    pub(crate) published: u64,
     control: control::Control,
     meter: measure::Meter,
 }
 
 impl LeaderNode {
     /// A term with `epoch`, starting at `now`.
-    pub fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
+    pub(crate) fn new(p: LeaderParams, epoch: u64, now: Instant) -> Self {
         LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
             source_backoff: crate::core::calculator::plugin_retry(&p.config),
@@ -180,6 +184,7 @@ impl LeaderNode {
             writing: BTreeMap::new(),
             view: ShownView::default(),
             deposed: None,
+            outranked: None,
             source_wanted: false,
             source_asked: true,
             source_retry: None,
@@ -198,8 +203,49 @@ impl LeaderNode {
     }
 
     /// The calculator's phase, once in office.
-    pub fn phase(&self) -> Option<Phase> {
+    pub(crate) fn phase(&self) -> Option<Phase> {
         self.calc.as_ref().map(|c| c.phase())
+    }
+
+    /// A key carries `epoch`, above this term's: stop writing until the
+    /// lease says whether a newer leader exists (reported once).
+    fn outranked_by(&mut self, epoch: u64) {
+        if self.outranked.is_none() {
+            log::warn!(
+                "[{}] a record carries epoch {epoch}, above this term's {}: writing nothing until a lease renewal shows whether a newer leader exists",
+                self.p.id,
+                self.epoch
+            );
+        }
+        self.outranked = Some(outranked::Outranked::note(self.outranked, epoch, self.now));
+    }
+
+    /// A renewal sent after the finding was confirmed: no newer leader
+    /// holds the lease, the higher epoch is from a lease history the store
+    /// forgot. Lead on above it.
+    fn check_outranked(&mut self) {
+        let Some(o) = self.outranked else {
+            return;
+        };
+        if !o.disproved_by(self.lease_valid_until, self.p.config.election_ttl) {
+            return;
+        }
+        let epoch = o.epoch.saturating_add(1);
+        log::warn!(
+            "[{}] the lease was renewed after epoch {} was found: the lease bucket forgot it; leading on as epoch {epoch}",
+            self.p.id,
+            o.epoch
+        );
+        self.effects.push_back(LeaderEffect::Report(Error::Kv(
+            crate::store::KvError::Forgot(format!("lease (epochs up to {})", o.epoch)),
+        )));
+        self.epoch = epoch;
+        self.fence.raise_epoch(epoch);
+        if let Some(calc) = self.calc.as_mut() {
+            calc.raise_epoch(epoch);
+        }
+        self.outranked = None;
+        self.deposed = None;
     }
 
     fn lease_valid(&self, now: Instant) -> bool {
@@ -265,7 +311,7 @@ impl LeaderNode {
     }
 
     /// An event of the watch on the workers bucket.
-    pub fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         let Some(mut calc) = self.calc.take() else {
             self.early.push(ev);
@@ -322,7 +368,7 @@ impl LeaderNode {
     }
 
     /// Time passed.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         if let Office::Replay { until } = self.office {
             if now >= until {
@@ -355,7 +401,7 @@ impl LeaderNode {
 
 /// What the shell and the election tell a leader term.
 #[derive(Debug)]
-pub enum LeaderInput {
+pub(crate) enum LeaderInput {
     /// Until when the lease may be acted on, as the election last said.
     Lease(Option<Instant>),
     /// Re-read the source (a refresh request, or the source's own change
@@ -375,7 +421,10 @@ impl Node for LeaderNode {
     fn handle_input(&mut self, now: Instant, input: LeaderInput) {
         self.now = now;
         match input {
-            LeaderInput::Lease(valid_until) => self.lease_valid_until = valid_until,
+            LeaderInput::Lease(valid_until) => {
+                self.lease_valid_until = valid_until;
+                self.check_outranked();
+            }
             LeaderInput::Refresh => self.source_wanted = true,
             LeaderInput::Source(result) => self.handle_source(now, result),
             LeaderInput::Beats(beats) => self.beats = beats,
@@ -420,12 +469,13 @@ mod aging;
 mod control;
 mod measure;
 mod office;
+mod outranked;
 mod publish;
 pub(crate) mod retry;
 #[cfg(test)]
 mod tests;
 mod view;
 
-pub use aging::BeatLog;
+pub(crate) use aging::BeatLog;
 use retry::ErrorRetry;
 use view::ShownView;

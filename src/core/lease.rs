@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::ratios;
 use crate::store::Revision;
 use crate::wire::LeaderRecord;
 
@@ -34,7 +35,7 @@ struct Held {
 
 /// A KV operation the election thread should perform.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseAction {
+pub(crate) enum LeaseAction {
     /// Read the leader key and report it with [`LeaseCore::observe`].
     Read,
     /// `create(leader, record)`.
@@ -57,7 +58,7 @@ pub enum LeaseAction {
 
 /// The outcome of a [`LeaseAction`] write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteOutcome {
+pub(crate) enum WriteOutcome {
     /// Written at this revision.
     Written(Revision),
     /// Lost a create or compare-and-set race.
@@ -68,7 +69,7 @@ pub enum WriteOutcome {
 
 /// Something the manager should know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseEvent {
+pub(crate) enum LeaseEvent {
     /// This worker now leads with this epoch.
     Acquired {
         /// The new epoch.
@@ -82,7 +83,7 @@ pub enum LeaseEvent {
 
 /// The election state machine of one worker.
 #[derive(Debug)]
-pub struct LeaseCore {
+pub(crate) struct LeaseCore {
     worker: String,
     instance: String,
     ttl: Duration,
@@ -101,13 +102,13 @@ pub struct LeaseCore {
 
 impl LeaseCore {
     /// A follower that has not looked at the key yet.
-    pub fn new(worker: &str, instance: &str, ttl: Duration) -> Self {
+    pub(crate) fn new(worker: &str, instance: &str, ttl: Duration) -> Self {
         LeaseCore {
             worker: worker.to_string(),
             instance: instance.to_string(),
             ttl,
-            renew_every: ttl / 3,
-            step_down_after: ttl * 3 / 4,
+            renew_every: ratios::renew_every(ttl),
+            step_down_after: ratios::step_down_after(ttl),
             observed: Observed::Unknown,
             held: None,
             in_flight: false,
@@ -119,19 +120,19 @@ impl LeaseCore {
 
     /// Whether this worker holds the lease.
     #[cfg(test)]
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.held.is_some()
     }
 
     /// Until when the held lease may be acted on (`None`: not leader).
-    pub fn valid_until(&self) -> Option<Instant> {
+    pub(crate) fn valid_until(&self) -> Option<Instant> {
         self.held
             .as_ref()
             .map(|h| h.confirmed + self.step_down_after)
     }
 
     /// The revision of the held lease (for a conditional release).
-    pub fn held_revision(&self) -> Option<Revision> {
+    pub(crate) fn held_revision(&self) -> Option<Revision> {
         self.held.as_ref().map(|h| h.revision)
     }
 
@@ -147,7 +148,7 @@ impl LeaseCore {
     /// is absent or deleted; `revision` is the revision of the value or of
     /// the delete marker (0 when a read found nothing). Observations older
     /// than what this worker has already seen are ignored.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         now: Instant,
         revision: Revision,
@@ -194,7 +195,7 @@ impl LeaseCore {
 
     /// The store forgot the lease key: revisions start again, so the
     /// highest one seen no longer marks older observations as stale.
-    pub fn store_reset(&mut self) {
+    pub(crate) fn store_reset(&mut self) {
         self.max_seen = 0;
         if self.held.is_none() {
             self.observed = Observed::Unknown;
@@ -202,7 +203,7 @@ impl LeaseCore {
     }
 
     /// Steps down when the lease can no longer be trusted.
-    pub fn tick(&mut self, now: Instant) -> Vec<LeaseEvent> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<LeaseEvent> {
         match &self.held {
             Some(h) if now >= h.confirmed + self.step_down_after => {
                 self.held = None;
@@ -214,7 +215,7 @@ impl LeaseCore {
     }
 
     /// The write to perform now, if any. At most one is in flight.
-    pub fn poll(&mut self, now: Instant) -> Option<LeaseAction> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<LeaseAction> {
         if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
             return None;
         }
@@ -247,7 +248,7 @@ impl LeaseCore {
 
     /// The result of the action returned by [`poll`](Self::poll), which was
     /// sent at `sent`.
-    pub fn on_result(
+    pub(crate) fn on_result(
         &mut self,
         now: Instant,
         sent: Instant,
@@ -301,13 +302,13 @@ impl LeaseCore {
     }
 
     /// A read failed; try again a little later.
-    pub fn read_failed(&mut self, now: Instant) {
+    pub(crate) fn read_failed(&mut self, now: Instant) {
         self.in_flight = false;
         self.retry_at = Some(now + self.renew_every / 2);
     }
 
     /// When to call `poll`/`tick` next, at the latest.
-    pub fn next_deadline(&self, now: Instant) -> Instant {
+    pub(crate) fn next_deadline(&self, now: Instant) -> Instant {
         if let Some(t) = self.retry_at {
             return t.max(now);
         }
@@ -324,7 +325,7 @@ impl LeaseCore {
     /// because this worker's own plug-in code keeps failing as leader.
     /// Returns the revision of the lease it held, for the caller to delete
     /// so that another worker takes over at once.
-    pub fn resign_until(&mut self, until: Instant) -> Option<Revision> {
+    pub(crate) fn resign_until(&mut self, until: Instant) -> Option<Revision> {
         self.sit_out_until = Some(until);
         self.observed = Observed::Unknown;
         self.held.take().map(|h| h.revision)
@@ -332,7 +333,7 @@ impl LeaseCore {
 
     /// Forgets leadership without a write (used when stopping after the key
     /// was released or when NATS is gone).
-    pub fn resign(&mut self) -> bool {
+    pub(crate) fn resign(&mut self) -> bool {
         self.held.take().is_some()
     }
 }

@@ -13,11 +13,11 @@ use crate::{Partition, Placement};
 
 /// The process incarnation an assignment is addressed to.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Addressee {
+pub(crate) struct Addressee {
     /// Process nonce.
-    pub instance: String,
+    pub(crate) instance: String,
     /// Fencing incarnation of that process.
-    pub incarnation: u32,
+    pub(crate) incarnation: u32,
 }
 
 /// What may still be running on a worker besides its published partitions.
@@ -66,22 +66,22 @@ impl WorkerKey {
 
 /// One worker's record to write in a publication round.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyWrite {
+pub(crate) struct KeyWrite {
     /// Worker ID (the key).
-    pub worker: String,
+    pub(crate) worker: String,
     /// Who it is addressed to.
-    pub addressee: Addressee,
+    pub(crate) addressee: Addressee,
     /// Partitions with tokens.
-    pub partitions: Vec<OwnedPartition>,
+    pub(crate) partitions: Vec<OwnedPartition>,
     /// How many partitions this write removes.
-    pub revoked: usize,
+    pub(crate) revoked: usize,
     /// How many it grants.
-    pub granted: usize,
+    pub(crate) granted: usize,
 }
 
 /// The leader's bookkeeping of published assignments and releases.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     keys: BTreeMap<String, WorkerKey>,
 }
 
@@ -89,7 +89,7 @@ impl Ledger {
     /// Takes over what a previous leader published. Workers that have not yet
     /// acknowledged their record's version count as possibly holding anything
     /// unowned, until they do.
-    pub fn adopt(&mut self, worker: &str, record: &AssignmentRecord, acked: bool) {
+    pub(crate) fn adopt(&mut self, worker: &str, record: &AssignmentRecord, acked: bool) {
         let partitions = record
             .partitions
             .iter()
@@ -119,7 +119,7 @@ impl Ledger {
     /// its old key is void and it will be sent a fresh one.
     /// Returns whether anything changed (so a publication step may now do
     /// more than before).
-    pub fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
+    pub(crate) fn observe(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
         let Some(key) = self.keys.get_mut(worker) else {
             return false;
         };
@@ -147,7 +147,7 @@ impl Ledger {
     /// so what the worker holds is unknown. Until it applies a version this
     /// leader writes to it, it counts as possibly holding every partition.
     /// Returns whether the worker was marked.
-    pub fn suspect(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
+    pub(crate) fn suspect(&mut self, worker: &str, addressee: &Addressee, applied: u64) -> bool {
         if self.keys.get(worker).is_some_and(|k| k.version >= applied) {
             return false;
         }
@@ -163,7 +163,7 @@ impl Ledger {
     /// other than `addressee`: a record nobody works on (the process
     /// restarted), which must be cleared before its partitions show under
     /// another worker.
-    pub fn shows_void(&self, worker: &str, addressee: &Addressee) -> bool {
+    pub(crate) fn shows_void(&self, worker: &str, addressee: &Addressee) -> bool {
         self.keys
             .get(worker)
             .is_some_and(|k| k.addressee != *addressee && !k.partitions.is_empty())
@@ -171,12 +171,12 @@ impl Ledger {
 
     /// The worker is dead or gone: nothing it held blocks anyone any more.
     /// Returns whether it had a key.
-    pub fn forget(&mut self, worker: &str) -> bool {
+    pub(crate) fn forget(&mut self, worker: &str) -> bool {
         self.keys.remove(worker).is_some()
     }
 
     /// The published placement (workers with a key, their partitions).
-    pub fn placement(&self) -> Placement {
+    pub(crate) fn placement(&self) -> Placement {
         self.keys
             .iter()
             .map(|(w, k)| {
@@ -190,7 +190,7 @@ impl Ledger {
 
     /// Partition ids in `target` that their worker's published key does not
     /// hold yet, by worker; workers with none are left out.
-    pub fn missing_from(&self, target: &Placement) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn missing_from(&self, target: &Placement) -> BTreeMap<String, Vec<String>> {
         target
             .iter()
             .filter_map(|(w, ps)| {
@@ -206,7 +206,7 @@ impl Ledger {
     }
 
     /// Published partition count per worker.
-    pub fn counts(&self) -> BTreeMap<String, usize> {
+    pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
         self.keys
             .iter()
             .map(|(w, k)| (w.clone(), k.partitions.len()))
@@ -214,7 +214,7 @@ impl Ledger {
     }
 
     /// Partition ids that are in somebody's published key.
-    pub fn owned_ids(&self) -> BTreeSet<&str> {
+    pub(crate) fn owned_ids(&self) -> BTreeSet<&str> {
         self.keys
             .values()
             .flat_map(|k| k.partitions.keys().map(String::as_str))
@@ -223,7 +223,7 @@ impl Ledger {
 
     /// Workers with removals not acknowledged since before `version`
     /// (for handoff-timeout reports).
-    pub fn unreleased_since(&self, version: u64) -> Vec<String> {
+    pub(crate) fn unreleased_since(&self, version: u64) -> Vec<String> {
         self.keys
             .iter()
             .filter(|(_, k)| match &k.unreleased {
@@ -240,7 +240,7 @@ impl Ledger {
     /// must be among them). Returns the keys to write; empty when nothing
     /// changes. Workers never written before get a key even when empty, so
     /// they learn they are part of the group.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         target: &Placement,
         addressees: &BTreeMap<String, Addressee>,
@@ -320,7 +320,7 @@ impl Ledger {
 
     /// The worker's key as published, written again unchanged at `version`
     /// (to tell it something beside its partitions); `None` without a key.
-    pub fn rewrite(&mut self, worker: &str, version: u64) -> Option<KeyWrite> {
+    pub(crate) fn rewrite(&mut self, worker: &str, version: u64) -> Option<KeyWrite> {
         let key = self.keys.get_mut(worker)?;
         key.version = version;
         Some(KeyWrite {

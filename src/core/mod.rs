@@ -4,18 +4,18 @@
 //! every rule is unit-tested with explicit instants and the simulation can run
 //! thousands of workers in virtual time.
 
-pub mod calculator;
-pub mod claim;
-pub mod election;
-pub mod fence;
-pub mod heartbeat;
-pub mod leader;
-pub mod lease;
-pub mod ledger;
+pub(crate) mod calculator;
+pub(crate) mod claim;
+pub(crate) mod election;
+pub(crate) mod fence;
+pub(crate) mod heartbeat;
+pub(crate) mod leader;
+pub(crate) mod lease;
+pub(crate) mod ledger;
 pub(crate) mod node;
-pub mod ops;
-pub mod placement;
-pub mod worker;
+pub(crate) mod ops;
+pub(crate) mod placement;
+pub(crate) mod worker;
 
 #[cfg(test)]
 mod calculator_tests;

@@ -8,7 +8,7 @@ use crate::store::{Entry, KvError, KvStore, Revision};
 
 /// Which of the group's buckets an operation is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bucket {
+pub(crate) enum Bucket {
     /// Worker IDs and heartbeats.
     Workers,
     /// The leader lease.
@@ -19,7 +19,7 @@ pub enum Bucket {
 
 /// A KV operation a node wants performed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Read a key.
     Get {
         /// The bucket.
@@ -65,7 +65,7 @@ pub enum Op {
 
 impl Op {
     /// The bucket it is for.
-    pub fn bucket(&self) -> Bucket {
+    pub(crate) fn bucket(&self) -> Bucket {
         match self {
             Op::Get { bucket, .. }
             | Op::Keys { bucket }
@@ -78,7 +78,7 @@ impl Op {
     /// Performs it on `store` (the store of [`bucket`](Self::bucket)): the
     /// one place where an operation meets a store, for the runtime and the
     /// simulator alike.
-    pub fn perform(&self, store: &dyn KvStore) -> Reply {
+    pub(crate) fn perform(&self, store: &dyn KvStore) -> Reply {
         match self {
             Op::Get { key, .. } => Reply::Entry(store.get(key)),
             Op::Keys { .. } => Reply::Keys(store.keys()),
@@ -95,7 +95,7 @@ impl Op {
 
     /// The reply of a client that gave up waiting (`after`): the operation
     /// may or may not have been applied.
-    pub fn timed_out(&self, after: std::time::Duration) -> Reply {
+    pub(crate) fn timed_out(&self, after: std::time::Duration) -> Reply {
         let e = KvError::Timeout {
             op: "simulated",
             after,
@@ -111,7 +111,7 @@ impl Op {
 
 /// The answer to an [`Op`].
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// To [`Op::Get`].
     Entry(Result<Option<Entry>, KvError>),
     /// To [`Op::Keys`].
@@ -124,7 +124,7 @@ pub enum Reply {
 
 impl Reply {
     /// The error, if the operation failed.
-    pub fn error(&self) -> Option<&KvError> {
+    pub(crate) fn error(&self) -> Option<&KvError> {
         match self {
             Reply::Entry(Err(e)) | Reply::Keys(Err(e)) | Reply::Written(Err(e)) => Some(e),
             Reply::Deleted(Err(e)) => Some(e),

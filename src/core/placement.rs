@@ -14,7 +14,7 @@ use crate::{Config, Partition, Placement};
 
 /// Parked and spilled partitions, and the announcements made.
 #[derive(Debug, Default)]
-pub struct Parking {
+pub(crate) struct Parking {
     /// Parked partition id -> since when.
     parked: BTreeMap<String, Instant>,
     /// Placed without their required labels after the grace, until an
@@ -30,7 +30,7 @@ impl Parking {
     /// that no live worker carries are dropped from a partition that has
     /// been parked for the spill grace (or was spilled already), so any
     /// worker may take it.
-    pub fn constrained<'a>(
+    pub(crate) fn constrained<'a>(
         &mut self,
         config: &Config,
         now: Instant,
@@ -71,9 +71,16 @@ impl Parking {
 
     /// Records which partitions the new `target` leaves parked (those with
     /// required labels it does not place). A partition whose spill was due
-    /// but found no worker at all starts its grace again, so the leader
-    /// does not rebalance at every tick.
-    pub fn placed(&mut self, now: Instant, partitions: &[Partition], target: &Placement) {
+    /// but that is still parked (no worker at all, or a strategy that placed
+    /// it nowhere) starts its grace again, so that a spill is not due again
+    /// at every tick.
+    pub(crate) fn placed(
+        &mut self,
+        config: &Config,
+        now: Instant,
+        partitions: &[Partition],
+        target: &Placement,
+    ) {
         if partitions.iter().all(|p| p.required_labels().is_empty()) {
             self.parked.clear();
             return;
@@ -84,35 +91,33 @@ impl Parking {
             if p.required_labels().is_empty() || placed.contains(p.id()) {
                 continue;
             }
-            let since = if self.spilled.remove(p.id()) {
-                now
-            } else {
-                before.get(p.id()).copied().unwrap_or(now)
-            };
+            let spilled = self.spilled.remove(p.id());
+            let since = before
+                .get(p.id())
+                .copied()
+                .filter(|since| {
+                    !spilled && config.label_spill_grace.is_none_or(|g| now < *since + g)
+                })
+                .unwrap_or(now);
             self.parked.insert(p.id().to_string(), since);
         }
     }
 
     /// Parked partition ids, sorted.
-    pub fn parked_ids(&self) -> Vec<String> {
+    pub(crate) fn parked_ids(&self) -> Vec<String> {
         self.parked.keys().cloned().collect()
     }
 
     /// When the first parked partition may spill (`None`: no grace set, or
     /// nothing parked).
-    pub fn spill_at(&self, config: &Config) -> Option<Instant> {
+    pub(crate) fn spill_at(&self, config: &Config) -> Option<Instant> {
         let grace = config.label_spill_grace?;
         self.parked.values().min().map(|since| *since + grace)
     }
 
-    /// Whether a spill is due at `now`.
-    pub fn spill_due(&self, config: &Config, now: Instant) -> bool {
-        self.spill_at(config).is_some_and(|t| now >= t)
-    }
-
     /// Workers (among `addressees`) that have partitions on their way in
     /// `moving` that their last written record did not announce.
-    pub fn newly_incoming(
+    pub(crate) fn newly_incoming(
         &self,
         moving: &BTreeMap<String, Vec<String>>,
         addressees: &BTreeMap<String, Addressee>,
@@ -132,7 +137,7 @@ impl Parking {
     }
 
     /// `worker`'s record, addressed to `addressee`, announces `ids`.
-    pub fn told(&mut self, worker: &str, addressee: &Addressee, ids: &[String]) {
+    pub(crate) fn told(&mut self, worker: &str, addressee: &Addressee, ids: &[String]) {
         self.told.insert(
             worker.to_string(),
             (addressee.clone(), ids.iter().cloned().collect()),
@@ -172,16 +177,14 @@ mod tests {
         let seen = k.constrained(&config, t0, &plain, &parts);
         assert_eq!(seen[0], parts[0], "not yet parked: constraint kept");
         let target: Placement = [("w0".to_string(), vec![parts[1].clone()])].into();
-        k.placed(t0, &parts, &target);
+        k.placed(&config, t0, &parts, &target);
         assert_eq!(k.parked_ids(), ["p0"]);
         assert_eq!(k.spill_at(&config), Some(t0 + Duration::from_secs(5)));
-        assert!(!k.spill_due(&config, t0 + Duration::from_secs(4)));
         let t5 = t0 + Duration::from_secs(5);
-        assert!(k.spill_due(&config, t5));
         let seen = k.constrained(&config, t5, &plain, &parts);
         assert!(seen[0].required_labels().is_empty(), "spilled");
         let target: Placement = [("w0".to_string(), seen.to_vec())].into();
-        k.placed(t5, &parts, &target);
+        k.placed(&config, t5, &parts, &target);
         assert!(k.parked_ids().is_empty());
         // Still no vip worker: stays spilled; once one is live, constrained.
         let seen = k.constrained(&config, t5, &plain, &parts);
@@ -200,7 +203,7 @@ mod tests {
         let config = Config::default();
         let parts = vec![vip("p0")];
         let mut k = Parking::default();
-        k.placed(t0, &parts, &Placement::new());
+        k.placed(&config, t0, &parts, &Placement::new());
         assert_eq!(k.spill_at(&config), None);
         let later = t0 + Duration::from_secs(3600);
         assert_eq!(
@@ -219,10 +222,30 @@ mod tests {
         };
         let parts = vec![vip("p0")];
         let mut k = Parking::default();
-        k.placed(t0, &parts, &Placement::new());
+        k.placed(&config, t0, &parts, &Placement::new());
         let _ = k.constrained(&config, t0 + g, &[], &parts);
-        k.placed(t0 + g, &parts, &Placement::new());
+        k.placed(&config, t0 + g, &parts, &Placement::new());
         assert_eq!(k.spill_at(&config), Some(t0 + g + g));
+    }
+
+    #[test]
+    fn a_due_spill_that_the_round_left_parked_restarts_its_grace() {
+        // A round with no worker at all never asks for the constrained
+        // partitions (nor does a strategy that placed it nowhere spill it):
+        // the spill must not stay due at every tick after.
+        let t0 = Instant::now();
+        let g = Duration::from_secs(5);
+        let config = Config {
+            label_spill_grace: Some(g),
+            ..Config::default()
+        };
+        let parts = vec![vip("p0")];
+        let mut k = Parking::default();
+        k.placed(&config, t0, &parts, &Placement::new());
+        k.placed(&config, t0 + g, &parts, &Placement::new());
+        assert_eq!(k.spill_at(&config), Some(t0 + g + g));
+        k.placed(&config, t0 + g + g / 2, &parts, &Placement::new());
+        assert_eq!(k.spill_at(&config), Some(t0 + g + g), "not due: kept");
     }
 
     #[test]

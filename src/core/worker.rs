@@ -10,7 +10,7 @@ use crate::{Assignment, Partition};
 
 /// What the heartbeat thread should write or read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BeatAction {
+pub(crate) enum BeatAction {
     /// `update(own key, record, revision)`.
     Update {
         /// The record.
@@ -26,7 +26,7 @@ pub enum BeatAction {
 
 /// Outcome of a heartbeat write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BeatOutcome {
+pub(crate) enum BeatOutcome {
     /// Written at this revision.
     Written(Revision),
     /// The key is not at the expected revision (or exists, for a create).
@@ -37,7 +37,7 @@ pub enum BeatOutcome {
 
 /// What the worker's shell must do after an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkerEvent {
+pub(crate) enum WorkerEvent {
     /// Make this the current assignment and run the callbacks; report
     /// [`WorkerCore::applied`] when they return.
     Apply(Assignment),
@@ -64,7 +64,7 @@ pub enum WorkerEvent {
 
 /// How long after entering `Degraded` the `n`-th outage alert is due (the
 /// first at once, then 30 s, 2 min, 5 min, 10 min, and every 10 min after).
-pub fn degraded_alert_at(n: u32) -> Duration {
+pub(crate) fn degraded_alert_at(n: u32) -> Duration {
     const STEPS: [u64; 5] = [0, 30, 120, 300, 600];
     match STEPS.get(n as usize) {
         Some(s) => Duration::from_secs(*s),
@@ -74,7 +74,7 @@ pub fn degraded_alert_at(n: u32) -> Duration {
 
 /// The worker-side state machine.
 #[derive(Debug)]
-pub struct WorkerCore {
+pub(crate) struct WorkerCore {
     instance: String,
     incarnation: u32,
     seq: u64,
@@ -119,7 +119,7 @@ pub struct WorkerCore {
 
 impl WorkerCore {
     /// A worker whose ID was just claimed at `revision`, at `now`.
-    pub fn new(
+    pub(crate) fn new(
         instance: &str,
         revision: Revision,
         now: Instant,
@@ -158,7 +158,7 @@ impl WorkerCore {
     }
 
     /// The record this worker writes now.
-    pub fn record(&self) -> WorkerRecord {
+    pub(crate) fn record(&self) -> WorkerRecord {
         WorkerRecord {
             instance: self.instance.clone(),
             incarnation: self.incarnation,
@@ -173,39 +173,42 @@ impl WorkerCore {
     }
 
     /// The labels and capacity this worker announces to the leader.
-    pub fn describe(&mut self, labels: BTreeMap<String, String>, capacity: u32) {
+    pub(crate) fn describe(&mut self, labels: BTreeMap<String, String>, capacity: u32) {
         self.labels = labels;
         self.capacity = capacity;
     }
 
     /// The assignment in force (what `Manager::assignment` returns).
-    pub fn current(&self) -> &Assignment {
+    pub(crate) fn current(&self) -> &Assignment {
         &self.current
     }
 
     /// The last version whose callbacks returned.
-    pub fn applied_version(&self) -> u64 {
+    pub(crate) fn applied_version(&self) -> u64 {
         self.applied
     }
 
     /// Whether the worker is degraded (cannot confirm its heartbeat).
-    pub fn is_degraded(&self) -> bool {
+    pub(crate) fn is_degraded(&self) -> bool {
         self.degraded
     }
 
     /// Announce a graceful departure in the next heartbeat (sent at once).
-    pub fn leave(&mut self, now: Instant) {
+    pub(crate) fn leave(&mut self, now: Instant) {
         self.leaving = true;
         self.next_beat = now;
     }
 
     /// Whether the worker, leaving, holds nothing any more.
-    pub fn drained(&self) -> bool {
+    pub(crate) fn drained(&self) -> bool {
         self.leaving && self.current.is_empty() && self.applied >= self.current.version()
     }
 
     /// A value was seen under this worker's assignment key (`None`: deleted).
-    pub fn on_assignment(&mut self, record: Option<&AssignmentRecord>) -> Option<WorkerEvent> {
+    pub(crate) fn on_assignment(
+        &mut self,
+        record: Option<&AssignmentRecord>,
+    ) -> Option<WorkerEvent> {
         let Some(record) = record else {
             // The leader cleared our key: it declared us dead. Whatever we
             // hold may be granted elsewhere, so release it and start a new
@@ -280,13 +283,13 @@ impl WorkerCore {
 
     /// Partitions first announced as incoming by the record just applied
     /// (an [`Apply`](WorkerEvent::Apply)).
-    pub fn take_incoming(&mut self) -> Vec<Partition> {
+    pub(crate) fn take_incoming(&mut self) -> Vec<Partition> {
         std::mem::take(&mut self.fresh)
     }
 
     /// The callbacks for `version` returned: acknowledge it in a heartbeat at
     /// once, so the leader can hand released partitions over.
-    pub fn applied(&mut self, now: Instant, version: u64) {
+    pub(crate) fn applied(&mut self, now: Instant, version: u64) {
         if version > self.applied {
             self.applied = version;
             self.next_beat = now;
@@ -320,7 +323,7 @@ impl WorkerCore {
     /// A leader epoch seen in the lease: from now on, records written by
     /// older leaders are ignored. This covers what revision fencing cannot:
     /// a deposed leader's late *create* of a key that did not exist yet.
-    pub fn observe_lease_epoch(&mut self, epoch: u64) {
+    pub(crate) fn observe_lease_epoch(&mut self, epoch: u64) {
         self.min_epoch = self.min_epoch.max(epoch);
     }
 
@@ -329,7 +332,7 @@ impl WorkerCore {
     /// leader. The window this reopens (a deposed leader's late create)
     /// needs a request delayed across the store's loss.
     /// A record ignored as too old before is looked at again.
-    pub fn reset_lease_epoch(&mut self, epoch: u64) -> Option<WorkerEvent> {
+    pub(crate) fn reset_lease_epoch(&mut self, epoch: u64) -> Option<WorkerEvent> {
         self.min_epoch = epoch;
         self.lease_reset = true;
         let ignored = self.ignored.take()?;
@@ -337,7 +340,7 @@ impl WorkerCore {
     }
 
     /// Checks the self-fencing deadline.
-    pub fn tick(&mut self, now: Instant) -> Option<WorkerEvent> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<WorkerEvent> {
         if self.degraded || now < self.last_confirmed + self.fence_after {
             return None;
         }
@@ -349,19 +352,19 @@ impl WorkerCore {
     }
 
     /// Whether heartbeats are suspended.
-    pub fn is_suspended(&self) -> bool {
+    pub(crate) fn is_suspended(&self) -> bool {
         self.suspended
     }
 
     /// Stops heartbeats (a release callback is stuck past the handoff
     /// timeout): the leader then declares this worker dead once its lease
     /// expires, and only then grants its partitions elsewhere.
-    pub fn suspend(&mut self) {
+    pub(crate) fn suspend(&mut self) {
         self.suspended = true;
     }
 
     /// Heartbeats again (the stuck callback returned).
-    pub fn resume(&mut self, now: Instant) {
+    pub(crate) fn resume(&mut self, now: Instant) {
         if self.suspended {
             self.suspended = false;
             self.next_beat = now;
@@ -369,7 +372,7 @@ impl WorkerCore {
     }
 
     /// The heartbeat write to perform now, if any.
-    pub fn poll(&mut self, now: Instant) -> Option<BeatAction> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<BeatAction> {
         if self.in_flight || self.suspended || now < self.next_beat {
             return None;
         }
@@ -385,7 +388,7 @@ impl WorkerCore {
     }
 
     /// The result of a write from [`poll`](Self::poll), sent at `sent`.
-    pub fn on_beat(
+    pub(crate) fn on_beat(
         &mut self,
         now: Instant,
         sent: Instant,
@@ -426,7 +429,7 @@ impl WorkerCore {
     /// The own key as read after a conflict (`None`: absent): decides between
     /// re-creating it, adopting a write whose answer was lost, and giving up
     /// the ID.
-    pub fn own_key_read(
+    pub(crate) fn own_key_read(
         &mut self,
         now: Instant,
         found: Option<(Revision, WorkerRecord)>,
@@ -447,14 +450,14 @@ impl WorkerCore {
     }
 
     /// A read of the own key failed; retry later.
-    pub fn read_failed(&mut self, now: Instant) {
+    pub(crate) fn read_failed(&mut self, now: Instant) {
         self.in_flight = false;
         self.next_beat = now + (self.interval / 4).max(Duration::from_millis(10));
     }
 
     /// When to call `poll`/`tick` next, at the latest (`None`: nothing is
     /// due until an input comes).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let fence = (!self.degraded).then_some(self.last_confirmed + self.fence_after);
         // While suspended nothing is sent until `resume`, which comes with an
         // input that wakes the shell anyway.

@@ -5,22 +5,21 @@
 //! cooldown. The moves themselves go through the ledger like any other, so
 //! revoke-before-grant holds and handoffs under way stay on their way.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
+use super::schedule::Due;
 use super::Calculator;
+use std::collections::BTreeSet;
 
 /// What the operator asked for.
 #[derive(Debug, Default)]
 pub(super) struct Operator {
-    pub drained: BTreeSet<String>,
+    pub(crate) drained: BTreeSet<String>,
     /// A rebalance was asked for and has not run yet.
-    pub due: bool,
+    pub(crate) due: bool,
 }
 
 impl Calculator {
     /// The workers an operator drained (the whole set, as in KV now).
-    pub fn set_drained(&mut self, drained: BTreeSet<String>) {
+    pub(crate) fn set_drained(&mut self, drained: BTreeSet<String>) {
         if drained != self.operator.drained {
             self.operator.drained = drained;
             self.operator.due = true;
@@ -28,7 +27,7 @@ impl Calculator {
     }
 
     /// An operator asked for a rebalance now.
-    pub fn request_rebalance(&mut self) {
+    pub(crate) fn request_rebalance(&mut self) {
         self.operator.due = true;
     }
 
@@ -37,9 +36,11 @@ impl Calculator {
         self.operator.drained.contains(worker)
     }
 
-    /// An operator's request is due: a new leader first learns who is
-    /// really alive (its settling time), as for any planned rebalance.
-    pub(super) fn operator_due(&self, now: Instant) -> bool {
-        self.operator.due && self.settle_until.is_none_or(|t| now >= t)
+    /// From when an operator's request is due (`None`: there is none): a
+    /// new leader first learns who is really alive (its settling time), as
+    /// for any planned rebalance.
+    pub(super) fn operator_due(&self) -> Option<Due> {
+        let settled = self.settle_until.map_or(Due::Now, Due::At);
+        self.operator.due.then_some(settled)
     }
 }

@@ -10,7 +10,7 @@ impl Calculator {
     /// worker silent for longer than `heartbeat_ttl` (by then it has fenced
     /// itself, or died). A granted partition counts as owned at once,
     /// before its callback ran.
-    pub fn unowned(&self, now: Instant) -> usize {
+    pub(crate) fn unowned(&self, now: Instant) -> usize {
         let ttl = self.config.heartbeat_ttl;
         let owned: usize = self
             .ledger

@@ -23,7 +23,7 @@ const KEPT: usize = 128;
 /// This worker's confirmed heartbeat writes: revision, and when the answer
 /// came back.
 #[derive(Clone, Debug, Default)]
-pub struct BeatLog {
+pub(crate) struct BeatLog {
     beats: VecDeque<(Revision, Instant)>,
 }
 
@@ -36,7 +36,7 @@ impl BeatLog {
     /// What was recorded before then dates nothing any more — kept, it would
     /// date a heartbeat written after the rollback at a reissued revision by
     /// a beat from before it, and a live worker would be declared dead.
-    pub fn record(&mut self, revision: Revision, at: Instant) {
+    pub(crate) fn record(&mut self, revision: Revision, at: Instant) {
         if self.beats.back().is_some_and(|(r, _)| *r >= revision) {
             self.beats.clear();
         }
@@ -54,7 +54,7 @@ impl BeatLog {
     /// reissues revisions, so an entry written after it would be dated by a
     /// beat from before it — and `None` is returned: nothing is dated, every
     /// worker counts as seen at the takeover, the safe side.
-    pub fn date_replay(
+    pub(crate) fn date_replay(
         &self,
         own: Option<Revision>,
         entries: &[(String, Revision)],
@@ -74,7 +74,7 @@ impl BeatLog {
     /// An instant by which a write at `revision` certainly existed: the
     /// answer to our first heartbeat stored after it. `None` when no
     /// heartbeat of ours remembered came after it.
-    pub fn written_by(&self, revision: Revision) -> Option<Instant> {
+    pub(crate) fn written_by(&self, revision: Revision) -> Option<Instant> {
         let i = self.beats.partition_point(|(r, _)| *r <= revision);
         self.beats.get(i).map(|(_, at)| *at)
     }

@@ -14,7 +14,7 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// A measurement for the shell to record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Measure {
+pub(crate) enum Measure {
     /// Partitions unowned now, and the partition-seconds unowned since the
     /// previous report.
     Unowned {

@@ -39,10 +39,12 @@ impl LeaderNode {
                     Some((r, rev)) => match self.fence.restamped(r) {
                         Some(stamped) => Some((wire::encode(&stamped), *rev)),
                         None => {
+                            // Read again after a pause, until the lease
+                            // tells whether that leader exists.
                             let epoch = r.epoch;
-                            self.office_failed(KvError::Other(format!(
-                                "{key} written by a newer leader (epoch {epoch})"
-                            )));
+                            self.outranked_by(epoch);
+                            self.fence = crate::core::fence::Fence::new(self.epoch);
+                            self.office = Office::Retry(self.now + self.retry_every());
                             return None;
                         }
                     },

@@ -5,7 +5,7 @@
 //! once all its keys landed; failed keys are retried in the next pass.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::core::calculator::{Output, Publication};
 use crate::core::fence::{Step, Verdict};
@@ -15,14 +15,9 @@ use crate::wire::{self, AssignmentRecord};
 
 use super::{InFlight, LeaderEffect, LeaderNode, Office};
 
-/// The calculator can report a deadline that already passed while it waits
-/// on something a tick cannot change (e.g. a blind leader's death verdicts):
-/// such a deadline is taken as this much later, not as "now" again.
-const PAST_DEADLINE_DELAY: Duration = Duration::from_millis(10);
-
 impl LeaderNode {
     /// The KV operation to perform now, if any (at most one in flight).
-    pub fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.in_flight.is_some() {
             return None;
@@ -242,7 +237,7 @@ impl LeaderNode {
     }
 
     /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         let Some(flight) = self.in_flight.take() else {
             return;
@@ -298,6 +293,7 @@ impl LeaderNode {
                             self.epoch
                         );
                         self.deposed = Some(epoch);
+                        self.outranked_by(epoch);
                     }
                 }
             }
@@ -322,13 +318,13 @@ impl LeaderNode {
     }
 
     /// What the shell should do next.
-    pub fn poll_effect(&mut self) -> Option<LeaderEffect> {
+    pub(crate) fn poll_effect(&mut self) -> Option<LeaderEffect> {
         self.effects.pop_front()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) at the latest
     /// (`None`: nothing is due until an input comes).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let now = self.now;
         let office = match self.office {
             Office::Replay { until } => Some(until),
@@ -340,14 +336,8 @@ impl LeaderNode {
             .calc
             .as_ref()
             .filter(|_| lease && matches!(self.office, Office::Leading) && self.deposed.is_none())
-            .and_then(|c| c.next_deadline())
-            .map(|t| {
-                if t <= now {
-                    now + PAST_DEADLINE_DELAY
-                } else {
-                    t
-                }
-            });
+            // Exact: a deadline that passed is due work, not a floor.
+            .and_then(|c| c.next_deadline());
         let work = !self.pending.is_empty() || !self.undeleted.is_empty();
         let writes = self.retry_at.filter(|_| lease && work);
         let control = self.control.retry_at();

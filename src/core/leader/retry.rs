@@ -20,7 +20,7 @@ pub(crate) struct ErrorRetry {
 
 impl ErrorRetry {
     /// Retries after `first`, doubling up to `cap`.
-    pub fn new(first: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(first: Duration, cap: Duration) -> Self {
         ErrorRetry {
             first,
             cap: cap.max(first),
@@ -32,7 +32,7 @@ impl ErrorRetry {
 
     /// An attempt at `now` failed with `error`: schedules the next one and
     /// says whether to report it (it differs from the last failure).
-    pub fn failed(&mut self, now: Instant, error: &Error) -> bool {
+    pub(crate) fn failed(&mut self, now: Instant, error: &Error) -> bool {
         self.at = Some(now + self.next);
         self.next = (self.next * 2).min(self.cap);
         let message = error.to_string();
@@ -42,7 +42,7 @@ impl ErrorRetry {
     }
 
     /// An attempt worked: the next failure starts afresh.
-    pub fn succeeded(&mut self) {
+    pub(crate) fn succeeded(&mut self) {
         self.next = self.first;
         self.at = None;
         self.last = None;
@@ -51,19 +51,19 @@ impl ErrorRetry {
     /// The wait is over at `now`: [`retry_at`](Self::retry_at) says
     /// nothing more until the next failure (the backoff and the last error
     /// are kept).
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         if self.at.is_some_and(|t| now >= t) {
             self.at = None;
         }
     }
 
     /// When the next attempt is due, while waiting for it.
-    pub fn retry_at(&self) -> Option<Instant> {
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.at
     }
 
     /// Whether an attempt at `now` must still wait.
-    pub fn waiting(&self, now: Instant) -> bool {
+    pub(crate) fn waiting(&self, now: Instant) -> bool {
         self.at.is_some_and(|t| now < t)
     }
 }

@@ -26,7 +26,10 @@ pub(super) struct ShownView {
 
 impl ShownView {
     /// Starts from what taking office read.
-    pub fn adopt<'a>(&mut self, records: impl IntoIterator<Item = (&'a str, BTreeSet<String>)>) {
+    pub(crate) fn adopt<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a str, BTreeSet<String>)>,
+    ) {
         self.shown = BTreeMap::new();
         self.count = HashMap::new();
         for (k, ids) in records {
@@ -36,7 +39,7 @@ impl ShownView {
 
     /// Whether writing `ids` to `key` would list a partition that another
     /// key may still show.
-    pub fn clashes(&self, key: &str, ids: &BTreeSet<String>) -> bool {
+    pub(crate) fn clashes(&self, key: &str, ids: &BTreeSet<String>) -> bool {
         let mine = self.shown.get(key);
         ids.iter().any(|id| {
             let by_me = usize::from(mine.is_some_and(|m| m.contains(id)));
@@ -45,7 +48,7 @@ impl ShownView {
     }
 
     /// `key` was found (`Some`: holding `ids`) or found absent (`None`).
-    pub fn read(&mut self, key: &str, ids: Option<BTreeSet<String>>) {
+    pub(crate) fn read(&mut self, key: &str, ids: Option<BTreeSet<String>>) {
         match ids {
             Some(ids) => self.set(key, ids),
             None => self.remove(key),
@@ -53,7 +56,7 @@ impl ShownView {
     }
 
     /// A write of `ids` to `key`: landed (`true`) or of unknown outcome.
-    pub fn written(&mut self, key: &str, ids: &BTreeSet<String>, landed: bool) {
+    pub(crate) fn written(&mut self, key: &str, ids: &BTreeSet<String>, landed: bool) {
         if landed {
             self.set(key, ids.clone());
         } else {
@@ -64,7 +67,7 @@ impl ShownView {
     }
 
     /// `key` was deleted.
-    pub fn deleted(&mut self, key: &str) {
+    pub(crate) fn deleted(&mut self, key: &str) {
         self.remove(key);
     }
 
