@@ -218,21 +218,22 @@ impl LeaderNode {
             );
         }
         self.outranked = Some(outranked::Outranked::note(self.outranked, epoch, self.now));
+        self.check_outranked();
     }
 
-    /// A renewal sent after the finding was confirmed: no newer leader
-    /// holds the lease, the higher epoch is from a lease history the store
-    /// forgot. Lead on above it.
+    /// The lease was valid when the epoch was found: no newer leader can
+    /// have written it, it is from a lease history the store forgot. Lead
+    /// on above it.
     fn check_outranked(&mut self) {
         let Some(o) = self.outranked else {
             return;
         };
-        if !o.disproved_by(self.lease_valid_until, self.p.config.election_ttl) {
+        if !o.disproved_by(self.lease_valid_until) {
             return;
         }
         let epoch = o.epoch.saturating_add(1);
         log::warn!(
-            "[{}] the lease was renewed after epoch {} was found: the lease bucket forgot it; leading on as epoch {epoch}",
+            "[{}] epoch {} was found while the lease was valid: the lease bucket forgot it; leading on as epoch {epoch}",
             self.p.id,
             o.epoch
         );

@@ -1,6 +1,7 @@
 //! Shared steps of the tests in which the store forgets (buckets deleted,
 //! the server back on an empty or an older store): a group that has been
 //! through a leader change, and what the JetStream API says of its streams.
+#![allow(deprecated)] // the `nats` 0.26 crate marks everything deprecated
 
 use std::time::Duration;
 

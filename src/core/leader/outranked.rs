@@ -4,18 +4,21 @@
 //! Epochs are the lease key's revisions. A bucket deleted and recreated (or
 //! rolled back) issues them again from below, and the published records
 //! still carry the old, higher ones: taken at their word they would depose
-//! every new leader for good. Which one it is, the lease itself tells: a
-//! newer leader can only have taken the lease by a compare-and-set that
-//! changed its revision, after which none of this term's renewals can
-//! succeed. So a renewal *sent after* the outranking record was read, and
-//! confirmed, proves that no newer leader holds this lease bucket: the
-//! higher epoch is from a history the store forgot. The term then leads on
-//! with that epoch + 1, so that epochs in the records keep rising across
-//! the loss (workers accept records at or above the lease epoch they saw).
-//! A term that really was deposed never gets that proof: its renewals fail
-//! and the election ends it.
+//! every new leader for good. Which one it is, the lease itself tells. A
+//! newer leader can only take the lease after seeing it unchanged for a
+//! whole TTL, and by a compare-and-set that makes every later renewal of
+//! this term fail; this term acts on its lease only until
+//! `step_down_after(ttl)` (3/4 of it) after sending its last confirmed
+//! renewal. So if the lease was valid when the record was found — known
+//! then, or shown by a renewal confirmed later — no newer leader can have
+//! written it: the higher epoch is from a history the store forgot (or was
+//! written by hand). The term then leads on with that epoch + 1, so that
+//! epochs in the records keep rising across the loss (workers accept
+//! records at or above the lease epoch they saw). A term that really was
+//! deposed never gets that proof: its renewals fail and the election ends
+//! it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// An epoch found above this term's, waiting for the lease's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,32 +45,28 @@ impl Outranked {
         }
     }
 
-    /// Whether the lease, valid until `valid_until` with a lease of `ttl`,
-    /// was renewed by a write sent after the finding (the election reports
-    /// validity as the sending of the last confirmed renewal +
-    /// `step_down_after(ttl)`).
-    pub(crate) fn disproved_by(&self, valid_until: Option<Instant>, ttl: Duration) -> bool {
-        let step_down = crate::config::ratios::step_down_after(ttl);
-        valid_until.is_some_and(|until| until > self.found_at + step_down)
+    /// Whether the lease, as the election last reported it (valid until
+    /// `valid_until`), was valid when the epoch was found.
+    pub(crate) fn disproved_by(&self, valid_until: Option<Instant>) -> bool {
+        valid_until.is_some_and(|until| until > self.found_at)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn only_a_renewal_sent_after_the_finding_disproves_a_newer_leader() {
+    fn a_lease_valid_at_the_finding_disproves_a_newer_leader() {
         let t0 = Instant::now();
-        let ttl = Duration::from_secs(4);
-        let step_down = crate::config::ratios::step_down_after(ttl);
         let o = Outranked::note(None, 9, t0);
-        // Confirmed renewals sent before (or at) the finding prove nothing:
-        // a newer leader may have taken the lease after them.
-        assert!(!o.disproved_by(Some(t0 + step_down), ttl));
-        assert!(!o.disproved_by(Some(t0 - Duration::from_secs(1) + step_down), ttl));
-        assert!(!o.disproved_by(None, ttl));
-        assert!(o.disproved_by(Some(t0 + Duration::from_millis(1) + step_down), ttl));
+        // Valid when found (or shown so by a renewal confirmed later).
+        assert!(o.disproved_by(Some(t0 + Duration::from_millis(1))));
+        // Expired by then, or unknown: a newer leader may have taken it.
+        assert!(!o.disproved_by(Some(t0)));
+        assert!(!o.disproved_by(Some(t0 - Duration::from_secs(1))));
+        assert!(!o.disproved_by(None));
         // A later finding keeps the first instant and the highest epoch.
         let o2 = Outranked::note(Some(o), 12, t0 + Duration::from_secs(1));
         assert_eq!(o2.epoch, 12);
