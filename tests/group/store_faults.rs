@@ -15,7 +15,6 @@ use crate::support::wait_until;
 pub const N: usize = 16;
 
 /// A JetStream API request (`api` without the `$JS.API.` prefix).
-#[allow(deprecated)] // the `nats` 0.26 crate marks everything deprecated
 pub fn js(url: &str, api: &str) -> serde_json::Value {
     let nc = nats::connect(url).expect("connect");
     let reply = nc
