@@ -320,6 +320,7 @@ impl ManagerBuilder {
         .described(&self.labels, self.capacity);
         let (id, revision) = claim::claim(
             workers.clone(),
+            assignments.clone(),
             &config,
             self.preferred_id.as_deref(),
             &record,

@@ -53,6 +53,9 @@ enum Step {
     TakeOver { entry: Entry },
     /// List the taken IDs.
     ListKeys,
+    /// List the IDs with a published assignment, to try the free IDs
+    /// without one first.
+    ListAssigned(VecDeque<String>),
     /// Create the free IDs in turn, lowest first.
     CreateFree(VecDeque<String>),
     /// Over: the effect is out.
@@ -253,7 +256,10 @@ impl Node for ClaimNode {
                 if free.is_empty() {
                     return self.no_free_id();
                 }
-                self.step = Step::CreateFree(free);
+                self.step = Step::ListAssigned(free);
+            }
+            (Step::ListAssigned(free), Reply::Keys(Ok(assigned))) => {
+                self.step = Step::CreateFree(unassigned_first(free, &assigned));
             }
             (Step::CreateFree(mut free), Reply::Written(result)) => match result {
                 Ok(rev) => {
@@ -309,6 +315,9 @@ impl Node for ClaimNode {
                 revision: entry.revision,
             },
             Step::ListKeys => Op::Keys { bucket },
+            Step::ListAssigned(_) => Op::Keys {
+                bucket: Bucket::Assignments,
+            },
             Step::CreateFree(free) => Op::Create {
                 bucket,
                 key: free.front()?.clone(),
@@ -336,6 +345,20 @@ impl Node for ClaimNode {
     }
 }
 
+/// The free IDs, those without a published assignment first (each part in
+/// its order). An ID free in the workers bucket but with an assignment is
+/// one whose worker died or left and whose record the leader has not
+/// cleared yet — or a running worker whose key the store lost (a workers
+/// bucket deleted and recreated) and that has not written it again: taking
+/// that one would make the running worker lose its ID and stop.
+fn unassigned_first(free: VecDeque<String>, assigned: &[String]) -> VecDeque<String> {
+    let assigned: std::collections::BTreeSet<&str> = assigned.iter().map(String::as_str).collect();
+    let (with, without): (VecDeque<String>, VecDeque<String>) = free
+        .into_iter()
+        .partition(|id| assigned.contains(id.as_str()));
+    without.into_iter().chain(with).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,14 +376,23 @@ mod tests {
     }
 
     /// Drives the node at virtual `now`, stepping time to its timeouts.
-    fn drive(
+    fn drive(node: &mut ClaimNode, store: &dyn KvStore, now: Instant) -> (ClaimEffect, Instant) {
+        drive_with(node, store, store, now)
+    }
+
+    /// As `drive`, with the assignments bucket apart.
+    fn drive_with(
         node: &mut ClaimNode,
         store: &dyn KvStore,
+        assignments: &dyn KvStore,
         mut now: Instant,
     ) -> (ClaimEffect, Instant) {
         for _ in 0..1000 {
             while let Some(op) = node.poll_op(now) {
-                let reply = op.perform(store);
+                let reply = match op.bucket() {
+                    Bucket::Assignments => op.perform(assignments),
+                    _ => op.perform(store),
+                };
                 node.handle_reply(now, reply);
             }
             if let Some(e) = node.poll_effect() {
@@ -382,6 +414,44 @@ mod tests {
         let (e, _) = drive(&mut node, s.as_ref(), Instant::now());
         assert!(
             matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-1"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_free_id_with_a_published_assignment_is_taken_last() {
+        // The workers bucket was lost and recreated: worker-0 runs on but
+        // has not written its key again; its assignment is still there.
+        let workers = store();
+        let assignments = store();
+        assignments.create("worker-0", b"{}").unwrap();
+        assignments.create("_meta", b"{}").unwrap();
+        let c = Config::default();
+        let mut node = ClaimNode::new(&c, None, &record("a"), None);
+        let (e, _) = drive_with(
+            &mut node,
+            workers.as_ref(),
+            assignments.as_ref(),
+            Instant::now(),
+        );
+        assert!(
+            matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-1"),
+            "{e:?}"
+        );
+        // With every other ID taken, it is still used.
+        let c = Config {
+            max_workers: 2,
+            ..Config::default()
+        };
+        let mut node = ClaimNode::new(&c, None, &record("b"), None);
+        let (e, _) = drive_with(
+            &mut node,
+            workers.as_ref(),
+            assignments.as_ref(),
+            Instant::now(),
+        );
+        assert!(
+            matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-0"),
             "{e:?}"
         );
     }
@@ -457,6 +527,17 @@ mod tests {
         }
     }
 
+    /// Answers the listing of the assignments bucket: nothing published.
+    fn assigned_none(node: &mut ClaimNode, now: Instant) {
+        assert!(matches!(
+            node.poll_op(now),
+            Some(Op::Keys {
+                bucket: Bucket::Assignments
+            })
+        ));
+        node.handle_reply(now, Reply::Keys(Ok(vec![])));
+    }
+
     #[test]
     fn a_failed_step_is_tried_again_until_the_deadline() {
         let t0 = Instant::now();
@@ -470,6 +551,7 @@ mod tests {
         assert!(retry > t0);
         assert!(matches!(node.poll_op(retry), Some(Op::Keys { .. })));
         node.handle_reply(retry, Reply::Keys(Ok(vec![])));
+        assigned_none(&mut node, retry);
         assert!(matches!(node.poll_op(retry), Some(Op::Create { key, .. }) if key == "worker-0"));
         node.handle_reply(retry, Reply::Written(Ok(3)));
         assert!(matches!(
@@ -492,6 +574,7 @@ mod tests {
         let mut node = ClaimNode::new(&c, None, &mine, Some(t0 + Duration::from_secs(5)));
         let _ = node.poll_op(t0);
         node.handle_reply(t0, Reply::Keys(Ok(vec![])));
+        assigned_none(&mut node, t0);
         let _ = node.poll_op(t0);
         node.handle_reply(t0, Reply::Written(Err(timeout("create"))));
         let retry = node.poll_timeout().expect("a retry is due");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::core::claim::{ClaimEffect, ClaimNode};
+use crate::core::ops::{Bucket, Op};
 use crate::runtime::driver::{Driver, Flow};
 use crate::store::{KvError, KvStore, Revision};
 use crate::wire::WorkerRecord;
@@ -15,6 +16,7 @@ use crate::{Config, Error};
 /// would end after `deadline` is given up for the lowest free one.
 pub(crate) fn claim(
     store: Arc<dyn KvStore>,
+    assignments: Arc<dyn KvStore>,
     config: &Config,
     preferred: Option<&str>,
     record: &WorkerRecord,
@@ -24,7 +26,11 @@ pub(crate) fn claim(
     let mut ended = None;
     // Waiting for a preferred ID's holder to go quiet (a heartbeat TTL at
     // most) blocks here, before anything else of the manager runs.
-    Driver::new(node, move |op| op.perform(store.as_ref())).run(&mut |_, effect| {
+    let perform = move |op: &Op| match op.bucket() {
+        Bucket::Assignments => op.perform(assignments.as_ref()),
+        _ => op.perform(store.as_ref()),
+    };
+    Driver::new(node, perform).run(&mut |_, effect| {
         ended = Some(effect);
         Flow::End
     });

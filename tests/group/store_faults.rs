@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use parti::store::{BucketConfig, KvBackend};
 use parti::Config;
 
 use super::{recorded_reports, recorded_settled, start_recorded, Recorded};
@@ -39,28 +38,6 @@ pub fn describe(ms: &[Recorded]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Known gap (issue 11): a joiner claiming an ID after the workers bucket
-/// was lost, but before the ID's running owner has written its key again,
-/// takes the ID, and the owner shuts down. Tests join once every running
-/// worker is back in the bucket.
-pub fn wait_for_keys_again(url: &str, group: &str, config: &Config, ms: &[Recorded]) {
-    let ids: Vec<String> = ms
-        .iter()
-        .map(|r| r.manager.worker_id().to_string())
-        .collect();
-    let nc = parti::store::nats::connect(url).expect("connect");
-    let backend = parti::store::nats::NatsBackend::new(nc, Duration::from_secs(2));
-    let bucket = BucketConfig::new(format!("parti-{group}-workers"), Some(config.worker_id_ttl));
-    let store = backend.open(&bucket).expect("open the workers bucket");
-    assert!(
-        wait_until(Duration::from_secs(10), || store
-            .keys()
-            .is_ok_and(|keys| ids.iter().all(|id| keys.contains(id)))),
-        "workers did not write their keys again"
-    );
-    backend.close();
 }
 
 /// Four busy workers that have been through a leader change (the first
