@@ -1,6 +1,7 @@
 //! Claiming a stable worker ID, as a sans-IO node: `<prefix>-<n>`, the
 //! preferred one when it is free or its holder has gone quiet, otherwise the
-//! lowest free n.
+//! lowest free n — one that no published assignment names first, so that a
+//! running worker whose key the store lost keeps its ID.
 //!
 //! A preferred ID held by another process is taken over only once its
 //! heartbeat has been seen standing still for a whole heartbeat TTL (its

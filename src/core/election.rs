@@ -89,13 +89,7 @@ pub(crate) struct ElectionNode {
 
 impl ElectionNode {
     /// A follower that has not looked at the lease (in `bucket`) yet.
-    pub(crate) fn new(
-        worker: &str,
-        instance: &str,
-        ttl: Duration,
-        bucket: &str,
-        now: Instant,
-    ) -> Self {
+    pub fn new(worker: &str, instance: &str, ttl: Duration, bucket: &str, now: Instant) -> Self {
         ElectionNode {
             core: LeaseCore::new(worker, instance, ttl),
             ttl,

@@ -158,11 +158,7 @@ impl HeartbeatNode {
     }
 
     /// The labels and capacity every heartbeat carries to the leader.
-    pub(crate) fn describe(
-        &mut self,
-        labels: std::collections::BTreeMap<String, String>,
-        capacity: u32,
-    ) {
+    pub fn describe(&mut self, labels: std::collections::BTreeMap<String, String>, capacity: u32) {
         self.core.describe(labels, capacity);
     }
 

@@ -176,7 +176,7 @@ impl BoundedLoad {
         workers: &[&str],
         fleet: &Fleet,
         input: &[Partition],
-        parts: Vec<Keyed<'_>>,
+        parts: Vec<Keyed>,
         previous: &Placement,
     ) -> Placement {
         let mut plan = Plan::new(workers, input, parts, previous, VIRTUAL_NODES);

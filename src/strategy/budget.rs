@@ -2,7 +2,7 @@
 
 use super::common::{build_placement, Keyed, NO_OWNER};
 use super::fleet::Fleet;
-use super::plan::previous_owners;
+use super::previous::previous_owners;
 use crate::{Partition, Placement};
 
 /// `target` if it moves at most `budget` partitions between live workers
@@ -15,13 +15,13 @@ pub(crate) fn within_budget(
     workers: &[&str],
     fleet: &Fleet,
     input: &[Partition],
-    parts: &[Keyed<'_>],
+    parts: &[Keyed],
     previous: &Placement,
     target: Placement,
     budget: usize,
 ) -> Placement {
-    let before = previous_owners(workers, parts, previous);
-    let after = previous_owners(workers, parts, &target);
+    let before = previous_owners(workers, input, parts, previous);
+    let after = previous_owners(workers, input, parts, &target);
     let mut forced = 0usize;
     // (receiver, partition) of every voluntary move.
     let mut voluntary: Vec<(u32, u32)> = Vec::new();

@@ -3,7 +3,7 @@
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::radix::{for_each_tie, sort_by_u64};
+use super::radix::sort_by_u64_then;
 use crate::{Error, Partition, Placement};
 
 /// Sentinel for "no owner yet" in owner vectors indexed by partition.
@@ -23,28 +23,19 @@ pub(crate) fn vnode_hash(worker: &str, index: u32) -> u64 {
     xxh3_64_with_seed(worker.as_bytes(), u64::from(index) + 1)
 }
 
-/// A validated partition with its ring position.
+/// A validated partition with its ring position: 16 bytes, so the passes
+/// and sorts over a million of them move little memory. Everything else
+/// about the partition is read from the caller's slice, in its order.
 #[derive(Clone, Copy)]
-pub(crate) struct Keyed<'a> {
+pub(crate) struct Keyed {
     pub(crate) hash: u64,
-    pub(crate) part: &'a Partition,
     /// Position in the caller's partition slice.
     pub(crate) index: u32,
-    /// Length of the id and its first 16 bytes: with them, matching an id
-    /// of up to 16 bytes needs no read of the partition itself, which with
-    /// a million partitions is a cache miss each.
-    pub(crate) len: u32,
-    pub(crate) prefix: [u8; 16],
-}
-
-impl Keyed<'_> {
-    /// Whether this partition's id is `id`, whose hash is `hash`.
-    pub(crate) fn is(&self, hash: u64, id: &str) -> bool {
-        self.hash == hash
-            && self.len as usize == id.len()
-            && self.prefix == prefix_bytes(id)
-            && (id.len() <= 16 || self.part.id() == id)
-    }
+    /// The weight strategies balance on, read while hashing so that no later
+    /// pass needs the partition itself. A weight of 0 counts as 1: a
+    /// partition that costs nothing would otherwise be free to pile up on one
+    /// worker, and capacity arithmetic stays strictly positive.
+    pub(crate) weight: u32,
 }
 
 /// Workers sorted by id and deduplicated, so that the result never depends on
@@ -68,7 +59,7 @@ pub(crate) fn sorted_workers(workers: &[String]) -> Result<Vec<&str>, Error> {
 /// Partitions with their hashes, sorted by `(hash, id)`: a canonical order
 /// that is much cheaper to reach than sorting by id (integer compares first)
 /// and that makes duplicate ids adjacent.
-pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>>, Error> {
+pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed>, Error> {
     let mut keyed = Vec::with_capacity(partitions.len());
     for (index, part) in partitions.iter().enumerate() {
         if part.id().is_empty() {
@@ -79,35 +70,32 @@ pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed<'_>
         }
         keyed.push(Keyed {
             hash: key_hash(part.id()),
-            part,
             index: index as u32,
-            len: part.id().len() as u32,
-            prefix: prefix_bytes(part.id()),
+            weight: part.weight().max(1),
         });
     }
-    sort_by_u64(&mut keyed, |k| k.hash);
-    for_each_tie(
+    let id = |k: &Keyed| partitions[k.index as usize].id();
+    // Equal ids have equal hashes: only compare ids where hashes tie.
+    let mut duplicate = None;
+    sort_by_u64_then(
         &mut keyed,
         |k| k.hash,
-        |run| run.sort_unstable_by(|a, b| a.part.id().cmp(b.part.id())),
+        |run| {
+            run.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+            if duplicate.is_none() {
+                duplicate = run
+                    .windows(2)
+                    .find(|w| id(&w[0]) == id(&w[1]))
+                    .map(|w| w[0]);
+            }
+        },
     );
-    // Equal ids have equal hashes: only compare ids where hashes tie.
-    if let Some(pair) = keyed
-        .windows(2)
-        .find(|w| w[0].hash == w[1].hash && w[0].part.id() == w[1].part.id())
-    {
-        return Err(Error::DuplicatePartition {
-            id: pair[0].part.id().to_string(),
-        });
+    match duplicate {
+        Some(k) => Err(Error::DuplicatePartition {
+            id: id(&k).to_string(),
+        }),
+        None => Ok(keyed),
     }
-    Ok(keyed)
-}
-
-/// The weight strategies balance on. A weight of 0 counts as 1: a partition
-/// that costs nothing would otherwise be free to pile up on one worker, and
-/// capacity arithmetic stays strictly positive.
-pub(crate) fn effective_weight(part: &Partition) -> u64 {
-    u64::from(part.weight().max(1))
 }
 
 /// Turns `owner[i]` (a worker index for `parts[i]`, or `NO_OWNER`) into a
@@ -116,7 +104,7 @@ pub(crate) fn effective_weight(part: &Partition) -> u64 {
 pub(crate) fn build_placement(
     workers: &[&str],
     input: &[Partition],
-    parts: &[Keyed<'_>],
+    parts: &[Keyed],
     owner: &[u32],
 ) -> Placement {
     // Everything that reads a partition walks `input` in order: with a
@@ -126,7 +114,7 @@ pub(crate) fn build_placement(
     for (k, &o) in parts.iter().zip(owner) {
         by_input[k.index as usize] = o;
     }
-    // Group input positions by worker (a counting sort)...
+    // Each worker's slots, contiguous (a counting sort)...
     let mut start = vec![0usize; workers.len() + 1];
     for &o in &by_input {
         if let Some(s) = start.get_mut(o as usize + 1) {
@@ -136,49 +124,89 @@ pub(crate) fn build_placement(
     for w in 0..workers.len() {
         start[w + 1] += start[w];
     }
-    let mut next = start.clone();
-    // ...keyed by the first 16 bytes of the id, so most comparisons below
-    // are one integer compare.
-    let mut grouped = vec![(0u128, 0u32); start[workers.len()]];
-    for (i, (&o, p)) in by_input.iter().zip(input).enumerate() {
-        if let Some(at) = next.get_mut(o as usize) {
-            grouped[*at] = (id_prefix(p.id()), i as u32);
-            *at += 1;
+    // Clone into each worker's final list in input order, and note each
+    // id's first 16 bytes at the same slot, while the id is in cache.
+    let mut lists: Vec<Vec<Partition>> = (0..workers.len())
+        .map(|w| Vec::with_capacity(start[w + 1] - start[w]))
+        .collect();
+    let mut prefix = vec![0u128; start[workers.len()]];
+    for (p, &o) in input.iter().zip(&by_input) {
+        if let Some(list) = lists.get_mut(o as usize) {
+            prefix[start[o as usize] + list.len()] = id_prefix(p.id());
+            list.push(p.clone());
         }
     }
-    let mut clones: Vec<Option<Partition>> = by_input
-        .iter()
-        .zip(input)
-        .map(|(&o, p)| (o != NO_OWNER).then(|| p.clone()))
-        .collect();
+    // Then sort each list by id: an order over its slots, mostly by integer
+    // compares, applied in place.
+    let mut order: Vec<u32> = Vec::new();
+    for (w, list) in lists.iter_mut().enumerate() {
+        let prefix = &prefix[start[w]..start[w + 1]];
+        order.clear();
+        order.extend(0..list.len() as u32);
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            prefix[a]
+                .cmp(&prefix[b])
+                .then_with(|| list[a].id().cmp(list[b].id()))
+        });
+        permute(list, &mut order);
+    }
     workers
         .iter()
-        .enumerate()
-        .map(|(w, id)| {
-            let group = &mut grouped[start[w]..start[w + 1]];
-            group.sort_unstable_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| input[a.1 as usize].id().cmp(input[b.1 as usize].id()))
-            });
-            let list = group
-                .iter()
-                .filter_map(|&(_, i)| clones[i as usize].take())
-                .collect();
-            ((*id).to_string(), list)
-        })
+        .zip(lists)
+        .map(|(id, list)| ((*id).to_string(), list))
         .collect()
+}
+
+/// Reorders `list` so that it holds `list[order[0]], list[order[1]], …`,
+/// by following the permutation's cycles (each element moves once, no
+/// clone); `order` is used up.
+fn permute<T>(list: &mut [T], order: &mut [u32]) {
+    for start in 0..list.len() {
+        // A position already placed (or a fixed point) points at itself.
+        let mut i = start;
+        loop {
+            let j = order[i] as usize;
+            order[i] = i as u32;
+            if j == start {
+                break;
+            }
+            list.swap(i, j);
+            i = j;
+        }
+    }
 }
 
 /// The first 16 bytes of `id` as a big-endian integer, zero-padded: ordered
 /// like the ids themselves except where two ids share those 16 bytes.
 fn id_prefix(id: &str) -> u128 {
-    u128::from_be_bytes(prefix_bytes(id))
-}
-
-/// The first 16 bytes of `id`, zero-padded.
-fn prefix_bytes(id: &str) -> [u8; 16] {
     let mut buf = [0u8; 16];
     let n = id.len().min(16);
     buf[..n].copy_from_slice(&id.as_bytes()[..n]);
-    buf
+    u128::from_be_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permute_applies_the_order() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for n in [0usize, 1, 2, 3, 7, 100] {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            // Fisher–Yates with a xorshift, so every length gets a mix of
+            // cycles and fixed points.
+            for i in (1..n).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                order.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let want: Vec<u32> = order.iter().map(|&o| o * 10).collect();
+            let mut list: Vec<u32> = (0..n as u32).map(|v| v * 10).collect();
+            permute(&mut list, &mut order.clone());
+            assert_eq!(list, want, "n = {n}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub(crate) enum WhenAllFull {
     LeastLoaded,
 }
 
-impl Plan<'_> {
+impl Plan {
     /// Gives every unowned partition, in canonical order, to the first worker
     /// clockwise from its hash whose load is below `limit[w]` (and, with
     /// label constraints, that may own it: see `fill_fleet`).
@@ -26,14 +26,12 @@ impl Plan<'_> {
         if fleet.constrained {
             return self.fill_fleet(limit, when_full, fleet);
         }
-        let mut skip = SkipList::new(self.ring.len());
-        let mut open = self.workers();
-        for (w, &lim) in limit.iter().enumerate() {
-            if self.load[w] >= lim {
-                skip.close(self.positions_of(w));
-                open -= 1;
-            }
-        }
+        let takes: Vec<bool> = (0..self.workers())
+            .map(|w| self.load[w] < limit[w])
+            .collect();
+        let mut open = takes.iter().filter(|&&t| t).count();
+        let owners = &self.ring.owners;
+        let mut skip = SkipList::with_open(owners.len(), |pos| takes[owners[pos] as usize]);
         let mut successors = self.ring.successors_of_sorted();
         for i in 0..self.parts.len() {
             if self.owner[i] != NO_OWNER {

@@ -64,7 +64,7 @@ impl Fleet {
 
     /// Classifies `parts` (built from `input`) for `workers` (sorted by id,
     /// deduplicated).
-    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed<'_>]) -> Fleet {
+    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed]) -> Fleet {
         let mut fleet = Fleet::uniform(workers.len());
         fleet.capacity = workers
             .iter()
@@ -75,15 +75,14 @@ impl Fleet {
         // few, and partitions built alike usually come in runs.
         let mut required: Vec<(&[u8], u32)> = Vec::new();
         let mut preferred: Vec<(u32, &[u8], u32)> = Vec::new();
-        let labelled = parts.iter().any(|k| has_labels(k.part));
+        let labelled = input.iter().any(has_labels);
         if !labelled {
             fleet.constrained = uneven;
             return fleet;
         }
         // Classify in the caller's order (memory order: far fewer cache
         // misses than the hash order of `parts`), then permute.
-        let mut class_in = vec![FREE; input.len()];
-        let mut pref_in = vec![NO_PREF; input.len()];
+        let mut kind_in = vec![(FREE, NO_PREF); input.len()];
         for (j, part) in input.iter().enumerate() {
             let (req, pref) = part.label_keys();
             let class = if req.is_empty() {
@@ -95,12 +94,12 @@ impl Fleet {
                 required.push((req, c));
                 c
             };
-            class_in[j] = class;
+            kind_in[j].0 = class;
             if class == PARKED || pref.is_empty() {
                 continue;
             }
             let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
-            pref_in[j] = match known {
+            kind_in[j].1 = match known {
                 Some(&(_, _, g)) => g,
                 None => {
                     let g = fleet.add_pref(workers, class, part.preferred_labels());
@@ -109,8 +108,8 @@ impl Fleet {
                 }
             };
         }
-        fleet.class_of = parts.iter().map(|k| class_in[k.index as usize]).collect();
-        fleet.pref_of = parts.iter().map(|k| pref_in[k.index as usize]).collect();
+        // One gather for both: half the random reads of two.
+        (fleet.class_of, fleet.pref_of) = parts.iter().map(|k| kind_in[k.index as usize]).unzip();
         fleet.constrained = uneven || labelled;
         fleet
     }

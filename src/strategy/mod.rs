@@ -17,6 +17,7 @@ mod fleet;
 mod metrics;
 mod place;
 mod plan;
+mod previous;
 mod radix;
 mod ring;
 mod round_robin;

@@ -15,7 +15,7 @@ struct Pass {
     parts: Vec<u32>,
 }
 
-impl Plan<'_> {
+impl Plan {
     /// Like the label-free fill, in passes. Per class, the most constrained
     /// first (their workers are scarce): first the partitions with a
     /// preference, on their preferred workers only, then every partition of
@@ -50,8 +50,9 @@ impl Plan<'_> {
                 p.pref,
             )
         });
+        let mut skip = SkipList::with_open(0, |_| true);
         for (g, only) in schedule {
-            self.fill_pass(&groups[g], only, limit, when_full, fleet);
+            self.fill_pass(&groups[g], only, (limit, when_full), fleet, &mut skip);
         }
     }
 
@@ -84,9 +85,9 @@ impl Plan<'_> {
         &mut self,
         pass: &Pass,
         only_preferred: bool,
-        limit: &[u64],
-        when_full: WhenAllFull,
+        (limit, when_full): (&[u64], WhenAllFull),
         fleet: &Fleet,
+        skip: &mut SkipList,
     ) {
         if pass
             .parts
@@ -101,15 +102,12 @@ impl Plan<'_> {
             (true, Some(p)) => p[w],
             _ => eligible[w],
         };
-        let mut skip = SkipList::new(self.ring.len());
-        let mut open = 0usize;
-        for (w, (&load, &lim)) in self.load.iter().zip(limit).enumerate() {
-            if pick(w) && load < lim {
-                open += 1;
-            } else {
-                skip.close(self.positions_of(w));
-            }
-        }
+        let takes: Vec<bool> = (0..self.workers())
+            .map(|w| pick(w) && self.load[w] < limit[w])
+            .collect();
+        let mut open = takes.iter().filter(|&&t| t).count();
+        let owners = &self.ring.owners;
+        skip.reset(owners.len(), |pos| takes[owners[pos] as usize]);
         let mut successors = self.ring.successors_of_sorted();
         for &i in &pass.parts {
             let i = i as usize;

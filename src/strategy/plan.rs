@@ -1,14 +1,15 @@
 //! The working state of one BoundedLoad `assign` call: who owns what so far,
 //! loads, and the ring used to rank workers for each partition.
 
-use super::common::{effective_weight, key_hash, Keyed, NO_OWNER};
+use super::common::{Keyed, NO_OWNER};
 use super::fleet::{Fleet, FREE, PARKED};
+use super::previous::previous_owners;
 use super::ring::Ring;
 use crate::{Partition, Placement};
 
-pub(crate) struct Plan<'a> {
+pub(crate) struct Plan {
     /// Partitions in canonical `(hash, id)` order.
-    pub(crate) parts: Vec<Keyed<'a>>,
+    pub(crate) parts: Vec<Keyed>,
     /// Effective weight of `parts[i]`.
     pub(crate) weights: Vec<u64>,
     /// Worker index owning `parts[i]`, or `NO_OWNER`.
@@ -28,21 +29,19 @@ pub(crate) struct Plan<'a> {
     vnodes: usize,
 }
 
-impl<'a> Plan<'a> {
+impl Plan {
     /// Starts from `previous`: each partition owned by the first live worker
     /// (in id order) that listed it; dead workers and unknown partitions are
     /// ignored.
     pub(crate) fn new(
         workers: &[&str],
         input: &[Partition],
-        parts: Vec<Keyed<'a>>,
+        parts: Vec<Keyed>,
         previous: &Placement,
         vnodes: u32,
     ) -> Self {
-        // Read weights in the caller's (memory) order, then permute.
-        let by_input: Vec<u64> = input.iter().map(effective_weight).collect();
-        let weights: Vec<u64> = parts.iter().map(|k| by_input[k.index as usize]).collect();
-        let owner = previous_owners(workers, &parts, previous);
+        let weights: Vec<u64> = parts.iter().map(|k| u64::from(k.weight)).collect();
+        let owner = previous_owners(workers, input, &parts, previous);
         let mut load = vec![0u64; workers.len()];
         for (&o, &w) in owner.iter().zip(&weights) {
             if o != NO_OWNER {
@@ -213,46 +212,4 @@ fn distance_to_next(points: &[u64], hash: u64) -> u64 {
         Some(&p) => p.wrapping_sub(hash),
         None => 0,
     }
-}
-
-pub(crate) fn previous_owners(
-    workers: &[&str],
-    parts: &[Keyed<'_>],
-    previous: &Placement,
-) -> Vec<u32> {
-    let mut owner = vec![NO_OWNER; parts.len()];
-    if parts.is_empty() {
-        return owner;
-    }
-    // `parts` is sorted by hash, so the top bits of a hash index a short
-    // run of it: one lookup per held partition, in the order `previous`
-    // lists them (its ids are read once, while hashing), and no sort.
-    let bits = parts.len().next_power_of_two().ilog2().clamp(1, 24);
-    let shift = 64 - bits;
-    let mut start = vec![0u32; (1 << bits) + 1];
-    for k in parts {
-        start[(k.hash >> shift) as usize + 1] += 1;
-    }
-    for b in 0..(1usize << bits) {
-        start[b + 1] += start[b];
-    }
-    // Workers come in id order, so for a partition listed under several
-    // live workers the first in id order wins.
-    for (worker, list) in previous {
-        let Ok(w) = workers.binary_search(&worker.as_str()) else {
-            continue;
-        };
-        for p in list {
-            let hash = key_hash(p.id());
-            let b = (hash >> shift) as usize;
-            let run = &parts[start[b] as usize..start[b + 1] as usize];
-            let found = run.iter().position(|k| k.is(hash, p.id()));
-            if let Some(i) = found.map(|i| start[b] as usize + i) {
-                if owner[i] == NO_OWNER {
-                    owner[i] = w as u32;
-                }
-            }
-        }
-    }
-    owner
 }

@@ -34,7 +34,11 @@ impl AssignmentStrategy for RoundRobin {
     ) -> Result<Placement, Error> {
         let workers = sorted_workers(workers)?;
         let mut parts = keyed_partitions(partitions)?;
-        parts.sort_unstable_by(|a, b| a.part.id().cmp(b.part.id()));
+        parts.sort_unstable_by(|a, b| {
+            partitions[a.index as usize]
+                .id()
+                .cmp(partitions[b.index as usize].id())
+        });
         let n = workers.len();
         let owner: Vec<u32> = (0..parts.len()).map(|i| (i % n) as u32).collect();
         Ok(build_placement(&workers, partitions, &parts, &owner))

@@ -11,7 +11,7 @@ const NO_TAKER: i128 = 1 << 70;
 const AT_HOME: i128 = 1 << 68;
 const WANTS_RECEIVER: i128 = -(1 << 69);
 
-impl Plan<'_> {
+impl Plan {
     /// Makes every worker above its cap drop partitions until it is within
     /// it, keeping those it is relatively closest to on the ring.
     pub(crate) fn shed_over_cap(&mut self, cap: &[u64], fleet: &Fleet) {
@@ -76,7 +76,7 @@ impl Plan<'_> {
     }
 }
 
-impl Plan<'_> {
+impl Plan {
     /// The label-aware part of the shed priority (see the constants above);
     /// always 0 without constraints, which keeps the label-free order.
     fn shed_bonus<'f>(&self, fleet: &'f Fleet, receiving: &[bool]) -> impl Fn(usize) -> i128 + 'f {

@@ -8,10 +8,21 @@ pub(crate) struct SkipList {
 }
 
 impl SkipList {
-    pub(crate) fn new(len: usize) -> Self {
-        SkipList {
-            next: (0..=len as u32).collect(),
-        }
+    /// A list over `len` positions in which position `i` is open when
+    /// `open(i)`: one pass, instead of opening all and closing most.
+    pub(crate) fn with_open(len: usize, open: impl Fn(usize) -> bool) -> Self {
+        let mut list = SkipList { next: Vec::new() };
+        list.reset(len, open);
+        list
+    }
+
+    /// Makes this list [`with_open`](Self::with_open)`(len, open)`, reusing
+    /// its memory (a fresh one per pass costs page faults at a million).
+    pub(crate) fn reset(&mut self, len: usize, open: impl Fn(usize) -> bool) {
+        self.next.clear();
+        self.next
+            .extend((0..len).map(|i| if open(i) { i as u32 } else { i as u32 + 1 }));
+        self.next.push(len as u32);
     }
 
     pub(crate) fn close(&mut self, positions: &[u32]) {
@@ -48,7 +59,7 @@ mod tests {
 
     #[test]
     fn skips_closed_positions_and_wraps() {
-        let mut s = SkipList::new(5);
+        let mut s = SkipList::with_open(5, |_| true);
         assert_eq!(s.next_open(2), 2);
         s.close(&[2, 3]);
         assert_eq!(s.next_open(2), 4);
@@ -57,5 +68,11 @@ mod tests {
         s.close(&[0]);
         assert_eq!(s.next_open(3), 1);
         assert_eq!(s.next_open(1), 1);
+        // Built with only 1 and 4 open: the same answers as closing the rest.
+        let mut t = SkipList::with_open(5, |i| i == 1 || i == 4);
+        assert_eq!(t.next_open(2), 4);
+        assert_eq!(t.next_open(0), 1);
+        t.close(&[4]);
+        assert_eq!(t.next_open(2), 1);
     }
 }

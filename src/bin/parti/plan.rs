@@ -5,7 +5,7 @@
 //! partitions, placement in force)`; so does this, over the published
 //! assignments, the registered workers (minus `--remove`, plus `--add N`
 //! newcomers under the IDs they would claim: the lowest free
-//! `<prefix>-<n>`) and the partitions (the group's KV source, else those in
+//! `<prefix>-<n>` without a published assignment) and the partitions (the group's KV source, else those in
 //! the assignments). It cannot know an affinity the leader keeps for a
 //! worker that left and rejoins under its old ID, nor a custom strategy:
 //! name the group's with `--strategy` / `--epsilon`.
@@ -188,7 +188,8 @@ fn compute(
         );
     }
     // The IDs newcomers would claim: the lowest numbers no key of the
-    // workers bucket holds (a corrupt record holds its key too).
+    // workers bucket holds (a corrupt record holds its key too) and no
+    // published assignment names.
     let workers_bucket = BucketNames::for_group(&snap.group)
         .map_err(|e| e.to_string())?
         .workers;
@@ -205,8 +206,16 @@ fn compute(
         )
         .filter_map(|id| number(prefix, id))
         .collect();
+    // As the claim does, IDs with a published assignment (a worker gone
+    // whose record is not cleared yet) come after the others.
+    let assigned: BTreeSet<u32> = snap
+        .workers
+        .iter()
+        .filter(|w| w.assignment.is_some())
+        .filter_map(|w| number(prefix, &w.id))
+        .collect();
     let added: Vec<String> = (0..u32::MAX)
-        .filter(|n| !taken.contains(n))
+        .filter(|n| !taken.contains(n) && !assigned.contains(n))
         .take(add)
         .map(|n| format!("{prefix}-{n}"))
         .collect();

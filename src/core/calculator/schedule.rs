@@ -59,24 +59,18 @@ impl Calculator {
     /// The rebalances waiting for their time or for a tick, by priority,
     /// and from when each is due. `due` and `next_deadline` both read it,
     /// so a deadline is reported exactly for what a tick then does.
-    fn awaited(&self) -> [Option<(Due, RebalanceKind)>; 6] {
+    fn awaited(&self) -> Vec<(Due, RebalanceKind)> {
         let Some(target) = &self.target else {
             // A cold start places work only once somebody is there to take it.
             let at = self.started + self.config.cold_start_window;
-            let cold =
-                (!self.members.is_empty()).then_some((Due::At(at), RebalanceKind::ColdStart));
-            return [cold, None, None, None, None, None];
+            return (!self.members.is_empty())
+                .then_some((Due::At(at), RebalanceKind::ColdStart))
+                .into_iter()
+                .collect();
         };
         if let Some(until) = self.restart_until {
             // Whoever joins meanwhile is placed by the restart's round.
-            return [
-                Some((Due::At(until), RebalanceKind::Restart)),
-                None,
-                None,
-                None,
-                None,
-                None,
-            ];
+            return vec![(Due::At(until), RebalanceKind::Restart)];
         }
         // A spill places partitions nobody may own by label: like an
         // emergency, it waits for no window and revokes nothing.
@@ -100,13 +94,15 @@ impl Calculator {
         });
         let window = (self.window_deadline()).map(|t| (Due::At(t), RebalanceKind::PlannedScale));
         [emergency, spill, operator, departed, partitions, window]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The rebalance due at `now`, if any.
     pub(super) fn due(&self, now: Instant) -> Option<RebalanceKind> {
         self.awaited()
             .into_iter()
-            .flatten()
             .find(|(d, _)| d.by(now))
             .map(|(_, kind)| kind)
     }
@@ -122,7 +118,6 @@ impl Calculator {
         let rebalance = self
             .awaited()
             .into_iter()
-            .flatten()
             .map(|(d, _)| d.instant(self.ticked))
             .min()
             // A failing strategy is not asked again before its retry.

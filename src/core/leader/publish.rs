@@ -336,7 +336,7 @@ impl LeaderNode {
             .calc
             .as_ref()
             .filter(|_| lease && matches!(self.office, Office::Leading) && self.deposed.is_none())
-            // Exact: a deadline that passed is due work, not a floor.
+            // Exact: a deadline that passed is work a tick does now.
             .and_then(|c| c.next_deadline());
         let work = !self.pending.is_empty() || !self.undeleted.is_empty();
         let writes = self.retry_at.filter(|_| lease && work);

@@ -1,0 +1,298 @@
+//! Finding each partition's owner in the previous placement.
+//!
+//! The leader passes back the placement a strategy returned, whose
+//! partitions are clones of the ones it passes in: their ids share one
+//! allocation. So most previous entries are matched by the address of their
+//! id, which needs neither a read of the id nor a hash of it: a table
+//! indexed by address when the ids lie close together (allocated in a row
+//! from one allocator arena), a join of both sides sorted by address
+//! otherwise. The rest (a placement
+//! read back from the store, ids built anew) are matched by hash and id.
+
+use super::common::{key_hash, Keyed, NO_OWNER};
+use super::radix::{sort_by_u64, sort_by_u64_in};
+use crate::{Partition, Placement};
+
+/// The address of a partition's id: equal for two partitions exactly when
+/// their ids are one allocation. Each id is its own allocation (`Arc<str>`)
+/// and every partition compared here is borrowed for the whole call, so one
+/// address means one id; empty ids, which need no allocation, are never
+/// looked up.
+fn address(p: &Partition) -> u64 {
+    p.id().as_ptr() as usize as u64
+}
+
+/// `owner[i]` for `parts[i]` (canonical order): the first live worker (in id
+/// order) that lists it in `previous`, or `NO_OWNER`. Dead workers and
+/// unknown partitions are ignored.
+pub(crate) fn previous_owners(
+    workers: &[&str],
+    input: &[Partition],
+    parts: &[Keyed],
+    previous: &Placement,
+) -> Vec<u32> {
+    owners_by(workers, input, parts, previous, true)
+}
+
+/// [`previous_owners`]; without `table`, always by the sorted join.
+fn owners_by(
+    workers: &[&str],
+    input: &[Partition],
+    parts: &[Keyed],
+    previous: &Placement,
+    table: bool,
+) -> Vec<u32> {
+    let mut owner = vec![NO_OWNER; parts.len()];
+    let mut lists: Vec<(u32, &[Partition])> = Vec::new();
+    for (worker, list) in previous {
+        if let Ok(w) = workers.binary_search(&worker.as_str()) {
+            lists.push((w as u32, list));
+        }
+    }
+    let total: usize = lists.iter().map(|(_, l)| l.len()).sum();
+    if total == 0 || parts.is_empty() {
+        return owner;
+    }
+    // Canonical position of each input partition.
+    let mut at = vec![0u32; input.len()];
+    for (c, k) in parts.iter().enumerate() {
+        at[k.index as usize] = c as u32;
+    }
+    let unmatched = match AddressTable::new(input, &at).filter(|_| table) {
+        Some(table) => {
+            drop(at);
+            let mut unmatched = Vec::new();
+            let mut seq = 0u32;
+            for &(w, list) in &lists {
+                for p in list.iter().filter(|p| !p.id().is_empty()) {
+                    match table.find(address(p)) {
+                        Some(c) => claim(&mut owner[c as usize], w),
+                        None => unmatched.push(seq),
+                    }
+                    seq += 1;
+                }
+            }
+            unmatched
+        }
+        None => by_sorted_address(&lists, input, at, total, &mut owner),
+    };
+    if !unmatched.is_empty() {
+        by_id(&lists, input, parts, unmatched, &mut owner);
+    }
+    owner
+}
+
+/// Input partitions by the address of their id: slot `(a − lo) / 32` holds
+/// the low 32 bits of address `a` and the canonical position + 1. Two
+/// addresses less than 32 apart with equal low 32 bits are equal, so a
+/// lookup is exact. Allocators usually give an `Arc<str>` at least 32
+/// bytes, so ids rarely share a slot (when two do, the table is not used).
+/// One lookup per previous entry instead of sorting both sides.
+struct AddressTable {
+    lo: u64,
+    slots: Vec<(u32, u32)>,
+}
+
+/// log2 of the bytes each slot covers.
+const SLOT_BITS: u32 = 5;
+
+impl AddressTable {
+    /// `None` when the ids are spread over more than four slots per
+    /// partition (too much memory), or two share a slot (an allocator
+    /// packing tighter than assumed): the sorted join then applies.
+    fn new(input: &[Partition], at: &[u32]) -> Option<AddressTable> {
+        let (lo, hi) = input
+            .iter()
+            .map(address)
+            .fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)));
+        let len = ((hi.checked_sub(lo)?) >> SLOT_BITS) as usize + 1;
+        if len > 4 * input.len() + 1024 {
+            return None;
+        }
+        let mut slots = vec![(0u32, 0u32); len];
+        for (p, &c) in input.iter().zip(at) {
+            let a = address(p);
+            let slot = &mut slots[((a - lo) >> SLOT_BITS) as usize];
+            if slot.1 != 0 {
+                return None;
+            }
+            *slot = (a as u32, c + 1);
+        }
+        Some(AddressTable { lo, slots })
+    }
+
+    /// Canonical position of the input partition whose id is at `a`.
+    fn find(&self, a: u64) -> Option<u32> {
+        let slot = a.checked_sub(self.lo)? >> SLOT_BITS;
+        let &(low, c) = self.slots.get(usize::try_from(slot).ok()?)?;
+        (c != 0 && low == a as u32).then(|| c - 1)
+    }
+}
+
+/// The same match as [`AddressTable`] by sorting both sides by address and
+/// merging; returns the positions (among the live entries) of the entries
+/// no input partition shares an id allocation with.
+fn by_sorted_address(
+    lists: &[(u32, &[Partition])],
+    input: &[Partition],
+    at: Vec<u32>,
+    total: usize,
+    owner: &mut [u32],
+) -> Vec<u32> {
+    // (address, worker, position among the live entries); workers come in
+    // id order.
+    let mut held: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
+    for &(w, list) in lists {
+        for p in list.iter().filter(|p| !p.id().is_empty()) {
+            held.push((address(p), w, held.len() as u32));
+        }
+    }
+    let mut mine: Vec<(u64, u32, u32)> = input
+        .iter()
+        .zip(&at)
+        .map(|(p, &c)| (address(p), c, 0))
+        .collect();
+    drop(at);
+    // The radix sort wants spread top bits: addresses relative to the
+    // lowest, scaled to the whole range (order preserved).
+    let (lo, hi) = mine
+        .iter()
+        .chain(&held)
+        .fold((u64::MAX, 0), |(lo, hi), e| (lo.min(e.0), hi.max(e.0)));
+    let shift = (hi - lo).leading_zeros() % 64;
+    let spread = |a: u64| (a - lo) << shift;
+    let mut scratch = Vec::new();
+    if mine.windows(2).any(|w| w[0].0 > w[1].0) {
+        sort_by_u64_in(&mut mine, &mut scratch, |e| spread(e.0), |_| {});
+    }
+    sort_by_u64_in(&mut held, &mut scratch, |e| spread(e.0), |_| {});
+    drop(scratch);
+    let mut unmatched = Vec::new();
+    let mut j = 0;
+    for &(a, w, seq) in &held {
+        while j < mine.len() && mine[j].0 < a {
+            j += 1;
+        }
+        match mine.get(j) {
+            Some(&(b, c, _)) if b == a => claim(&mut owner[c as usize], w),
+            _ => unmatched.push(seq),
+        }
+    }
+    unmatched
+}
+
+/// Keeps the first worker in id order: a partition listed under several
+/// live workers (a corrupt placement) belongs to the first of them.
+fn claim(owner: &mut u32, worker: u32) {
+    *owner = (*owner).min(worker);
+}
+
+/// Matches the entries at positions `unmatched` (among the live entries of
+/// `lists`, in order) by hash, then id.
+fn by_id(
+    lists: &[(u32, &[Partition])],
+    input: &[Partition],
+    parts: &[Keyed],
+    mut unmatched: Vec<u32>,
+    owner: &mut [u32],
+) {
+    unmatched.sort_unstable();
+    let mut wanted = unmatched.into_iter().peekable();
+    let mut seq = 0u32;
+    let mut entries: Vec<(u64, u32, &str)> = Vec::new();
+    for &(w, list) in lists {
+        for p in list.iter().filter(|p| !p.id().is_empty()) {
+            if wanted.next_if_eq(&seq).is_some() {
+                entries.push((key_hash(p.id()), w, p.id()));
+            }
+            seq += 1;
+        }
+    }
+    sort_by_u64(&mut entries, |e| e.0);
+    let mut j = 0;
+    for &(hash, w, id) in &entries {
+        while j < parts.len() && parts[j].hash < hash {
+            j += 1;
+        }
+        // Ids sharing a hash are adjacent in `parts`.
+        let same = parts[j..].iter().take_while(|k| k.hash == hash);
+        if let Some(c) = same
+            .enumerate()
+            .find(|(_, k)| input[k.index as usize].id() == id)
+            .map(|(c, _)| j + c)
+        {
+            claim(&mut owner[c], w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::strategy::common::keyed_partitions;
+
+    /// The rule stated on `previous_owners`, the obvious way.
+    fn reference(
+        workers: &[&str],
+        parts: &[Keyed],
+        input: &[Partition],
+        prev: &Placement,
+    ) -> Vec<u32> {
+        let mut first: HashMap<&str, u32> = HashMap::new();
+        for (w, list) in prev {
+            if let Ok(w) = workers.binary_search(&w.as_str()) {
+                for p in list {
+                    first.entry(p.id()).or_insert(w as u32);
+                }
+            }
+        }
+        parts
+            .iter()
+            .map(|k| {
+                first
+                    .get(input[k.index as usize].id())
+                    .copied()
+                    .unwrap_or(NO_OWNER)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_way_of_matching_finds_the_first_live_owner() {
+        let input: Vec<Partition> = (0..6000).map(|i| Partition::new(format!("p{i}"))).collect();
+        let parts = keyed_partitions(&input).unwrap();
+        let workers = ["a", "b", "c"];
+        let anew = |p: &Partition| Partition::new(p.id().to_string());
+        // Shared ids, ids built anew (as if read from the store), an unknown
+        // id, a partition under two live workers, a dead worker.
+        let prev = Placement::from([
+            (
+                "a".to_string(),
+                input[..2000].iter().map(anew).collect::<Vec<_>>(),
+            ),
+            ("b".to_string(), input[1000..4000].to_vec()),
+            (
+                "c".to_string(),
+                vec![Partition::new("gone"), input[5000].clone()],
+            ),
+            ("dead".to_string(), input[4000..].to_vec()),
+        ]);
+        // `true` uses the address table when the ids lie close together
+        // (depends on the allocator: ids spread over two arenas do not),
+        // `false` always the sorted join; both must give the stated rule.
+        let want = reference(&workers, &parts, &input, &prev);
+        assert_eq!(want.iter().filter(|&&o| o == 0).count(), 2000);
+        assert_eq!(want.iter().filter(|&&o| o == 1).count(), 2000);
+        assert_eq!(want.iter().filter(|&&o| o == 2).count(), 1);
+        assert_eq!(owners_by(&workers, &input, &parts, &prev, true), want);
+        assert_eq!(owners_by(&workers, &input, &parts, &prev, false), want);
+        // Only ids built anew: everything goes through the match by id.
+        let fresh: Placement = prev
+            .iter()
+            .map(|(w, l)| (w.clone(), l.iter().map(anew).collect()))
+            .collect();
+        assert_eq!(owners_by(&workers, &input, &parts, &fresh, true), want);
+    }
+}
