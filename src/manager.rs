@@ -9,8 +9,8 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::core::election::ElectionNode;
-use crate::core::heartbeat::HeartbeatNode;
-use crate::core::leader::LeaderParams;
+use crate::core::heartbeat::{HeartbeatInput, HeartbeatNode};
+use crate::core::leader::{LeaderInput, LeaderParams};
 use crate::metrics::{Metrics, NoMetrics};
 use crate::names::REFRESH_KEY;
 use crate::names::{worker_number, BucketNames};
@@ -19,7 +19,7 @@ use crate::runtime::hooks::{self, Hooks};
 use crate::runtime::leader::LeaderContext;
 use crate::runtime::metered::Metered;
 use crate::runtime::shared::Shared;
-use crate::runtime::worker::{Command, WorkerThread};
+use crate::runtime::worker::WorkerThread;
 use crate::runtime::{claim, join_until};
 use crate::source::{PartitionSource, StaticSource};
 use crate::store::{BucketConfig, KvBackend, KvStore};
@@ -264,7 +264,8 @@ impl ManagerBuilder {
     }
 
     /// Claims an ID and starts the threads; returns the manager, when it
-    /// started and the deadline for its first assignment.
+    /// started and the deadline for its first assignment. Each step that
+    /// fails stops what the steps before it started (the [`Launch`] guard).
     fn launch(self) -> Result<(Manager, Instant, Instant), Error> {
         let names = self.validate()?;
         // Fields left at their default follow the ones set (see `resolved`).
@@ -282,19 +283,30 @@ impl ManagerBuilder {
             backend.open(&c)
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
+        let (beat_tx, beat_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared::new(jobs_tx, self.metrics));
         let workers = Metered::wrap(bucket(&names.workers, Some(config.worker_id_ttl))?, &shared);
         let leader_store =
             Metered::wrap(bucket(&names.leader, Some(config.election_ttl))?, &shared);
         let assignments = Metered::wrap(bucket(&names.assignments, None)?, &shared);
+        let applied = beat_tx.clone();
         let callbacks = hooks::spawn(
             format!("parti-callbacks-{}", self.group),
             self.hooks,
             jobs_rx,
-            applied_tx,
+            move |v| {
+                let _ = applied.send(HeartbeatInput::Applied(v));
+            },
         )
         .map_err(spawn_error)?;
+        let mut launch = Launch(Some(Threads {
+            shared: shared.clone(),
+            backend,
+            config: config.clone(),
+            callbacks,
+            heartbeat: None,
+            election: None,
+        }));
         let started = Instant::now();
         let startup_deadline = started + config.startup_timeout + config.cold_start_window;
         shared.set_startup(Some(State::ClaimingId));
@@ -306,29 +318,18 @@ impl ManagerBuilder {
             std::process::id(),
         )
         .described(&self.labels, self.capacity);
-        let fail = |shared: &Shared, callbacks: JoinHandle<()>, e: Error| {
-            shared.set_shutdown();
-            shared.close_jobs();
-            join_until(callbacks, Instant::now() + config.shutdown_timeout);
-            backend.close();
-            Err(e)
-        };
-        let (id, revision) = match claim::claim(
-            workers.as_ref(),
-            assignments.as_ref(),
+        let (id, revision) = claim::claim(
+            workers.clone(),
+            assignments.clone(),
             &config,
             self.preferred_id.as_deref(),
             &record,
             startup_deadline,
-        ) {
-            Ok(claimed) => claimed,
-            Err(e) => return fail(&shared, callbacks, e),
-        };
+        )?;
         shared.set_worker_id(&id);
         log::info!("[{id}] joined group {} as instance {instance}", self.group);
         shared.set_startup(Some(State::Election));
 
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
         let mut node = HeartbeatNode::new(
             &id,
             &instance,
@@ -339,23 +340,26 @@ impl ManagerBuilder {
         );
         node.describe(self.labels, self.capacity);
         let retry_every = config.heartbeat_interval;
-        let worker_thread = WorkerThread {
+        // Stopped by the manager, or by the heartbeat thread when another
+        // process holds this worker's ID.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let heartbeat = WorkerThread {
             id: id.clone(),
             node,
             shared: shared.clone(),
             workers: workers.clone(),
             assignments: assignments.clone(),
-            commands: cmd_rx,
-            applied: applied_rx,
+            inputs: beat_rx,
+            election_stop: stop_tx.clone(),
             retry_every,
         }
-        .spawn();
-        let worker_thread = match worker_thread {
-            Ok(h) => h,
-            Err(e) => return fail(&shared, callbacks, spawn_error(e)),
-        };
-        let (refresh_tx, refresh_rx) = crossbeam_channel::unbounded();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        .spawn()
+        .map_err(spawn_error)?;
+        if let Some(t) = &mut launch.0 {
+            t.heartbeat = Some((beat_tx.clone(), heartbeat));
+        }
+
+        let (leader_tx, leader_rx) = crossbeam_channel::unbounded();
         let changes = self.source.changes();
         let strategy = self
             .strategy
@@ -372,6 +376,8 @@ impl ManagerBuilder {
             shared: shared.clone(),
             store: leader_store,
             stop: stop_rx,
+            inputs: crossbeam_channel::unbounded(),
+            heartbeat: beat_tx,
             leader: LeaderContext {
                 params: LeaderParams {
                     id: id.clone(),
@@ -383,43 +389,40 @@ impl ManagerBuilder {
                 source: self.source,
                 workers: workers.clone(),
                 assignments,
-                refresh: refresh_rx,
+                inputs: leader_rx,
                 changes,
             },
+            leader_inputs: leader_tx.clone(),
             retry_every,
         }
-        .spawn();
-        let threads = Threads {
-            worker_cmd: cmd_tx,
-            worker: worker_thread,
-            election_stop: None,
-            election: None,
-            callbacks,
-        };
+        .spawn()
+        .map_err(spawn_error)?;
+        if let Some(t) = &mut launch.0 {
+            t.election = Some((stop_tx, election));
+        }
+
         let manager = Manager {
             shared,
             config,
             group: self.group,
             worker_id: id,
             workers,
-            backend: backend.clone(),
-            refresh: refresh_tx,
-            threads: Mutex::new(None),
+            refresh: leader_tx,
+            threads: Mutex::new(launch.0.take()),
         };
-        let mut threads = threads;
-        match election {
-            Ok(h) => {
-                threads.election = Some(h);
-                threads.election_stop = Some(stop_tx);
-            }
-            Err(e) => {
-                *manager.threads.lock() = Some(threads);
-                let _ = manager.stop();
-                return Err(spawn_error(e));
-            }
-        }
-        *manager.threads.lock() = Some(threads);
         Ok((manager, started, startup_deadline))
+    }
+}
+
+/// The threads [`ManagerBuilder::launch`] has started so far. Dropped
+/// while it still holds them (a later step failed), it stops them again.
+struct Launch(Option<Threads>);
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if let Some(threads) = self.0.take() {
+            threads.stop();
+        }
     }
 }
 
@@ -449,12 +452,54 @@ fn new_instance_id() -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
 }
 
+/// A manager's threads, and what stopping them needs.
 struct Threads {
-    worker_cmd: Sender<Command>,
-    worker: JoinHandle<()>,
-    election_stop: Option<Sender<()>>,
-    election: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    backend: Arc<dyn KvBackend>,
+    config: Config,
     callbacks: JoinHandle<()>,
+    heartbeat: Option<(Sender<HeartbeatInput>, JoinHandle<()>)>,
+    election: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl Threads {
+    /// Leaves the group as gracefully as `shutdown_timeout` allows and
+    /// stops every thread; whether each ended in time.
+    fn stop(self) -> bool {
+        let (shared, config) = (&self.shared, &self.config);
+        let deadline = Instant::now() + config.shutdown_timeout;
+        // Keep a reserve for releasing locally, deleting our key and the
+        // lease, each bounded by the operation timeout.
+        let reserve = (config.operation_timeout * 3).min(config.shutdown_timeout / 2);
+        let mut clean = true;
+        if let Some((inputs, handle)) = self.heartbeat {
+            if shared.state().is_assigned() {
+                let _ = inputs.send(HeartbeatInput::Leave);
+                if !shared.wait_drained(deadline - reserve) {
+                    log::warn!(
+                        "[{}] drain not finished in time; releasing locally",
+                        shared.worker_id()
+                    );
+                }
+            }
+            let _ = inputs.send(HeartbeatInput::Quit);
+            clean &= join_until(handle, deadline);
+        }
+        if let Some((stop, handle)) = self.election {
+            let _ = stop.try_send(());
+            drop(stop);
+            clean &= join_until(handle, deadline);
+        }
+        shared.set_shutdown();
+        shared.close_jobs();
+        // Called from a callback, the callback thread cannot be joined: it
+        // ends by itself once this callback returns.
+        if self.callbacks.thread().id() != std::thread::current().id() {
+            clean &= join_until(self.callbacks, deadline);
+        }
+        self.backend.close();
+        clean
+    }
 }
 
 /// A member of a group of workers sharing partitions.
@@ -484,8 +529,8 @@ pub struct Manager {
     group: String,
     worker_id: String,
     workers: Arc<dyn KvStore>,
-    backend: Arc<dyn KvBackend>,
-    refresh: Sender<()>,
+    /// The leader terms' inputs, for a refresh request.
+    refresh: Sender<LeaderInput>,
     threads: Mutex<Option<Threads>>,
 }
 
@@ -595,7 +640,7 @@ impl Manager {
             return Err(Error::Stopped);
         }
         if self.is_leader() {
-            let _ = self.refresh.send(());
+            let _ = self.refresh.send(LeaderInput::Refresh);
             return Ok(());
         }
         self.workers
@@ -610,36 +655,10 @@ impl Manager {
     /// Returns within `Config::shutdown_timeout`, even while NATS is
     /// unreachable (then partitions are released locally). Idempotent.
     pub fn stop(&self) -> Result<(), Error> {
-        let Some(mut threads) = self.threads.lock().take() else {
+        let Some(threads) = self.threads.lock().take() else {
             return Ok(());
         };
-        let deadline = Instant::now() + self.config.shutdown_timeout;
-        // Keep a reserve for releasing locally, deleting our key and the
-        // lease, each bounded by the operation timeout.
-        let reserve = (self.config.operation_timeout * 3).min(self.config.shutdown_timeout / 2);
-        if self.shared.state().is_assigned() {
-            let _ = threads.worker_cmd.send(Command::Leave);
-            if !self.shared.wait_drained(deadline - reserve) {
-                log::warn!(
-                    "[{}] drain not finished in time; releasing locally",
-                    self.worker_id
-                );
-            }
-        }
-        let _ = threads.worker_cmd.send(Command::Quit);
-        let mut clean = join_until(threads.worker, deadline);
-        drop(threads.election_stop.take());
-        if let Some(h) = threads.election.take() {
-            clean &= join_until(h, deadline);
-        }
-        self.shared.set_shutdown();
-        self.shared.close_jobs();
-        // Called from a callback, the callback thread cannot be joined: it
-        // ends by itself once this callback returns.
-        if threads.callbacks.thread().id() != std::thread::current().id() {
-            clean &= join_until(threads.callbacks, deadline);
-        }
-        self.backend.close();
+        let clean = threads.stop();
         log::info!("[{}] stopped", self.worker_id);
         if clean {
             Ok(())

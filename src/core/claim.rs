@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::core::node::Node;
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::names::{worker_id, worker_number};
 use crate::store::{Entry, Revision};
@@ -134,70 +135,6 @@ impl ClaimNode {
         self.preferred.clone().unwrap_or_default()
     }
 
-    /// The operation to perform now, if any (at most one is in flight).
-    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
-        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
-            return None;
-        }
-        self.retry_at = None;
-        let bucket = Bucket::Workers;
-        if let Some(key) = self.unsure.clone() {
-            self.in_flight = true;
-            self.verifying = true;
-            return Some(Op::Get { bucket, key });
-        }
-        let op = match &self.step {
-            Step::CreatePreferred | Step::RecreatePreferred => Op::Create {
-                bucket,
-                key: self.preferred_key(),
-                value: self.value.clone(),
-            },
-            Step::ReadPreferred => Op::Get {
-                bucket,
-                key: self.preferred_key(),
-            },
-            Step::Watching { next_poll, .. } if now < *next_poll => return None,
-            Step::Watching { .. } => Op::Get {
-                bucket,
-                key: self.preferred_key(),
-            },
-            Step::TakeOver { entry } => Op::Update {
-                bucket,
-                key: self.preferred_key(),
-                value: self.value.clone(),
-                revision: entry.revision,
-            },
-            Step::ListKeys => Op::Keys { bucket },
-            Step::ListAssigned(_) => Op::Keys {
-                bucket: Bucket::Assignments,
-            },
-            Step::CreateFree(free) => Op::Create {
-                bucket,
-                key: free.front()?.clone(),
-                value: self.value.clone(),
-            },
-            Step::Done => return None,
-        };
-        self.in_flight = true;
-        Some(op)
-    }
-
-    /// When the node next has something to do without a reply.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        if let Some(at) = self.retry_at.filter(|_| !self.in_flight) {
-            return Some(at);
-        }
-        match &self.step {
-            Step::Watching { next_poll, .. } if !self.in_flight => Some(*next_poll),
-            _ => None,
-        }
-    }
-
-    /// How the claim ended, once it has.
-    pub(crate) fn poll_effect(&mut self) -> Option<ClaimEffect> {
-        self.effect.take()
-    }
-
     fn claimed(&mut self, id: String, revision: Revision, took_over_from: Option<String>) {
         self.step = Step::Done;
         self.effect = Some(ClaimEffect::Claimed {
@@ -232,9 +169,20 @@ impl ClaimNode {
             max_workers: self.max_workers,
         });
     }
+}
 
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
+impl Node for ClaimNode {
+    type Input = std::convert::Infallible;
+    type Effect = ClaimEffect;
+
+    /// Nothing but KV answers and time move a claim.
+    fn handle_input(&mut self, _now: Instant, input: std::convert::Infallible) {
+        match input {}
+    }
+
+    /// The operation due then is handed out by `poll_op`.
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.in_flight = false;
         if let Some(e) = reply.error().filter(|e| !e.is_conflict()) {
             let e = e.clone();
@@ -332,6 +280,68 @@ impl ClaimNode {
                     "id claim: unexpected reply {reply:?} in step {step:?}"
                 ))));
             }
+        }
+    }
+
+    fn poll_op(&mut self, now: Instant) -> Option<Op> {
+        if self.in_flight || self.retry_at.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.retry_at = None;
+        let bucket = Bucket::Workers;
+        if let Some(key) = self.unsure.clone() {
+            self.in_flight = true;
+            self.verifying = true;
+            return Some(Op::Get { bucket, key });
+        }
+        let op = match &self.step {
+            Step::CreatePreferred | Step::RecreatePreferred => Op::Create {
+                bucket,
+                key: self.preferred_key(),
+                value: self.value.clone(),
+            },
+            Step::ReadPreferred => Op::Get {
+                bucket,
+                key: self.preferred_key(),
+            },
+            Step::Watching { next_poll, .. } if now < *next_poll => return None,
+            Step::Watching { .. } => Op::Get {
+                bucket,
+                key: self.preferred_key(),
+            },
+            Step::TakeOver { entry } => Op::Update {
+                bucket,
+                key: self.preferred_key(),
+                value: self.value.clone(),
+                revision: entry.revision,
+            },
+            Step::ListKeys => Op::Keys { bucket },
+            Step::ListAssigned(_) => Op::Keys {
+                bucket: Bucket::Assignments,
+            },
+            Step::CreateFree(free) => Op::Create {
+                bucket,
+                key: free.front()?.clone(),
+                value: self.value.clone(),
+            },
+            Step::Done => return None,
+        };
+        self.in_flight = true;
+        Some(op)
+    }
+
+    fn poll_effect(&mut self) -> Option<ClaimEffect> {
+        self.effect.take()
+    }
+
+    /// When the node next has something to do without a reply.
+    fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(at) = self.retry_at.filter(|_| !self.in_flight) {
+            return Some(at);
+        }
+        match &self.step {
+            Step::Watching { next_poll, .. } if !self.in_flight => Some(*next_poll),
+            _ => None,
         }
     }
 }

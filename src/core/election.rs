@@ -4,15 +4,13 @@
 //! actions into KV operations and their answers into outcomes, resigning
 //! after the leader's plug-in code panicked, releasing the lease on stop.
 //!
-//! Contract, as every node's: feed it with `handle_*`, then take its next KV
-//! operation from [`poll_op`](ElectionNode::poll_op) (at most one in
-//! flight), its effects from [`poll_effect`](ElectionNode::poll_effect), and
-//! wake it no later than [`poll_timeout`](ElectionNode::poll_timeout).
+//! It follows the node contract ([`Node`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::core::lease::{LeaseAction, LeaseCore, LeaseEvent, WriteOutcome};
+use crate::core::node::Node;
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::names::LEADER_KEY;
 use crate::store::WatchEvent;
@@ -38,6 +36,22 @@ pub(crate) enum ElectionEffect {
     Valid(Option<Instant>),
     /// Worth an `on_error` report.
     Report(Error),
+    /// The store forgot the lease bucket: the epochs seen before no longer
+    /// count (for the heartbeat node,
+    /// [`HeartbeatInput::LeaseReset`](crate::core::heartbeat::HeartbeatInput::LeaseReset)).
+    EpochReset,
+}
+
+/// What the shell tells the election node.
+#[derive(Debug)]
+pub(crate) enum ElectionInput {
+    /// The leader's plug-in code panicked: give the lease up at once (the
+    /// key is deleted, so another worker takes over without waiting for a
+    /// TTL) and stay out of the election for a while.
+    Resign,
+    /// The worker stops: release the lease so another worker takes over at
+    /// once instead of waiting for it to expire.
+    Release,
 }
 
 #[derive(Debug)]
@@ -130,8 +144,51 @@ impl ElectionNode {
         self.absorb(events);
     }
 
-    /// An event of the watch on the lease key.
-    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+    /// [`ElectionInput::Resign`].
+    fn resign(&mut self, now: Instant) {
+        self.now = now;
+        let until = now + sit_out(self.ttl, self.resignations);
+        self.resignations += 1;
+        log::warn!(
+            "resigning the lease after a panic in plug-in code; out of the election for {:?}",
+            until - now
+        );
+        let held = self.core.resign_until(until);
+        self.give_up(held);
+    }
+
+    /// [`ElectionInput::Release`].
+    fn release(&mut self, now: Instant) {
+        self.now = now;
+        let held = self.core.held_revision();
+        self.core.resign();
+        self.give_up(held);
+    }
+
+    fn give_up(&mut self, held: Option<crate::store::Revision>) {
+        if let Some(revision) = held {
+            self.release = Some(Op::Delete {
+                bucket: Bucket::Leader,
+                key: LEADER_KEY.to_string(),
+                expected: Some(revision),
+            });
+            self.effects.push_back(ElectionEffect::Lost);
+        }
+        self.absorb(Vec::new());
+    }
+}
+
+impl Node for ElectionNode {
+    type Input = ElectionInput;
+    type Effect = ElectionEffect;
+
+    fn handle_input(&mut self, now: Instant, input: ElectionInput) {
+        match input {
+            ElectionInput::Resign => self.resign(now),
+            ElectionInput::Release => self.release(now),
+        }
+    }
+    fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         match ev {
             WatchEvent::Put(entry) => self.observe_entry(now, &entry),
@@ -143,22 +200,18 @@ impl ElectionNode {
         }
     }
 
-    /// The store forgot the lease bucket (its watch ended so): revisions
-    /// start again, so older ones than seen before are news, not stale.
-    pub(crate) fn handle_store_reset(&mut self, now: Instant) {
+    /// A watch of the lease key that ended because the store forgot the
+    /// bucket: revisions start again, so older ones than seen before are
+    /// news, not stale, and the epochs seen before no longer count.
+    fn handle_watch_end(&mut self, now: Instant, store_forgot: bool) {
         self.now = now;
-        self.core.store_reset();
+        if store_forgot {
+            self.core.store_reset();
+            self.effects.push_back(ElectionEffect::EpochReset);
+        }
     }
 
-    /// Time passed: steps down when the lease can no longer be trusted.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        let events = self.core.tick(now);
-        self.absorb(events);
-    }
-
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
+    fn handle_reply(&mut self, now: Instant, reply: Reply) {
         self.now = now;
         let Some(InFlight::Lease { action, sent }) = self.in_flight.take() else {
             return;
@@ -194,44 +247,14 @@ impl ElectionNode {
         self.absorb(events);
     }
 
-    /// The leader's plug-in code panicked: give the lease up at once (the
-    /// key is deleted, so another worker takes over without waiting for a
-    /// TTL) and stay out of the election for a while.
-    pub(crate) fn resign(&mut self, now: Instant) {
+    /// Time passed: steps down when the lease can no longer be trusted.
+    fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let until = now + sit_out(self.ttl, self.resignations);
-        self.resignations += 1;
-        log::warn!(
-            "resigning the lease after a panic in plug-in code; out of the election for {:?}",
-            until - now
-        );
-        let held = self.core.resign_until(until);
-        self.give_up(held);
+        let events = self.core.tick(now);
+        self.absorb(events);
     }
 
-    /// The worker stops: release the lease so another worker takes over at
-    /// once instead of waiting for it to expire.
-    pub(crate) fn release(&mut self, now: Instant) {
-        self.now = now;
-        let held = self.core.held_revision();
-        self.core.resign();
-        self.give_up(held);
-    }
-
-    fn give_up(&mut self, held: Option<crate::store::Revision>) {
-        if let Some(revision) = held {
-            self.release = Some(Op::Delete {
-                bucket: Bucket::Leader,
-                key: LEADER_KEY.to_string(),
-                expected: Some(revision),
-            });
-            self.effects.push_back(ElectionEffect::Lost);
-        }
-        self.absorb(Vec::new());
-    }
-
-    /// The KV operation to perform now, if any (at most one in flight).
-    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.in_flight.is_some() {
             return None;
@@ -265,13 +288,11 @@ impl ElectionNode {
         Some(op)
     }
 
-    /// What the shell should do next.
-    pub(crate) fn poll_effect(&mut self) -> Option<ElectionEffect> {
+    fn poll_effect(&mut self) -> Option<ElectionEffect> {
         self.effects.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         Some(self.core.next_deadline(self.now))
     }
 }

@@ -4,14 +4,12 @@
 //! alerts, and the graceful departure. The heartbeat thread drives it; the
 //! simulator drives the same node for every simulated process.
 //!
-//! Contract, as every node's: feed it with `handle_*`; take its next KV
-//! operation from [`poll_op`](HeartbeatNode::poll_op) (at most one in
-//! flight), its effects from [`poll_effect`](HeartbeatNode::poll_effect),
-//! and wake it no later than [`poll_timeout`](HeartbeatNode::poll_timeout).
+//! It follows the node contract ([`Node`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::core::node::Node;
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::core::worker::{degraded_alert_at, BeatAction, BeatOutcome, WorkerCore, WorkerEvent};
 use crate::store::{Revision, WatchEvent};
@@ -22,7 +20,7 @@ use crate::{Assignment, Config, Error, Partition};
 #[derive(Debug)]
 pub(crate) enum HeartbeatEffect {
     /// Make this the current assignment and queue its callback; call
-    /// [`HeartbeatNode::handle_applied`] when the callback returns.
+    /// [`HeartbeatInput::Applied`] when the callback returns.
     /// `has_assignment` is false for a release by self-fencing.
     Install {
         /// The new assignment.
@@ -32,7 +30,7 @@ pub(crate) enum HeartbeatEffect {
     },
     /// Tell `on_prepare` that these partitions are coming (their previous
     /// owner still holds them), unless `until` has passed by then; with a
-    /// `version`, call [`HeartbeatNode::handle_applied`] for it afterwards
+    /// `version`, send [`HeartbeatInput::Applied`] for it afterwards
     /// (the record changed nothing else).
     Prepare {
         /// The partitions on their way.
@@ -44,8 +42,9 @@ pub(crate) enum HeartbeatEffect {
     },
     /// Heartbeats fail (`true`) or got through again.
     Degraded(bool),
-    /// A heartbeat write was confirmed.
-    Beat,
+    /// A heartbeat write was confirmed at this revision (remembered, for a
+    /// leader term to date the heartbeats it replays).
+    Beat(crate::store::Revision),
     /// A heartbeat write failed.
     BeatFailed,
     /// Leaving, the worker holds nothing any more.
@@ -60,9 +59,28 @@ pub(crate) enum HeartbeatEffect {
     StoreWentBack,
     /// Another process holds this worker ID: the manager must stop.
     IdLost,
-    /// After [`HeartbeatNode::quit`]: everything released and the key
+    /// After [`HeartbeatInput::Quit`]: everything released and the key
     /// deleted (or tried): the node is done.
     Exited,
+}
+
+/// What the shell and the other nodes tell the heartbeat node.
+#[derive(Debug)]
+pub(crate) enum HeartbeatInput {
+    /// Announce the departure: the leader moves this worker's partitions
+    /// away (revoke before grant); [`HeartbeatEffect::Drained`] follows.
+    Leave,
+    /// Leave now: release whatever is still held, delete the key so the
+    /// leader forgets this worker at once, then [`HeartbeatEffect::Exited`].
+    Quit,
+    /// The callback of the oldest queued assignment (this version) returned.
+    Applied(u64),
+    /// A leader epoch seen in the lease: records of older leaders are
+    /// ignored from now on.
+    LeaseEpoch(u64),
+    /// The store forgot the lease bucket (its revisions start again): the
+    /// epochs seen before no longer count; this is the newest seen since.
+    LeaseReset(u64),
 }
 
 #[derive(Debug)]
@@ -149,22 +167,6 @@ impl HeartbeatNode {
         self.core.applied_version()
     }
 
-    /// The leader epoch seen in the lease: records of older leaders are
-    /// ignored from now on.
-    pub(crate) fn handle_lease_epoch(&mut self, epoch: u64) {
-        self.core.observe_lease_epoch(epoch);
-    }
-
-    /// The store forgot the lease bucket (its revisions start again): the
-    /// epochs seen before no longer count; `epoch` is the newest seen since.
-    pub(crate) fn handle_lease_reset(&mut self, now: Instant, epoch: u64) {
-        self.now = now;
-        if let Some(event) = self.core.reset_lease_epoch(epoch) {
-            self.on_event(event);
-        }
-        self.after(now);
-    }
-
     /// Our writes are sequential, so their revisions rise while the store
     /// remembers. One at or below an earlier one: the store went back, and
     /// the lease epochs seen before (kept as the minimum a leader's record
@@ -184,17 +186,7 @@ impl HeartbeatNode {
         self.highest_written = revision;
     }
 
-    /// Announce the departure: the leader moves this worker's partitions
-    /// away (revoke before grant); [`HeartbeatEffect::Drained`] follows.
-    pub(crate) fn leave(&mut self, now: Instant) {
-        self.now = now;
-        self.core.leave(now);
-    }
-
-    /// Leave now: release whatever is still held, delete the key so the
-    /// leader forgets this worker at once, then [`HeartbeatEffect::Exited`].
-    pub(crate) fn quit(&mut self, now: Instant) {
-        self.now = now;
+    fn quit(&mut self) {
         if self.done || self.quitting {
             return;
         }
@@ -206,57 +198,6 @@ impl HeartbeatNode {
         }
     }
 
-    /// An event of the watch on this worker's assignment key.
-    pub(crate) fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
-        self.now = now;
-        if self.done || self.quitting {
-            return;
-        }
-        // After a freeze the fencing deadline may have passed: fence before
-        // acting on anything that queued up meanwhile.
-        self.tick(now);
-        let event = match ev {
-            WatchEvent::Put(entry) => {
-                match wire::decode::<AssignmentRecord>(
-                    &self.assignments_bucket,
-                    &entry.key,
-                    &entry.value,
-                ) {
-                    Ok(record) => self.core.on_assignment(Some(&record)),
-                    Err(e) => {
-                        self.effects.push_back(HeartbeatEffect::Report(e));
-                        None
-                    }
-                }
-            }
-            // Holding nothing, the core ignores it.
-            WatchEvent::Delete { .. } => self.core.on_assignment(None),
-            WatchEvent::Synced => None,
-        };
-        if let Some(event) = event {
-            self.on_event(event);
-        }
-        self.after(now);
-    }
-
-    /// The callback of the oldest queued assignment (`version`) returned.
-    pub(crate) fn handle_applied(&mut self, now: Instant, version: u64) {
-        self.now = now;
-        self.callbacks.pop_front();
-        if self.callbacks.is_empty() {
-            self.core.resume(now);
-        }
-        self.core.applied(now, version);
-        self.after(now);
-    }
-
-    /// Time passed.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        self.tick(now);
-        self.after(now);
-    }
-
     fn tick(&mut self, now: Instant) {
         if self.done || self.quitting {
             return;
@@ -264,70 +205,6 @@ impl HeartbeatNode {
         if let Some(ev) = self.core.tick(now) {
             self.on_event(ev);
         }
-    }
-
-    /// The answer to the operation last returned by [`poll_op`](Self::poll_op).
-    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) {
-        self.now = now;
-        match self.in_flight.take() {
-            None => {}
-            Some(InFlight::Exit) => {
-                if let Some(e) = reply.error() {
-                    log::warn!("[{}] could not delete worker key: {e}", self.id);
-                }
-                self.done = true;
-                self.effects.push_back(HeartbeatEffect::Exited);
-            }
-            Some(InFlight::Beat {
-                action: BeatAction::ReadOwnKey,
-                ..
-            }) => match reply {
-                Reply::Entry(Ok(found)) => {
-                    let found = found.and_then(|entry| {
-                        wire::decode::<WorkerRecord>(&self.workers_bucket, &entry.key, &entry.value)
-                            .ok()
-                            .map(|r| (entry.revision, r))
-                    });
-                    match self.core.own_key_read(now, found) {
-                        Ok(Some(next)) => {
-                            self.in_flight = Some(InFlight::Beat {
-                                action: next,
-                                sent: now,
-                            });
-                            // Issued by poll_op as the follow-up.
-                            self.follow_up = true;
-                        }
-                        Ok(None) => {}
-                        Err(ev) => self.on_event(ev),
-                    }
-                }
-                _ => {
-                    log::debug!("[{}] reading own key failed", self.id);
-                    self.core.read_failed(now);
-                }
-            },
-            Some(InFlight::Beat { sent, .. }) => {
-                if let Reply::Written(Ok(rev)) = &reply {
-                    self.check_went_back(*rev);
-                }
-                let outcome = match &reply {
-                    Reply::Written(Ok(rev)) => BeatOutcome::Written(*rev),
-                    Reply::Written(Err(e)) if e.is_conflict() => BeatOutcome::Conflict,
-                    _ => BeatOutcome::Unknown,
-                };
-                match reply.error() {
-                    None => self.effects.push_back(HeartbeatEffect::Beat),
-                    Some(e) => {
-                        log::debug!("[{}] heartbeat: {e}", self.id);
-                        self.effects.push_back(HeartbeatEffect::BeatFailed);
-                    }
-                }
-                if let Some(ev) = self.core.on_beat(now, sent, outcome) {
-                    self.on_event(ev);
-                }
-            }
-        }
-        self.after(now);
     }
 
     fn on_event(&mut self, event: WorkerEvent) {
@@ -442,8 +319,153 @@ impl HeartbeatNode {
         }
     }
 
-    /// The KV operation to perform now, if any (at most one in flight).
-    pub(crate) fn poll_op(&mut self, now: Instant) -> Option<Op> {
+    fn beat_op(&self, action: &BeatAction) -> Op {
+        let (bucket, key) = (Bucket::Workers, self.id.clone());
+        match action {
+            BeatAction::Update { record, revision } => Op::Update {
+                bucket,
+                key,
+                value: wire::encode(record),
+                revision: *revision,
+            },
+            BeatAction::Create(record) => Op::Create {
+                bucket,
+                key,
+                value: wire::encode(record),
+            },
+            BeatAction::ReadOwnKey => Op::Get { bucket, key },
+        }
+    }
+}
+
+impl Node for HeartbeatNode {
+    type Input = HeartbeatInput;
+    type Effect = HeartbeatEffect;
+
+    fn handle_input(&mut self, now: Instant, input: HeartbeatInput) {
+        self.now = now;
+        match input {
+            HeartbeatInput::LeaseEpoch(epoch) => self.core.observe_lease_epoch(epoch),
+            HeartbeatInput::LeaseReset(epoch) => {
+                if let Some(event) = self.core.reset_lease_epoch(epoch) {
+                    self.on_event(event);
+                }
+            }
+            // Neither is followed by the watchdog or the alerts: the worker
+            // is on its way out.
+            HeartbeatInput::Leave => return self.core.leave(now),
+            HeartbeatInput::Quit => return self.quit(),
+            HeartbeatInput::Applied(version) => {
+                self.callbacks.pop_front();
+                if self.callbacks.is_empty() {
+                    self.core.resume(now);
+                }
+                self.core.applied(now, version);
+            }
+        }
+        self.after(now);
+    }
+    fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+        self.now = now;
+        if self.done || self.quitting {
+            return;
+        }
+        // After a freeze the fencing deadline may have passed: fence before
+        // acting on anything that queued up meanwhile.
+        self.tick(now);
+        let event = match ev {
+            WatchEvent::Put(entry) => {
+                match wire::decode::<AssignmentRecord>(
+                    &self.assignments_bucket,
+                    &entry.key,
+                    &entry.value,
+                ) {
+                    Ok(record) => self.core.on_assignment(Some(&record)),
+                    Err(e) => {
+                        self.effects.push_back(HeartbeatEffect::Report(e));
+                        None
+                    }
+                }
+            }
+            // Holding nothing, the core ignores it.
+            WatchEvent::Delete { .. } => self.core.on_assignment(None),
+            WatchEvent::Synced => None,
+        };
+        if let Some(event) = event {
+            self.on_event(event);
+        }
+        self.after(now);
+    }
+
+    fn handle_reply(&mut self, now: Instant, reply: Reply) {
+        self.now = now;
+        match self.in_flight.take() {
+            None => {}
+            Some(InFlight::Exit) => {
+                if let Some(e) = reply.error() {
+                    log::warn!("[{}] could not delete worker key: {e}", self.id);
+                }
+                self.done = true;
+                self.effects.push_back(HeartbeatEffect::Exited);
+            }
+            Some(InFlight::Beat {
+                action: BeatAction::ReadOwnKey,
+                ..
+            }) => match reply {
+                Reply::Entry(Ok(found)) => {
+                    let found = found.and_then(|entry| {
+                        wire::decode::<WorkerRecord>(&self.workers_bucket, &entry.key, &entry.value)
+                            .ok()
+                            .map(|r| (entry.revision, r))
+                    });
+                    match self.core.own_key_read(now, found) {
+                        Ok(Some(next)) => {
+                            self.in_flight = Some(InFlight::Beat {
+                                action: next,
+                                sent: now,
+                            });
+                            // Issued by poll_op as the follow-up.
+                            self.follow_up = true;
+                        }
+                        Ok(None) => {}
+                        Err(ev) => self.on_event(ev),
+                    }
+                }
+                _ => {
+                    log::debug!("[{}] reading own key failed", self.id);
+                    self.core.read_failed(now);
+                }
+            },
+            Some(InFlight::Beat { sent, .. }) => {
+                if let Reply::Written(Ok(rev)) = &reply {
+                    self.check_went_back(*rev);
+                }
+                let outcome = match &reply {
+                    Reply::Written(Ok(rev)) => BeatOutcome::Written(*rev),
+                    Reply::Written(Err(e)) if e.is_conflict() => BeatOutcome::Conflict,
+                    _ => BeatOutcome::Unknown,
+                };
+                if let Reply::Written(Ok(rev)) = &reply {
+                    self.effects.push_back(HeartbeatEffect::Beat(*rev));
+                } else {
+                    log::debug!("[{}] heartbeat: {:?}", self.id, reply.error());
+                    self.effects.push_back(HeartbeatEffect::BeatFailed);
+                }
+                if let Some(ev) = self.core.on_beat(now, sent, outcome) {
+                    self.on_event(ev);
+                }
+            }
+        }
+        self.after(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.tick(now);
+        self.after(now);
+    }
+
+    fn poll_op(&mut self, now: Instant) -> Option<Op> {
         self.now = now;
         if self.follow_up {
             // A read of the own key asked for a create at once.
@@ -473,32 +495,11 @@ impl HeartbeatNode {
         Some(op)
     }
 
-    fn beat_op(&self, action: &BeatAction) -> Op {
-        let (bucket, key) = (Bucket::Workers, self.id.clone());
-        match action {
-            BeatAction::Update { record, revision } => Op::Update {
-                bucket,
-                key,
-                value: wire::encode(record),
-                revision: *revision,
-            },
-            BeatAction::Create(record) => Op::Create {
-                bucket,
-                key,
-                value: wire::encode(record),
-            },
-            BeatAction::ReadOwnKey => Op::Get { bucket, key },
-        }
-    }
-
-    /// What the shell should do next.
-    pub(crate) fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
+    fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
         self.effects.pop_front()
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest
-    /// (`None`: nothing is due until an input comes).
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         if self.done || self.quitting {
             return None;
         }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::{HeartbeatEffect, HeartbeatNode};
+use crate::core::node::Node;
 use crate::core::ops::{Op, Reply};
 use crate::Config;
 

@@ -4,13 +4,10 @@
 //! writes, re-reading the source when asked or on schedule. The leader
 //! thread drives it; the simulator drives the same node.
 //!
-//! Contract, as every node's: feed it with `handle_*`; take its next KV
-//! operation from [`poll_op`](LeaderNode::poll_op) (at most one in flight),
-//! its effects from [`poll_effect`](LeaderNode::poll_effect), and wake it
-//! no later than [`poll_timeout`](LeaderNode::poll_timeout). Reading the
+//! It follows the node contract ([`Node`]). Reading the
 //! partition source is user code, not KV: the node asks for it with
-//! [`LeaderEffect::ReadSource`] and takes the answer in
-//! [`handle_source`](LeaderNode::handle_source).
+//! [`LeaderEffect::ReadSource`] and takes the answer as
+//! [`LeaderInput::Source`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -18,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::core::calculator::{Calculator, Phase};
 use crate::core::fence::Fence;
+use crate::core::node::Node;
+use crate::core::ops::{Op, Reply};
 
 use crate::names::REFRESH_KEY;
 use crate::store::{Revision, WatchEvent};
@@ -30,8 +29,7 @@ pub(crate) use measure::Measure;
 /// What a leader term tells its shell.
 #[derive(Debug)]
 pub(crate) enum LeaderEffect {
-    /// Read the partition source and answer with
-    /// [`LeaderNode::handle_source`].
+    /// Read the partition source and answer with [`LeaderInput::Source`].
     ReadSource,
     /// Every published key was re-stamped with this term's epoch: no write
     /// of an older leader can land from now on.
@@ -209,18 +207,6 @@ impl LeaderNode {
         self.calc.as_ref().map(|c| c.phase())
     }
 
-    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
-    /// heartbeats are dated by them instead of counting as just seen.
-    pub(crate) fn handle_beats(&mut self, beats: BeatLog) {
-        self.beats = beats;
-    }
-
-    /// Until when the lease may be acted on, as the election last said.
-    pub(crate) fn handle_lease(&mut self, valid_until: Option<Instant>) {
-        self.lease_valid_until = valid_until;
-        self.check_outranked();
-    }
-
     /// A key carries `epoch`, above this term's: stop writing until the
     /// lease says whether a newer leader exists (reported once).
     fn outranked_by(&mut self, epoch: u64) {
@@ -267,15 +253,8 @@ impl LeaderNode {
         self.lease_valid_until.is_some_and(|t| now < t)
     }
 
-    /// Re-read the source (a refresh request, or the source's own change
-    /// notification).
-    pub(crate) fn handle_refresh(&mut self, now: Instant) {
-        self.now = now;
-        self.source_wanted = true;
-    }
-
     /// The partition source's answer to [`LeaderEffect::ReadSource`].
-    pub(crate) fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
+    fn handle_source(&mut self, now: Instant, result: Result<Vec<Partition>, Error>) {
         self.now = now;
         self.source_asked = false;
         match result {
@@ -418,6 +397,72 @@ impl LeaderNode {
             self.source_retry = None;
             self.source_wanted = true;
         }
+    }
+}
+
+/// What the shell and the election tell a leader term.
+#[derive(Debug)]
+pub(crate) enum LeaderInput {
+    /// Until when the lease may be acted on, as the election last said.
+    Lease(Option<Instant>),
+    /// Re-read the source (a refresh request, or the source's own change
+    /// notification).
+    Refresh,
+    /// The partition source's answer to [`LeaderEffect::ReadSource`].
+    Source(Result<Vec<Partition>, Error>),
+    /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
+    /// heartbeats are dated by them instead of counting as just seen.
+    Beats(BeatLog),
+}
+
+impl Node for LeaderNode {
+    type Input = LeaderInput;
+    type Effect = LeaderEffect;
+
+    fn handle_input(&mut self, now: Instant, input: LeaderInput) {
+        self.now = now;
+        match input {
+            LeaderInput::Lease(valid_until) => {
+                self.lease_valid_until = valid_until;
+                self.check_outranked();
+            }
+            LeaderInput::Refresh => self.source_wanted = true,
+            LeaderInput::Source(result) => self.handle_source(now, result),
+            LeaderInput::Beats(beats) => self.beats = beats,
+        }
+    }
+
+    fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
+        LeaderNode::handle_watch(self, now, ev)
+    }
+
+    /// Going silent would leave a leader that renews its lease but never
+    /// publishes: the driver watches again (the replay re-announces every
+    /// worker, whatever the cause), and the end is reported.
+    fn handle_watch_end(&mut self, now: Instant, _store_forgot: bool) {
+        self.now = now;
+        let e = crate::store::KvError::Unavailable("workers watch ended".into());
+        self.effects.push_back(LeaderEffect::Report(Error::Kv(e)));
+    }
+
+    fn handle_reply(&mut self, now: Instant, reply: Reply) {
+        LeaderNode::handle_reply(self, now, reply)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        LeaderNode::handle_timeout(self, now)
+    }
+
+    fn poll_op(&mut self, now: Instant) -> Option<Op> {
+        LeaderNode::poll_op(self, now)
+    }
+
+    fn poll_effect(&mut self) -> Option<LeaderEffect> {
+        LeaderNode::poll_effect(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        LeaderNode::poll_timeout(self)
     }
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod leader;
 pub(crate) mod lease;
 pub(crate) mod ledger;
+pub(crate) mod node;
 pub(crate) mod ops;
 pub(crate) mod placement;
 pub(crate) mod worker;

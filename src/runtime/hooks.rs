@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::error::panic_message;
 use crate::{AssignmentChange, Error, Partition, State};
@@ -41,42 +41,36 @@ pub(crate) enum Job {
     },
 }
 
+/// Runs `hook` (if set) with `f`, catching a panic.
+fn call<F: ?Sized>(hook: &Option<Box<F>>, f: impl FnOnce(&F)) -> Option<std::thread::Result<()>> {
+    hook.as_deref()
+        .map(|h| catch_unwind(AssertUnwindSafe(|| f(h))))
+}
+
 impl Hooks {
     fn run(&self, job: &Job) -> Result<(), Error> {
         let (name, result) = match job {
-            Job::Assignment(change) => (
+            Job::Assignment(c) => (
                 "on_assignment_changed",
-                self.assignment_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(change)))),
+                call(&self.assignment_changed, |f| f(c)),
             ),
             Job::State(from, to) => (
                 "on_state_changed",
-                self.state_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*from, *to)))),
+                call(&self.state_changed, |f| f(*from, *to)),
             ),
             Job::Leadership(lead) => (
                 "on_leadership_changed",
-                self.leadership_changed
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(*lead)))),
+                call(&self.leadership_changed, |f| f(*lead)),
             ),
             Job::Prepare {
                 partitions, until, ..
-            } => (
-                "on_prepare",
-                self.prepare
-                    .as_ref()
-                    .filter(|_| !partitions.is_empty() && Instant::now() < *until)
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(partitions)))),
-            ),
-            Job::Error(e) => (
-                "on_error",
-                self.error
-                    .as_ref()
-                    .map(|f| catch_unwind(AssertUnwindSafe(|| f(e)))),
-            ),
+            } => {
+                let fresh = !partitions.is_empty() && Instant::now() < *until;
+                // Stale news is dropped without running the hook.
+                let ran = fresh.then(|| call(&self.prepare, |f| f(partitions)));
+                ("on_prepare", ran.flatten())
+            }
+            Job::Error(e) => ("on_error", call(&self.error, |f| f(e))),
         };
         match result {
             Some(Err(payload)) => Err(Error::CallbackPanicked {
@@ -89,12 +83,12 @@ impl Hooks {
 }
 
 /// Spawns the callback thread. It runs jobs in order and reports each applied
-/// assignment version on `applied`; it ends when every job sender is gone.
+/// assignment version to `applied`; it ends when every job sender is gone.
 pub(crate) fn spawn(
     name: String,
     hooks: Hooks,
     jobs: Receiver<Job>,
-    applied: Sender<u64>,
+    applied: impl Fn(u64) + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
         for job in jobs.iter() {
@@ -111,7 +105,7 @@ pub(crate) fn spawn(
                 }
             }
             if let Some(v) = version {
-                let _ = applied.send(v);
+                applied(v);
             }
         }
     })
@@ -137,7 +131,10 @@ mod tests {
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (applied_tx, applied_rx) = crossbeam_channel::unbounded();
-        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied_tx).unwrap();
+        let applied = move |v| {
+            let _ = applied_tx.send(v);
+        };
+        let thread = spawn("test-callbacks".into(), hooks, jobs_rx, applied).unwrap();
         let until = Instant::now() + Duration::from_secs(60);
         let job = |version| Job::Prepare {
             partitions: vec![Partition::new("p")],

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{never, select_biased, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::core::leader::{LeaderEffect, LeaderNode, LeaderParams};
+use crate::core::election::ElectionInput;
+use crate::core::leader::{LeaderEffect, LeaderInput, LeaderNode, LeaderParams};
+use crate::core::node::Node;
 use crate::core::ops::Bucket;
 use crate::error::catch_plugin;
-use crate::runtime::rewatch::Rewatch;
+use crate::runtime::driver::{Driver, Flow};
 use crate::runtime::shared::Shared;
 use crate::source::PartitionSource;
-use crate::store::{KvError, KvStore, Watch};
-use crate::Error;
+use crate::store::KvStore;
 
 /// What a leader thread needs; cloned for each term.
 #[derive(Clone)]
@@ -25,7 +26,9 @@ pub(crate) struct LeaderContext {
     pub source: Arc<dyn PartitionSource>,
     pub workers: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
-    pub refresh: Receiver<()>,
+    /// The term's inputs: refresh requests from the manager, the lease's
+    /// validity from the election (emptied before each term).
+    pub inputs: Receiver<LeaderInput>,
     /// The source's own change notifications, if it has any.
     pub changes: Option<Receiver<()>>,
 }
@@ -37,11 +40,9 @@ pub(crate) struct LeaderThread {
     /// Until when the lease may be acted on, at the start of the term.
     pub valid_until: Option<Instant>,
     pub stop: Receiver<()>,
-    /// Every later change of the lease's validity, from the election.
-    pub lease: Receiver<Option<Instant>>,
     /// Told when this term ends because the user's plug-in code panicked:
-    /// the election thread then hands the lease to another worker.
-    pub resign: Sender<()>,
+    /// the election then hands the lease to another worker.
+    pub resign: Sender<ElectionInput>,
 }
 
 impl LeaderThread {
@@ -52,112 +53,47 @@ impl LeaderThread {
             .spawn(move || self.run())
     }
 
-    fn open_watch(&self) -> Option<Watch> {
-        match self.ctx.workers.watch(None) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                self.shared.report(Error::Kv(e));
-                None
-            }
-        }
-    }
-
     fn run(self) {
-        let mut node = LeaderNode::new(self.ctx.params.clone(), self.epoch, Instant::now());
-        node.handle_lease(self.valid_until);
-        node.handle_beats(self.shared.beats());
-        let retry_every = self.ctx.params.config.heartbeat_interval / 4;
-        let mut watch = Rewatch::new(self.open_watch(), retry_every);
-        let mut changes = self.ctx.changes.clone().unwrap_or_else(never);
-        loop {
-            if self.step(&mut node) {
-                let _ = self.resign.send(());
-                break;
+        let now = Instant::now();
+        let mut node = LeaderNode::new(self.ctx.params.clone(), self.epoch, now);
+        node.handle_input(now, LeaderInput::Lease(self.valid_until));
+        node.handle_input(now, LeaderInput::Beats(self.shared.beats()));
+        let ctx = self.ctx;
+        let (workers, assignments) = (ctx.workers.clone(), ctx.assignments.clone());
+        let mut driver = Driver::new(node, move |op| match op.bucket() {
+            Bucket::Workers => op.perform(workers.as_ref()),
+            _ => op.perform(assignments.as_ref()),
+        })
+        .stop(self.stop)
+        .inputs(ctx.inputs.clone())
+        .signal(ctx.changes.clone(), || LeaderInput::Refresh)
+        .watch(
+            ctx.params.config.heartbeat_interval / 4,
+            &self.shared,
+            &ctx.workers,
+            None,
+        );
+        let (shared, source, resign) = (self.shared, ctx.source, self.resign);
+        driver.run(&mut |node, effect| {
+            match effect {
+                LeaderEffect::ReadSource => {
+                    let result = catch_plugin("partition source", || {
+                        source.partitions_reporting(&mut |e| shared.report(e))
+                    });
+                    node.handle_input(Instant::now(), LeaderInput::Source(result));
+                }
+                LeaderEffect::Resign => {
+                    let _ = resign.send(ElectionInput::Resign);
+                    return Flow::End;
+                }
+                LeaderEffect::InOffice => {}
+                LeaderEffect::Phase(p) => shared.set_leader_phase(Some(p)),
+                LeaderEffect::Rebalanced(kind) => shared.metrics.rebalance(kind),
+                LeaderEffect::Measured(m) => super::measure::record(shared.metrics.as_ref(), m),
+                LeaderEffect::Parked(n) => shared.metrics.parked_partitions(n),
+                LeaderEffect::Report(e) => shared.report(e),
             }
-            let (events, timer) = watch.waits(node.poll_timeout());
-            select_biased! {
-                recv(self.stop) -> _ => break,
-                recv(self.lease) -> v => match v {
-                    Ok(v) => node.handle_lease(v),
-                    Err(_) => break,
-                },
-                recv(events) -> ev => match ev {
-                    Ok(ev) => {
-                        node.handle_watch(Instant::now(), ev);
-                        // Take everything already queued before deciding.
-                        while let Ok(ev) = events.try_recv() {
-                            node.handle_watch(Instant::now(), ev);
-                        }
-                    }
-                    Err(_) => {
-                        // Going silent would leave a leader that renews its
-                        // lease but never publishes: watch again (the
-                        // replay re-announces every worker).
-                        self.shared.report(Error::Kv(KvError::Unavailable(
-                            "workers watch ended".into(),
-                        )));
-                        // Its replay re-announces every key, whatever the cause.
-                        watch.ended_reporting(&self.shared, self.ctx.workers.bucket());
-                    }
-                },
-                recv(self.ctx.refresh) -> _ => node.handle_refresh(Instant::now()),
-                recv(changes) -> msg => match msg {
-                    Ok(()) => {
-                        // One read covers every notification queued so far.
-                        while changes.try_recv().is_ok() {}
-                        node.handle_refresh(Instant::now());
-                    }
-                    // The source dropped its sender: it will signal nothing
-                    // more, and a disconnected channel is always ready.
-                    Err(_) => changes = never(),
-                },
-                recv(timer) -> _ => node.handle_timeout(Instant::now()),
-            }
-            watch.reopen_if_due(|| self.open_watch());
-        }
-    }
-
-    /// Performs the node's operations and carries out its effects; `true`
-    /// when the term must end so that another worker leads.
-    fn step(&self, node: &mut LeaderNode) -> bool {
-        let mut resign = false;
-        loop {
-            while let Some(effect) = node.poll_effect() {
-                resign |= self.on_effect(node, effect);
-            }
-            if resign {
-                return true;
-            }
-            let Some(op) = node.poll_op(Instant::now()) else {
-                return false;
-            };
-            let store = match op.bucket() {
-                Bucket::Workers => &self.ctx.workers,
-                _ => &self.ctx.assignments,
-            };
-            let reply = op.perform(store.as_ref());
-            node.handle_reply(Instant::now(), reply);
-        }
-    }
-
-    fn on_effect(&self, node: &mut LeaderNode, effect: LeaderEffect) -> bool {
-        match effect {
-            LeaderEffect::ReadSource => {
-                let result = catch_plugin("partition source", || {
-                    self.ctx
-                        .source
-                        .partitions_reporting(&mut |e| self.shared.report(e))
-                });
-                node.handle_source(Instant::now(), result);
-            }
-            LeaderEffect::InOffice => {}
-            LeaderEffect::Phase(p) => self.shared.set_leader_phase(Some(p)),
-            LeaderEffect::Rebalanced(kind) => self.shared.metrics.rebalance(kind),
-            LeaderEffect::Measured(m) => super::measure::record(self.shared.metrics.as_ref(), m),
-            LeaderEffect::Parked(n) => self.shared.metrics.parked_partitions(n),
-            LeaderEffect::Report(e) => self.shared.report(e),
-            LeaderEffect::Resign => return true,
-        }
-        false
+            Flow::Go
+        });
     }
 }

@@ -3,12 +3,12 @@
 //! callbacks, talking over crossbeam channels.
 
 pub(crate) mod claim;
+pub(crate) mod driver;
 pub(crate) mod election;
 pub(crate) mod hooks;
 pub(crate) mod leader;
 pub(crate) mod measure;
 pub(crate) mod metered;
-pub(crate) mod rewatch;
 pub(crate) mod shared;
 pub(crate) mod worker;
 

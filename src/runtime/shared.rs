@@ -2,11 +2,11 @@
 //! state (derived from a few flags, transitions validated), the assignment
 //! snapshot, the leader flag.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::core::calculator::Phase;
@@ -62,9 +62,6 @@ pub(crate) struct Shared {
     changed: Condvar,
     assignment: RwLock<Assignment>,
     leader: AtomicBool,
-    /// The newest leader epoch the election thread has seen in the lease.
-    lease_epoch: AtomicU64,
-    lease_resets: (Sender<()>, Receiver<()>),
     drained: AtomicBool,
     jobs: Mutex<Option<Sender<Job>>>,
     /// The last failure to open each watch (`bucket/key`), reported once
@@ -109,8 +106,6 @@ impl Shared {
             changed: Condvar::new(),
             assignment: RwLock::new(Assignment::default()),
             leader: AtomicBool::new(false),
-            lease_epoch: AtomicU64::new(0),
-            lease_resets: crossbeam_channel::unbounded(),
             drained: AtomicBool::new(false),
             jobs: Mutex::new(Some(jobs)),
             watch_failures: Mutex::default(),
@@ -166,15 +161,15 @@ impl Shared {
         self.report(Error::Kv(error));
     }
 
-    /// A watch of `key` in `store`, or `None` after reporting why not (the
+    /// A watch of `key` (every key: `None`) in `store`, or `None` after reporting why not (the
     /// caller retries later; the same failure again is not reported again).
     pub fn watch(
         &self,
         store: &dyn crate::store::KvStore,
-        key: &str,
+        key: Option<&str>,
     ) -> Option<crate::store::Watch> {
-        let which = format!("{}/{key}", store.bucket());
-        match store.watch(Some(key)) {
+        let which = format!("{}/{}", store.bucket(), key.unwrap_or("*"));
+        match store.watch(key) {
             Ok(watch) => {
                 self.watch_failures.lock().remove(&which);
                 Some(watch)
@@ -282,29 +277,6 @@ impl Shared {
 
     pub fn assignment(&self) -> Assignment {
         self.assignment.read().clone()
-    }
-
-    /// Records a leader epoch seen in the lease (only ever raises it).
-    pub fn observe_lease_epoch(&self, epoch: u64) {
-        self.lease_epoch.fetch_max(epoch, Ordering::SeqCst);
-    }
-
-    /// The newest leader epoch seen in the lease.
-    pub fn lease_epoch(&self) -> u64 {
-        self.lease_epoch.load(Ordering::SeqCst)
-    }
-
-    /// The store forgot the lease bucket: its revisions, so epochs, start
-    /// again from 1; the epochs seen before no longer count.
-    pub fn reset_lease_epoch(&self) {
-        self.lease_epoch.store(0, Ordering::SeqCst);
-        let _ = self.lease_resets.0.send(());
-    }
-
-    /// Ticks once per [`reset_lease_epoch`](Self::reset_lease_epoch), for
-    /// the heartbeat thread.
-    pub fn lease_resets(&self) -> Receiver<()> {
-        self.lease_resets.1.clone()
     }
 
     pub fn is_leader(&self) -> bool {

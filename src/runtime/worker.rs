@@ -4,25 +4,15 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{select_biased, Receiver};
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
-use crate::core::ops::Reply;
+use crate::core::heartbeat::{HeartbeatEffect, HeartbeatInput, HeartbeatNode};
+use crate::runtime::driver::{Driver, Flow};
 use crate::runtime::hooks::Job;
-use crate::runtime::rewatch::Rewatch;
 use crate::runtime::shared::Shared;
-use crate::store::{KvError, KvStore, Watch};
-
-/// What the manager can ask of the heartbeat thread.
-pub(crate) enum Command {
-    /// Announce the departure and release everything.
-    Leave,
-    /// Release everything now (the drain took too long), delete the key and
-    /// exit.
-    Quit,
-}
+use crate::store::{KvError, KvStore};
 
 pub(crate) struct WorkerThread {
     pub id: String,
@@ -30,16 +20,12 @@ pub(crate) struct WorkerThread {
     pub shared: Arc<Shared>,
     pub workers: Arc<dyn KvStore>,
     pub assignments: Arc<dyn KvStore>,
-    pub commands: Receiver<Command>,
-    pub applied: Receiver<u64>,
+    /// From the manager (leave, quit), the callback thread (applied
+    /// versions) and the election (lease epochs).
+    pub inputs: Receiver<HeartbeatInput>,
+    /// Told when another process holds this worker ID: the election stops.
+    pub election_stop: Sender<()>,
     pub retry_every: Duration,
-}
-
-/// Whether the thread goes on after an effect.
-#[derive(PartialEq, Eq)]
-enum Flow {
-    Go,
-    End,
 }
 
 impl WorkerThread {
@@ -50,102 +36,65 @@ impl WorkerThread {
             .spawn(move || self.run())
     }
 
-    fn open_watch(&self) -> Option<Watch> {
-        self.shared.watch(self.assignments.as_ref(), &self.id)
+    fn run(self) {
+        let (shared, workers) = (self.shared.clone(), self.workers.clone());
+        let mut driver = Driver::new(self.node, move |op| {
+            let reply = op.perform(workers.as_ref());
+            shared.progressed();
+            reply
+        })
+        .inputs(self.inputs)
+        .watch(
+            self.retry_every,
+            &self.shared,
+            &self.assignments,
+            Some(&self.id),
+        );
+        let bucket = self.workers.bucket().to_string();
+        let (shared, stop) = (self.shared, self.election_stop);
+        driver.run(&mut |_, effect| on_effect(&shared, &stop, &bucket, effect));
     }
+}
 
-    fn run(mut self) {
-        let mut watch = Rewatch::new(self.open_watch(), self.retry_every);
-        let lease_resets = self.shared.lease_resets();
-        while self.step() == Flow::Go {
-            let (events, timer) = watch.waits(self.node.poll_timeout());
-            select_biased! {
-                recv(self.commands) -> cmd => match cmd {
-                    Ok(Command::Leave) => self.node.leave(Instant::now()),
-                    Ok(Command::Quit) | Err(_) => self.node.quit(Instant::now()),
-                },
-                recv(self.applied) -> v => {
-                    if let Ok(v) = v {
-                        self.node.handle_applied(Instant::now(), v);
-                    }
-                }
-                recv(events) -> ev => match ev {
-                    Ok(ev) => {
-                        self.node.handle_lease_epoch(self.shared.lease_epoch());
-                        self.node.handle_watch(Instant::now(), ev);
-                    }
-                    Err(_) => {
-                        watch.ended_reporting(&self.shared, self.assignments.bucket());
-                    }
-                },
-                recv(lease_resets) -> _ => {
-                    self.node.handle_lease_reset(Instant::now(), self.shared.lease_epoch());
-                }
-                recv(timer) -> _ => self.node.handle_timeout(Instant::now()),
+fn on_effect(shared: &Shared, stop: &Sender<()>, workers: &str, effect: HeartbeatEffect) -> Flow {
+    match effect {
+        HeartbeatEffect::Install {
+            assignment,
+            has_assignment,
+        } => shared.install(assignment, has_assignment),
+        HeartbeatEffect::Prepare {
+            partitions,
+            until,
+            version,
+        } => shared.send(Job::Prepare {
+            partitions,
+            until,
+            version,
+        }),
+        HeartbeatEffect::Degraded(on) => {
+            if on {
+                shared.metrics.store_incident();
             }
-            watch.reopen_if_due(|| self.open_watch());
+            shared.set_degraded(on)
         }
-    }
-
-    /// Performs the node's operations and carries out its effects.
-    fn step(&mut self) -> Flow {
-        loop {
-            while let Some(effect) = self.node.poll_effect() {
-                if self.on_effect(effect) == Flow::End {
-                    return Flow::End;
-                }
-            }
-            let Some(op) = self.node.poll_op(Instant::now()) else {
-                return Flow::Go;
-            };
-            let reply = op.perform(self.workers.as_ref());
-            if let Reply::Written(Ok(revision)) = &reply {
-                self.shared.record_beat(*revision);
-            }
-            self.shared.progressed();
-            self.node.handle_reply(Instant::now(), reply);
+        HeartbeatEffect::Beat(revision) => {
+            shared.record_beat(revision);
+            shared.heartbeat_confirmed();
         }
-    }
-
-    fn on_effect(&mut self, effect: HeartbeatEffect) -> Flow {
-        match effect {
-            HeartbeatEffect::Install {
-                assignment,
-                has_assignment,
-            } => self.shared.install(assignment, has_assignment),
-            HeartbeatEffect::Prepare {
-                partitions,
-                until,
-                version,
-            } => self.shared.send(Job::Prepare {
-                partitions,
-                until,
-                version,
-            }),
-            HeartbeatEffect::Degraded(on) => {
-                if on {
-                    self.shared.metrics.store_incident();
-                }
-                self.shared.set_degraded(on)
-            }
-            HeartbeatEffect::Beat => self.shared.heartbeat_confirmed(),
-            HeartbeatEffect::BeatFailed => self.shared.metrics.heartbeat_failure(),
-            HeartbeatEffect::Drained => self.shared.set_drained(),
-            HeartbeatEffect::Report(e) => self.shared.report(e),
-            HeartbeatEffect::StoreWentBack => {
-                let bucket = self.workers.bucket();
-                self.shared
-                    .store_forgot(KvError::Forgot(bucket.into()), bucket);
-                // The lease's epochs are issued again too: the election's
-                // record of them and everyone reading it start over.
-                self.shared.reset_lease_epoch();
-            }
-            HeartbeatEffect::IdLost => {
-                self.shared.set_shutdown();
-                return Flow::End;
-            }
-            HeartbeatEffect::Exited => return Flow::End,
+        HeartbeatEffect::BeatFailed => shared.metrics.heartbeat_failure(),
+        HeartbeatEffect::Drained => shared.set_drained(),
+        HeartbeatEffect::Report(e) => shared.report(e),
+        // The node has forgotten the lease epochs it saw (the lease's
+        // epochs are issued again too); the election pushes the new ones.
+        HeartbeatEffect::StoreWentBack => {
+            shared.store_forgot(KvError::Forgot(workers.into()), workers)
         }
-        Flow::Go
+        HeartbeatEffect::IdLost => {
+            shared.set_shutdown();
+            let _ = stop.try_send(());
+            return Flow::End;
+        }
+        HeartbeatEffect::Exited => return Flow::End,
     }
+    Flow::Go
 }

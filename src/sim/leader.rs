@@ -1,13 +1,15 @@
 //! The leader thread of a simulated process: the shipped [`LeaderNode`],
-//! driven like `runtime::leader` drives it, over the process's link. The
+//! stepped by the simulator's one stepper over the process's link. The
 //! partition source answers with the run's partition list.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::core::leader::{BeatLog, LeaderEffect, LeaderNode, LeaderParams};
-use crate::store::Watch;
+use crate::core::leader::{BeatLog, LeaderEffect, LeaderInput, LeaderNode, LeaderParams};
+use crate::core::node::Node;
+use crate::core::ops::Bucket;
 
+use super::drive::Stepper;
 use super::ops::{Io, Thread};
 use super::Env;
 
@@ -15,12 +17,20 @@ use super::Env;
 pub(crate) struct Leader {
     node: LeaderNode,
     epoch: u64,
-    watch: Option<Watch>,
+    stepper: Stepper<LeaderNode>,
 }
 
 impl Leader {
-    /// A term with `epoch` that starts taking office at `now`.
-    pub fn new(env: &Env, io: &Io, id: &str, epoch: u64, now: Instant, beats: &BeatLog) -> Leader {
+    /// A term with `epoch` that starts taking office at `now`, with the
+    /// lease valid until `valid_until`.
+    pub fn new(
+        env: &Env,
+        id: &str,
+        epoch: u64,
+        now: Instant,
+        beats: BeatLog,
+        valid_until: Option<Instant>,
+    ) -> Leader {
         let params = LeaderParams {
             id: id.to_string(),
             config: env.config.clone(),
@@ -29,61 +39,33 @@ impl Leader {
             buckets: ("workers".into(), "assignments".into()),
         };
         let mut node = LeaderNode::new(params, epoch, now);
-        node.handle_beats(beats.clone());
+        node.handle_input(now, LeaderInput::Lease(valid_until));
+        node.handle_input(now, LeaderInput::Beats(beats));
+        let every = env.config.heartbeat_interval / 4;
         Leader {
             node,
             epoch,
-            watch: io.stores.workers.watch(None).ok(),
+            stepper: Stepper::new(Thread::Leader, Some((Bucket::Workers, None)), every, now),
         }
     }
 
-    /// One step of the thread. `valid_until` is the lease as the election
-    /// last said.
-    pub fn step(&mut self, env: &Env, io: &mut Io, valid_until: Option<Instant>, now: Instant) {
-        self.node.handle_lease(valid_until);
-        if let Some(reply) = io.due(Thread::Leader, now) {
-            self.node.handle_reply(now, reply);
-        }
-        if io.blocked(Thread::Leader) {
-            return;
-        }
-        if self.watch.is_none() {
-            self.watch = io.stores.workers.watch(None).ok();
-        }
-        if let Some(w) = &self.watch {
-            let events: Vec<_> = w.events().try_iter().collect();
-            for ev in events {
-                self.node.handle_watch(now, ev);
-            }
-        }
-        if self.node.poll_timeout().is_some_and(|t| now >= t) {
-            self.node.handle_timeout(now);
-        }
-        loop {
-            self.effects(env, io, now);
-            let Some(op) = self.node.poll_op(now) else {
-                break;
-            };
-
-            match io.issue(Thread::Leader, op, now) {
-                Some(reply) => self.node.handle_reply(now, reply),
-                _ => break,
-            }
-        }
-        self.effects(env, io, now);
+    /// Queues an input for the term (the lease's validity, from the
+    /// election).
+    pub fn push(&mut self, input: LeaderInput) {
+        self.stepper.push(input);
     }
 
-    fn effects(&mut self, env: &Env, io: &Io, now: Instant) {
-        while let Some(effect) = self.node.poll_effect() {
-            match effect {
+    /// One step of the thread.
+    pub fn step(&mut self, env: &Env, io: &mut Io, now: Instant) {
+        let (office, epoch) = (io.stores.office.clone(), self.epoch);
+        self.stepper
+            .step(&mut self.node, io, now, &mut |node, effect| match effect {
                 LeaderEffect::ReadSource => {
-                    self.node.handle_source(now, Ok(env.partitions.to_vec()))
+                    let partitions = env.partitions.to_vec();
+                    node.handle_input(now, LeaderInput::Source(Ok(partitions)))
                 }
                 LeaderEffect::InOffice => {
-                    io.stores
-                        .office
-                        .epoch
-                        .fetch_max(self.epoch, Ordering::SeqCst);
+                    office.epoch.fetch_max(epoch, Ordering::SeqCst);
                 }
                 // The simulated strategy never panics.
                 LeaderEffect::Phase(_)
@@ -92,8 +74,7 @@ impl Leader {
                 | LeaderEffect::Report(_)
                 | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}
-            }
-        }
+            });
     }
 
     /// The calculator's current phase, once in office.

@@ -49,6 +49,7 @@
 //! [`SimReport::late_overwrites`] counts those that landed although a newer
 //! leader had already re-stamped the keys: the fence allows none.
 
+mod drive;
 mod faults;
 mod leader;
 mod node;

@@ -6,13 +6,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
 use crate::core::election::{ElectionEffect, ElectionNode};
-use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
-use crate::core::leader::BeatLog;
-use crate::core::ops::Reply;
+use crate::core::heartbeat::{HeartbeatEffect, HeartbeatInput, HeartbeatNode};
+use crate::core::leader::{BeatLog, LeaderInput};
+use crate::core::ops::Bucket;
 use crate::names::LEADER_KEY;
-use crate::store::{Watch, WatchEvent};
 use crate::Assignment;
 
+use super::drive::Stepper;
 use super::leader::Leader;
 use super::ops::{Io, Thread};
 use super::rng::Rng;
@@ -30,9 +30,9 @@ pub(crate) struct Running {
     pub id: String,
     pub worker: HeartbeatNode,
     pub lease: ElectionNode,
-    assign_watch: Option<Watch>,
-    lease_watch: Option<Watch>,
-    watch_retry: Instant,
+    /// The heartbeat and election threads' wiring (inputs, watch, link).
+    beat: Stepper<HeartbeatNode>,
+    election: Stepper<ElectionNode>,
     /// `Some` while the leader thread runs.
     pub leader: Option<Leader>,
     callbacks: VecDeque<Callback>,
@@ -59,10 +59,19 @@ impl Running {
         Running {
             lease: ElectionNode::new(&id, instance, c.election_ttl, "leader", now),
             worker: HeartbeatNode::new(&id, instance, revision, c, ("workers", "assignments"), now),
+            beat: Stepper::new(
+                Thread::Beat,
+                Some((Bucket::Assignments, Some(id.clone()))),
+                c.heartbeat_interval,
+                now,
+            ),
+            election: Stepper::new(
+                Thread::Lease,
+                Some((Bucket::Leader, Some(LEADER_KEY.to_string()))),
+                c.heartbeat_interval,
+                now,
+            ),
             id,
-            assign_watch: None,
-            lease_watch: None,
-            watch_retry: now,
             leader: None,
             callbacks: VecDeque::new(),
             completed: BTreeSet::new(),
@@ -89,41 +98,27 @@ impl Running {
     /// One step of every thread at `now`.
     pub fn step(&mut self, env: &Env, io: &mut Io, rng: &mut Rng, now: Instant, notes: &mut Notes) {
         self.callbacks_step(now, notes);
-        if (self.assign_watch.is_none() || self.lease_watch.is_none()) && now >= self.watch_retry {
-            self.open_watches(io);
-            self.watch_retry = now + env.config.heartbeat_interval;
+        let mut effects = Vec::new();
+        self.beat
+            .step(&mut self.worker, io, now, &mut |_, e| effects.push(e));
+        for effect in effects {
+            self.on_beat_effect(env, rng, effect, now, notes);
         }
-        self.beat_step(env, io, rng, now, notes);
         if self.quit {
             return;
         }
-        self.lease_step(env, io, now, notes);
-        let valid_until = self.lease.valid_until();
-        io.lease_valid_until = valid_until;
+        let mut effects = Vec::new();
+        self.election
+            .step(&mut self.lease, io, now, &mut |_, e| effects.push(e));
+        for effect in effects {
+            self.on_lease_effect(env, effect, now, notes);
+        }
+        io.lease_valid_until = self.lease.valid_until();
         match &mut self.leader {
-            Some(leader) => {
-                leader.step(env, io, valid_until, now);
-            }
+            Some(leader) => leader.step(env, io, now),
             // A write sent by a leader thread that has ended since still
             // reaches the store.
             None => drop(io.due(Thread::Leader, now)),
-        }
-    }
-
-    /// As `runtime::worker` does: a confirmed write of the heartbeat
-    /// thread is remembered for the leader terms to come.
-    fn record_beat(&mut self, reply: &Reply, now: Instant) {
-        if let Reply::Written(Ok(revision)) = reply {
-            self.beats.record(*revision, now);
-        }
-    }
-
-    fn open_watches(&mut self, io: &Io) {
-        if self.assign_watch.is_none() {
-            self.assign_watch = io.stores.assignments.watch(Some(&self.id)).ok();
-        }
-        if self.lease_watch.is_none() {
-            self.lease_watch = io.stores.leader.watch(Some(LEADER_KEY)).ok();
         }
     }
 
@@ -134,7 +129,7 @@ impl Running {
             };
             self.completed = done.partitions;
             notes.owned_changed = true;
-            self.worker.handle_applied(now, done.version);
+            self.beat.push(HeartbeatInput::Applied(done.version));
         }
     }
 
@@ -155,134 +150,96 @@ impl Running {
         notes.owned_changed = true;
     }
 
-    /// The heartbeat node, driven like `runtime::worker` drives it, over
-    /// this process's link.
-    fn beat_step(
+    /// What the heartbeat node's effects do, as in `runtime::worker`.
+    fn on_beat_effect(
         &mut self,
         env: &Env,
-        io: &mut Io,
         rng: &mut Rng,
+        effect: HeartbeatEffect,
         now: Instant,
         notes: &mut Notes,
     ) {
-        if let Some(reply) = io.due(Thread::Beat, now) {
-            self.record_beat(&reply, now);
-            self.worker.handle_reply(now, reply);
-        }
-        if !io.blocked(Thread::Beat) {
-            let events: Vec<WatchEvent> = self
-                .assign_watch
-                .as_ref()
-                .map(|w| w.events().try_iter().collect())
-                .unwrap_or_default();
-            for ev in events {
-                self.worker.handle_watch(now, ev);
-            }
-            if self.worker.poll_timeout().is_some_and(|t| now >= t) {
-                self.worker.handle_timeout(now);
-            }
-            while let Some(op) = self.worker.poll_op(now) {
-                match io.issue(Thread::Beat, op, now) {
-                    Some(reply) => {
-                        self.record_beat(&reply, now);
-                        self.worker.handle_reply(now, reply)
+        match effect {
+            HeartbeatEffect::Install {
+                assignment,
+                has_assignment,
+            } => {
+                if has_assignment {
+                    if assignment.version() <= self.last_apply {
+                        notes.violations.push(format!(
+                            "{} applied version {} after version {}",
+                            self.id,
+                            assignment.version(),
+                            self.last_apply
+                        ));
                     }
-                    _ => break,
+                    self.last_apply = self.last_apply.max(assignment.version());
+                } else {
+                    notes.trace.push(format!("{} fenced itself", self.id));
                 }
+                self.install(env, rng, &assignment, now, notes);
             }
-        }
-        while let Some(effect) = self.worker.poll_effect() {
-            match effect {
-                HeartbeatEffect::Install {
-                    assignment,
-                    has_assignment,
-                } => {
-                    if has_assignment {
-                        if assignment.version() <= self.last_apply {
-                            notes.violations.push(format!(
-                                "{} applied version {} after version {}",
-                                self.id,
-                                assignment.version(),
-                                self.last_apply
-                            ));
-                        }
-                        self.last_apply = self.last_apply.max(assignment.version());
-                    } else {
-                        notes.trace.push(format!("{} fenced itself", self.id));
-                    }
-                    self.install(env, rng, &assignment, now, notes);
-                }
-                HeartbeatEffect::IdLost => {
-                    notes.trace.push(format!("{} lost its ID: quits", self.id));
-                    self.quit = true;
-                }
-                HeartbeatEffect::Prepare {
-                    version: Some(version),
-                    ..
-                } => {
-                    // The simulated on_prepare returns at once; the version
-                    // is acknowledged in callback order.
-                    let held = self.callbacks.back().map(|c| c.partitions.clone());
-                    let done_at = self.callbacks.back().map_or(now, |c| c.done_at.max(now));
-                    self.callbacks.push_back(Callback {
-                        version,
-                        partitions: held.unwrap_or_else(|| self.completed.clone()),
-                        done_at,
-                    });
-                }
-                HeartbeatEffect::Prepare { version: None, .. }
-                | HeartbeatEffect::StoreWentBack
-                | HeartbeatEffect::Degraded(_)
-                | HeartbeatEffect::Beat
-                | HeartbeatEffect::BeatFailed
-                | HeartbeatEffect::Drained
-                | HeartbeatEffect::Report(_)
-                | HeartbeatEffect::Exited => {}
+            HeartbeatEffect::IdLost => {
+                notes.trace.push(format!("{} lost its ID: quits", self.id));
+                self.quit = true;
             }
+            HeartbeatEffect::Prepare {
+                version: Some(version),
+                ..
+            } => {
+                // The simulated on_prepare returns at once; the version
+                // is acknowledged in callback order.
+                let held = self.callbacks.back().map(|c| c.partitions.clone());
+                let done_at = self.callbacks.back().map_or(now, |c| c.done_at.max(now));
+                self.callbacks.push_back(Callback {
+                    version,
+                    partitions: held.unwrap_or_else(|| self.completed.clone()),
+                    done_at,
+                });
+            }
+            // As the runtime does: a confirmed heartbeat is remembered
+            // for the leader terms to come.
+            HeartbeatEffect::Beat(revision) => self.beats.record(revision, now),
+            HeartbeatEffect::Prepare { version: None, .. }
+            | HeartbeatEffect::StoreWentBack
+            | HeartbeatEffect::Degraded(_)
+            | HeartbeatEffect::BeatFailed
+            | HeartbeatEffect::Drained
+            | HeartbeatEffect::Report(_)
+            | HeartbeatEffect::Exited => {}
         }
     }
 
-    /// The election node, driven like `runtime::election` drives it, over
-    /// this process's link.
-    fn lease_step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
-        if let Some(reply) = io.due(Thread::Lease, now) {
-            self.lease.handle_reply(now, reply);
-        }
-        if !io.blocked(Thread::Lease) {
-            let seen: Vec<WatchEvent> = self
-                .lease_watch
-                .as_ref()
-                .map(|w| w.events().try_iter().collect())
-                .unwrap_or_default();
-            for ev in seen {
-                self.lease.handle_watch(now, ev);
+    /// What the election node's effects do, as in `runtime::election`.
+    fn on_lease_effect(
+        &mut self,
+        env: &Env,
+        effect: ElectionEffect,
+        now: Instant,
+        notes: &mut Notes,
+    ) {
+        match effect {
+            ElectionEffect::Acquired { epoch } => {
+                self.beat.push(HeartbeatInput::LeaseEpoch(epoch));
+                notes
+                    .trace
+                    .push(format!("{} leads, epoch {epoch}", self.id));
+                let valid_until = self.lease.valid_until();
+                let beats = self.beats.clone();
+                self.leader = Some(Leader::new(env, &self.id, epoch, now, beats, valid_until));
             }
-            if self.lease.poll_timeout().is_some_and(|t| now >= t) {
-                self.lease.handle_timeout(now);
+            ElectionEffect::Lost => {
+                notes.trace.push(format!("{} lost the lease", self.id));
+                self.leader = None;
             }
-            while let Some(op) = self.lease.poll_op(now) {
-                match io.issue(Thread::Lease, op, now) {
-                    Some(reply) => self.lease.handle_reply(now, reply),
-                    _ => break,
+            ElectionEffect::Epoch(epoch) => self.beat.push(HeartbeatInput::LeaseEpoch(epoch)),
+            ElectionEffect::EpochReset => self.beat.push(HeartbeatInput::LeaseReset(0)),
+            ElectionEffect::Valid(until) => {
+                if let Some(leader) = &mut self.leader {
+                    leader.push(LeaderInput::Lease(until));
                 }
             }
-        }
-        while let Some(effect) = self.lease.poll_effect() {
-            match effect {
-                ElectionEffect::Acquired { epoch } => {
-                    self.worker.handle_lease_epoch(epoch);
-                    notes
-                        .trace
-                        .push(format!("{} leads, epoch {epoch}", self.id));
-                    self.leader = Some(Leader::new(env, io, &self.id, epoch, now, &self.beats));
-                }
-                ElectionEffect::Lost => {
-                    notes.trace.push(format!("{} lost the lease", self.id));
-                    self.leader = None;
-                }
-                ElectionEffect::Epoch(epoch) => self.worker.handle_lease_epoch(epoch),
-                ElectionEffect::Settled | ElectionEffect::Valid(_) | ElectionEffect::Report(_) => {}
-            }
+            ElectionEffect::Settled | ElectionEffect::Report(_) => {}
         }
     }
 }

@@ -13,8 +13,9 @@ use crate::store::memory::{Fault, KvOp, MemoryBackend};
 use crate::store::{BucketConfig, KvBackend, KvError};
 use crate::wire::WorkerRecord;
 
+use super::drive::Stepper;
 use super::node::{Notes, Running};
-use super::ops::{Io, Office, Stores};
+use super::ops::{Io, Office, Stores, Thread};
 use super::rng::Rng;
 use super::view::ViewObserver;
 use super::{Env, SimConfig, SimFailure, SimReport};
@@ -238,13 +239,17 @@ impl<'a> World<'a> {
         let mut notes = Notes::default();
         match &mut p.life {
             Life::Claiming(node, not_before) => {
+                let mut ended = None;
                 if now >= *not_before {
-                    while let Some(op) = node.poll_op(now) {
-                        let reply = op.perform(p.io.stores.workers.as_ref());
-                        node.handle_reply(now, reply);
-                    }
+                    // The claim has no watch: its stepper holds nothing.
+                    Stepper::new(Thread::Beat, None, Duration::ZERO, now).step(
+                        node.as_mut(),
+                        &mut p.io,
+                        now,
+                        &mut |_, effect| ended = Some(effect),
+                    );
                 }
-                match node.poll_effect() {
+                match ended {
                     Some(ClaimEffect::Claimed { id, revision, .. }) => {
                         notes.trace.push(format!("{} claimed {id}", p.label));
                         p.life = Life::Running(Box::new(Running::new(

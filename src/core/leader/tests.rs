@@ -11,7 +11,8 @@ use crate::strategy::BoundedLoad;
 use crate::wire::{self, WorkerRecord};
 use crate::{Config, Error, Partition};
 
-use super::{LeaderEffect, LeaderNode, LeaderParams};
+use super::{LeaderEffect, LeaderInput, LeaderNode, LeaderParams};
+use crate::core::node::Node;
 
 /// A lone worker is given more partitions than one NATS message holds: the
 /// record is reported and never sent (a server would close the leader's
@@ -34,7 +35,7 @@ fn a_record_too_large_for_nats_is_reported_and_not_sent() {
         .open_store(&BucketConfig::new("assignments", None))
         .expect("memory store");
     let mut node = LeaderNode::new(params, 1, t0);
-    node.handle_lease(Some(t0 + Duration::from_secs(3600)));
+    node.handle_input(t0, LeaderInput::Lease(Some(t0 + Duration::from_secs(3600))));
     // 40,000 partitions of 20-byte ids: over 1 MiB in one record.
     let partitions = (0..40_000).map(|i| Partition::new(format!("partition-{i:010}")));
     node.handle_source(t0, Ok(partitions.collect()));
