@@ -147,7 +147,8 @@ impl ElectionNode {
     /// start again, so older ones than seen before are news, not stale.
     pub fn handle_store_reset(&mut self, now: Instant) {
         self.now = now;
-        self.core.store_reset();
+        let events = self.core.store_reset();
+        self.absorb(events);
     }
 
     /// Time passed: steps down when the lease can no longer be trusted.
@@ -323,6 +324,23 @@ mod tests {
                 .any(|e| matches!(e, ElectionEffect::Epoch(12))),
             "{effects:?}"
         );
+    }
+
+    #[test]
+    fn a_held_lease_is_given_up_when_the_store_forgets_it() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Written(Ok(4)));
+        drain(&mut n);
+        assert!(n.valid_until().is_some());
+        n.handle_store_reset(t0);
+        assert!(drain(&mut n)
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Lost)));
+        assert_eq!(n.valid_until(), None);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Instant;
 use crate::core::leader::{BeatLog, LeaderEffect, LeaderNode, LeaderParams};
 use crate::store::Watch;
 
+use super::node::Notes;
 use super::ops::{Io, Thread};
+use super::watches::drain;
 use super::Env;
 
 /// One term of leadership.
@@ -39,7 +41,14 @@ impl Leader {
 
     /// One step of the thread. `valid_until` is the lease as the election
     /// last said.
-    pub fn step(&mut self, env: &Env, io: &mut Io, valid_until: Option<Instant>, now: Instant) {
+    pub fn step(
+        &mut self,
+        env: &Env,
+        io: &mut Io,
+        valid_until: Option<Instant>,
+        now: Instant,
+        notes: &mut Notes,
+    ) {
         self.node.handle_lease(valid_until);
         if let Some(reply) = io.due(Thread::Leader, now) {
             self.node.handle_reply(now, reply);
@@ -50,17 +59,16 @@ impl Leader {
         if self.watch.is_none() {
             self.watch = io.stores.workers.watch(None).ok();
         }
-        if let Some(w) = &self.watch {
-            let events: Vec<_> = w.events().try_iter().collect();
-            for ev in events {
-                self.node.handle_watch(now, ev);
-            }
+        // An ended watch is reopened at the next step (its replay
+        // re-announces every worker).
+        for ev in drain(&mut self.watch).0 {
+            self.node.handle_watch(now, ev);
         }
         if self.node.poll_timeout().is_some_and(|t| now >= t) {
             self.node.handle_timeout(now);
         }
         loop {
-            self.effects(env, io, now);
+            self.effects(env, io, now, notes);
             let Some(op) = self.node.poll_op(now) else {
                 break;
             };
@@ -70,15 +78,16 @@ impl Leader {
                 _ => break,
             }
         }
-        self.effects(env, io, now);
+        self.effects(env, io, now, notes);
     }
 
-    fn effects(&mut self, env: &Env, io: &Io, now: Instant) {
+    fn effects(&mut self, env: &Env, io: &Io, now: Instant, notes: &mut Notes) {
         while let Some(effect) = self.node.poll_effect() {
             match effect {
                 LeaderEffect::ReadSource => {
                     self.node.handle_source(now, Ok(env.partitions.to_vec()))
                 }
+                LeaderEffect::Report(e) => notes.reports.push(e.to_string()),
                 LeaderEffect::InOffice => {
                     io.stores
                         .office
@@ -89,7 +98,6 @@ impl Leader {
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
                 | LeaderEffect::Parked(_)
-                | LeaderEffect::Report(_)
                 | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}
             }

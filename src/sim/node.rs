@@ -10,12 +10,13 @@ use crate::core::heartbeat::{HeartbeatEffect, HeartbeatNode};
 use crate::core::leader::BeatLog;
 use crate::core::ops::Reply;
 use crate::names::LEADER_KEY;
-use crate::store::{Watch, WatchEvent};
+use crate::store::Watch;
 use crate::Assignment;
 
 use super::leader::Leader;
 use super::ops::{Io, Thread};
 use super::rng::Rng;
+use super::watches::{drain, Ended};
 use super::Env;
 
 /// A queued or running `on_assignment_changed` call.
@@ -51,6 +52,10 @@ pub(crate) struct Notes {
     pub trace: Vec<String>,
     /// The owned set of this process changed.
     pub owned_changed: bool,
+    /// Assignments installed (the fencing-token check).
+    pub installs: Vec<Assignment>,
+    /// Errors the nodes reported (as `on_error` would get them).
+    pub reports: Vec<String>,
 }
 
 impl Running {
@@ -102,7 +107,7 @@ impl Running {
         io.lease_valid_until = valid_until;
         match &mut self.leader {
             Some(leader) => {
-                leader.step(env, io, valid_until, now);
+                leader.step(env, io, valid_until, now, notes);
             }
             // A write sent by a leader thread that has ended since still
             // reaches the store.
@@ -170,11 +175,8 @@ impl Running {
             self.worker.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Beat) {
-            let events: Vec<WatchEvent> = self
-                .assign_watch
-                .as_ref()
-                .map(|w| w.events().try_iter().collect())
-                .unwrap_or_default();
+            // An ended watch is reopened; its replay re-announces the key.
+            let (events, _) = drain(&mut self.assign_watch);
             for ev in events {
                 self.worker.handle_watch(now, ev);
             }
@@ -207,6 +209,7 @@ impl Running {
                             ));
                         }
                         self.last_apply = self.last_apply.max(assignment.version());
+                        notes.installs.push(assignment.clone());
                     } else {
                         notes.trace.push(format!("{} fenced itself", self.id));
                     }
@@ -230,13 +233,16 @@ impl Running {
                         done_at,
                     });
                 }
+                HeartbeatEffect::Report(e) => notes.reports.push(e.to_string()),
+                HeartbeatEffect::Exited => {
+                    notes.trace.push(format!("{} left", self.id));
+                    self.quit = true;
+                }
                 HeartbeatEffect::Prepare { version: None, .. }
                 | HeartbeatEffect::Degraded(_)
                 | HeartbeatEffect::Beat
                 | HeartbeatEffect::BeatFailed
-                | HeartbeatEffect::Drained
-                | HeartbeatEffect::Report(_)
-                | HeartbeatEffect::Exited => {}
+                | HeartbeatEffect::Drained => {}
             }
         }
     }
@@ -248,13 +254,18 @@ impl Running {
             self.lease.handle_reply(now, reply);
         }
         if !io.blocked(Thread::Lease) {
-            let seen: Vec<WatchEvent> = self
-                .lease_watch
-                .as_ref()
-                .map(|w| w.events().try_iter().collect())
-                .unwrap_or_default();
+            let (seen, ended) = drain(&mut self.lease_watch);
             for ev in seen {
                 self.lease.handle_watch(now, ev);
+            }
+            if ended == Ended::Forgot {
+                // As `runtime::election`: lease revisions start again, so
+                // the epochs seen before no longer count.
+                notes
+                    .trace
+                    .push(format!("{} saw the lease bucket forget", self.id));
+                self.lease.handle_store_reset(now);
+                self.worker.handle_lease_reset(now, 0);
             }
             if self.lease.poll_timeout().is_some_and(|t| now >= t) {
                 self.lease.handle_timeout(now);
@@ -280,7 +291,8 @@ impl Running {
                     self.leader = None;
                 }
                 ElectionEffect::Epoch(epoch) => self.worker.handle_lease_epoch(epoch),
-                ElectionEffect::Settled | ElectionEffect::Valid(_) | ElectionEffect::Report(_) => {}
+                ElectionEffect::Report(e) => notes.reports.push(e.to_string()),
+                ElectionEffect::Settled | ElectionEffect::Valid(_) => {}
             }
         }
     }
