@@ -62,13 +62,14 @@ impl World<'_> {
                 .epoch
                 .store(0, std::sync::atomic::Ordering::SeqCst);
         }
+        if matches!(kind, 0 | 3 | 6) {
+            self.workers_forgot_at = Some(now);
+        }
         if self.procs.len() < self.sim.workers + 3 {
-            let workers_forgot = matches!(kind, 0 | 3 | 6);
-            self.join_at = Some(if workers_forgot {
-                now + self.env.config.heartbeat_ttl
-            } else {
-                now
-            });
+            let rebuilt = self
+                .workers_forgot_at
+                .map_or(now, |t| t + self.env.config.heartbeat_ttl);
+            self.join_at = Some(rebuilt.max(now));
         }
         self.recovery = Some(Recovery { since: now, what });
     }

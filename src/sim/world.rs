@@ -98,6 +98,8 @@ pub(crate) struct World<'a> {
     pub stale_leases: Vec<(String, Instant)>,
     /// When the join that follows a store fault is due.
     pub join_at: Option<Instant>,
+    /// When the workers bucket last forgot.
+    pub workers_forgot_at: Option<Instant>,
 }
 
 impl<'a> World<'a> {
@@ -133,6 +135,7 @@ impl<'a> World<'a> {
             reports: VecDeque::new(),
             stale_leases: Vec::new(),
             join_at: None,
+            workers_forgot_at: None,
         };
         // A client of its own, never faulty: a reader of the bucket, like a
         // dashboard or `parti status`.

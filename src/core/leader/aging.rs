@@ -29,9 +29,16 @@ pub struct BeatLog {
 
 impl BeatLog {
     /// Our heartbeat write got `revision`; its answer arrived at `at`.
+    /// With one heartbeat write in flight at a time, our revisions only
+    /// rise; a lower one means the store forgot (a dropped, emptied or
+    /// rolled-back bucket issues revisions again), and dating the new
+    /// revisions by the old beats would make every fresh heartbeat look
+    /// ancient to a new leader: the log starts again.
     pub fn record(&mut self, revision: Revision, at: Instant) {
-        if self.beats.back().is_some_and(|(r, _)| *r >= revision) {
-            return;
+        match self.beats.back() {
+            Some((r, _)) if *r == revision => return,
+            Some((r, _)) if *r > revision => self.beats.clear(),
+            _ => {}
         }
         if self.beats.len() == KEPT {
             self.beats.pop_front();
@@ -60,12 +67,28 @@ mod tests {
         let mut log = BeatLog::default();
         log.record(10, t0);
         log.record(20, t0 + ms(200));
-        log.record(15, t0 + ms(300));
         log.record(30, t0 + ms(400));
         assert_eq!(log.written_by(5), Some(t0));
         assert_eq!(log.written_by(10), Some(t0 + ms(200)), "not by itself");
         assert_eq!(log.written_by(25), Some(t0 + ms(400)));
         assert_eq!(log.written_by(30), None, "after every beat we know of");
+    }
+
+    #[test]
+    fn a_lower_revision_means_the_store_forgot_and_the_log_starts_again() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut log = BeatLog::default();
+        log.record(500, t0);
+        log.record(510, t0 + ms(100));
+        // The bucket was dropped: revisions start again.
+        log.record(3, t0 + ms(900));
+        assert_eq!(
+            log.written_by(2),
+            Some(t0 + ms(900)),
+            "a fresh heartbeat at revision 2 dated by the old beats"
+        );
+        assert_eq!(log.written_by(3), None);
     }
 
     #[test]

@@ -78,11 +78,15 @@ mod tests {
         let mut node = LeaderNode::new(params, 2, t0);
         node.handle_lease(lease_valid.then(|| t0 + Duration::from_secs(3600)));
         node.handle_source(t0, Ok(vec![Partition::new("p0")]));
+        node.handle_watch(t0, crate::store::WatchEvent::Synced);
         let (mut in_office, mut reported) = (false, false);
-        for _ in 0..10 {
-            while let Some(op) = node.poll_op(t0) {
+        let mut now = t0;
+        for _ in 0..200 {
+            now += Duration::from_millis(50);
+            node.handle_timeout(now);
+            while let Some(op) = node.poll_op(now) {
                 let reply = op.perform(&store as &dyn KvStore);
-                node.handle_reply(t0, reply);
+                node.handle_reply(now, reply);
             }
             while let Some(effect) = node.poll_effect() {
                 match effect {
