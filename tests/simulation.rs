@@ -46,6 +46,7 @@ fn preset(name: &str, seed: u64) -> SimConfig {
         "laggy" => SimConfig::laggy(seed),
         "store" => SimConfig::store(seed),
         "mixed-store" => SimConfig::mixed_store(seed),
+        "lease-loss" => SimConfig::lease_loss(seed),
         _ => SimConfig::mixed(seed),
     }
 }

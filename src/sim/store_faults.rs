@@ -28,15 +28,16 @@ impl World<'_> {
             self.names.leader.clone(),
             self.names.assignments.clone(),
         ];
-        let kind = self.rng.below(7);
+        let kinds = self.sim.store_kinds;
+        let kind = kinds[self.rng.index(kinds.len())];
         let what = match kind {
             i @ 0..=2 => {
                 let k = 1 + self.rng.index(8);
-                let undone = self.backend.rollback(&buckets[i as usize], k);
-                format!("ROLLBACK of {} by {undone} writes", buckets[i as usize])
+                let undone = self.backend.rollback(&buckets[usize::from(i)], k);
+                format!("ROLLBACK of {} by {undone} writes", buckets[usize::from(i)])
             }
             i @ 3..=5 => {
-                let name = &buckets[i as usize - 3];
+                let name = &buckets[usize::from(i) - 3];
                 self.backend.drop_bucket(name);
                 format!("DROP of {name}")
             }
