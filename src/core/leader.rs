@@ -351,7 +351,6 @@ mod aging;
 mod control;
 mod measure;
 mod office;
-mod overrule;
 mod publish;
 pub(crate) mod retry;
 #[cfg(test)]

@@ -35,13 +35,9 @@ impl LeaderNode {
                     )
                 })
             } else {
-                match read.records.get(&key).cloned() {
-                    Some((r, rev)) => match self.fence.restamped(&r) {
-                        Some(stamped) => Some((wire::encode(&stamped), rev)),
-                        None if self.overrules(&key, r.epoch) => {
-                            let epoch = self.epoch;
-                            Some((wire::encode(&AssignmentRecord { epoch, ..r }), rev))
-                        }
+                match read.records.get(&key) {
+                    Some((r, rev)) => match self.fence.restamped(r) {
+                        Some(stamped) => Some((wire::encode(&stamped), *rev)),
                         None => {
                             let epoch = r.epoch;
                             self.office_failed(KvError::Other(format!(
@@ -114,8 +110,9 @@ impl LeaderNode {
                         *r = rev;
                     }
                 } else if let Some((rec, r)) = read.records.get_mut(&key) {
-                    // Re-stamped, or overruled (see `overrule`): ours now.
-                    rec.epoch = self.epoch;
+                    if let Some(stamped) = self.fence.restamped(rec) {
+                        *rec = stamped;
+                    }
                     *r = rev;
                 }
                 self.fence.learn(&key, Some(rev));

@@ -292,14 +292,9 @@ impl LeaderNode {
                         self.writing.remove(&key);
                     }
                     Verdict::Write => self.round.push_front(key),
-                    Verdict::Deposed { epoch } if self.overrules(&key, epoch) => {
-                        self.fence.learn(&key, found.map(|(_, rev)| rev));
-                        self.round.push_front(key);
-                    }
                     Verdict::Deposed { epoch } => {
                         log::warn!(
-                            "[{}] {key} holds epoch {epoch}, newer than {}: writing no more",
-                            self.p.id,
+                            "[{id}] {key} holds epoch {epoch}, newer than {}: writing no more",
                             self.epoch
                         );
                         self.deposed = Some(epoch);
