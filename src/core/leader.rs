@@ -351,6 +351,7 @@ mod aging;
 mod control;
 mod measure;
 mod office;
+mod overrule;
 mod publish;
 pub(crate) mod retry;
 #[cfg(test)]

@@ -35,9 +35,13 @@ impl LeaderNode {
                     )
                 })
             } else {
-                match read.records.get(&key) {
-                    Some((r, rev)) => match self.fence.restamped(r) {
-                        Some(stamped) => Some((wire::encode(&stamped), *rev)),
+                match read.records.get(&key).cloned() {
+                    Some((r, rev)) => match self.fence.restamped(&r) {
+                        Some(stamped) => Some((wire::encode(&stamped), rev)),
+                        None if self.overrules(&key, r.epoch) => {
+                            let epoch = self.epoch;
+                            Some((wire::encode(&AssignmentRecord { epoch, ..r }), rev))
+                        }
                         None => {
                             let epoch = r.epoch;
                             self.office_failed(KvError::Other(format!(
@@ -110,9 +114,8 @@ impl LeaderNode {
                         *r = rev;
                     }
                 } else if let Some((rec, r)) = read.records.get_mut(&key) {
-                    if let Some(stamped) = self.fence.restamped(rec) {
-                        *rec = stamped;
-                    }
+                    // Re-stamped, or overruled (see `overrule`): ours now.
+                    rec.epoch = self.epoch;
                     *r = rev;
                 }
                 self.fence.learn(&key, Some(rev));

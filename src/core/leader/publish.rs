@@ -292,9 +292,14 @@ impl LeaderNode {
                         self.writing.remove(&key);
                     }
                     Verdict::Write => self.round.push_front(key),
+                    Verdict::Deposed { epoch } if self.overrules(&key, epoch) => {
+                        self.fence.learn(&key, found.map(|(_, rev)| rev));
+                        self.round.push_front(key);
+                    }
                     Verdict::Deposed { epoch } => {
                         log::warn!(
-                            "[{id}] {key} holds epoch {epoch}, newer than {}: writing no more",
+                            "[{}] {key} holds epoch {epoch}, newer than {}: writing no more",
+                            self.p.id,
                             self.epoch
                         );
                         self.deposed = Some(epoch);
