@@ -44,6 +44,9 @@ fn preset(name: &str, seed: u64) -> SimConfig {
         "faulty" => SimConfig::faulty(),
         "harsh" => SimConfig::harsh(seed),
         "laggy" => SimConfig::laggy(seed),
+        "store" => SimConfig::store(seed),
+        "mixed-store" => SimConfig::mixed_store(seed),
+        "lease-loss" => SimConfig::lease_loss(seed),
         _ => SimConfig::mixed(seed),
     }
 }

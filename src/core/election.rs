@@ -206,7 +206,8 @@ impl Node for ElectionNode {
     fn handle_watch_end(&mut self, now: Instant, store_forgot: bool) {
         self.now = now;
         if store_forgot {
-            self.core.store_reset();
+            let events = self.core.store_reset();
+            self.absorb(events);
             self.effects.push_back(ElectionEffect::EpochReset);
         }
     }
@@ -344,6 +345,23 @@ mod tests {
                 .any(|e| matches!(e, ElectionEffect::Epoch(12))),
             "{effects:?}"
         );
+    }
+
+    #[test]
+    fn a_held_lease_is_given_up_when_the_store_forgets_it() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Written(Ok(4)));
+        drain(&mut n);
+        assert!(n.valid_until().is_some());
+        n.handle_watch_end(t0, true);
+        assert!(drain(&mut n)
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Lost)));
+        assert_eq!(n.valid_until(), None);
     }
 
     #[test]

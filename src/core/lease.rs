@@ -194,11 +194,15 @@ impl LeaseCore {
     }
 
     /// The store forgot the lease key: revisions start again, so the
-    /// highest one seen no longer marks older observations as stale.
-    pub(crate) fn store_reset(&mut self) {
+    /// highest one seen no longer marks older observations as stale. A held
+    /// lease is given up at once: the store no longer shows it, so another
+    /// worker may take it (release first, then campaign again).
+    pub(crate) fn store_reset(&mut self) -> Vec<LeaseEvent> {
         self.max_seen = 0;
-        if self.held.is_none() {
-            self.observed = Observed::Unknown;
+        self.observed = Observed::Unknown;
+        match self.held.take() {
+            Some(_) => vec![LeaseEvent::Lost],
+            None => Vec::new(),
         }
     }
 

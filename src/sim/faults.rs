@@ -24,6 +24,10 @@ impl World<'_> {
             return;
         }
         self.report.faults += 1;
+        if self.sim.store_share > 0.0 && self.rng.chance(self.sim.store_share) {
+            self.store_fault(now);
+            return;
+        }
         let ttl = self.env.config.heartbeat_ttl;
         let lease = self.env.config.election_ttl;
         let long = ttl.max(lease) * 2;

@@ -10,6 +10,7 @@ use crate::core::node::Node;
 use crate::core::ops::Bucket;
 
 use super::drive::Stepper;
+use super::node::Notes;
 use super::ops::{Io, Thread};
 use super::Env;
 
@@ -56,7 +57,7 @@ impl Leader {
     }
 
     /// One step of the thread.
-    pub fn step(&mut self, env: &Env, io: &mut Io, now: Instant) {
+    pub fn step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
         let (office, epoch) = (io.stores.office.clone(), self.epoch);
         self.stepper
             .step(&mut self.node, io, now, &mut |node, effect| match effect {
@@ -67,11 +68,11 @@ impl Leader {
                 LeaderEffect::InOffice => {
                     office.epoch.fetch_max(epoch, Ordering::SeqCst);
                 }
+                LeaderEffect::Report(e) => notes.reports.push(e.to_string()),
                 // The simulated strategy never panics.
                 LeaderEffect::Phase(_)
                 | LeaderEffect::Rebalanced(_)
                 | LeaderEffect::Parked(_)
-                | LeaderEffect::Report(_)
                 | LeaderEffect::Measured(_)
                 | LeaderEffect::Resign => {}
             });

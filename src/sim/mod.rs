@@ -23,7 +23,9 @@
 //! past its lease, then resumed), network partition of one or several
 //! processes, slow store operations (up to `max_latency`; answered late, or
 //! applied late), failing store operations (failed, or applied with the
-//! answer lost), new processes joining, and mass restarts.
+//! answer lost), new processes joining, and mass restarts. Store faults
+//! (a share `store_share` of the faults; see `store_faults`): a bucket rolled
+//! back by its last acknowledged writes, a bucket dropped, the store emptied.
 //!
 //! Invariants, checked after every step:
 //! 1. at most one process believes it holds an unexpired lease
@@ -39,7 +41,14 @@
 //! 4. once faults stop, every partition has exactly one owner among the
 //!    live processes within [`SimConfig::bound`] of virtual time;
 //! 5. the `assignments` bucket, as a reader watching it sees it, never
-//!    lists a partition in two workers' records at once.
+//!    lists a partition in two workers' records at once;
+//! 6. fencing tokens, as a downstream store fencing by them sees them: no
+//!    install carries a token below the highest one seen for its partition,
+//!    and a new owner's token is strictly higher than the previous owner's;
+//! 7. with `check_recovery` (the `store` preset): after a store fault (and
+//!    the join that follows it), every partition has one owner again, the
+//!    published view agrees, and every process has work, within
+//!    [`SimConfig::store_bound`].
 //!
 //! A failing run reports its seed and preset; [`run`] with the same seed and
 //! configuration replays it exactly (`tests/simulation.rs` has a `replay`
@@ -55,7 +64,10 @@ mod leader;
 mod node;
 mod ops;
 mod rng;
+mod store_faults;
+mod tokens;
 mod view;
+mod watches;
 mod world;
 
 use std::sync::Arc;
@@ -97,7 +109,18 @@ pub struct SimConfig {
     /// owner for this long after the faults stopped, instead of running to
     /// the end of the bound (for large groups, where a step is costly).
     pub linger: Option<Duration>,
+    /// The share of faults that are store faults (0: none).
+    pub store_share: f64,
+    /// Check invariant 7 (recovery from each store fault within
+    /// [`store_bound`](Self::store_bound)).
+    pub check_recovery: bool,
+    /// The store faults drawn from: 0, 1, 2 roll back the workers, leader,
+    /// assignments bucket; 3, 4, 5 drop it; 6 empties the store.
+    pub store_kinds: &'static [u8],
 }
+
+/// Every kind of store fault (see [`SimConfig::store_kinds`]).
+pub const ALL_STORE_FAULTS: &[u8] = &[0, 1, 2, 3, 4, 5, 6];
 
 impl SimConfig {
     /// A small group under mixed faults: 6 workers, 24 partitions, 20 s of
@@ -129,6 +152,9 @@ impl SimConfig {
             linger: None,
             max_latency: ms(1000),
             delivery_lag: Duration::ZERO,
+            store_share: 0.0,
+            check_recovery: false,
+            store_kinds: ALL_STORE_FAULTS,
         }
     }
 
@@ -152,6 +178,60 @@ impl SimConfig {
             fault_rate: 2.0,
             ..SimConfig::mixed(seed)
         }
+    }
+
+    /// [`mixed`](Self::mixed) with one fault in ten a store fault (not in
+    /// CI yet: see docs/operations.md for what still fails).
+    pub fn mixed_store(seed: u64) -> Self {
+        SimConfig {
+            preset: "mixed-store",
+            store_share: 0.1,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// The shapes of [`mixed`](Self::mixed) under store faults only, each
+    /// followed by a join, every 5 s on average, with invariant 7 checked.
+    pub fn store(seed: u64) -> Self {
+        SimConfig {
+            preset: "store",
+            fault_rate: 0.2,
+            store_share: 1.0,
+            check_recovery: true,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// [`store`](Self::store) with only the lease bucket forgetting (rolled
+    /// back or dropped): before a leader overruled an epoch no lease could
+    /// have had, the first leader change after it wedged the group. (Not in
+    /// CI yet: seed 144 never finishes a step, see docs/operations.md.)
+    pub fn lease_loss(seed: u64) -> Self {
+        SimConfig {
+            preset: "lease-loss",
+            store_kinds: &[1, 4],
+            ..SimConfig::store(seed)
+        }
+    }
+
+    /// How long after a store fault (and the join that follows it) every
+    /// partition must be owned again, published, and every process have
+    /// work (invariant 7): the bound of docs/operations.md ("When the store
+    /// forgets") — election TTL + heartbeat TTL + emergency grace + one
+    /// planned window, the window stretched to its maximum (3 ×
+    /// `planned_scale_window`) — plus what the simulation adds to any
+    /// change of owner: a cooldown, a few heartbeats to acknowledge,
+    /// two callbacks and the slowest store operation.
+    pub fn store_bound(&self) -> Duration {
+        let c = &self.config;
+        c.election_ttl
+            + c.heartbeat_ttl
+            + c.emergency_grace
+            + c.planned_scale_window * 3
+            + c.rebalance_cooldown
+            + c.heartbeat_interval * 4
+            + self.apply_time.1 * 2
+            + self.max_latency
     }
 
     /// [`harsh`](Self::harsh) where a slow request may still reach the
@@ -227,6 +307,12 @@ pub struct SimReport {
     /// Of those, compare-and-set writes that landed although a newer leader
     /// had already taken office: the fence (see `core::fence`) lets none.
     pub late_overwrites: u64,
+    /// Store faults injected.
+    pub store_faults: u64,
+    /// The longest recovery from a store fault (invariant 7).
+    pub slowest_recovery: Duration,
+    /// Errors the nodes reported (what `on_error` would get).
+    pub reports: u64,
     /// Wall-clock time spent stepping the leading process (mostly its
     /// calculator): a measurement, not part of the deterministic outcome.
     pub leader_wall: Duration,

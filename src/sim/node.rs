@@ -51,6 +51,10 @@ pub(crate) struct Notes {
     pub trace: Vec<String>,
     /// The owned set of this process changed.
     pub owned_changed: bool,
+    /// Assignments installed (the fencing-token check).
+    pub installs: Vec<Assignment>,
+    /// Errors the nodes reported (as `on_error` would get them).
+    pub reports: Vec<String>,
 }
 
 impl Running {
@@ -115,7 +119,7 @@ impl Running {
         }
         io.lease_valid_until = self.lease.valid_until();
         match &mut self.leader {
-            Some(leader) => leader.step(env, io, now),
+            Some(leader) => leader.step(env, io, now, notes),
             // A write sent by a leader thread that has ended since still
             // reaches the store.
             None => drop(io.due(Thread::Leader, now)),
@@ -174,6 +178,7 @@ impl Running {
                         ));
                     }
                     self.last_apply = self.last_apply.max(assignment.version());
+                    notes.installs.push(assignment.clone());
                 } else {
                     notes.trace.push(format!("{} fenced itself", self.id));
                 }
@@ -200,13 +205,16 @@ impl Running {
             // As the runtime does: a confirmed heartbeat is remembered
             // for the leader terms to come.
             HeartbeatEffect::Beat(revision) => self.beats.record(revision, now),
+            HeartbeatEffect::Report(e) => notes.reports.push(e.to_string()),
+            HeartbeatEffect::Exited => {
+                notes.trace.push(format!("{} left", self.id));
+                self.quit = true;
+            }
             HeartbeatEffect::Prepare { version: None, .. }
             | HeartbeatEffect::StoreWentBack
             | HeartbeatEffect::Degraded(_)
             | HeartbeatEffect::BeatFailed
-            | HeartbeatEffect::Drained
-            | HeartbeatEffect::Report(_)
-            | HeartbeatEffect::Exited => {}
+            | HeartbeatEffect::Drained => {}
         }
     }
 
@@ -239,7 +247,8 @@ impl Running {
                     leader.push(LeaderInput::Lease(until));
                 }
             }
-            ElectionEffect::Settled | ElectionEffect::Report(_) => {}
+            ElectionEffect::Report(e) => notes.reports.push(e.to_string()),
+            ElectionEffect::Settled => {}
         }
     }
 }

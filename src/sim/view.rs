@@ -1,27 +1,32 @@
 //! Invariant 5: the published view. An observer watches the `assignments`
 //! bucket as any reader of it would (a client of its own, never faulty) and,
 //! after every change it sees, checks that no partition is listed in two
-//! workers' records at once.
+//! workers' records at once. A watch that ends (the store forgot) is
+//! opened again, and its replay tells the bucket's state from scratch. A
+//! value nobody could decode (a third party's garbage) lists nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::names::META_KEY;
-use crate::store::{Watch, WatchEvent};
+use crate::store::{KvStore, Watch, WatchEvent};
 use crate::wire::{self, AssignmentRecord};
 
 /// A reader of the assignments bucket.
 pub(crate) struct ViewObserver {
     bucket: String,
-    watch: Watch,
+    store: Arc<dyn KvStore>,
+    watch: Option<Watch>,
     /// Key -> (epoch, version, partition ids) of its record.
     records: BTreeMap<String, (u64, u64, BTreeSet<String>)>,
 }
 
 impl ViewObserver {
-    pub fn new(bucket: &str, watch: Watch) -> Self {
+    pub fn new(store: Arc<dyn KvStore>) -> Self {
         ViewObserver {
-            bucket: bucket.to_string(),
-            watch,
+            bucket: store.bucket().to_string(),
+            watch: store.watch(None).ok(),
+            store,
             records: BTreeMap::new(),
         }
     }
@@ -29,7 +34,13 @@ impl ViewObserver {
     /// Takes every change seen since the last call, in order; the first
     /// moment a partition shows under two workers is an error.
     pub fn check(&mut self) -> Result<(), String> {
-        while let Ok(ev) = self.watch.events().try_recv() {
+        if self.watch.is_none() {
+            // Opening a dropped bucket recreates it and fails: next step.
+            self.watch = self.store.watch(None).ok();
+            self.records.clear();
+        }
+        let (events, _) = super::watches::drain(&mut self.watch);
+        for ev in events {
             let key = match ev {
                 WatchEvent::Put(e) if e.key != META_KEY => {
                     match wire::decode::<AssignmentRecord>(&self.bucket, &e.key, &e.value) {
@@ -38,7 +49,9 @@ impl ViewObserver {
                             self.records
                                 .insert(e.key.clone(), (r.epoch, r.version, ids));
                         }
-                        Err(err) => return Err(format!("unreadable record {}: {err}", e.key)),
+                        Err(_) => {
+                            self.records.remove(&e.key);
+                        }
                     }
                     e.key
                 }

@@ -17,6 +17,8 @@ use super::drive::Stepper;
 use super::node::{Notes, Running};
 use super::ops::{Io, Office, Stores, Thread};
 use super::rng::Rng;
+use super::store_faults::Recovery;
+use super::tokens::Tokens;
 use super::view::ViewObserver;
 use super::{Env, SimConfig, SimFailure, SimReport};
 use crate::core::claim::{ClaimEffect, ClaimNode};
@@ -81,11 +83,24 @@ pub(crate) struct World<'a> {
     pub report: SimReport,
     owned_dirty: bool,
     /// Every partition had exactly one owner at the last full check.
-    converged: bool,
+    pub converged: bool,
     /// Leader terms, shared with every process's stores.
     pub office: Arc<Office>,
     /// A reader of the assignments bucket (invariant 5).
-    observer: Option<ViewObserver>,
+    pub observer: Option<ViewObserver>,
+    /// The fenced downstream's memory (invariant 6).
+    tokens: Tokens,
+    /// The last store fault, until the group recovered from it.
+    pub recovery: Option<Recovery>,
+    /// Errors the nodes reported, newest last (a few).
+    pub reports: VecDeque<String>,
+    /// Lease holders when the store forgot the lease, and until when they
+    /// may believe it (invariant 1 does not count them until then).
+    pub stale_leases: Vec<(String, Instant)>,
+    /// When the join that follows a store fault is due.
+    pub join_at: Option<Instant>,
+    /// When the workers bucket last forgot.
+    pub workers_forgot_at: Option<Instant>,
 }
 
 impl<'a> World<'a> {
@@ -116,6 +131,12 @@ impl<'a> World<'a> {
             converged: false,
             office: Arc::new(Office::default()),
             observer: None,
+            tokens: Tokens::default(),
+            recovery: None,
+            reports: VecDeque::new(),
+            stale_leases: Vec::new(),
+            join_at: None,
+            workers_forgot_at: None,
         };
         // A client of its own, never faulty: a reader of the bucket, like a
         // dashboard or `parti status`.
@@ -123,9 +144,8 @@ impl<'a> World<'a> {
         let reader = world.backend.client();
         world.observer = reader
             .open(&BucketConfig::new(&name, None))
-            .and_then(|store| store.watch(None))
             .ok()
-            .map(|watch| ViewObserver::new(&name, watch));
+            .map(ViewObserver::new);
         for _ in 0..sim.workers {
             world.spawn(None);
         }
@@ -295,6 +315,19 @@ impl<'a> World<'a> {
             notes.owned_changed = true;
         }
         self.owned_dirty |= notes.owned_changed;
+        let label = self.procs[index].label.clone();
+        for a in &notes.installs {
+            if let Err(e) = self.tokens.install(&label, a) {
+                notes.violations.push(e);
+            }
+        }
+        for r in notes.reports {
+            self.report.reports += 1;
+            if self.reports.len() == TRACE_LINES {
+                self.reports.pop_front();
+            }
+            self.reports.push_back(format!("{label}: {r}"));
+        }
         for line in notes.trace {
             if line.contains(" leads, epoch") {
                 self.report.terms += 1;
@@ -322,6 +355,12 @@ impl<'a> World<'a> {
             .filter(|p| {
                 p.running()
                     .is_some_and(|r| r.lease.valid_until().is_some_and(|t| t > now))
+            })
+            .filter(|p| {
+                !self
+                    .stale_leases
+                    .iter()
+                    .any(|(label, until)| *label == p.label && now < *until)
             })
             .map(|p| p.label.as_str())
             .collect();
@@ -388,6 +427,7 @@ impl<'a> World<'a> {
                 self.end_faults(now);
             }
             self.expire_faults(now);
+            self.due_join(now);
             let mut order: Vec<usize> = (0..self.procs.len()).collect();
             for i in (1..order.len()).rev() {
                 order.swap(i, self.rng.index(i + 1));
@@ -404,6 +444,9 @@ impl<'a> World<'a> {
             }
             self.report.steps += 1;
             self.check(now)?;
+            if let Err(e) = self.check_recovery(now) {
+                return Err(self.fail(e));
+            }
             if faults_over {
                 match (self.converged, converged_at) {
                     (true, None) => converged_at = Some(elapsed.saturating_sub(end_faults)),
@@ -436,7 +479,7 @@ impl<'a> World<'a> {
         }
     }
 
-    fn describe_unowned(&self) -> String {
+    pub fn describe_unowned(&self) -> String {
         let mut parts = Vec::new();
         for p in &self.procs {
             match &p.life {

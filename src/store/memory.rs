@@ -11,6 +11,13 @@
 //!   fail with [`KvError::Unavailable`], its watches pause and catch up when
 //!   healed, like a NATS re-watch), and [`MemoryBackend::set_fault_hook`]
 //!   injects per-operation failures or latency.
+//! - Store faults (what a NATS server that lost state does): roll a bucket
+//!   back by its last acknowledged writes, drop a bucket, empty the store
+//!   ([`MemoryBackend::rollback`], [`MemoryBackend::drop_bucket`],
+//!   [`MemoryBackend::empty`]). Watches of a bucket that forgot end with
+//!   [`Watch::store_forgot`] set, and the first operation on a dropped bucket
+//!   recreates it and fails with [`KvError::Recreated`], as the NATS store's
+//!   repair does.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -29,7 +36,7 @@
 //! # Ok::<(), KvError>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -42,6 +49,8 @@ use super::{
     Watch, WatchEvent,
 };
 use crate::clock::{Clock, SystemClock};
+
+mod forget;
 
 /// The operations a [`FaultHook`] sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +106,8 @@ struct Watcher {
     /// Last revision delivered; on heal, everything newer is delivered.
     last: Revision,
     client: Arc<ClientState>,
+    /// Set when the watch ends because the store forgot.
+    forgot: Arc<AtomicBool>,
 }
 
 impl Watcher {
@@ -110,6 +121,9 @@ struct Bucket {
     seq: Revision,
     records: BTreeMap<String, Record>,
     watchers: Vec<Watcher>,
+    /// The last writes, newest last, each with the record it replaced: what
+    /// a rollback undoes.
+    history: VecDeque<(String, Option<Record>)>,
 }
 
 impl Bucket {
@@ -132,7 +146,11 @@ impl Bucket {
             written: now,
         };
         let event = event_for(key, &record);
-        self.records.insert(key.to_string(), record);
+        let replaced = self.records.insert(key.to_string(), record);
+        if self.history.len() == forget::HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((key.to_string(), replaced));
         let revision = self.seq;
         self.watchers.retain_mut(|w| {
             if !w.wants(key) || w.client.partitioned.load(Ordering::SeqCst) {
@@ -268,6 +286,7 @@ impl MemoryBackend {
     pub fn open_store(&self, config: &BucketConfig) -> Result<MemoryStore, KvError> {
         let store = MemoryStore {
             bucket: config.name.clone(),
+            config: config.clone(),
             data: self.data.clone(),
             client: self.client.clone(),
         };
@@ -286,15 +305,7 @@ impl MemoryBackend {
                 ))),
                 Some(_) => Ok(()),
                 None => {
-                    buckets.insert(
-                        config.name.clone(),
-                        Bucket {
-                            config: config.clone(),
-                            seq: 0,
-                            records: BTreeMap::new(),
-                            watchers: Vec::new(),
-                        },
-                    );
+                    buckets.insert(config.name.clone(), Bucket::new(config));
                     Ok(())
                 }
             }
@@ -312,6 +323,8 @@ impl KvBackend for MemoryBackend {
 /// One in-process bucket.
 pub struct MemoryStore {
     bucket: String,
+    /// What a dropped bucket is recreated with.
+    config: BucketConfig,
     data: Arc<Data>,
     client: Arc<ClientState>,
 }
@@ -356,9 +369,12 @@ impl MemoryStore {
     ) -> Result<T, KvError> {
         self.run(kind, key, |data, now| {
             let mut buckets = data.buckets.lock();
-            let bucket = buckets
-                .get_mut(&self.bucket)
-                .ok_or_else(|| KvError::NotFound(self.bucket.clone()))?;
+            let Some(bucket) = buckets.get_mut(&self.bucket) else {
+                // As the NATS store's repair does: the first operation that
+                // finds the bucket gone creates it again, empty, and fails.
+                buckets.insert(self.bucket.clone(), Bucket::new(&self.config));
+                return Err(KvError::Recreated(self.bucket.clone()));
+            };
             op(bucket, now)
         })
     }
@@ -455,6 +471,7 @@ impl KvStore for MemoryStore {
             *next += 1;
             *next
         };
+        let forgot = Arc::new(AtomicBool::new(false));
         let rx = self.with_bucket(KvOp::Watch, key.unwrap_or(""), |b, now| {
             let (tx, rx) = crossbeam_channel::unbounded();
             let mut current: Vec<(&String, &Record)> = b
@@ -477,6 +494,7 @@ impl KvStore for MemoryStore {
                 // Markers and values up to here are covered by the replay.
                 last: b.seq,
                 client: self.client.clone(),
+                forgot: forgot.clone(),
             });
             Ok(rx)
         })?;
@@ -488,6 +506,7 @@ impl KvStore for MemoryStore {
                     b.watchers.retain(|w| w.id != id);
                 }
             }
-        }))
+        })
+        .with_forgot_flag(forgot))
     }
 }
