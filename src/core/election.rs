@@ -224,7 +224,19 @@ impl Node for ElectionNode {
                     .on_result(now, sent, &action, WriteOutcome::Unknown);
                 self.absorb(std::mem::take(&mut evs));
                 match found {
-                    Some(entry) => self.observe_entry(now, &entry),
+                    Some(entry) => {
+                        // A read answers with the key as it is now: below a
+                        // revision already seen, the store went back (a
+                        // watch may lag, a read cannot). Left ignored as
+                        // stale, the lease would stay unknown and be read
+                        // again at once, for ever.
+                        if self.core.went_back(entry.revision) {
+                            let events = self.core.store_reset();
+                            self.absorb(events);
+                            self.effects.push_back(ElectionEffect::EpochReset);
+                        }
+                        self.observe_entry(now, &entry)
+                    }
                     None => {
                         let evs = self.core.observe(now, 0, None);
                         self.absorb(evs);
@@ -343,6 +355,48 @@ mod tests {
             effects
                 .iter()
                 .any(|e| matches!(e, ElectionEffect::Epoch(12))),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
+    fn a_read_below_a_revision_seen_means_the_store_went_back_and_is_not_read_again_at_once() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        let lease = |revision| Entry {
+            key: LEADER_KEY.into(),
+            value: br#"{"worker":"x","instance":"y","epoch":0}"#.to_vec(),
+            revision,
+        };
+        // Someone else's lease, seen at revision 40 ...
+        n.handle_watch(t0, WatchEvent::Put(lease(40)));
+        drain(&mut n);
+        // ... then the bucket went back without the watch noticing yet: a
+        // read finds the key at revision 1.
+        let t1 = t0 + Duration::from_secs(4);
+        n.handle_timeout(t1);
+        let mut reads = 0;
+        while let Some(op) = n.poll_op(t1) {
+            assert!(reads < 3, "reading the lease in a loop: {op:?}");
+            match op {
+                Op::Get { .. } => {
+                    reads += 1;
+                    n.handle_reply(t1, Reply::Entry(Ok(Some(lease(1)))));
+                }
+                // The takeover at revision 40 fails: the key is at 1 now.
+                Op::Update { key, .. } if reads == 0 => {
+                    let e = crate::store::KvError::RevisionMismatch { key, expected: 40 };
+                    n.handle_reply(t1, Reply::Written(Err(e)));
+                }
+                _ => break,
+            }
+        }
+        assert!(reads > 0, "the lease was never read");
+        let effects = drain(&mut n);
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, ElectionEffect::EpochReset)),
             "{effects:?}"
         );
     }

@@ -193,6 +193,11 @@ impl LeaseCore {
         events
     }
 
+    /// Whether `revision`, read from the store, is below one already seen.
+    pub(crate) fn went_back(&self, revision: Revision) -> bool {
+        revision != 0 && revision < self.max_seen
+    }
+
     /// The store forgot the lease key: revisions start again, so the
     /// highest one seen no longer marks older observations as stale. A held
     /// lease is given up at once: the store no longer shows it, so another
