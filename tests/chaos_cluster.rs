@@ -109,26 +109,32 @@ fn start_retrying(urls: &str, config: &Config, spawn_only: bool) -> Recorded {
     }
 }
 
-#[test]
-fn losing_the_stream_leader_node_of_a_three_node_cluster() {
-    // Shown only when the test fails: what each worker saw of the outage.
+/// A cluster of three nodes and three busy workers on it. Logs are shown
+/// only when the test fails: what each worker saw of the outage.
+fn cluster_with_a_group(config: &Config) -> (NatsCluster, String, Vec<Recorded>) {
     let _ = env_logger::builder()
         .is_test(true)
         .parse_filters("parti=info")
         .try_init();
-    let mut cluster = NatsCluster::start(3);
+    let cluster = NatsCluster::start(3);
     let urls = cluster.urls();
-    let config = config();
     // Right after start-up the cluster may still be electing its meta leader.
-    let mut ms: Vec<Recorded> = vec![start_retrying(&urls, &config, false)];
+    let mut ms: Vec<Recorded> = vec![start_retrying(&urls, config, false)];
     for _ in 0..2 {
-        ms.push(start_retrying(&urls, &config, true));
+        ms.push(start_retrying(&urls, config, true));
     }
     assert!(
         wait_until(Duration::from_secs(30), || settled(&ms)),
         "{}",
         describe(&ms)
     );
+    (cluster, urls, ms)
+}
+
+#[test]
+fn losing_the_stream_leader_node_of_a_three_node_cluster() {
+    let config = config();
+    let (mut cluster, urls, mut ms) = cluster_with_a_group(&config);
     let leader = stream_leader(&urls, "KV_parti-cluster-workers").expect("stream leader");
     let node: usize = leader.trim_start_matches('n').parse().expect("node index");
     eprintln!("killing {leader}, which leads the workers stream");
@@ -163,22 +169,8 @@ fn losing_the_stream_leader_node_of_a_three_node_cluster() {
 
 #[test]
 fn the_whole_cluster_restarted_at_once_heals_without_double_owners_or_lower_tokens() {
-    let _ = env_logger::builder()
-        .is_test(true)
-        .parse_filters("parti=info")
-        .try_init();
-    let mut cluster = NatsCluster::start(3);
-    let urls = cluster.urls();
     let config = config();
-    let mut ms: Vec<Recorded> = vec![start_retrying(&urls, &config, false)];
-    for _ in 0..2 {
-        ms.push(start_retrying(&urls, &config, true));
-    }
-    assert!(
-        wait_until(Duration::from_secs(30), || settled(&ms)),
-        "{}",
-        describe(&ms)
-    );
+    let (mut cluster, urls, mut ms) = cluster_with_a_group(&config);
     let t0 = Instant::now();
     let killed_at = unix_micros();
     cluster.restart_all();

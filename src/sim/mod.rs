@@ -203,9 +203,9 @@ impl SimConfig {
     }
 
     /// [`store`](Self::store) with only the lease bucket forgetting (rolled
-    /// back or dropped): before a leader overruled an epoch no lease could
-    /// have had, the first leader change after it wedged the group. (Not in
-    /// CI yet: seed 144 never finishes a step, see docs/operations.md.)
+    /// back or dropped): before a leader led on above an epoch no lease
+    /// could have had (`core/leader/outranked.rs`), the first leader change
+    /// after it wedged the group. Not in CI yet: see docs/operations.md.
     pub fn lease_loss(seed: u64) -> Self {
         SimConfig {
             preset: "lease-loss",
