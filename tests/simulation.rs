@@ -47,6 +47,7 @@ fn preset(name: &str, seed: u64) -> SimConfig {
         "store" => SimConfig::store(seed),
         "mixed-store" => SimConfig::mixed_store(seed),
         "lease-loss" => SimConfig::lease_loss(seed),
+        "source" => SimConfig::source(seed),
         _ => SimConfig::mixed(seed),
     }
 }
@@ -120,6 +121,25 @@ fn mixed_faults_many_seeds() {
 /// deposed leader's write landed over its successor's (5156, 6475, 11084,
 /// 16906) or a worker applied the same version twice (6787, 14499).
 const FENCE_SEEDS: &[u64] = &[5156, 6475, 6787, 11084, 14499, 16906];
+
+#[test]
+fn partition_source_changes_are_followed() {
+    let (ok, failed) = run_seeds(0..150, SimConfig::source);
+    for f in &failed {
+        println!("{f}");
+    }
+    let changes: u64 = ok.iter().map(|r| r.source_changes).sum();
+    println!(
+        "150 source seeds: {} failed, {changes} source changes",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failing seeds: {:?}",
+        failed.iter().map(|f| f.seed).collect::<Vec<_>>()
+    );
+    assert!(changes > 50, "only {changes} source changes were injected");
+}
 
 #[test]
 fn deposed_leaders_late_writes_are_fenced() {

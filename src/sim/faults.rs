@@ -28,6 +28,10 @@ impl World<'_> {
             self.store_fault(now);
             return;
         }
+        if self.sim.source_share > 0.0 && self.rng.chance(self.sim.source_share) {
+            self.source_change();
+            return;
+        }
         let ttl = self.env.config.heartbeat_ttl;
         let lease = self.env.config.election_ttl;
         let long = ttl.max(lease) * 2;
@@ -96,6 +100,36 @@ impl World<'_> {
             }
             _ => self.mass_restart(),
         }
+    }
+
+    /// The partition source changes: one to three partitions added (new
+    /// names) or removed, and every process leading is told, as a
+    /// source's change notification would tell it.
+    fn source_change(&mut self) {
+        let n = 1 + self.rng.index(3);
+        let list = &mut self.env.partitions;
+        let change = if list.len() > n + 4 && self.rng.chance(0.5) {
+            for _ in 0..n {
+                let i = self.rng.index(list.len());
+                list.remove(i);
+            }
+            format!("-{n}")
+        } else {
+            let serial = self.report.faults;
+            list.extend((0..n).map(|k| crate::Partition::new(format!("s{serial}-{k}"))));
+            format!("+{n}")
+        };
+        self.report.source_changes += 1;
+        self.note(format!(
+            "SOURCE {change}: {} partitions",
+            self.env.partitions.len()
+        ));
+        for p in &mut self.procs {
+            if let Some(leader) = p.running_mut().and_then(|r| r.leader.as_mut()) {
+                leader.push(crate::core::leader::LeaderInput::Refresh);
+            }
+        }
+        self.owned_dirty = true;
     }
 
     /// Most of the group crashes at once and comes back with the same IDs.

@@ -111,6 +111,10 @@ pub struct SimConfig {
     pub linger: Option<Duration>,
     /// The share of faults that are store faults (0: none).
     pub store_share: f64,
+    /// The share of faults that change the partition source: partitions
+    /// added or removed, and the leader told (as a source's `changes()`
+    /// notification or `refresh_partitions` does). 0: none.
+    pub source_share: f64,
     /// Check invariant 7 (recovery from each store fault within
     /// [`store_bound`](Self::store_bound)).
     pub check_recovery: bool,
@@ -153,6 +157,7 @@ impl SimConfig {
             max_latency: ms(1000),
             delivery_lag: Duration::ZERO,
             store_share: 0.0,
+            source_share: 0.0,
             check_recovery: false,
             store_kinds: ALL_STORE_FAULTS,
         }
@@ -176,6 +181,16 @@ impl SimConfig {
         SimConfig {
             preset: "harsh",
             fault_rate: 2.0,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// [`mixed`](Self::mixed) with one fault in five a change of the
+    /// partition list, the leader told to read the source again.
+    pub fn source(seed: u64) -> Self {
+        SimConfig {
+            preset: "source",
+            source_share: 0.2,
             ..SimConfig::mixed(seed)
         }
     }
@@ -309,6 +324,8 @@ pub struct SimReport {
     pub late_overwrites: u64,
     /// Store faults injected.
     pub store_faults: u64,
+    /// Changes of the partition source injected.
+    pub source_changes: u64,
     /// The longest recovery from a store fault (invariant 7).
     pub slowest_recovery: Duration,
     /// Errors the nodes reported (what `on_error` would get).

@@ -59,6 +59,13 @@ impl Process {
         }
     }
 
+    pub fn running_mut(&mut self) -> Option<&mut Running> {
+        match &mut self.life {
+            Life::Running(r) => Some(r),
+            Life::Claiming(..) => None,
+        }
+    }
+
     /// Counted in the ownership checks.
     pub fn counted(&self) -> Option<&Running> {
         if self.paused_until.is_some() || self.exempt {
@@ -81,7 +88,7 @@ pub(crate) struct World<'a> {
     pub spawned: u64,
     pub trace: VecDeque<String>,
     pub report: SimReport,
-    owned_dirty: bool,
+    pub(crate) owned_dirty: bool,
     /// Every partition had exactly one owner at the last full check.
     pub converged: bool,
     /// Leader terms, shared with every process's stores.
@@ -396,11 +403,14 @@ impl<'a> World<'a> {
         if let Some(c) = clash {
             return Err(self.fail(c));
         }
-        let all_owned = self
-            .env
-            .partitions
-            .iter()
-            .all(|p| owner.contains_key(p.id()));
+        // Every partition of the source owned, and none it no longer lists
+        // (a removed partition must be released).
+        let all_owned = owner.len() == self.env.partitions.len()
+            && self
+                .env
+                .partitions
+                .iter()
+                .all(|p| owner.contains_key(p.id()));
         let settled = self
             .procs
             .iter()
