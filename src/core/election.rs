@@ -402,23 +402,6 @@ mod tests {
     }
 
     #[test]
-    fn a_held_lease_is_given_up_when_the_store_forgets_it() {
-        let t0 = Instant::now();
-        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Entry(Ok(None)));
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Written(Ok(4)));
-        drain(&mut n);
-        assert!(n.valid_until().is_some());
-        n.handle_watch_end(t0, true);
-        assert!(drain(&mut n)
-            .iter()
-            .any(|e| matches!(e, ElectionEffect::Lost)));
-        assert_eq!(n.valid_until(), None);
-    }
-
-    #[test]
     fn resigning_deletes_the_lease_and_sits_out_longer_each_time() {
         let ttl = Duration::from_secs(3);
         let t0 = Instant::now();

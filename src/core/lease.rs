@@ -199,16 +199,18 @@ impl LeaseCore {
     }
 
     /// The store forgot the lease key: revisions start again, so the
-    /// highest one seen no longer marks older observations as stale. A held
-    /// lease is given up at once: the store no longer shows it, so another
-    /// worker may take it (release first, then campaign again).
+    /// highest one seen no longer marks older observations as stale.
     pub(crate) fn store_reset(&mut self) -> Vec<LeaseEvent> {
         self.max_seen = 0;
-        self.observed = Observed::Unknown;
-        match self.held.take() {
-            Some(_) => vec![LeaseEvent::Lost],
-            None => Vec::new(),
+        if self.held.is_none() {
+            self.observed = Observed::Unknown;
         }
+        // A held lease is kept: its next renewal (a compare-and-set on the
+        // revision it knows) fails if the store lost it, and the holder
+        // steps down then. Giving it up at once made a rolled-back leader
+        // take office twice in a row, and the second takeover could leave
+        // the group without work (tests/store_rollback.rs, 1 run in ~10).
+        Vec::new()
     }
 
     /// Steps down when the lease can no longer be trusted.
