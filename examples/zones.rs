@@ -65,8 +65,9 @@ fn start(
                 t0.elapsed().as_secs_f64()
             );
         })
-        // Returns once the ID is claimed: the whole group then joins within
-        // one cold-start window instead of one worker at a time.
+        // Returns at once (the ID is claimed in the background): the whole
+        // group then joins within one cold-start window instead of one
+        // worker at a time.
         .spawn()?)
 }
 

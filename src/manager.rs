@@ -2,29 +2,23 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::core::election::ElectionNode;
-use crate::core::heartbeat::{HeartbeatInput, HeartbeatNode};
-use crate::core::leader::{LeaderInput, LeaderParams};
+use crate::core::heartbeat::HeartbeatInput;
+use crate::core::leader::LeaderInput;
 use crate::metrics::{Metrics, NoMetrics};
 use crate::names::REFRESH_KEY;
 use crate::names::{worker_number, BucketNames};
-use crate::runtime::election::ElectionThread;
 use crate::runtime::hooks::{self, Hooks};
-use crate::runtime::leader::LeaderContext;
 use crate::runtime::metered::Metered;
 use crate::runtime::shared::Shared;
-use crate::runtime::worker::WorkerThread;
-use crate::runtime::{claim, join_until};
+use crate::runtime::start::{spawn_error, Launch, Start, Threads};
 use crate::source::{PartitionSource, StaticSource};
 use crate::store::{BucketConfig, KvBackend, KvStore};
 use crate::strategy::AssignmentStrategy;
-use crate::wire::WorkerRecord;
 use crate::{Assignment, AssignmentChange, Config, Error, Health, Partition, State};
 
 // The blocking `nats` client marks every item deprecated (in favour of its
@@ -236,37 +230,46 @@ impl ManagerBuilder {
     /// - [`Error::StartupTimeout`]: no assignment within
     ///   `startup_timeout + cold_start_window`; everything started is stopped.
     pub fn start(self) -> Result<Manager, Error> {
-        let (manager, started, deadline) = self.launch()?;
+        let (manager, started, deadline) = self.launch(false)?;
         let (state, ok) = manager
             .shared
             .wait_until(deadline, |s| s.is_assigned() || s == State::Shutdown);
         if !ok || state == State::Shutdown {
             let _ = manager.stop();
-            return Err(Error::StartupTimeout {
-                after: started.elapsed(),
-                state,
-            });
+            return Err(manager
+                .shared
+                .take_start_failure()
+                .unwrap_or(Error::StartupTimeout {
+                    after: started.elapsed(),
+                    state,
+                }));
         }
         Ok(manager)
     }
 
-    /// Like [`start`](Self::start), but returns as soon as the worker has
-    /// claimed its ID and its threads run, without waiting for the first
-    /// assignment: the manager is then in `Election` or `WaitingAssignment`.
-    /// Use it when the caller must stay able to `stop()` during a long
-    /// cold-start window (e.g. on SIGTERM); follow with
+    /// Like [`start`](Self::start), but returns once the buckets are open,
+    /// without waiting for anything else: the manager is then in
+    /// `ClaimingId` (its [`worker_id`](Manager::worker_id) is empty until the
+    /// claim ends, which can take a heartbeat TTL when the preferred ID's
+    /// previous holder has to go quiet first), then `Election` or
+    /// `WaitingAssignment`. Use it when the caller must stay able to
+    /// `stop()` at any moment of a long start (e.g. on SIGTERM); follow with
     /// [`Manager::wait_for_state`].
     ///
     /// # Errors
-    /// As `start`, except [`Error::StartupTimeout`].
+    /// As `start`, except that a claim that fails ([`Error::NoFreeWorkerId`],
+    /// [`Error::Kv`]) is reported through `on_error` and the manager goes to
+    /// `Shutdown`, and there is no [`Error::StartupTimeout`].
     pub fn spawn(self) -> Result<Manager, Error> {
-        self.launch().map(|(manager, _, _)| manager)
+        self.launch(true).map(|(manager, _, _)| manager)
     }
 
-    /// Claims an ID and starts the threads; returns the manager, when it
-    /// started and the deadline for its first assignment. Each step that
-    /// fails stops what the steps before it started (the [`Launch`] guard).
-    fn launch(self) -> Result<(Manager, Instant, Instant), Error> {
+    /// Opens the buckets, starts the callback thread and the start thread
+    /// (which claims an ID, then starts the rest: [`Start`]); returns the
+    /// manager, when it started and the deadline for its first assignment.
+    /// Each step that fails stops what the steps before it started (the
+    /// [`Launch`] guard).
+    fn launch(self, report_failure: bool) -> Result<(Manager, Instant, Instant), Error> {
         let names = self.validate()?;
         // Fields left at their default follow the ones set (see `resolved`).
         let config = self.config.resolved()?;
@@ -283,13 +286,13 @@ impl ManagerBuilder {
             backend.open(&c)
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let (beat_tx, beat_rx) = crossbeam_channel::unbounded();
+        let beats = crossbeam_channel::unbounded::<HeartbeatInput>();
         let shared = Arc::new(Shared::new(jobs_tx, self.metrics));
         let workers = Metered::wrap(bucket(&names.workers, Some(config.worker_id_ttl))?, &shared);
         let leader_store =
             Metered::wrap(bucket(&names.leader, Some(config.election_ttl))?, &shared);
         let assignments = Metered::wrap(bucket(&names.assignments, None)?, &shared);
-        let applied = beat_tx.clone();
+        let applied = beats.0.clone();
         let callbacks = hooks::spawn(
             format!("parti-callbacks-{}", self.group),
             self.hooks,
@@ -304,132 +307,50 @@ impl ManagerBuilder {
             backend,
             config: config.clone(),
             callbacks,
-            heartbeat: None,
-            election: None,
+            start: None,
         }));
         let started = Instant::now();
         let startup_deadline = started + config.startup_timeout + config.cold_start_window;
         shared.set_startup(Some(State::ClaimingId));
-
-        let instance = new_instance_id();
-        let record = WorkerRecord::starting(
-            &instance,
-            std::env::var("HOSTNAME").unwrap_or_default(),
-            std::process::id(),
-        )
-        .described(&self.labels, self.capacity);
-        let (id, revision) = claim::claim(
-            workers.clone(),
-            assignments.clone(),
-            &config,
-            self.preferred_id.as_deref(),
-            &record,
-            startup_deadline,
-        )?;
-        shared.set_worker_id(&id);
-        log::info!("[{id}] joined group {} as instance {instance}", self.group);
-        shared.set_startup(Some(State::Election));
-
-        let mut node = HeartbeatNode::new(
-            &id,
-            &instance,
-            revision,
-            &config,
-            (&names.workers, &names.assignments),
-            Instant::now(),
-        );
-        node.describe(self.labels, self.capacity);
-        let retry_every = config.heartbeat_interval;
-        // Stopped by the manager, or by the heartbeat thread when another
-        // process holds this worker's ID.
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-        let heartbeat = WorkerThread {
-            id: id.clone(),
-            node,
+        let leader_inputs = crossbeam_channel::unbounded();
+        let refresh = leader_inputs.0.clone();
+        let start = Start {
             shared: shared.clone(),
+            config: config.clone(),
+            group: self.group.clone(),
+            names,
             workers: workers.clone(),
-            assignments: assignments.clone(),
-            inputs: beat_rx,
-            election_stop: stop_tx.clone(),
-            retry_every,
+            leader_store,
+            assignments,
+            preferred_id: self.preferred_id,
+            instance: new_instance_id(),
+            labels: self.labels,
+            capacity: self.capacity,
+            source: self.source,
+            strategy: self
+                .strategy
+                .unwrap_or_else(|| Arc::new(crate::strategy::default_strategy())),
+            refresh_every: self.refresh_every,
+            beats,
+            leader_inputs,
+            deadline: startup_deadline,
+            report_failure,
         }
         .spawn()
         .map_err(spawn_error)?;
         if let Some(t) = &mut launch.0 {
-            t.heartbeat = Some((beat_tx.clone(), heartbeat));
+            t.start = Some(start);
         }
-
-        let (leader_tx, leader_rx) = crossbeam_channel::unbounded();
-        let changes = self.source.changes();
-        let strategy = self
-            .strategy
-            .unwrap_or_else(|| Arc::new(crate::strategy::default_strategy()));
-        let election = ElectionThread {
-            id: id.clone(),
-            node: ElectionNode::new(
-                &id,
-                &instance,
-                config.election_ttl,
-                &names.leader,
-                Instant::now(),
-            ),
-            shared: shared.clone(),
-            store: leader_store,
-            stop: stop_rx,
-            inputs: crossbeam_channel::unbounded(),
-            heartbeat: beat_tx,
-            leader: LeaderContext {
-                params: LeaderParams {
-                    id: id.clone(),
-                    config: config.clone(),
-                    strategy,
-                    refresh_every: self.refresh_every,
-                    buckets: (names.workers.clone(), names.assignments.clone()),
-                },
-                source: self.source,
-                workers: workers.clone(),
-                assignments,
-                inputs: leader_rx,
-                changes,
-            },
-            leader_inputs: leader_tx.clone(),
-            retry_every,
-        }
-        .spawn()
-        .map_err(spawn_error)?;
-        if let Some(t) = &mut launch.0 {
-            t.election = Some((stop_tx, election));
-        }
-
         let manager = Manager {
             shared,
             config,
             group: self.group,
-            worker_id: id,
             workers,
-            refresh: leader_tx,
+            refresh,
             threads: Mutex::new(launch.0.take()),
         };
         Ok((manager, started, startup_deadline))
     }
-}
-
-/// The threads [`ManagerBuilder::launch`] has started so far. Dropped
-/// while it still holds them (a later step failed), it stops them again.
-struct Launch(Option<Threads>);
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        if let Some(threads) = self.0.take() {
-            threads.stop();
-        }
-    }
-}
-
-fn spawn_error(e: std::io::Error) -> Error {
-    Error::Kv(crate::store::KvError::Other(format!(
-        "cannot spawn thread: {e}"
-    )))
 }
 
 /// A process-unique, practically random nonce: tells this process from any
@@ -450,56 +371,6 @@ fn new_instance_id() -> String {
         std::thread::current().id()
     );
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
-}
-
-/// A manager's threads, and what stopping them needs.
-struct Threads {
-    shared: Arc<Shared>,
-    backend: Arc<dyn KvBackend>,
-    config: Config,
-    callbacks: JoinHandle<()>,
-    heartbeat: Option<(Sender<HeartbeatInput>, JoinHandle<()>)>,
-    election: Option<(Sender<()>, JoinHandle<()>)>,
-}
-
-impl Threads {
-    /// Leaves the group as gracefully as `shutdown_timeout` allows and
-    /// stops every thread; whether each ended in time.
-    fn stop(self) -> bool {
-        let (shared, config) = (&self.shared, &self.config);
-        let deadline = Instant::now() + config.shutdown_timeout;
-        // Keep a reserve for releasing locally, deleting our key and the
-        // lease, each bounded by the operation timeout.
-        let reserve = (config.operation_timeout * 3).min(config.shutdown_timeout / 2);
-        let mut clean = true;
-        if let Some((inputs, handle)) = self.heartbeat {
-            if shared.state().is_assigned() {
-                let _ = inputs.send(HeartbeatInput::Leave);
-                if !shared.wait_drained(deadline - reserve) {
-                    log::warn!(
-                        "[{}] drain not finished in time; releasing locally",
-                        shared.worker_id()
-                    );
-                }
-            }
-            let _ = inputs.send(HeartbeatInput::Quit);
-            clean &= join_until(handle, deadline);
-        }
-        if let Some((stop, handle)) = self.election {
-            let _ = stop.try_send(());
-            drop(stop);
-            clean &= join_until(handle, deadline);
-        }
-        shared.set_shutdown();
-        shared.close_jobs();
-        // Called from a callback, the callback thread cannot be joined: it
-        // ends by itself once this callback returns.
-        if self.callbacks.thread().id() != std::thread::current().id() {
-            clean &= join_until(self.callbacks, deadline);
-        }
-        self.backend.close();
-        clean
-    }
 }
 
 /// A member of a group of workers sharing partitions.
@@ -527,7 +398,6 @@ pub struct Manager {
     shared: Arc<Shared>,
     config: Config,
     group: String,
-    worker_id: String,
     workers: Arc<dyn KvStore>,
     /// The leader terms' inputs, for a refresh request.
     refresh: Sender<LeaderInput>,
@@ -538,7 +408,7 @@ impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
             .field("group", &self.group)
-            .field("worker_id", &self.worker_id)
+            .field("worker_id", &self.worker_id())
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -557,9 +427,10 @@ impl Manager {
         ManagerBuilder::new(Backend::Nats(nc), group.into())
     }
 
-    /// This worker's stable ID, e.g. `worker-3`.
+    /// This worker's stable ID, e.g. `worker-3`; empty while a manager
+    /// made by [`spawn`](ManagerBuilder::spawn) is still claiming it.
     pub fn worker_id(&self) -> &str {
-        &self.worker_id
+        self.shared.worker_id()
     }
 
     /// The group name.
@@ -598,7 +469,7 @@ impl Manager {
         Health {
             state: self.shared.state(),
             is_leader: self.shared.is_leader(),
-            worker_id: self.worker_id.clone(),
+            worker_id: self.worker_id().to_string(),
             since_last_heartbeat: probes.last_heartbeat.map(|t| t.elapsed()),
             heartbeat_ttl: self.config.heartbeat_ttl,
             assignment_version: assignment.version(),
@@ -659,7 +530,7 @@ impl Manager {
             return Ok(());
         };
         let clean = threads.stop();
-        log::info!("[{}] stopped", self.worker_id);
+        log::info!("[{}] stopped", self.worker_id());
         if clean {
             Ok(())
         } else {

@@ -47,8 +47,12 @@ fn stop_in_every_state_is_bounded_and_leaves_no_thread() {
     let m = build(&server.url(), "st-start", &slow_start)
         .spawn()
         .expect("spawn");
+    // `spawn()` returns while the ID claim may still run (`ClaimingId`).
     assert!(
-        matches!(m.state(), State::Election | State::WaitingAssignment),
+        wait_until(Duration::from_secs(5), || matches!(
+            m.state(),
+            State::Election | State::WaitingAssignment
+        )),
         "{}",
         m.state()
     );

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use group::{fast_config, partitions, start_manager, wait_until, ChildWorker};
 use parti::source::StaticSource;
-use parti::{Error, Manager, State};
+use parti::{Config, Error, Manager, State};
 use support::NatsServer;
 
 fn errors_sink() -> (
@@ -150,4 +150,87 @@ fn a_restarted_process_gets_its_preferred_id_back() {
     // While a live worker holds it, another process gets a different ID.
     let fourth = ChildWorker::spawn(&server.url(), "pref", 8, &config, Some("worker-5"));
     assert_ne!(fourth.wait_started(Duration::from_secs(20)), "worker-5");
+}
+
+#[test]
+fn spawn_returns_while_a_preferred_id_is_being_taken_over_and_stop_ends_that_claim() {
+    let server = NatsServer::start();
+    // A long TTL: the takeover of a crashed holder's ID waits for its
+    // heartbeat to stand still that long.
+    let config = Config {
+        heartbeat_interval: Duration::from_millis(500),
+        heartbeat_ttl: Duration::from_secs(3),
+        worker_id_ttl: Duration::from_secs(6),
+        ..fast_config()
+    };
+    let crashed = |id: &str| {
+        let mut child = ChildWorker::spawn(&server.url(), "spawnq", 8, &config, Some(id));
+        assert_eq!(child.wait_started(Duration::from_secs(20)), id);
+        child.kill();
+    };
+    let builder = |id: &str| {
+        let nc = parti::store::nats::connect(&server.url()).unwrap();
+        Manager::builder(nc, "spawnq")
+            .config(config.clone())
+            .partitions(StaticSource::new(partitions(8)))
+            .preferred_id(id)
+    };
+
+    crashed("worker-5");
+    let m = builder("worker-5").spawn().expect("spawn");
+    // Returned before the claim could end: it waits a TTL at least.
+    assert_eq!(m.state(), State::ClaimingId);
+    assert_eq!(m.worker_id(), "");
+    m.wait_for_state(State::Stable, Duration::from_secs(20))
+        .expect("stable after the takeover");
+    assert_eq!(m.worker_id(), "worker-5");
+
+    crashed("worker-6");
+    let waiting = builder("worker-6").spawn().expect("spawn");
+    assert_eq!(waiting.state(), State::ClaimingId);
+    let t0 = Instant::now();
+    waiting.stop().expect("a stop during the claim is clean");
+    assert!(
+        t0.elapsed() < config.heartbeat_ttl,
+        "stop waited for the claim: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(waiting.state(), State::Shutdown);
+    assert_eq!(waiting.worker_id(), "", "the claim was ended, not finished");
+    m.stop().unwrap();
+}
+
+#[test]
+fn a_full_group_fails_start_with_its_error_and_spawn_reports_it() {
+    let server = NatsServer::start();
+    let config = Config {
+        max_workers: 1,
+        ..fast_config()
+    };
+    let (first, _) = start_manager(&server.url(), "full", 4, &config);
+    let builder = || {
+        let nc = parti::store::nats::connect(&server.url()).unwrap();
+        Manager::builder(nc, "full")
+            .config(config.clone())
+            .partitions(StaticSource::new(partitions(4)))
+    };
+    match builder().start() {
+        Err(Error::NoFreeWorkerId { max_workers: 1 }) => {}
+        other => panic!("expected NoFreeWorkerId, got {other:?}"),
+    }
+    let (errors, on_error) = errors_sink();
+    let spawned = builder().on_error(on_error).spawn().expect("spawn");
+    spawned
+        .wait_for_state(State::Shutdown, Duration::from_secs(10))
+        .expect("a failed claim shuts the manager down");
+    assert!(
+        wait_until(Duration::from_secs(5), || errors
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("no free worker id"))),
+        "reported: {:?}",
+        errors.lock().unwrap()
+    );
+    first.stop().unwrap();
 }

@@ -1,19 +1,22 @@
 //! Claiming a stable worker ID while a manager starts: [`ClaimNode`], which
-//! holds every rule of the claim, run by the one driver on the thread that
-//! starts the manager.
+//! holds every rule of the claim, run by the one driver on the manager's
+//! start thread.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use crossbeam_channel::Receiver;
+
 use crate::core::claim::{ClaimEffect, ClaimNode};
 use crate::core::ops::{Bucket, Op};
 use crate::runtime::driver::{Driver, Flow};
-use crate::store::{KvError, KvStore, Revision};
+use crate::store::{KvStore, Revision};
 use crate::wire::WorkerRecord;
 use crate::{Config, Error};
 
 /// Claims an ID by writing `record` under it; a preferred ID whose takeover
-/// would end after `deadline` is given up for the lowest free one.
+/// would end after `deadline` is given up for the lowest free one. `None`
+/// when `stop` ended the claim first.
 pub(crate) fn claim(
     store: Arc<dyn KvStore>,
     assignments: Arc<dyn KvStore>,
@@ -21,16 +24,18 @@ pub(crate) fn claim(
     preferred: Option<&str>,
     record: &WorkerRecord,
     deadline: Instant,
-) -> Result<(String, Revision), Error> {
+    stop: Receiver<()>,
+) -> Result<Option<(String, Revision)>, Error> {
     let node = ClaimNode::new(config, preferred, record, Some(deadline));
     let mut ended = None;
     // Waiting for a preferred ID's holder to go quiet (a heartbeat TTL at
-    // most) blocks here, before anything else of the manager runs.
+    // most) happens on the manager's start thread, which `stop()` ends.
     let perform = move |op: &Op| match op.bucket() {
         Bucket::Assignments => op.perform(assignments.as_ref()),
         _ => op.perform(store.as_ref()),
     };
-    Driver::new(node, perform).run(&mut |_, effect| {
+    // Ended without an effect only by `stop`.
+    Driver::new(node, perform).stop(stop).run(&mut |_, effect| {
         ended = Some(effect);
         Flow::End
     });
@@ -43,11 +48,9 @@ pub(crate) fn claim(
             if let Some(old) = took_over_from {
                 log::info!("took over stale worker id {id} from instance {old}");
             }
-            Ok((id, revision))
+            Ok(Some((id, revision)))
         }
         Some(ClaimEffect::Failed(e)) => Err(e),
-        None => Err(Error::Kv(KvError::Other(
-            "id claim stalled with nothing to wait for".into(),
-        ))),
+        None => Ok(None),
     }
 }

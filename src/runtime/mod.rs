@@ -10,19 +10,20 @@ pub(crate) mod leader;
 pub(crate) mod measure;
 pub(crate) mod metered;
 pub(crate) mod shared;
+pub(crate) mod start;
 pub(crate) mod worker;
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Joins `handle` if it ends before `deadline`; otherwise leaves it running
-/// (detached) and returns false.
-pub(crate) fn join_until(handle: JoinHandle<()>, deadline: Instant) -> bool {
+/// Joins `handle` if it ends before `deadline` (its result; `None` also
+/// when it panicked); otherwise leaves it running (detached).
+pub(crate) fn join_until<T>(handle: JoinHandle<T>, deadline: Instant) -> Option<T> {
     while !handle.is_finished() {
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    handle.join().is_ok()
+    handle.join().ok()
 }

@@ -57,7 +57,8 @@ struct StateCell {
 
 /// Shared by every thread of one manager.
 pub(crate) struct Shared {
-    worker_id: RwLock<String>,
+    worker_id: std::sync::OnceLock<String>,
+    start_failure: Mutex<Option<Error>>,
     cell: Mutex<StateCell>,
     changed: Condvar,
     assignment: RwLock<Assignment>,
@@ -92,7 +93,8 @@ pub(crate) struct Probes {
 impl Shared {
     pub fn new(jobs: Sender<Job>, metrics: Arc<dyn Metrics>) -> Self {
         Shared {
-            worker_id: RwLock::new(String::new()),
+            worker_id: std::sync::OnceLock::new(),
+            start_failure: Mutex::new(None),
             cell: Mutex::new(StateCell {
                 flags: Flags {
                     startup: Some(State::Init),
@@ -130,12 +132,23 @@ impl Shared {
         self.beats.lock().clone()
     }
 
-    pub fn worker_id(&self) -> String {
-        self.worker_id.read().clone()
+    /// The claimed worker ID; empty until the claim ends.
+    pub fn worker_id(&self) -> &str {
+        self.worker_id.get().map_or("", String::as_str)
     }
 
+    /// Set once, when the claim ends.
     pub fn set_worker_id(&self, id: &str) {
-        *self.worker_id.write() = id.to_string();
+        let _ = self.worker_id.set(id.to_string());
+    }
+
+    /// Why the start failed, kept for `start()` to return.
+    pub fn set_start_failure(&self, e: Error) {
+        *self.start_failure.lock() = Some(e);
+    }
+
+    pub fn take_start_failure(&self) -> Option<Error> {
+        self.start_failure.lock().take()
     }
 
     /// Queues a job for the callback thread (dropped after shutdown).

@@ -240,7 +240,7 @@ impl SubjectSubscriber {
         }
         let _ = inner.wake.try_send(());
         if let Some(h) = self.thread.lock().take() {
-            if !crate::runtime::join_until(h, Instant::now() + inner.release_timeout) {
+            if crate::runtime::join_until(h, Instant::now() + inner.release_timeout).is_none() {
                 report(
                     &inner.on_error,
                     Error::Subscription {

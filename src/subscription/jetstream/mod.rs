@@ -392,7 +392,7 @@ impl JetStreamConsumer {
         };
         let c = &inner.config;
         let deadline = Instant::now() + c.fetch_wait + c.op_timeout + c.release_timeout;
-        if crate::runtime::join_until(h, deadline) {
+        if crate::runtime::join_until(h, deadline).is_some() {
             Ok(())
         } else {
             Err(Error::Subscription {
