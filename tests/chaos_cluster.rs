@@ -8,7 +8,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use group::ledger::Ledger;
-use group::{exactly_once, start_recorded, tokens, unix_micros, wait_until, Recorded};
+use group::store_faults::store_bound;
+use group::tokens::assert_single_owners_and_rising_tokens;
+use group::{exactly_once, start_recorded, unix_micros, wait_until, Recorded};
 use parti::Config;
 use support::NatsCluster;
 
@@ -176,10 +178,7 @@ fn the_whole_cluster_restarted_at_once_heals_without_double_owners_or_lower_toke
     cluster.restart_all();
     let answering = t0.elapsed();
     let t1 = Instant::now();
-    let bound = config.election_ttl
-        + config.heartbeat_ttl
-        + config.emergency_grace
-        + config.planned_scale_window;
+    let bound = store_bound(&config);
     assert!(
         wait_until(Duration::from_secs(60), || settled(&ms)),
         "after the cluster restart: {}",
@@ -205,11 +204,7 @@ fn the_whole_cluster_restarted_at_once_heals_without_double_owners_or_lower_toke
         "a joiner after the restart: {}",
         describe(&ms)
     );
-    let parts: Vec<_> = ms.iter().map(|r| r.part()).collect();
-    let ledger = Ledger::of_events(&parts);
-    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
-    let regressions = tokens::regressions(&parts);
-    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
+    assert_single_owners_and_rising_tokens(&ms, N);
     for r in ms {
         r.manager.stop().expect("stop");
     }

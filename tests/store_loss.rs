@@ -9,9 +9,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use group::ledger::Ledger;
-use group::store_faults::{created, describe, group_after_a_leader_change, js, N};
-use group::{fast_config, recorded_settled, start_recorded, tokens};
+use group::store_faults::{
+    created, describe, group_after_a_leader_change, js, stop_the_leader, store_bound, N,
+};
+use group::tokens::assert_single_owners_and_rising_tokens;
+use group::{fast_config, recorded_settled, start_recorded};
 use parti::Config;
 use support::{wait_until, NatsServer};
 
@@ -42,10 +44,7 @@ fn bucket_loss(which: &str) {
     // start before the running workers have written their keys again: it
     // must not take one of their IDs (they would lose it and stop).
     ms.push(start_recorded(&url, &group, N, &config, true));
-    let bound = config.election_ttl
-        + config.heartbeat_ttl
-        + config.emergency_grace
-        + config.planned_scale_window;
+    let bound = store_bound(&config);
     let healed = wait_until(Duration::from_secs(30), || recorded_settled(&ms, N));
     let settled = t0.elapsed();
     eprintln!(
@@ -53,13 +52,8 @@ fn bucket_loss(which: &str) {
     );
     assert!(healed, "after deleting {which}: {}", describe(&ms));
     // And the group still fails over: the leader stops, another one leads.
-    let leader = ms
-        .iter()
-        .position(|r| r.manager.is_leader())
-        .expect("a leader");
-    let gone = ms.remove(leader);
     let t1 = Instant::now();
-    gone.manager.stop().expect("stop the leader");
+    let gone = stop_the_leader(&mut ms);
     assert!(
         wait_until(Duration::from_secs(20), || recorded_settled(&ms, N)),
         "after the leader left: {}",
@@ -77,10 +71,7 @@ fn bucket_loss(which: &str) {
         .filter(|e| e.contains("recreated"))
         .collect();
     assert!(!reported.is_empty(), "nobody reported the recreated bucket");
-    let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
-    let ledger = Ledger::of_events(&parts);
-    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
-    assert_tokens_rise(&parts);
+    assert_single_owners_and_rising_tokens(ms.iter().chain(&stopped), N);
     for r in ms {
         r.manager.stop().expect("stop");
     }
@@ -112,10 +103,7 @@ fn a_server_back_on_an_empty_store_heals() {
         t0.elapsed()
     );
     assert!(healed, "after the empty restart: {}", describe(&ms));
-    let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
-    let ledger = Ledger::of_events(&parts);
-    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
-    assert_tokens_rise(&parts);
+    assert_single_owners_and_rising_tokens(ms.iter().chain(&stopped), N);
     for r in ms {
         r.manager.stop().expect("stop");
     }
@@ -129,14 +117,6 @@ fn deleting_the_workers_bucket_heals() {
 #[test]
 fn deleting_the_assignments_bucket_heals() {
     bucket_loss("assignments");
-}
-
-/// A downstream store fencing by token would never have rejected an owner.
-fn assert_tokens_rise(parts: &[(String, Vec<group::Event>)]) {
-    let regressions = tokens::regressions(parts);
-    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
-    let grants = tokens::grant_count(parts);
-    assert!(grants > N, "only {grants} grants replayed");
 }
 
 #[test]

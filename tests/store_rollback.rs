@@ -11,9 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use group::ledger::Ledger;
-use group::store_faults::{describe, group_after_a_leader_change, N};
-use group::{fast_config, recorded_settled, start_recorded, tokens, Recorded};
+use group::store_faults::{describe, group_after_a_leader_change, stop_the_leader, store_bound, N};
+use group::tokens::assert_single_owners_and_rising_tokens;
+use group::{fast_config, recorded_settled, start_recorded, Recorded};
 use parti::Config;
 use support::{wait_until, NatsServer};
 
@@ -21,12 +21,7 @@ use support::{wait_until, NatsServer};
 /// revisions, the lease epoch and the assignment versions all move past
 /// the copy.
 fn run_on(url: &str, group: &str, config: &Config, ms: &mut Vec<Recorded>) -> Recorded {
-    let leader = ms
-        .iter()
-        .position(|r| r.manager.is_leader())
-        .expect("a leader");
-    let gone = ms.remove(leader);
-    gone.manager.stop().expect("stop the leader");
+    let gone = stop_the_leader(ms);
     for _ in 0..2 {
         ms.push(start_recorded(url, group, N, config, true));
     }
@@ -62,10 +57,7 @@ fn a_server_rolled_back_to_an_older_store_heals_without_double_owners_or_lower_t
     server.restore_store(copy.path());
     // From when the server answers again.
     let t0 = Instant::now();
-    let bound = config.election_ttl
-        + config.heartbeat_ttl
-        + config.emergency_grace
-        + config.planned_scale_window;
+    let bound = store_bound(&config);
     let healed = wait_until(Duration::from_secs(30), || {
         recorded_settled(&ms, N)
             && ms
@@ -83,12 +75,7 @@ fn a_server_rolled_back_to_an_older_store_heals_without_double_owners_or_lower_t
         "a joiner after the rollback: {}",
         describe(&ms)
     );
-    let parts: Vec<_> = ms.iter().chain(&stopped).map(|r| r.part()).collect();
-    let ledger = Ledger::of_events(&parts);
-    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
-    let regressions = tokens::regressions(&parts);
-    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
-    assert!(tokens::grant_count(&parts) > N, "too few grants replayed");
+    assert_single_owners_and_rising_tokens(ms.iter().chain(&stopped), N);
     let reported: Vec<String> = ms
         .iter()
         .flat_map(|r| r.errors.lock().unwrap().clone())

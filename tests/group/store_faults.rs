@@ -40,6 +40,27 @@ pub fn describe(ms: &[Recorded]) -> String {
         .join("; ")
 }
 
+/// The bound docs/operations.md states: once the store answers again,
+/// every partition is owned again within election TTL + heartbeat TTL +
+/// emergency grace + one planned window.
+pub fn store_bound(config: &Config) -> Duration {
+    config.election_ttl
+        + config.heartbeat_ttl
+        + config.emergency_grace
+        + config.planned_scale_window
+}
+
+/// Stops the group's current leader; returns it, for the ledger.
+pub fn stop_the_leader(ms: &mut Vec<Recorded>) -> Recorded {
+    let leader = ms
+        .iter()
+        .position(|r| r.manager.is_leader())
+        .expect("a leader");
+    let gone = ms.remove(leader);
+    gone.manager.stop().expect("stop the leader");
+    gone
+}
+
 /// Four busy workers that have been through a leader change (the first
 /// leader stopped, a fifth joined): epochs and revisions then stand above
 /// those a new bucket starts from, and workers remember them. Returns the

@@ -70,3 +70,20 @@ pub fn regressions(parts: &[(String, Vec<Event>)]) -> Vec<String> {
 pub fn grant_count(parts: &[(String, Vec<Event>)]) -> usize {
     grants(parts).len()
 }
+
+/// The promise through a fault, checked on every manager of a run (running
+/// and stopped): no partition had two owners at once, and a downstream
+/// fencing by token never rejected an owner — with more than `n` grants
+/// replayed, so that the check saw some.
+pub fn assert_single_owners_and_rising_tokens<'a>(
+    managers: impl IntoIterator<Item = &'a super::Recorded>,
+    n: usize,
+) {
+    let parts: Vec<_> = managers.into_iter().map(|r| r.part()).collect();
+    let ledger = super::ledger::Ledger::of_events(&parts);
+    assert!(ledger.overlaps().is_empty(), "{:?}", ledger.overlaps());
+    let regressions = regressions(&parts);
+    assert!(regressions.is_empty(), "tokens went back: {regressions:?}");
+    let grants = grant_count(&parts);
+    assert!(grants > n, "only {grants} grants replayed");
+}
