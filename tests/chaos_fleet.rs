@@ -21,20 +21,15 @@ fn eighty_percent_killed_then_a_thundering_herd() {
     let mut workers: Vec<ChildWorker> = (0..10)
         .map(|_| ChildWorker::spawn(&server.url(), "herd", N, &config, None))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     for w in workers.iter_mut().take(8) {
         w.kill();
     }
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "two survivors own everything: {:?}",
-        child_reports(&live(&workers))
+    assert_settles(
+        &workers,
+        N,
+        Duration::from_secs(30),
+        "two survivors own everything",
     );
     // Everyone dies, and ten new processes start within 100 ms.
     for w in workers.iter_mut() {
@@ -54,14 +49,7 @@ fn eighty_percent_killed_then_a_thundering_herd() {
         .map(|w| w.wait_started(Duration::from_secs(30)))
         .collect();
     assert_eq!(ids.len(), 10, "distinct IDs");
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&herd),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&herd))
-    );
+    assert_settles(&herd, N, Duration::from_secs(30), "the group");
 }
 
 #[test]
@@ -84,10 +72,7 @@ fn gray_failure_slow_heartbeats_cause_no_thrash() {
         w.wait_started(Duration::from_secs(30));
     }
     workers.push(ChildWorker::spawn(&server.url(), "gray", N, &slow, None));
-    assert!(wait_until(Duration::from_secs(30), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     assert!(!workers[2].is_leader());
     let version = workers.iter().flat_map(|w| w.versions()).max().unwrap_or(0);
     assert!(wait_until(Duration::from_secs(5), || observer
@@ -119,10 +104,7 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         .iter()
         .map(|id| ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id)))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     let by_id = |ws: &[&ChildWorker]| -> BTreeMap<String, String> {
         ws.iter()
             .flat_map(|w| {
@@ -142,10 +124,7 @@ fn rolling_update_with_preferred_ids_keeps_partitions_in_place() {
         let replacement = ChildWorker::spawn(&server.url(), "rolling", N, &config, Some(id));
         assert_eq!(replacement.wait_started(Duration::from_secs(30)), *id);
         old.push(std::mem::replace(&mut workers[i], replacement));
-        assert!(wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )));
+        assert_settles(&workers, N, Duration::from_secs(30), "the group");
     }
     let after = by_id(&live(&workers));
     let kept = before

@@ -33,14 +33,7 @@ fn start_group(server_url: &str, group: &str, count: usize) -> Vec<ChildWorker> 
     for w in &workers {
         w.wait_started(Duration::from_secs(30));
     }
-    assert!(
-        wait_until(Duration::from_secs(20), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(20), "the group");
     workers
 }
 
@@ -74,13 +67,11 @@ fn killing_the_leader_every_few_seconds_for_a_minute() {
         std::thread::sleep(Duration::from_secs(3));
     }
     assert!(kills >= 10, "only {kills} kills in a minute");
-    assert!(
-        wait_until(Duration::from_secs(20), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "ends stable with one leader and every partition owned: {:?}",
-        child_reports(&live(&workers))
+    assert_settles(
+        &workers,
+        N,
+        Duration::from_secs(20),
+        "ends stable with one leader and every partition owned",
     );
 }
 
@@ -122,10 +113,7 @@ fn a_frozen_leader_publishes_nothing_after_losing_its_lease() {
     workers[old].signal("CONT");
     // It notices it lost the lease and steps down.
     assert!(wait_until(Duration::from_secs(10), || !workers[old].is_leader()));
-    assert!(wait_until(Duration::from_secs(20), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(20), "the group");
     let stale: Vec<_> = observer
         .writes()
         .into_iter()
@@ -145,10 +133,7 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
     workers[0].wait_started(Duration::from_secs(30));
     workers.push(spawn(&server.url(), "split"));
     workers.push(spawn(&server.url(), "split"));
-    assert!(wait_until(Duration::from_secs(30), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     assert!(workers[0].is_leader(), "the proxied worker leads");
     // A slow link first: no thrash.
     let version = observer.last_version();
@@ -188,14 +173,7 @@ fn split_brain_through_a_cut_connection_heals_to_one_leader() {
         .map(|(t, _, _)| *t)
         .unwrap();
     proxy.restore();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     assert_eq!(leaders(&live(&workers)), 1);
     let stale: Vec<_> = observer
         .writes()
@@ -215,14 +193,7 @@ fn leader_killed_during_a_scaling_window() {
     std::thread::sleep(fast_config().planned_scale_window / 2);
     let leader = workers.iter().position(|w| w.is_leader()).unwrap();
     workers[leader].kill();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
 }
 
 #[test]
@@ -233,10 +204,7 @@ fn leader_killed_during_a_rebalance() {
     let mut workers: Vec<ChildWorker> = (0..3)
         .map(|_| spawn_slow_release(&server.url(), "killrebal", 1500))
         .collect();
-    assert!(wait_until(Duration::from_secs(30), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
     let leader = workers.iter().position(|w| w.is_leader()).unwrap();
     workers.push(spawn_slow_release(&server.url(), "killrebal", 1500));
     assert!(
@@ -245,14 +213,7 @@ fn leader_killed_during_a_rebalance() {
         "the leader starts handing over"
     );
     workers[leader].kill();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
 }
 
 #[test]
@@ -266,12 +227,5 @@ fn leader_killed_during_an_emergency() {
     // Kill the leader right when it declares the follower dead.
     std::thread::sleep(config.heartbeat_ttl + config.emergency_grace);
     workers[leader].kill();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "{:?}",
-        child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "the group");
 }

@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use group::{children_settled, fast_config, live, ChildWorker};
+use group::{assert_settles, fast_config, ChildWorker};
 use parti::store::nats::NatsBackend;
 use parti::store::{BucketConfig, KvBackend, Watch, WatchEvent};
 use parti::wire::AssignmentRecord;
-use support::{wait_until, NatsServer};
+use support::NatsServer;
 
 const N: usize = 24;
 
@@ -85,10 +85,7 @@ fn no_partition_shows_under_two_workers_through_churn() {
     let mut workers: Vec<ChildWorker> = (0..5)
         .map(|i| spawn(Some(&format!("worker-{i}"))))
         .collect();
-    assert!(wait_until(Duration::from_secs(20), || children_settled(
-        &live(&workers),
-        N
-    )));
+    assert_settles(&workers, N, Duration::from_secs(20), "the group");
     // Eight rounds: kill one (every third round the leader), then restart
     // it under its ID or start a newcomer, without waiting for the group
     // to settle in between.
@@ -109,14 +106,7 @@ fn no_partition_shows_under_two_workers_through_churn() {
         workers.push(spawn(again));
         std::thread::sleep(Duration::from_millis(400));
     }
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "settled after the churn: {:?}",
-        group::child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "after the churn");
     let writes = *seen.lock().unwrap();
     let clashes = clashes.lock().unwrap().clone();
     println!(

@@ -12,7 +12,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use group::{children_settled, fast_config, live, ChildWorker, Observer};
+use group::{assert_settles, children_settled, fast_config, live, ChildWorker, Observer};
 use parti::{Config, RebalanceKind};
 use support::{wait_until, NatsServer};
 
@@ -37,14 +37,7 @@ fn start_fleet(url: &str, group: &str, config: &Config) -> Vec<ChildWorker> {
             ChildWorker::spawn(url, group, N, config, Some(&id))
         })
         .collect();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&workers),
-            N
-        )),
-        "the fleet did not settle: {:?}",
-        group::child_reports(&live(&workers))
-    );
+    assert_settles(&workers, N, Duration::from_secs(30), "the fleet");
     workers
 }
 
@@ -131,14 +124,7 @@ fn a_fleet_restart_is_one_cold_start_back_on_the_ids() {
             ChildWorker::spawn(&server.url(), group, N, &config, Some(&id))
         })
         .collect();
-    assert!(
-        wait_until(Duration::from_secs(30), || children_settled(
-            &live(&again),
-            N
-        )),
-        "the restarted fleet did not settle: {:?}",
-        group::child_reports(&live(&again))
-    );
+    assert_settles(&again, N, Duration::from_secs(30), "the restarted fleet");
     let after = observer.timed_metas()[published..].to_vec();
     let mut kinds: Vec<RebalanceKind> = Vec::new();
     let mut top = last_before;

@@ -528,6 +528,17 @@ pub fn children_settled(workers: &[&ChildWorker], n: usize) -> bool {
     exactly_once(&r, n) && r.iter().all(|(_, p)| !p.is_empty()) && leaders(workers) == 1
 }
 
+/// Asserts that the workers not killed settle within `timeout` (see
+/// [`children_settled`]); `what` and every worker's partitions say what
+/// did not.
+pub fn assert_settles(workers: &[ChildWorker], n: usize, timeout: Duration, what: &str) {
+    assert!(
+        wait_until(timeout, || children_settled(&live(workers), n)),
+        "{what}: not settled within {timeout:?}: {:?}",
+        child_reports(&live(workers))
+    );
+}
+
 /// (label, partitions) of each recorded in-process manager.
 pub fn recorded_reports(ms: &[Recorded]) -> Vec<(String, Vec<String>)> {
     ms.iter()
