@@ -54,6 +54,20 @@ struct Outcome {
     revoked_unmoved: usize,
 }
 
+/// A planned move: only the necessary partitions moved (sticky), none
+/// unowned for longer than one heartbeat interval plus the release
+/// callback's own time.
+fn assert_planned(out: &Outcome) {
+    assert_eq!(out.moved, out.minimum, "sticky: only the necessary moves");
+    let target = fast_config().heartbeat_interval.as_millis() as f64 + RELEASE_MS as f64;
+    assert!(
+        out.longest_unowned_ms < target,
+        "{}: planned move unowned {} ms",
+        out.name,
+        out.longest_unowned_ms
+    );
+}
+
 /// Checks the ledger between `from` and `to` and prints the scenario's row.
 fn check(
     name: &'static str,
@@ -127,15 +141,7 @@ fn scale_up_three_to_six() {
     workers.extend((0..3).map(|_| spawn(&server.url(), "up")));
     settle(&live(&workers), Duration::from_secs(20));
     let out = check("scale up 3 → 6", &live(&workers), from, unix_micros(), true);
-    assert_eq!(out.moved, out.minimum, "sticky: only the necessary moves");
-    // Target for a planned move: under one heartbeat interval plus the
-    // release callback's own time.
-    let target = fast_config().heartbeat_interval.as_millis() as f64 + RELEASE_MS as f64;
-    assert!(
-        out.longest_unowned_ms < target,
-        "planned move unowned {} ms",
-        out.longest_unowned_ms
-    );
+    assert_planned(&out);
 }
 
 #[test]
@@ -172,47 +178,35 @@ fn scale_down_six_to_three_gracefully() {
         unix_micros(),
         true,
     );
+    assert_planned(&out);
+}
+
+/// SIGKILL of one of three workers, the leader or a follower: only its
+/// partitions move.
+fn sigkill_one_of_three(group: &str, the_leader: bool, name: &'static str) {
+    let server = NatsServer::start();
+    let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn(&server.url(), group)).collect();
+    settle(&live(&workers), Duration::from_secs(20));
+    let from = unix_micros();
+    let victim = workers
+        .iter()
+        .position(|w| w.is_leader() == the_leader)
+        .expect("a leader and followers");
+    workers[victim].kill();
+    settle(&live(&workers), Duration::from_secs(20));
+    let all: Vec<&ChildWorker> = workers.iter().collect();
+    let out = check(name, &all, from, unix_micros(), true);
     assert_eq!(out.moved, out.minimum);
-    let target = fast_config().heartbeat_interval.as_millis() as f64 + RELEASE_MS as f64;
-    assert!(
-        out.longest_unowned_ms < target,
-        "planned move unowned {} ms",
-        out.longest_unowned_ms
-    );
 }
 
 #[test]
 fn sigkill_of_a_worker() {
-    let server = NatsServer::start();
-    let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn(&server.url(), "kill")).collect();
-    settle(&live(&workers), Duration::from_secs(20));
-    let from = unix_micros();
-    let victim = workers
-        .iter()
-        .position(|w| !w.is_leader())
-        .expect("a follower");
-    workers[victim].kill();
-    settle(&live(&workers), Duration::from_secs(20));
-    let all: Vec<&ChildWorker> = workers.iter().collect();
-    let out = check("SIGKILL of a worker", &all, from, unix_micros(), true);
-    assert_eq!(out.moved, out.minimum);
+    sigkill_one_of_three("kill", false, "SIGKILL of a worker");
 }
 
 #[test]
 fn sigkill_of_the_leader() {
-    let server = NatsServer::start();
-    let mut workers: Vec<ChildWorker> = (0..3).map(|_| spawn(&server.url(), "killlead")).collect();
-    settle(&live(&workers), Duration::from_secs(20));
-    let from = unix_micros();
-    let victim = workers
-        .iter()
-        .position(|w| w.is_leader())
-        .expect("a leader");
-    workers[victim].kill();
-    settle(&live(&workers), Duration::from_secs(20));
-    let all: Vec<&ChildWorker> = workers.iter().collect();
-    let out = check("SIGKILL of the leader", &all, from, unix_micros(), true);
-    assert_eq!(out.moved, out.minimum);
+    sigkill_one_of_three("killlead", true, "SIGKILL of the leader");
 }
 
 #[test]
