@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::{check_partition, report, ErrorHook, SubjectTemplate};
+use super::{check_partition, next_message, report, ErrorHook, SubjectTemplate, Target};
 use crate::{AssignmentChange, Error, Partition};
 
 type Handler = Box<dyn Fn(&Partition, &nats::Message) + Send + Sync>;
@@ -296,7 +296,7 @@ fn dispatch(inner: Arc<Inner>, woken: Receiver<()>) {
     while !inner.stopped.load(Ordering::SeqCst) {
         // Snapshot of the live subscriptions; rebuilt each round so added and
         // removed partitions are picked up.
-        let mut targets: Vec<(String, u64, Receiver<nats::Message>)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         let mut retry = false;
         {
             let mut subs = inner.subs.lock();
@@ -314,28 +314,15 @@ fn dispatch(inner: Arc<Inner>, woken: Receiver<()>) {
                 }
             }
         }
-        let mut select = Select::new();
-        for (_, _, rx) in &targets {
-            select.recv(rx);
-        }
-        let wake_index = select.recv(&woken);
         let wait = if retry {
             inner.retry_every
         } else {
             Duration::from_secs(1)
         };
-        let Ok(op) = select.select_timeout(wait) else {
+        let Some((index, msg)) = next_message(&targets, &woken, wait) else {
             continue;
         };
-        let index = op.index();
-        if index == wake_index {
-            let _ = op.recv(&woken);
-            continue;
-        }
-        let (id, generation, rx) = &targets[index];
-        let Ok(msg) = op.recv(rx) else {
-            continue; // unsubscribed meanwhile
-        };
+        let (id, generation, _) = &targets[index];
         let _running = inner.running.lock();
         // Checked under `running`: once `apply` removed the partition and
         // passed `wait_idle`, no message of it reaches the handler.

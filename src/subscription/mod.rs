@@ -125,6 +125,32 @@ fn check_partition(template: &SubjectTemplate, partition: &Partition) -> Result<
     Ok(template.subject(partition))
 }
 
+/// A partition's message channel, tagged with its id and a number that
+/// tells this subscription from an earlier one of the same partition.
+type Target = (String, u64, crossbeam_channel::Receiver<nats::Message>);
+
+/// Waits up to `wait` for one message on any of `targets`, or a wake-up:
+/// the message with its target's index, `None` on a timeout, a wake-up or a
+/// target closed meanwhile (the caller then looks at its state again).
+fn next_message(
+    targets: &[Target],
+    woken: &crossbeam_channel::Receiver<()>,
+    wait: std::time::Duration,
+) -> Option<(usize, nats::Message)> {
+    let mut select = crossbeam_channel::Select::new();
+    for (_, _, rx) in targets {
+        select.recv(rx);
+    }
+    let wake_index = select.recv(woken);
+    let op = select.select_timeout(wait).ok()?;
+    let index = op.index();
+    if index == wake_index {
+        let _ = op.recv(woken);
+        return None;
+    }
+    op.recv(&targets[index].2).ok().map(|msg| (index, msg))
+}
+
 /// A hook for the errors a subscription helper works around (it logs them
 /// too).
 pub type ErrorHook = Box<dyn Fn(&Error) + Send + Sync>;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::Receiver;
 use serde_json::json;
 
 use super::server::{nanos, reset_consumer};
@@ -182,24 +182,11 @@ pub(super) fn fetch_loop(inner: Arc<Inner>, woken: Receiver<()>) {
             }
             (targets, next)
         };
-        let mut select = Select::new();
-        for (_, _, rx) in &targets {
-            select.recv(rx);
-        }
-        let wake_index = select.recv(&woken);
         let wait = next
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
-        let Ok(op) = select.select_timeout(wait) else {
-            continue;
-        };
-        let index = op.index();
-        if index == wake_index {
-            let _ = op.recv(&woken);
-            continue;
-        }
-        let (id, grant, rx) = &targets[index];
-        if let Ok(msg) = op.recv(rx) {
+        if let Some((index, msg)) = crate::subscription::next_message(&targets, &woken, wait) {
+            let (id, grant, _) = &targets[index];
             on_message(&inner, id, *grant, &msg);
         }
     }
