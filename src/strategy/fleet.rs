@@ -83,8 +83,22 @@ impl Fleet {
         // Classify in the caller's order (memory order: far fewer cache
         // misses than the hash order of `parts`), then permute.
         let mut kind_in = vec![(FREE, NO_PREF); input.len()];
+        // The constraints and kind of the last labelled partition: partitions
+        // built alike come in runs, and one comparison with the last saves
+        // the searches.
+        let mut last: Option<(LabelKeys, (u32, u32))> = None;
         for (j, part) in input.iter().enumerate() {
-            let (req, pref) = part.label_keys();
+            let keys = part.label_keys();
+            if keys == (&[], &[]) {
+                continue;
+            }
+            if let Some((k, kind)) = last {
+                if k == keys {
+                    kind_in[j] = kind;
+                    continue;
+                }
+            }
+            let (req, pref) = keys;
             let class = if req.is_empty() {
                 FREE
             } else if let Some(&(_, c)) = required.iter().find(|(r, _)| *r == req) {
@@ -95,18 +109,18 @@ impl Fleet {
                 c
             };
             kind_in[j].0 = class;
-            if class == PARKED || pref.is_empty() {
-                continue;
+            if class != PARKED && !pref.is_empty() {
+                let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
+                kind_in[j].1 = match known {
+                    Some(&(_, _, g)) => g,
+                    None => {
+                        let g = fleet.add_pref(workers, class, part.preferred_labels());
+                        preferred.push((class, pref, g));
+                        g
+                    }
+                };
             }
-            let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
-            kind_in[j].1 = match known {
-                Some(&(_, _, g)) => g,
-                None => {
-                    let g = fleet.add_pref(workers, class, part.preferred_labels());
-                    preferred.push((class, pref, g));
-                    g
-                }
-            };
+            last = Some((keys, kind_in[j]));
         }
         // One gather for both: half the random reads of two.
         (fleet.class_of, fleet.pref_of) = parts.iter().map(|k| kind_in[k.index as usize]).unzip();
@@ -172,6 +186,9 @@ impl Fleet {
         }
     }
 }
+
+/// A partition's required and preferred labels as comparable bytes.
+type LabelKeys<'a> = (&'a [u8], &'a [u8]);
 
 fn has_labels(p: &Partition) -> bool {
     p.label_keys() != (&[], &[])

@@ -7,6 +7,7 @@
 //! [`moved`] and [`minimum_moves`] measure a rebalance. `docs/strategies.md`
 //! explains each strategy with measured numbers.
 
+mod address;
 mod bounded_load;
 mod budget;
 mod common;

@@ -6,13 +6,23 @@ use super::common::NO_OWNER;
 use super::fill::WhenAllFull;
 use super::fleet::{Fleet, FREE, NO_PREF, PARKED};
 use super::plan::Plan;
+use super::ring::{SortedSuccessors, SubRing};
 use super::skip_list::SkipList;
 
 /// The unowned partitions of one class and preference group.
 struct Pass {
     class: u32,
     pref: u32,
-    parts: Vec<u32>,
+    parts: Vec<Unowned>,
+}
+
+/// An unowned partition with its ring position, so that a pass reads one
+/// small list in order instead of every partition array at scattered
+/// positions.
+struct Unowned {
+    hash: u64,
+    /// Canonical position.
+    at: u32,
 }
 
 impl Plan {
@@ -50,33 +60,59 @@ impl Plan {
                 p.pref,
             )
         });
+        // Reused by every pass: fresh memory per pass costs page faults.
         let mut skip = SkipList::with_open(0, |_| true);
+        let mut ring = SubRing::default();
         for (g, only) in schedule {
-            self.fill_pass(&groups[g], only, (limit, when_full), fleet, &mut skip);
+            let reuse = (&mut skip, &mut ring);
+            self.fill_pass(&groups[g], only, (limit, when_full), fleet, reuse);
         }
     }
 
     fn unowned_groups(&self, fleet: &Fleet) -> Vec<Pass> {
-        let mut groups: Vec<Pass> = Vec::new();
-        for i in 0..self.parts.len() {
+        // One list per (class, preference group), found by index: a search
+        // per partition costs more than the rest of the grouping.
+        let width = fleet.prefs.len() + 1;
+        let slot = |i: usize| {
             let class = fleet.class(i);
             if self.owner[i] != NO_OWNER || class == PARKED {
-                continue;
+                return None;
             }
-            let pref = fleet.pref(i);
-            match groups
-                .iter_mut()
-                .find(|p| p.class == class && p.pref == pref)
-            {
-                Some(p) => p.parts.push(i as u32),
-                None => groups.push(Pass {
-                    class,
-                    pref,
-                    parts: vec![i as u32],
-                }),
+            let pref = match fleet.pref(i) {
+                NO_PREF => width - 1,
+                g => g as usize,
+            };
+            Some(class as usize * width + pref)
+        };
+        // Counted first, so every list is allocated once at its size.
+        let mut sizes = vec![0usize; fleet.classes.len() * width];
+        for i in 0..self.parts.len() {
+            if let Some(s) = slot(i) {
+                sizes[s] += 1;
             }
         }
-        groups
+        let mut lists: Vec<Vec<Unowned>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for (i, k) in self.parts.iter().enumerate() {
+            if let Some(s) = slot(i) {
+                lists[s].push(Unowned {
+                    hash: k.hash,
+                    at: i as u32,
+                });
+            }
+        }
+        lists
+            .into_iter()
+            .enumerate()
+            .filter(|(_, parts)| !parts.is_empty())
+            .map(|(slot, parts)| Pass {
+                class: (slot / width) as u32,
+                pref: match slot % width {
+                    p if p == width - 1 => NO_PREF,
+                    p => p as u32,
+                },
+                parts,
+            })
+            .collect()
     }
 
     /// Places the still unowned partitions of `pass`: on its preferred
@@ -87,12 +123,12 @@ impl Plan {
         only_preferred: bool,
         (limit, when_full): (&[u64], WhenAllFull),
         fleet: &Fleet,
-        skip: &mut SkipList,
+        (skip, scratch): (&mut SkipList, &mut SubRing),
     ) {
         if pass
             .parts
             .iter()
-            .all(|&i| self.owner[i as usize] != NO_OWNER)
+            .all(|u| self.owner[u.at as usize] != NO_OWNER)
         {
             return; // an earlier pass placed them all: skip building the list
         }
@@ -106,17 +142,31 @@ impl Plan {
             .map(|w| pick(w) && self.load[w] < limit[w])
             .collect();
         let mut open = takes.iter().filter(|&&t| t).count();
-        let owners = &self.ring.owners;
-        skip.reset(owners.len(), |pos| takes[owners[pos] as usize]);
-        let mut successors = self.ring.successors_of_sorted();
-        for &i in &pass.parts {
-            let i = i as usize;
+        // The ring of the workers this pass may use: the first open one
+        // clockwise on it is the first open one on the whole ring, and a
+        // pass over a zone or a pool walks a fraction of the points.
+        let ring = &mut *scratch;
+        ring.keep(&self.ring, |w| takes[w]);
+        skip.reset(ring.owners.len(), |_| true);
+        let mut successors = SortedSuccessors::over(&ring.points);
+        for u in &pass.parts {
+            let i = u.at as usize;
             if self.owner[i] != NO_OWNER {
                 continue;
             }
-            let pos = successors.next(self.parts[i].hash);
+            let pos = successors.next(u.hash);
             let w = if open > 0 {
-                self.ring.owners[skip.next_open(pos)] as usize
+                // A worker that filled up in this pass is skipped point by
+                // point as the walk meets them: each point closes once.
+                let mut at = skip.next_open(pos);
+                loop {
+                    let w = ring.owners[at] as usize;
+                    if self.load[w] < limit[w] {
+                        break w;
+                    }
+                    skip.close(&[at as u32]);
+                    at = skip.next_open(at);
+                }
             } else if only_preferred || when_full == WhenAllFull::Stop {
                 return;
             } else {
@@ -128,7 +178,6 @@ impl Plan {
             self.owner[i] = w as u32;
             self.load[w] += self.weights[i];
             if was_open && self.load[w] >= limit[w] {
-                skip.close(self.positions_of(w));
                 open -= 1;
             }
         }

@@ -3,24 +3,16 @@
 //! The leader passes back the placement a strategy returned, whose
 //! partitions are clones of the ones it passes in: their ids share one
 //! allocation. So most previous entries are matched by the address of their
-//! id, which needs neither a read of the id nor a hash of it: a table
-//! indexed by address when the ids lie close together (allocated in a row
-//! from one allocator arena), a join of both sides sorted by address
-//! otherwise. The rest (a placement
-//! read back from the store, ids built anew) are matched by hash and id.
+//! id, which needs neither a read of the id nor a hash of it: an index by
+//! address (`address.rs`) when the ids lie close together (allocated in a
+//! row from one allocator arena, possibly among other allocations), a join
+//! of both sides sorted by address otherwise. The rest (a placement read
+//! back from the store, ids built anew) are matched by hash and id.
 
+use super::address::{address, AddressIndex, Kind};
 use super::common::{key_hash, Keyed, NO_OWNER};
 use super::radix::{sort_by_u64, sort_by_u64_in};
 use crate::{Partition, Placement};
-
-/// The address of a partition's id: equal for two partitions exactly when
-/// their ids are one allocation. Each id is its own allocation (`Arc<str>`)
-/// and every partition compared here is borrowed for the whole call, so one
-/// address means one id; empty ids, which need no allocation, are never
-/// looked up.
-fn address(p: &Partition) -> u64 {
-    p.id().as_ptr() as usize as u64
-}
 
 /// `owner[i]` for `parts[i]` (canonical order): the first live worker (in id
 /// order) that lists it in `previous`, or `NO_OWNER`. Dead workers and
@@ -31,16 +23,17 @@ pub(crate) fn previous_owners(
     parts: &[Keyed],
     previous: &Placement,
 ) -> Vec<u32> {
-    owners_by(workers, input, parts, previous, true)
+    owners_by(workers, input, parts, previous, Some(Kind::Any))
 }
 
-/// [`previous_owners`]; without `table`, always by the sorted join.
+/// [`previous_owners`] with the given index; without one, by the sorted
+/// join.
 fn owners_by(
     workers: &[&str],
     input: &[Partition],
     parts: &[Keyed],
     previous: &Placement,
-    table: bool,
+    index: Option<Kind>,
 ) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
     let mut lists: Vec<(u32, &[Partition])> = Vec::new();
@@ -58,14 +51,14 @@ fn owners_by(
     for (c, k) in parts.iter().enumerate() {
         at[k.index as usize] = c as u32;
     }
-    let unmatched = match AddressTable::new(input, &at).filter(|_| table) {
-        Some(table) => {
+    let unmatched = match index.and_then(|kind| AddressIndex::new(input, &at, kind)) {
+        Some(index) => {
             drop(at);
             let mut unmatched = Vec::new();
             let mut seq = 0u32;
             for &(w, list) in &lists {
                 for p in list.iter().filter(|p| !p.id().is_empty()) {
-                    match table.find(address(p)) {
+                    match index.find(address(p)) {
                         Some(c) => claim(&mut owner[c as usize], w),
                         None => unmatched.push(seq),
                     }
@@ -82,54 +75,7 @@ fn owners_by(
     owner
 }
 
-/// Input partitions by the address of their id: slot `(a − lo) / 32` holds
-/// the low 32 bits of address `a` and the canonical position + 1. Two
-/// addresses less than 32 apart with equal low 32 bits are equal, so a
-/// lookup is exact. Allocators usually give an `Arc<str>` at least 32
-/// bytes, so ids rarely share a slot (when two do, the table is not used).
-/// One lookup per previous entry instead of sorting both sides.
-struct AddressTable {
-    lo: u64,
-    slots: Vec<(u32, u32)>,
-}
-
-/// log2 of the bytes each slot covers.
-const SLOT_BITS: u32 = 5;
-
-impl AddressTable {
-    /// `None` when the ids are spread over more than four slots per
-    /// partition (too much memory), or two share a slot (an allocator
-    /// packing tighter than assumed): the sorted join then applies.
-    fn new(input: &[Partition], at: &[u32]) -> Option<AddressTable> {
-        let (lo, hi) = input
-            .iter()
-            .map(address)
-            .fold((u64::MAX, 0), |(lo, hi), a| (lo.min(a), hi.max(a)));
-        let len = ((hi.checked_sub(lo)?) >> SLOT_BITS) as usize + 1;
-        if len > 4 * input.len() + 1024 {
-            return None;
-        }
-        let mut slots = vec![(0u32, 0u32); len];
-        for (p, &c) in input.iter().zip(at) {
-            let a = address(p);
-            let slot = &mut slots[((a - lo) >> SLOT_BITS) as usize];
-            if slot.1 != 0 {
-                return None;
-            }
-            *slot = (a as u32, c + 1);
-        }
-        Some(AddressTable { lo, slots })
-    }
-
-    /// Canonical position of the input partition whose id is at `a`.
-    fn find(&self, a: u64) -> Option<u32> {
-        let slot = a.checked_sub(self.lo)? >> SLOT_BITS;
-        let &(low, c) = self.slots.get(usize::try_from(slot).ok()?)?;
-        (c != 0 && low == a as u32).then(|| c - 1)
-    }
-}
-
-/// The same match as [`AddressTable`] by sorting both sides by address and
+/// The same match as [`AddressIndex`] by sorting both sides by address and
 /// merging; returns the positions (among the live entries) of the entries
 /// no input partition shares an id allocation with.
 fn by_sorted_address(
@@ -279,20 +225,23 @@ mod tests {
             ),
             ("dead".to_string(), input[4000..].to_vec()),
         ]);
-        // `true` uses the address table when the ids lie close together
-        // (depends on the allocator: ids spread over two arenas do not),
-        // `false` always the sorted join; both must give the stated rule.
+        // An index by address when the ids lie close together (depends on
+        // the allocator: ids spread over two arenas do not), or always the
+        // sorted join (`None`); each must give the stated rule.
         let want = reference(&workers, &parts, &input, &prev);
         assert_eq!(want.iter().filter(|&&o| o == 0).count(), 2000);
         assert_eq!(want.iter().filter(|&&o| o == 1).count(), 2000);
         assert_eq!(want.iter().filter(|&&o| o == 2).count(), 1);
-        assert_eq!(owners_by(&workers, &input, &parts, &prev, true), want);
-        assert_eq!(owners_by(&workers, &input, &parts, &prev, false), want);
+        for index in [Some(Kind::Any), Some(Kind::Bucketed), None] {
+            assert_eq!(owners_by(&workers, &input, &parts, &prev, index), want);
+        }
         // Only ids built anew: everything goes through the match by id.
         let fresh: Placement = prev
             .iter()
             .map(|(w, l)| (w.clone(), l.iter().map(anew).collect()))
             .collect();
-        assert_eq!(owners_by(&workers, &input, &parts, &fresh, true), want);
+        for index in [Some(Kind::Any), Some(Kind::Bucketed), None] {
+            assert_eq!(owners_by(&workers, &input, &parts, &fresh, index), want);
+        }
     }
 }

@@ -42,13 +42,40 @@ impl Ring {
     }
 }
 
+/// The points of some workers of a [`Ring`], in ring order.
+#[derive(Default)]
+pub(crate) struct SubRing {
+    pub(crate) points: Vec<u64>,
+    pub(crate) owners: Vec<u32>,
+}
+
+impl SubRing {
+    /// Makes this the points of `ring` owned by the workers `keep` selects,
+    /// reusing its memory.
+    pub(crate) fn keep(&mut self, ring: &Ring, keep: impl Fn(usize) -> bool) {
+        self.points.clear();
+        self.owners.clear();
+        for (&p, &w) in ring.points.iter().zip(&ring.owners) {
+            if keep(w as usize) {
+                self.points.push(p);
+                self.owners.push(w);
+            }
+        }
+    }
+}
+
 /// Yields [`Ring::successor`] for a non-decreasing sequence of hashes.
 pub(crate) struct SortedSuccessors<'a> {
     points: &'a [u64],
     cursor: usize,
 }
 
-impl SortedSuccessors<'_> {
+impl<'a> SortedSuccessors<'a> {
+    /// Successors on the ring of sorted `points`.
+    pub(crate) fn over(points: &'a [u64]) -> Self {
+        SortedSuccessors { points, cursor: 0 }
+    }
+
     /// Same as [`Ring::successor`], provided `hash` is not smaller than the
     /// one asked before.
     pub(crate) fn next(&mut self, hash: u64) -> usize {
