@@ -48,6 +48,8 @@ fn preset(name: &str, seed: u64) -> SimConfig {
         "mixed-store" => SimConfig::mixed_store(seed),
         "lease-loss" => SimConfig::lease_loss(seed),
         "source" => SimConfig::source(seed),
+        "ops" => SimConfig::ops(seed),
+        "keep" => SimConfig::keep(seed),
         _ => SimConfig::mixed(seed),
     }
 }
