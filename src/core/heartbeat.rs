@@ -313,7 +313,9 @@ impl HeartbeatNode {
                     .push_back(HeartbeatEffect::Report(Error::Degraded { for_ }));
             }
         }
-        if !self.drained && self.core.drained() {
+        // Drained once the release callback returned too: the manager then
+        // deletes the key, and the leader grants the partitions at once.
+        if !self.drained && self.core.drained() && self.callbacks.is_empty() {
             self.drained = true;
             self.effects.push_back(HeartbeatEffect::Drained);
         }

@@ -124,7 +124,7 @@ fn a_corrupt_record_found_before_writing_is_reported_and_replaced() {
     node.handle_watch(t0, WatchEvent::Synced);
     let mut now = t0;
     let mut corrupt_reported = false;
-    let mut run = |node: &mut LeaderNode, now: &mut Instant, reported: &mut bool| {
+    let run = |node: &mut LeaderNode, now: &mut Instant, reported: &mut bool| {
         // Past the retry of a failed write (a quarter heartbeat interval).
         for _ in 0..40 {
             *now += Duration::from_millis(50);
