@@ -34,6 +34,9 @@ pub(crate) struct DrainWatch {
     pub calm: Option<u64>,
     /// Checked once calm: from then on a drained worker must stay empty.
     pub checked: bool,
+    /// Leader terms started before it: a new leader first settles (a
+    /// heartbeat TTL and more) before any operator request is acted on.
+    pub terms: u64,
 }
 
 impl World<'_> {
@@ -107,6 +110,7 @@ impl World<'_> {
             since: now,
             calm: self.calm(),
             checked: false,
+            terms: self.report.terms,
         });
     }
 
@@ -128,6 +132,43 @@ impl World<'_> {
         if !takers {
             for id in self.drained.clone() {
                 self.control(now, &id, false);
+            }
+        }
+    }
+
+    /// Once the group settled after the faults: the undrains decided then,
+    /// and (with the preset's kinds) one graceful leave and one drain of
+    /// processes that do not lead, so
+    /// that every run checks those promises from a calm group.
+    fn tail_actions(&mut self, now: Instant) {
+        self.tail_done = true;
+        for id in std::mem::take(&mut self.undrain_later) {
+            self.control(now, &id, false);
+        }
+        let kinds = self.sim.ops_kinds;
+        let live = |w: &World<'_>| -> Vec<usize> {
+            (0..w.procs.len())
+                .filter(|i| {
+                    (w.procs[*i].running()).is_some_and(|r| {
+                        r.leaving.is_none() && r.leader.is_none() && !w.drained.contains(&r.id)
+                    })
+                })
+                .collect()
+        };
+        if kinds.contains(&super::LEAVE) {
+            let candidates = live(self);
+            if candidates.len() > 2 {
+                let i = candidates[self.rng.index(candidates.len())];
+                self.leave(i, now);
+            }
+        }
+        if kinds.contains(&super::CONTROL) {
+            let candidates = live(self);
+            if candidates.len() > 2 {
+                let i = candidates[self.rng.index(candidates.len())];
+                if let Some(id) = self.procs[i].running().map(|r| r.id.clone()) {
+                    self.control(now, &id, true);
+                }
             }
         }
     }
@@ -183,20 +224,18 @@ impl World<'_> {
 
     /// Each step: a failed refresh tried again; the drain promises.
     pub(crate) fn check_drains(&mut self, now: Instant) -> Result<(), String> {
-        if self.calm().is_some() && !self.undrain_later.is_empty() {
-            for id in std::mem::take(&mut self.undrain_later) {
-                self.control(now, &id, false);
-            }
+        if self.faults_over && !self.tail_done && self.calm().is_some() {
+            self.tail_actions(now);
         }
         if self.refresh_pending && !self.procs.is_empty() {
             let i = self.rng.index(self.procs.len());
             self.refresh_partitions(i);
         }
         let bound = self.sim.handoff_bound();
-        let disturbances = Some(self.disturbances);
+        let (disturbances, terms) = (Some(self.disturbances), self.report.terms);
         let mut result = Ok(());
         for w in &mut self.drains {
-            let due = w.calm == disturbances && now >= w.since + bound;
+            let due = w.calm == disturbances && w.terms == terms && now >= w.since + bound;
             if !(w.checked || due) {
                 continue;
             }

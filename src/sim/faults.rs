@@ -210,6 +210,7 @@ impl World<'_> {
                 }
             }
         }
+        self.faults_over = true;
         self.end_operations(now);
         if self.procs.is_empty() {
             self.spawn(None);

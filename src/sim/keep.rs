@@ -13,25 +13,24 @@ use std::time::Instant;
 use super::world::World;
 
 impl World<'_> {
-    /// Process `index` entered (`Some(true)`) or left `Degraded` in its
-    /// last step; ends its exemption once due. Whether it is counted anew.
-    pub(crate) fn keep_mode(&mut self, index: usize, now: Instant, degraded: Option<bool>) -> bool {
+    /// Process `index` entered (`true`) or left `Degraded` in its last
+    /// step, in this order; ends its exemption once due. Whether it is
+    /// counted anew.
+    pub(crate) fn keep_mode(&mut self, index: usize, now: Instant, degraded: &[bool]) -> bool {
         if !self.env.config.keep_assignment_on_outage {
             return false;
         }
         let interval = self.env.config.heartbeat_interval;
         let p = &mut self.procs[index];
-        match degraded {
-            Some(true) => {
+        for on in degraded {
+            if *on {
+                self.report.kept_through_outage += u64::from(!p.keeping);
                 p.keeping = true;
                 p.kept_until = None;
-                return false;
-            }
-            Some(false) if p.keeping => {
+            } else if p.keeping {
                 p.keeping = false;
                 p.kept_until = Some(now + interval);
             }
-            _ => {}
         }
         let busy = p.running().is_some_and(|r| r.busy());
         if p.kept_until.is_some_and(|t| now >= t) && !busy {

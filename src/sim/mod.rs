@@ -391,7 +391,10 @@ pub struct SimReport {
     pub undrains_checked: u64,
     /// Corrupt values written (each must be reported).
     pub corrupt_writes: u64,
-    /// Of those, values reported by a node.
+    /// Times a worker kept its partitions through an outage of its own
+    /// (`keep_assignment_on_outage`).
+    pub kept_through_outage: u64,
+    /// Of the corrupt values, those reported by a node.
     pub corrupt_reported: u64,
     /// Of those, values gone (deleted, expired, replaced) before any report.
     pub corrupt_gone_unread: u64,

@@ -62,8 +62,8 @@ pub(crate) struct Notes {
     pub installs: Vec<Assignment>,
     /// Errors the nodes reported (as `on_error` would get them).
     pub reports: Vec<String>,
-    /// The heartbeat node entered (`true`) or left `Degraded`.
-    pub degraded: Option<bool>,
+    /// The heartbeat node entered (`true`) or left `Degraded`, in order.
+    pub degraded: Vec<bool>,
 }
 
 impl Running {
@@ -230,7 +230,7 @@ impl Running {
             HeartbeatEffect::Drained => self.drained(now, notes),
             HeartbeatEffect::Degraded(on) => {
                 self.degraded = on;
-                notes.degraded = Some(on);
+                notes.degraded.push(on);
             }
             HeartbeatEffect::Prepare { version: None, .. }
             | HeartbeatEffect::StoreWentBack

@@ -125,6 +125,9 @@ pub(crate) struct World<'a> {
     pub refresh_pending: bool,
     /// Drained workers to undrain once the group settles after the faults.
     pub undrain_later: Vec<String>,
+    /// The faults stopped; the actions after them (see `sim::control`) ran.
+    pub faults_over: bool,
+    pub tail_done: bool,
 }
 
 impl<'a> World<'a> {
@@ -168,6 +171,8 @@ impl<'a> World<'a> {
             drained: Default::default(),
             refresh_pending: false,
             undrain_later: Vec::new(),
+            faults_over: false,
+            tail_done: false,
         };
         // A client of its own, never faulty: a reader of the bucket, like a
         // dashboard or `parti status`.
@@ -357,10 +362,14 @@ impl<'a> World<'a> {
             p.exempt = false;
             notes.owned_changed = true;
         }
-        notes.owned_changed |= self.keep_mode(index, now, notes.degraded);
+        notes.owned_changed |= self.keep_mode(index, now, &notes.degraded);
         self.owned_dirty |= notes.owned_changed;
         let label = self.procs[index].label.clone();
-        for a in &notes.installs {
+        // A worker keeping its partitions through an outage may install a
+        // grant that moved on meanwhile: the fenced downstream rejects it
+        // (what `keep_assignment_on_outage` documents), nothing to check.
+        let keeping = self.procs[index].keeping || self.procs[index].kept_until.is_some();
+        for a in notes.installs.iter().filter(|_| !keeping) {
             if let Err(e) = self.tokens.install(&label, a) {
                 notes.violations.push(e);
             }
