@@ -369,7 +369,10 @@ impl Node for HeartbeatNode {
     }
     fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
-        if self.done || self.quitting {
+        // Drained, the worker is on its way out (the shell quits next): a
+        // grant that a leader made before it saw the departure is not
+        // started, and the key is deleted without anything to release.
+        if self.done || self.quitting || self.drained {
             return;
         }
         // After a freeze the fencing deadline may have passed: fence before

@@ -49,28 +49,34 @@ fn a_heartbeat_stored_at_an_old_revision_means_the_store_went_back() {
         .any(|e| matches!(e, HeartbeatEffect::StoreWentBack)));
 }
 
-/// A node that holds `p0` (version 1, applied).
-fn holding(now: Instant) -> HeartbeatNode {
-    let mut n = node(now);
+/// The record of `version` granting `ids`, as the leader publishes it.
+fn record(version: u64, ids: &[&str]) -> WatchEvent {
     let record = AssignmentRecord {
-        version: 1,
+        version,
         epoch: 1,
         reason: crate::RebalanceKind::ColdStart,
         instance: "i0".into(),
         incarnation: 0,
-        partitions: vec![OwnedPartition {
-            id: "p0".into(),
-            weight: 1,
-            token: 1,
-        }],
+        partitions: (ids.iter())
+            .map(|id| OwnedPartition {
+                id: id.to_string(),
+                weight: 1,
+                token: version,
+            })
+            .collect(),
         incoming: vec![],
     };
-    let entry = Entry {
+    WatchEvent::Put(Entry {
         key: "worker-0".into(),
         value: wire::encode(&record),
-        revision: 3,
-    };
-    n.handle_watch(now, WatchEvent::Put(entry));
+        revision: 2 + version,
+    })
+}
+
+/// A node that holds `p0` (version 1, applied).
+fn holding(now: Instant) -> HeartbeatNode {
+    let mut n = node(now);
+    n.handle_watch(now, record(1, &["p0"]));
     let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
     assert!(
         effects.iter().any(|e| matches!(
@@ -119,4 +125,31 @@ fn a_leaver_is_drained_only_once_its_release_callback_returned() {
     );
     n.handle_input(t0, HeartbeatInput::Applied(1));
     assert!(std::iter::from_fn(|| n.poll_effect()).any(|e| matches!(e, HeartbeatEffect::Drained)));
+}
+
+/// Drained, a leaver starts nothing a leader granted before it saw the
+/// departure: the shell quits next and deletes the key, which the leader
+/// would take as everything released.
+#[test]
+fn a_drained_leaver_starts_no_new_grant() {
+    let t0 = Instant::now();
+    let mut n = holding(t0);
+    n.handle_input(t0, HeartbeatInput::Leave);
+    n.handle_watch(t0, record(2, &[]));
+    n.handle_input(t0, HeartbeatInput::Applied(2));
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, HeartbeatEffect::Drained)),
+        "{effects:?}"
+    );
+    n.handle_watch(t0, record(3, &["p3"]));
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, HeartbeatEffect::Install { .. })),
+        "a grant was started after draining: {effects:?}"
+    );
 }
