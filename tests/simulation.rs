@@ -50,6 +50,12 @@ const REGRESSIONS: &[(&str, u64, &str)] = &[
         "a leaver that fenced itself counted as drained before its release callback \
          returned; its key was deleted and its partitions granted elsewhere while it ran",
     ),
+    (
+        "ops",
+        1703,
+        "a drained leaver started a grant the leader made before it saw the departure, \
+         then quit and deleted its key while that grant's release ran",
+    ),
 ];
 
 fn preset(name: &str, seed: u64) -> SimConfig {

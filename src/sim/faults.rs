@@ -26,11 +26,11 @@ impl World<'_> {
         self.report.faults += 1;
         if self.sim.ops_share > 0.0 && self.rng.chance(self.sim.ops_share) {
             if self.user_action(now) {
-                self.disturbances += 1;
+                self.disturb(now);
             }
             return;
         }
-        self.disturbances += 1;
+        self.disturb(now);
         if self.sim.store_share > 0.0 && self.rng.chance(self.sim.store_share) {
             self.store_fault(now);
             return;
@@ -189,7 +189,7 @@ impl World<'_> {
             }
         }
         if calm_broken || !notes.is_empty() {
-            self.disturbances += 1;
+            self.disturb(now);
         }
         for n in notes {
             self.note(n);

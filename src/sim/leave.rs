@@ -129,7 +129,8 @@ impl World<'_> {
     /// The count of disturbing faults so far, if the group has settled (every
     /// partition has one owner, no callback is running, a leader is
     /// `Stable` and past a new leader's settling time — a heartbeat TTL, the
-    /// emergency grace and an interval — in office): a promise with a tight
+    /// emergency grace and an interval — in office, no disturbing fault for a
+    /// handoff bound): a promise with a tight
     /// bound is checked only from a settled group that no disturbing fault
     /// hit meanwhile.
     pub(crate) fn calm(&self) -> Option<u64> {
@@ -144,7 +145,17 @@ impl World<'_> {
                         && l.in_office.is_some_and(|t| now >= t + settle)
                 })
         });
-        (self.converged && stable).then_some(self.disturbances)
+        let quiet = self
+            .disturbed_at
+            .is_none_or(|t| now >= t + self.sim.handoff_bound());
+        (self.converged && stable && quiet).then_some(self.disturbances)
+    }
+
+    /// A disturbing fault at `now` (its effects may outlast it a while: a
+    /// calm group is also one that none hit for a handoff bound).
+    pub(crate) fn disturb(&mut self, now: Instant) {
+        self.disturbances += 1;
+        self.disturbed_at = Some(now);
     }
 
     /// Stops process `index` gracefully.

@@ -26,6 +26,11 @@
 //! answer lost), new processes joining, and mass restarts. Store faults
 //! (a share `store_share` of the faults; see `store_faults`): a bucket rolled
 //! back by its last acknowledged writes, a bucket dropped, the store emptied.
+//! What users and operators do (a share `ops_share` of the faults; see
+//! `actions`): graceful leaves (`Manager::stop()`, driven as the manager
+//! does), `parti drain|undrain|rebalance`, corrupt values written by a third
+//! party; source changes are told either as the source's notification or
+//! through `refresh_partitions` (the `_refresh` key).
 //!
 //! Invariants, checked after every step:
 //! 1. at most one process believes it holds an unexpired lease
@@ -48,7 +53,18 @@
 //! 7. with `check_recovery` (the `store` preset): after a store fault (and
 //!    the join that follows it), every partition has one owner again, the
 //!    published view agrees, and every process has work, within
-//!    [`SimConfig::store_bound`].
+//!    [`SimConfig::store_bound`];
+//! 8. a leaver's partitions are owned by others, a drained worker owns
+//!    nothing (for as long as it stays drained) and an undrained one owns
+//!    something again, within [`SimConfig::handoff_bound`] of a settled group
+//!    that no other fault hit meanwhile;
+//! 9. every corrupt value still in the store is reported within
+//!    [`SimConfig::bound`].
+//!
+//! With `keep_assignment_on_outage` (the `keep` preset), a worker keeping
+//! its partitions through an outage is not counted by invariants 2 and 6
+//! until a heartbeat interval after its heartbeats are confirmed again and
+//! its callbacks returned (see `keep`).
 //!
 //! A failing run reports its seed and preset; [`run`] with the same seed and
 //! configuration replays it exactly (`tests/simulation.rs` has a `replay`
@@ -88,8 +104,8 @@ use crate::{Config, Partition};
 /// The shape of a simulated run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The preset this came from (`faulty`, `mixed`, `scale`), for the
-    /// replay command of a failure.
+    /// The preset this came from (`faulty`, `mixed`, `ops`, `keep`,
+    /// `scale`, …), for the replay command of a failure.
     pub preset: &'static str,
     /// The group's timings (scaled down, so runs are short in virtual time).
     pub config: Config,

@@ -115,6 +115,7 @@ pub(crate) struct World<'a> {
     /// Disturbing faults injected or ended so far: a promise with a tight
     /// bound (leave, drain) is checked only if none came after it.
     pub disturbances: u64,
+    pub disturbed_at: Option<Instant>,
     /// Leaves, drains and corrupt values whose promises are awaited.
     pub leaves: Vec<super::leave::LeaveWatch>,
     pub drains: Vec<super::control::DrainWatch>,
@@ -165,6 +166,7 @@ impl<'a> World<'a> {
             join_at: None,
             workers_forgot_at: None,
             disturbances: 0,
+            disturbed_at: None,
             leaves: Vec::new(),
             drains: Vec::new(),
             corrupt: Vec::new(),
