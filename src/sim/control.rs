@@ -224,7 +224,8 @@ impl World<'_> {
 
     /// Each step: a failed refresh tried again; the drain promises.
     pub(crate) fn check_drains(&mut self, now: Instant) -> Result<(), String> {
-        if self.faults_over && !self.tail_done && self.calm().is_some() {
+        let ops = self.sim.ops_share > 0.0;
+        if ops && self.faults_over && !self.tail_done && self.calm().is_some() {
             self.tail_actions(now);
         }
         if self.refresh_pending && !self.procs.is_empty() {
