@@ -144,7 +144,7 @@ fn mixed_faults_many_seeds() {
 #[test]
 fn user_and_operator_actions_keep_their_promises() {
     let started = Instant::now();
-    let (ok, failed) = run_seeds(0..400, SimConfig::ops);
+    let (ok, failed) = run_seeds(0..300, SimConfig::ops);
     for f in &failed {
         println!("{f}");
     }
@@ -156,7 +156,7 @@ fn user_and_operator_actions_keep_their_promises() {
     );
     let (corrupt, reported) = (sum(|r| r.corrupt_writes), sum(|r| r.corrupt_reported));
     println!(
-        "400 ops seeds in {:?}: {} failed; {leaves} leaves, {drains} drains and {undrains} undrains \
+        "300 ops seeds in {:?}: {} failed; {leaves} leaves, {drains} drains and {undrains} undrains \
          checked; {corrupt} corrupt values written, {reported} reported, {} gone unread; {} source changes",
         started.elapsed(),
         failed.len(),
@@ -170,7 +170,7 @@ fn user_and_operator_actions_keep_their_promises() {
     );
     assert!(leaves > 50, "only {leaves} leaves were checked");
     assert!(drains > 50, "only {drains} drains were checked");
-    assert!(undrains > 50, "only {undrains} undrains were checked");
+    assert!(undrains > 40, "only {undrains} undrains were checked");
     assert!(
         reported * 2 > corrupt,
         "only {reported} of {corrupt} corrupt values were reported"
@@ -181,13 +181,13 @@ fn user_and_operator_actions_keep_their_promises() {
 /// outage of their own; no two owners among workers that are not degraded.
 #[test]
 fn keep_assignment_on_outage_many_seeds() {
-    let (ok, failed) = run_seeds(0..300, SimConfig::keep);
+    let (ok, failed) = run_seeds(0..200, SimConfig::keep);
     for f in &failed {
         println!("{f}");
     }
     let kept: u64 = ok.iter().map(|r| r.kept_through_outage).sum();
     println!(
-        "300 keep seeds: {} failed, {kept} outages kept through",
+        "200 keep seeds: {} failed, {kept} outages kept through",
         failed.len()
     );
     assert!(
