@@ -200,6 +200,21 @@ impl World<'_> {
         Ok(())
     }
 
+    /// `Manager::refresh_partitions` called on a process that is not frozen
+    /// (a frozen process's caller is frozen too); `refresh_pending` when
+    /// there is none.
+    pub(crate) fn refresh_somewhere(&mut self) {
+        let awake: Vec<usize> = (0..self.procs.len())
+            .filter(|i| self.procs[*i].paused_until.is_none())
+            .collect();
+        if awake.is_empty() {
+            self.refresh_pending = true;
+            return;
+        }
+        let i = awake[self.rng.index(awake.len())];
+        self.refresh_partitions(i);
+    }
+
     /// `Manager::refresh_partitions` called on process `index`: the leader
     /// is told directly, any other process writes the `_refresh` key with
     /// its own client; a failed write is tried again (the caller got an
@@ -228,9 +243,8 @@ impl World<'_> {
         if ops && self.faults_over && !self.tail_done && self.calm().is_some() {
             self.tail_actions(now);
         }
-        if self.refresh_pending && !self.procs.is_empty() {
-            let i = self.rng.index(self.procs.len());
-            self.refresh_partitions(i);
+        if self.refresh_pending {
+            self.refresh_somewhere();
         }
         let bound = self.sim.handoff_bound();
         let (disturbances, terms) = (Some(self.disturbances), self.report.terms);

@@ -140,8 +140,7 @@ impl World<'_> {
                 }
             }
         } else {
-            let i = self.rng.index(self.procs.len());
-            self.refresh_partitions(i);
+            self.refresh_somewhere();
         }
         self.owned_dirty = true;
     }
