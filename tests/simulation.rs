@@ -37,6 +37,25 @@ const REGRESSIONS: &[(&str, u64, &str)] = &[
          flight; the renewal then succeeded and the lease was held by a leader that never \
          published again",
     ),
+    (
+        "ops",
+        13,
+        "a worker whose applied version the store had no readable record of (a corrupt \
+         record) counted as holding every partition until it applied a new version, and \
+         being drained it was never written one: nothing was granted again",
+    ),
+    (
+        "ops",
+        2591,
+        "a leaver that fenced itself counted as drained before its release callback \
+         returned; its key was deleted and its partitions granted elsewhere while it ran",
+    ),
+    (
+        "ops",
+        1703,
+        "a drained leaver started a grant the leader made before it saw the departure, \
+         then quit and deleted its key while that grant's release ran",
+    ),
 ];
 
 fn preset(name: &str, seed: u64) -> SimConfig {
@@ -48,6 +67,8 @@ fn preset(name: &str, seed: u64) -> SimConfig {
         "mixed-store" => SimConfig::mixed_store(seed),
         "lease-loss" => SimConfig::lease_loss(seed),
         "source" => SimConfig::source(seed),
+        "ops" => SimConfig::ops(seed),
+        "keep" => SimConfig::keep(seed),
         _ => SimConfig::mixed(seed),
     }
 }
@@ -114,6 +135,67 @@ fn mixed_faults_many_seeds() {
         faults > 2000,
         "too few faults injected to mean anything: {faults}"
     );
+}
+
+/// What users and operators do (`ops`: graceful leaves, drains and
+/// undrains, rebalance requests, corrupt values written by a third party,
+/// source changes told through `refresh_partitions`) keeps every invariant,
+/// and each promise was checked often enough to mean something.
+#[test]
+fn user_and_operator_actions_keep_their_promises() {
+    let started = Instant::now();
+    let (ok, failed) = run_seeds(0..300, SimConfig::ops);
+    for f in &failed {
+        println!("{f}");
+    }
+    let sum = |f: fn(&SimReport) -> u64| ok.iter().map(f).sum::<u64>();
+    let (leaves, drains, undrains) = (
+        sum(|r| r.leaves_checked),
+        sum(|r| r.drains_checked),
+        sum(|r| r.undrains_checked),
+    );
+    let (corrupt, reported) = (sum(|r| r.corrupt_writes), sum(|r| r.corrupt_reported));
+    println!(
+        "300 ops seeds in {:?}: {} failed; {leaves} leaves, {drains} drains and {undrains} undrains \
+         checked; {corrupt} corrupt values written, {reported} reported, {} gone unread; {} source changes",
+        started.elapsed(),
+        failed.len(),
+        sum(|r| r.corrupt_gone_unread),
+        sum(|r| r.source_changes),
+    );
+    assert!(
+        failed.is_empty(),
+        "failing seeds: {:?}",
+        failed.iter().map(|f| f.seed).collect::<Vec<_>>()
+    );
+    assert!(leaves > 50, "only {leaves} leaves were checked");
+    assert!(drains > 50, "only {drains} drains were checked");
+    assert!(undrains > 40, "only {undrains} undrains were checked");
+    assert!(
+        reported * 2 > corrupt,
+        "only {reported} of {corrupt} corrupt values were reported"
+    );
+}
+
+/// `keep_assignment_on_outage`: workers keep their partitions through an
+/// outage of their own; no two owners among workers that are not degraded.
+#[test]
+fn keep_assignment_on_outage_many_seeds() {
+    let (ok, failed) = run_seeds(0..200, SimConfig::keep);
+    for f in &failed {
+        println!("{f}");
+    }
+    let kept: u64 = ok.iter().map(|r| r.kept_through_outage).sum();
+    println!(
+        "200 keep seeds: {} failed, {kept} outages kept through",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "failing seeds: {:?}",
+        failed.iter().map(|f| f.seed).collect::<Vec<_>>()
+    );
+    assert!(kept > 100, "only {kept} outages were kept through");
 }
 
 /// Seeds of the `laggy` preset (requests that reach the store long after

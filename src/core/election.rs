@@ -85,6 +85,10 @@ pub(crate) struct ElectionNode {
     valid: Option<Instant>,
     /// Terms in a row that ended because the leader's plug-in code panicked.
     resignations: u32,
+    /// [`ElectionInput::Release`]: the worker stops; it must not campaign
+    /// again (its shell's last step would take the lease straight back and
+    /// leave it held by a stopped process until it expires).
+    released: bool,
 }
 
 impl ElectionNode {
@@ -101,6 +105,7 @@ impl ElectionNode {
             settled: false,
             valid: None,
             resignations: 0,
+            released: false,
         }
     }
 
@@ -160,6 +165,7 @@ impl ElectionNode {
     /// [`ElectionInput::Release`].
     fn release(&mut self, now: Instant) {
         self.now = now;
+        self.released = true;
         let held = self.core.held_revision();
         self.core.resign();
         self.give_up(held);
@@ -275,6 +281,9 @@ impl Node for ElectionNode {
         if let Some(op) = self.release.take() {
             self.in_flight = Some(InFlight::Release);
             return Some(op);
+        }
+        if self.released {
+            return None;
         }
         let events = self.core.tick(now);
         self.absorb(events);
@@ -430,5 +439,41 @@ mod tests {
         assert_eq!(sit_out(ttl, 0), ttl * 2);
         assert_eq!(sit_out(ttl, 1), ttl * 4);
         assert_eq!(sit_out(ttl, 9), ttl * 64);
+    }
+
+    #[test]
+    fn a_released_lease_is_not_taken_back() {
+        let ttl = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", ttl, "leader", t0);
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Written(Ok(4)));
+        drain(&mut n);
+        n.handle_input(t0, ElectionInput::Release);
+        let release = n.poll_op(t0);
+        assert!(
+            matches!(
+                release,
+                Some(Op::Delete {
+                    expected: Some(4),
+                    ..
+                })
+            ),
+            "{release:?}"
+        );
+        n.handle_reply(t0, Reply::Deleted(Ok(())));
+        // What the shell's last step does next: nothing, not a takeover of
+        // the lease just deleted, nor a read to campaign again.
+        assert!(n.poll_op(t0).is_none());
+        assert!(!drain(&mut n)
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::Acquired { .. })));
+        // Not later either, and a follower that stops does not campaign.
+        assert!(n.poll_op(t0 + ttl * 2).is_none());
+        let mut follower = ElectionNode::new("v", "other", ttl, "leader", t0);
+        follower.handle_input(t0, ElectionInput::Release);
+        assert!(follower.poll_op(t0).is_none());
     }
 }

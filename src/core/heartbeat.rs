@@ -313,7 +313,9 @@ impl HeartbeatNode {
                     .push_back(HeartbeatEffect::Report(Error::Degraded { for_ }));
             }
         }
-        if !self.drained && self.core.drained() {
+        // Drained once the release callback returned too: the manager then
+        // deletes the key, and the leader grants the partitions at once.
+        if !self.drained && self.core.drained() && self.callbacks.is_empty() {
             self.drained = true;
             self.effects.push_back(HeartbeatEffect::Drained);
         }
@@ -367,7 +369,10 @@ impl Node for HeartbeatNode {
     }
     fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
-        if self.done || self.quitting {
+        // Drained, the worker is on its way out (the shell quits next): a
+        // grant that a leader made before it saw the departure is not
+        // started, and the key is deleted without anything to release.
+        if self.done || self.quitting || self.drained {
             return;
         }
         // After a freeze the fencing deadline may have passed: fence before

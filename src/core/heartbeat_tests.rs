@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{HeartbeatEffect, HeartbeatNode};
+use super::{HeartbeatEffect, HeartbeatInput, HeartbeatNode};
 use crate::core::node::Node;
 use crate::core::ops::{Op, Reply};
+use crate::store::{Entry, WatchEvent};
+use crate::wire::{self, AssignmentRecord, OwnedPartition};
 use crate::Config;
 
 fn node(now: Instant) -> HeartbeatNode {
@@ -45,4 +47,109 @@ fn a_heartbeat_stored_at_an_old_revision_means_the_store_went_back() {
     assert!(!effects
         .iter()
         .any(|e| matches!(e, HeartbeatEffect::StoreWentBack)));
+}
+
+/// The record of `version` granting `ids`, as the leader publishes it.
+fn record(version: u64, ids: &[&str]) -> WatchEvent {
+    let record = AssignmentRecord {
+        version,
+        epoch: 1,
+        reason: crate::RebalanceKind::ColdStart,
+        instance: "i0".into(),
+        incarnation: 0,
+        partitions: (ids.iter())
+            .map(|id| OwnedPartition {
+                id: id.to_string(),
+                weight: 1,
+                token: version,
+            })
+            .collect(),
+        incoming: vec![],
+    };
+    WatchEvent::Put(Entry {
+        key: "worker-0".into(),
+        value: wire::encode(&record),
+        revision: 2 + version,
+    })
+}
+
+/// A node that holds `p0` (version 1, applied).
+fn holding(now: Instant) -> HeartbeatNode {
+    let mut n = node(now);
+    n.handle_watch(now, record(1, &["p0"]));
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            HeartbeatEffect::Install {
+                has_assignment: true,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    n.handle_input(now, HeartbeatInput::Applied(1));
+    n
+}
+
+/// Leaving, the worker releases what it holds (here: its key was cleared,
+/// it fences itself); it is drained only once that release callback has
+/// returned — the manager then deletes its key, and the leader grants its
+/// partitions elsewhere at once.
+#[test]
+fn a_leaver_is_drained_only_once_its_release_callback_returned() {
+    let t0 = Instant::now();
+    let mut n = holding(t0);
+    n.handle_input(t0, HeartbeatInput::Leave);
+    let deleted = WatchEvent::Delete {
+        key: "worker-0".into(),
+        revision: 4,
+    };
+    n.handle_watch(t0, deleted);
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            HeartbeatEffect::Install {
+                has_assignment: false,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, HeartbeatEffect::Drained)),
+        "drained while the release callback runs: {effects:?}"
+    );
+    n.handle_input(t0, HeartbeatInput::Applied(1));
+    assert!(std::iter::from_fn(|| n.poll_effect()).any(|e| matches!(e, HeartbeatEffect::Drained)));
+}
+
+/// Drained, a leaver starts nothing a leader granted before it saw the
+/// departure: the shell quits next and deletes the key, which the leader
+/// would take as everything released.
+#[test]
+fn a_drained_leaver_starts_no_new_grant() {
+    let t0 = Instant::now();
+    let mut n = holding(t0);
+    n.handle_input(t0, HeartbeatInput::Leave);
+    n.handle_watch(t0, record(2, &[]));
+    n.handle_input(t0, HeartbeatInput::Applied(2));
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, HeartbeatEffect::Drained)),
+        "{effects:?}"
+    );
+    n.handle_watch(t0, record(3, &["p3"]));
+    let effects: Vec<_> = std::iter::from_fn(|| n.poll_effect()).collect();
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, HeartbeatEffect::Install { .. })),
+        "a grant was started after draining: {effects:?}"
+    );
 }

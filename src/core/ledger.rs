@@ -282,7 +282,13 @@ impl Ledger {
                 None => (Vec::new(), false),
             };
             let in_target = target.contains_key(worker);
-            if granted == 0 && removed.is_empty() && (was_written || !in_target) {
+            // A suspect (see `suspect`) is cleared only by applying a
+            // version written to it: it gets one even when it is to hold
+            // nothing (drained, or more workers than partitions), or what
+            // it may hold stays blocked for good.
+            let suspect =
+                current.is_some_and(|k| !k.written && k.unreleased == Unreleased::Unknown);
+            if granted == 0 && removed.is_empty() && !suspect && (was_written || !in_target) {
                 continue;
             }
             let key = self
@@ -502,6 +508,29 @@ mod tests {
             "9 may still run on a"
         );
         l.observe("a", &addr("ia"), 5);
+        let w = l.step(&target, &who, 7);
+        assert_eq!(ids(&w[0]), ["9"]);
+    }
+
+    #[test]
+    fn a_suspect_that_is_to_hold_nothing_is_written_to_and_then_unblocks() {
+        let mut l = Ledger::default();
+        // `a` applied a version the store has no record of (its record was
+        // lost or unreadable); it is drained: not in the target at all.
+        assert!(l.suspect("a", &addr("ia"), 3));
+        let who: BTreeMap<_, _> =
+            [("a".to_string(), addr("ia")), ("b".to_string(), addr("ib"))].into();
+        let target = placement(&[("b", &["9"])]);
+        let w = l.step(&target, &who, 6);
+        assert!(
+            w.iter().all(|w| w.partitions.is_empty()),
+            "9 may still run on a"
+        );
+        assert!(
+            w.iter().any(|w| w.worker == "a"),
+            "a must be told a version to apply: {w:?}"
+        );
+        l.observe("a", &addr("ia"), 6);
         let w = l.step(&target, &who, 7);
         assert_eq!(ids(&w[0]), ["9"]);
     }

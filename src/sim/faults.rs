@@ -24,6 +24,13 @@ impl World<'_> {
             return;
         }
         self.report.faults += 1;
+        if self.sim.ops_share > 0.0 && self.rng.chance(self.sim.ops_share) {
+            if self.user_action(now) {
+                self.disturb(now);
+            }
+            return;
+        }
+        self.disturb(now);
         if self.sim.store_share > 0.0 && self.rng.chance(self.sim.store_share) {
             self.store_fault(now);
             return;
@@ -124,10 +131,16 @@ impl World<'_> {
             "SOURCE {change}: {} partitions",
             self.env.partitions.len()
         ));
-        for p in &mut self.procs {
-            if let Some(leader) = p.running_mut().and_then(|r| r.leader.as_mut()) {
-                leader.push(crate::core::leader::LeaderInput::Refresh);
+        // Told as a source's `changes()` notification tells the leader, or
+        // by a user's `refresh_partitions` on any process.
+        if self.rng.chance(0.5) || self.procs.is_empty() {
+            for p in &mut self.procs {
+                if let Some(leader) = p.running_mut().and_then(|r| r.leader.as_mut()) {
+                    leader.push(crate::core::leader::LeaderInput::Refresh);
+                }
             }
+        } else {
+            self.refresh_somewhere();
         }
         self.owned_dirty = true;
     }
@@ -151,6 +164,7 @@ impl World<'_> {
     /// Ends pauses, partitions, slowness and flakiness whose time is up.
     pub(crate) fn expire_faults(&mut self, now: Instant) {
         let mut notes = Vec::new();
+        let mut calm_broken = false;
         for p in &mut self.procs {
             if p.paused_until.is_some_and(|t| t <= now) {
                 p.paused_until = None;
@@ -165,11 +179,16 @@ impl World<'_> {
             if p.slow_until.is_some_and(|t| t <= now) {
                 p.slow_until = None;
                 p.io.slow = None;
+                calm_broken = true;
             }
             if p.flaky_until.is_some_and(|t| t <= now) {
                 p.flaky_until = None;
                 p.flaky.lock().1 = 0.0;
+                calm_broken = true;
             }
+        }
+        if calm_broken || !notes.is_empty() {
+            self.disturb(now);
         }
         for n in notes {
             self.note(n);
@@ -190,6 +209,8 @@ impl World<'_> {
                 }
             }
         }
+        self.faults_over = true;
+        self.end_operations(now);
         if self.procs.is_empty() {
             self.spawn(None);
         }

@@ -19,6 +19,8 @@ pub(crate) struct Leader {
     node: LeaderNode,
     epoch: u64,
     stepper: Stepper<LeaderNode>,
+    /// When the term took office.
+    pub in_office: Option<Instant>,
 }
 
 impl Leader {
@@ -47,6 +49,7 @@ impl Leader {
             node,
             epoch,
             stepper: Stepper::new(Thread::Leader, Some((Bucket::Workers, None)), every, now),
+            in_office: None,
         }
     }
 
@@ -59,6 +62,7 @@ impl Leader {
     /// One step of the thread.
     pub fn step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
         let (office, epoch) = (io.stores.office.clone(), self.epoch);
+        let in_office = &mut self.in_office;
         self.stepper
             .step(&mut self.node, io, now, &mut |node, effect| match effect {
                 LeaderEffect::ReadSource => {
@@ -67,6 +71,7 @@ impl Leader {
                 }
                 LeaderEffect::InOffice => {
                     office.epoch.fetch_max(epoch, Ordering::SeqCst);
+                    *in_office = Some(now);
                 }
                 LeaderEffect::Report(e) => notes.reports.push(e.to_string()),
                 // The simulated strategy never panics.

@@ -26,6 +26,11 @@
 //! answer lost), new processes joining, and mass restarts. Store faults
 //! (a share `store_share` of the faults; see `store_faults`): a bucket rolled
 //! back by its last acknowledged writes, a bucket dropped, the store emptied.
+//! What users and operators do (a share `ops_share` of the faults; see
+//! `actions`): graceful leaves (`Manager::stop()`, driven as the manager
+//! does), `parti drain|undrain|rebalance`, corrupt values written by a third
+//! party; source changes are told either as the source's notification or
+//! through `refresh_partitions` (the `_refresh` key).
 //!
 //! Invariants, checked after every step:
 //! 1. at most one process believes it holds an unexpired lease
@@ -48,7 +53,18 @@
 //! 7. with `check_recovery` (the `store` preset): after a store fault (and
 //!    the join that follows it), every partition has one owner again, the
 //!    published view agrees, and every process has work, within
-//!    [`SimConfig::store_bound`].
+//!    [`SimConfig::store_bound`];
+//! 8. a leaver's partitions are owned by others, a drained worker owns
+//!    nothing (for as long as it stays drained) and an undrained one owns
+//!    something again, within [`SimConfig::handoff_bound`] of a settled group
+//!    that no other fault hit meanwhile;
+//! 9. every corrupt value still in the store is reported within
+//!    [`SimConfig::bound`].
+//!
+//! With `keep_assignment_on_outage` (the `keep` preset), a worker keeping
+//! its partitions through an outage is not counted by invariants 2 and 6
+//! until a heartbeat interval after its heartbeats are confirmed again and
+//! its callbacks returned (see `keep`).
 //!
 //! A failing run reports its seed and preset; [`run`] with the same seed and
 //! configuration replays it exactly (`tests/simulation.rs` has a `replay`
@@ -58,9 +74,14 @@
 //! [`SimReport::late_overwrites`] counts those that landed although a newer
 //! leader had already re-stamped the keys: the fence allows none.
 
+mod actions;
+mod control;
+mod corrupt;
 mod drive;
 mod faults;
+mod keep;
 mod leader;
+mod leave;
 mod node;
 mod ops;
 mod rng;
@@ -73,6 +94,7 @@ mod world;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use actions::{ALL_ACTIONS, CONTROL, CORRUPT, LEAVE};
 pub use rng::Rng;
 
 use crate::clock::ManualClock;
@@ -82,8 +104,8 @@ use crate::{Config, Partition};
 /// The shape of a simulated run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The preset this came from (`faulty`, `mixed`, `scale`), for the
-    /// replay command of a failure.
+    /// The preset this came from (`faulty`, `mixed`, `ops`, `keep`,
+    /// `scale`, …), for the replay command of a failure.
     pub preset: &'static str,
     /// The group's timings (scaled down, so runs are short in virtual time).
     pub config: Config,
@@ -121,6 +143,13 @@ pub struct SimConfig {
     /// The store faults drawn from: 0, 1, 2 roll back the workers, leader,
     /// assignments bucket; 3, 4, 5 drop it; 6 empties the store.
     pub store_kinds: &'static [u8],
+    /// The share of faults that are what users and operators do (0: none),
+    /// drawn from [`ops_kinds`](Self::ops_kinds).
+    pub ops_share: f64,
+    /// The actions drawn from: [`LEAVE`] (a graceful `Manager::stop()`),
+    /// [`CONTROL`] (`parti drain|undrain|rebalance`), [`CORRUPT`] (a
+    /// corrupt value written into a bucket by a third party).
+    pub ops_kinds: &'static [u8],
 }
 
 /// Every kind of store fault (see [`SimConfig::store_kinds`]).
@@ -160,6 +189,8 @@ impl SimConfig {
             source_share: 0.0,
             check_recovery: false,
             store_kinds: ALL_STORE_FAULTS,
+            ops_share: 0.0,
+            ops_kinds: ALL_ACTIONS,
         }
     }
 
@@ -193,6 +224,45 @@ impl SimConfig {
             source_share: 0.2,
             ..SimConfig::mixed(seed)
         }
+    }
+
+    /// [`mixed`](Self::mixed) where two faults in five are what users and
+    /// operators do (graceful leaves, drains and undrains, corrupt values)
+    /// and one in ten a change of the partition source, told by the
+    /// source's notification or by `refresh_partitions` on any process.
+    pub fn ops(seed: u64) -> Self {
+        SimConfig {
+            preset: "ops",
+            ops_share: 0.4,
+            source_share: 0.1,
+            ..SimConfig::mixed(seed)
+        }
+    }
+
+    /// [`mixed`](Self::mixed) with `keep_assignment_on_outage`: workers keep
+    /// their partitions through an outage of their own (see `sim::keep`
+    /// for what is still checked then), with the operations of
+    /// [`ops`](Self::ops).
+    pub fn keep(seed: u64) -> Self {
+        let ops = SimConfig::ops(seed);
+        SimConfig {
+            preset: "keep",
+            config: Config {
+                keep_assignment_on_outage: true,
+                ..ops.config.clone()
+            },
+            ..ops
+        }
+    }
+
+    /// How long a planned move takes in a calm group, the bound of a
+    /// graceful leave and of a drain: one planned window, the heartbeats
+    /// that carry the departure and the release to the leader, and two
+    /// callbacks (the release, the grant). No
+    /// heartbeat TTL and no emergency grace: nobody has to be declared dead.
+    pub fn handoff_bound(&self) -> Duration {
+        let c = &self.config;
+        c.planned_scale_window + c.heartbeat_interval * 2 + self.apply_time.1 * 2
     }
 
     /// [`mixed`](Self::mixed) with one fault in ten a store fault (not in
@@ -330,6 +400,20 @@ pub struct SimReport {
     pub slowest_recovery: Duration,
     /// Errors the nodes reported (what `on_error` would get).
     pub reports: u64,
+    /// Graceful leaves whose handoff bound was checked (a calm group).
+    pub leaves_checked: u64,
+    /// Drains and undrains whose promise was checked.
+    pub drains_checked: u64,
+    pub undrains_checked: u64,
+    /// Corrupt values written (each must be reported).
+    pub corrupt_writes: u64,
+    /// Times a worker kept its partitions through an outage of its own
+    /// (`keep_assignment_on_outage`).
+    pub kept_through_outage: u64,
+    /// Of the corrupt values, those reported by a node.
+    pub corrupt_reported: u64,
+    /// Of those, values gone (deleted, expired, replaced) before any report.
+    pub corrupt_gone_unread: u64,
     /// Wall-clock time spent stepping the leading process (mostly its
     /// calculator): a measurement, not part of the deterministic outcome.
     pub leader_wall: Duration,

@@ -31,8 +31,8 @@ pub(crate) struct Running {
     pub worker: HeartbeatNode,
     pub lease: ElectionNode,
     /// The heartbeat and election threads' wiring (inputs, watch, link).
-    beat: Stepper<HeartbeatNode>,
-    election: Stepper<ElectionNode>,
+    pub(super) beat: Stepper<HeartbeatNode>,
+    pub(super) election: Stepper<ElectionNode>,
     /// `Some` while the leader thread runs.
     pub leader: Option<Leader>,
     callbacks: VecDeque<Callback>,
@@ -42,6 +42,13 @@ pub(crate) struct Running {
     pub quit: bool,
     /// The heartbeat thread's confirmed writes.
     beats: BeatLog,
+    /// The last assignment installed came from a leader, and heartbeats are
+    /// not degraded: the manager's `State::is_assigned`, which decides
+    /// whether `stop()` drains first.
+    pub assigned: bool,
+    pub degraded: bool,
+    /// `Some` once the process was told to stop (see `sim::leave`).
+    pub(super) leaving: Option<super::leave::Leaving>,
 }
 
 /// What a step tells the world.
@@ -55,6 +62,8 @@ pub(crate) struct Notes {
     pub installs: Vec<Assignment>,
     /// Errors the nodes reported (as `on_error` would get them).
     pub reports: Vec<String>,
+    /// The heartbeat node entered (`true`) or left `Degraded`, in order.
+    pub degraded: Vec<bool>,
 }
 
 impl Running {
@@ -82,6 +91,9 @@ impl Running {
             last_apply: 0,
             quit: false,
             beats: BeatLog::default(),
+            assigned: false,
+            degraded: false,
+            leaving: None,
         }
     }
 
@@ -102,6 +114,7 @@ impl Running {
     /// One step of every thread at `now`.
     pub fn step(&mut self, env: &Env, io: &mut Io, rng: &mut Rng, now: Instant, notes: &mut Notes) {
         self.callbacks_step(now, notes);
+        self.leave_step(now, notes);
         let mut effects = Vec::new();
         self.beat
             .step(&mut self.worker, io, now, &mut |_, e| effects.push(e));
@@ -111,11 +124,16 @@ impl Running {
         if self.quit {
             return;
         }
-        let mut effects = Vec::new();
-        self.election
-            .step(&mut self.lease, io, now, &mut |_, e| effects.push(e));
-        for effect in effects {
-            self.on_lease_effect(env, effect, now, notes);
+        if self.election_ended() {
+            drop(io.due(Thread::Lease, now));
+        } else {
+            let mut effects = Vec::new();
+            self.election
+                .step(&mut self.lease, io, now, &mut |_, e| effects.push(e));
+            for effect in effects {
+                self.on_lease_effect(env, effect, now, notes);
+            }
+            self.after_election_step(now, notes);
         }
         io.lease_valid_until = self.lease.valid_until();
         match &mut self.leader {
@@ -179,7 +197,9 @@ impl Running {
                     }
                     self.last_apply = self.last_apply.max(assignment.version());
                     notes.installs.push(assignment.clone());
+                    self.assigned = true;
                 } else {
+                    self.assigned = false;
                     notes.trace.push(format!("{} fenced itself", self.id));
                 }
                 self.install(env, rng, &assignment, now, notes);
@@ -206,15 +226,15 @@ impl Running {
             // for the leader terms to come.
             HeartbeatEffect::Beat(revision) => self.beats.record(revision, now),
             HeartbeatEffect::Report(e) => notes.reports.push(e.to_string()),
-            HeartbeatEffect::Exited => {
-                notes.trace.push(format!("{} left", self.id));
-                self.quit = true;
+            HeartbeatEffect::Exited => self.exited(now, notes),
+            HeartbeatEffect::Drained => self.drained(now, notes),
+            HeartbeatEffect::Degraded(on) => {
+                self.degraded = on;
+                notes.degraded.push(on);
             }
             HeartbeatEffect::Prepare { version: None, .. }
             | HeartbeatEffect::StoreWentBack
-            | HeartbeatEffect::Degraded(_)
-            | HeartbeatEffect::BeatFailed
-            | HeartbeatEffect::Drained => {}
+            | HeartbeatEffect::BeatFailed => {}
         }
     }
 

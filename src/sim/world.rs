@@ -49,6 +49,10 @@ pub(crate) struct Process {
     pub flaky_until: Option<Instant>,
     /// Resumed from a pause, until its queued callbacks return.
     pub exempt: bool,
+    /// Keeping its partitions through an outage, and after it until then
+    /// (see `sim::keep`).
+    pub keeping: bool,
+    pub kept_until: Option<Instant>,
 }
 
 impl Process {
@@ -68,7 +72,7 @@ impl Process {
 
     /// Counted in the ownership checks.
     pub fn counted(&self) -> Option<&Running> {
-        if self.paused_until.is_some() || self.exempt {
+        if self.paused_until.is_some() || self.exempt || self.keeping || self.kept_until.is_some() {
             return None;
         }
         self.running()
@@ -108,6 +112,23 @@ pub(crate) struct World<'a> {
     pub join_at: Option<Instant>,
     /// When the workers bucket last forgot.
     pub workers_forgot_at: Option<Instant>,
+    /// Disturbing faults injected or ended so far: a promise with a tight
+    /// bound (leave, drain) is checked only if none came after it.
+    pub disturbances: u64,
+    pub disturbed_at: Option<Instant>,
+    /// Leaves, drains and corrupt values whose promises are awaited.
+    pub leaves: Vec<super::leave::LeaveWatch>,
+    pub drains: Vec<super::control::DrainWatch>,
+    pub corrupt: Vec<super::corrupt::CorruptWatch>,
+    /// Worker IDs the operator drained.
+    pub drained: std::collections::BTreeSet<String>,
+    /// A `refresh_partitions` call failed: it is tried again.
+    pub refresh_pending: bool,
+    /// Drained workers to undrain once the group settles after the faults.
+    pub undrain_later: Vec<String>,
+    /// The faults stopped; the actions after them (see `sim::control`) ran.
+    pub faults_over: bool,
+    pub tail_done: bool,
 }
 
 impl<'a> World<'a> {
@@ -144,6 +165,16 @@ impl<'a> World<'a> {
             stale_leases: Vec::new(),
             join_at: None,
             workers_forgot_at: None,
+            disturbances: 0,
+            disturbed_at: None,
+            leaves: Vec::new(),
+            drains: Vec::new(),
+            corrupt: Vec::new(),
+            drained: Default::default(),
+            refresh_pending: false,
+            undrain_later: Vec::new(),
+            faults_over: false,
+            tail_done: false,
         };
         // A client of its own, never faulty: a reader of the bucket, like a
         // dashboard or `parti status`.
@@ -172,13 +203,23 @@ impl<'a> World<'a> {
             .push_back(format!("{:>8.3}s {line}", at.as_secs_f64()));
     }
 
-    fn fail(&self, message: String) -> SimFailure {
+    pub(crate) fn fail(&self, message: String) -> SimFailure {
         SimFailure {
             seed: self.seed,
             preset: self.sim.preset,
             at: self.elapsed(),
             message,
-            trace: self.trace.iter().cloned().collect(),
+            // The errors reported last (what `on_error` got) follow the trace.
+            trace: (self.trace.iter().cloned())
+                .chain(
+                    self.reports
+                        .iter()
+                        .rev()
+                        .take(12)
+                        .rev()
+                        .map(|r| format!("reported: {r}")),
+                )
+                .collect(),
         }
     }
 
@@ -243,6 +284,8 @@ impl<'a> World<'a> {
             slow_until: None,
             flaky_until: None,
             exempt: false,
+            keeping: false,
+            kept_until: None,
         });
         self.note(format!("{label} starts (preferred id {preferred:?})"));
     }
@@ -321,15 +364,21 @@ impl<'a> World<'a> {
             p.exempt = false;
             notes.owned_changed = true;
         }
+        notes.owned_changed |= self.keep_mode(index, now, &notes.degraded);
         self.owned_dirty |= notes.owned_changed;
         let label = self.procs[index].label.clone();
-        for a in &notes.installs {
+        // A worker keeping its partitions through an outage may install a
+        // grant that moved on meanwhile: the fenced downstream rejects it
+        // (what `keep_assignment_on_outage` documents), nothing to check.
+        let keeping = self.procs[index].keeping || self.procs[index].kept_until.is_some();
+        for a in notes.installs.iter().filter(|_| !keeping) {
             if let Err(e) = self.tokens.install(&label, a) {
                 notes.violations.push(e);
             }
         }
         for r in notes.reports {
             self.report.reports += 1;
+            self.corrupt_reported(&r);
             if self.reports.len() == TRACE_LINES {
                 self.reports.pop_front();
             }
@@ -455,6 +504,9 @@ impl<'a> World<'a> {
             self.report.steps += 1;
             self.check(now)?;
             if let Err(e) = self.check_recovery(now) {
+                return Err(self.fail(e));
+            }
+            if let Err(e) = self.check_operations(now) {
                 return Err(self.fail(e));
             }
             if faults_over {

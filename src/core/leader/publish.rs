@@ -277,7 +277,9 @@ impl LeaderNode {
                     match shown {
                         None => self.view.read(&key, None),
                         Some(Ok(r)) => self.view.read(&key, Some(ids_of(&r))),
-                        Some(Err(_)) => {}
+                        // Not a parti record (a third party wrote it): said,
+                        // then replaced by the write that follows.
+                        Some(Err(e)) => self.effects.push_back(LeaderEffect::Report(e)),
                     }
                 }
                 let found = found.as_ref().map(|e| (e.value.as_slice(), e.revision));

@@ -81,3 +81,79 @@ fn a_record_too_large_for_nats_is_reported_and_not_sent() {
     );
     assert!(node.published > 0, "a publication was computed");
 }
+
+/// A third party overwrote a worker's record with garbage: the leader's
+/// next write of that key finds it (the compare-and-set fails, the read
+/// before writing again shows it), reports it as corrupt, and replaces it.
+#[test]
+fn a_corrupt_record_found_before_writing_is_reported_and_replaced() {
+    let config = Config {
+        cold_start_window: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let params = LeaderParams {
+        id: "worker-0".into(),
+        config,
+        strategy: Arc::new(BoundedLoad::default()),
+        refresh_every: None,
+        buckets: ("workers".into(), "assignments".into()),
+    };
+    let store = MemoryBackend::new(Arc::new(SystemClock))
+        .open_store(&BucketConfig::new("assignments", None))
+        .expect("memory store");
+    let mut node = LeaderNode::new(params, 1, t0);
+    node.handle_input(t0, LeaderInput::Lease(Some(t0 + Duration::from_secs(3600))));
+    let list = |n: usize| (0..n).map(|i| Partition::new(format!("p{i}"))).collect();
+    node.handle_source(t0, Ok(list(2)));
+    let mut beat = WorkerRecord::starting("i0", String::new(), 1);
+    let mut revision = 1;
+    let mut heartbeat = |node: &mut LeaderNode, now, applied| {
+        beat.applied = applied;
+        revision += 1;
+        node.handle_watch(
+            now,
+            WatchEvent::Put(Entry {
+                key: "worker-0".into(),
+                value: wire::encode(&beat),
+                revision,
+            }),
+        );
+    };
+    heartbeat(&mut node, t0, 0);
+    node.handle_watch(t0, WatchEvent::Synced);
+    let mut now = t0;
+    let mut corrupt_reported = false;
+    let run = |node: &mut LeaderNode, now: &mut Instant, reported: &mut bool| {
+        // Past the retry of a failed write (a quarter heartbeat interval).
+        for _ in 0..40 {
+            *now += Duration::from_millis(50);
+            node.handle_timeout(*now);
+            while let Some(op) = node.poll_op(*now) {
+                let reply = op.perform(&store as &dyn KvStore);
+                node.handle_reply(*now, reply);
+            }
+            while let Some(effect) = node.poll_effect() {
+                if let LeaderEffect::Report(Error::Corrupt { key, .. }) = effect {
+                    assert_eq!(key, "worker-0");
+                    *reported = true;
+                }
+            }
+        }
+    };
+    run(&mut node, &mut now, &mut corrupt_reported);
+    let first = store.get("worker-0").expect("get").expect("published");
+    let version = wire::decode::<wire::AssignmentRecord>("a", "worker-0", &first.value)
+        .expect("a record")
+        .version;
+    heartbeat(&mut node, now, version);
+    store.put("worker-0", b"not json at all").expect("put");
+    // More work for the lone worker: its record must be written again.
+    node.handle_source(now, Ok(list(4)));
+    run(&mut node, &mut now, &mut corrupt_reported);
+    assert!(corrupt_reported, "the corrupt record was not reported");
+    let last = store.get("worker-0").expect("get").expect("a record");
+    let record = wire::decode::<wire::AssignmentRecord>("a", "worker-0", &last.value)
+        .expect("the corrupt value was replaced");
+    assert_eq!(record.partitions.len(), 4);
+}
