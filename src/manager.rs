@@ -501,18 +501,20 @@ impl Manager {
     }
 
     /// Asks the leader to re-read the partition source; it rebalances if the
-    /// list changed. Works from any worker.
+    /// list changed. Works from any worker: the request is written to the
+    /// group (the `_refresh` key, which every leader watches), and a worker
+    /// that leads is also told at once — the write still matters then, in
+    /// case another worker has taken over meanwhile.
     ///
     /// # Errors
     /// [`Error::Stopped`] after `stop`; [`Error::Kv`] when the request could
-    /// not be written.
+    /// not be written (a worker that leads re-reads its source anyway).
     pub fn refresh_partitions(&self) -> Result<(), Error> {
         if self.threads.lock().is_none() {
             return Err(Error::Stopped);
         }
         if self.is_leader() {
             let _ = self.refresh.send(LeaderInput::Refresh);
-            return Ok(());
         }
         self.workers
             .put(REFRESH_KEY, new_instance_id().as_bytes())

@@ -6,6 +6,7 @@
 
 pub(crate) mod calculator;
 pub(crate) mod claim;
+pub(crate) mod departure;
 pub(crate) mod election;
 pub(crate) mod fence;
 pub(crate) mod heartbeat;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::core::departure::Departure;
 use crate::core::election::ElectionNode;
 use crate::core::heartbeat::{HeartbeatInput, HeartbeatNode};
 use crate::core::leader::{LeaderInput, LeaderParams};
@@ -221,14 +222,13 @@ impl Drop for Launch {
 }
 
 impl Threads {
-    /// Leaves the group as gracefully as `shutdown_timeout` allows and
-    /// stops every thread; whether each ended in time.
+    /// Leaves the group as gracefully as `shutdown_timeout` allows (the
+    /// steps of [`Departure`]) and stops every thread; whether each ended in
+    /// time.
     pub fn stop(self) -> bool {
         let (shared, config) = (&self.shared, &self.config);
-        let deadline = Instant::now() + config.shutdown_timeout;
-        // Keep a reserve for releasing locally, deleting our key and the
-        // lease, each bounded by the operation timeout.
-        let reserve = (config.operation_timeout * 3).min(config.shutdown_timeout / 2);
+        let asked = Instant::now();
+        let deadline = asked + config.shutdown_timeout;
         let mut clean = true;
         let mut started = Started::default();
         if let Some((stop, handle)) = self.start {
@@ -241,16 +241,17 @@ impl Threads {
             }
         }
         if let Some((inputs, handle)) = started.heartbeat {
-            if shared.state().is_assigned() {
-                let _ = inputs.send(HeartbeatInput::Leave);
-                if !shared.wait_drained(deadline - reserve) {
+            let (departure, first) = Departure::begin(config, asked, shared.state().is_assigned());
+            let _ = inputs.send(first);
+            if let Some(until) = departure.drain_until() {
+                if !shared.wait_drained(until) {
                     log::warn!(
                         "[{}] drain not finished in time; releasing locally",
                         shared.worker_id()
                     );
                 }
+                let _ = inputs.send(HeartbeatInput::Quit);
             }
-            let _ = inputs.send(HeartbeatInput::Quit);
             clean &= join_until(handle, deadline).is_some();
         }
         if let Some((stop, handle)) = started.election {

@@ -215,9 +215,9 @@ impl World<'_> {
         self.refresh_partitions(i);
     }
 
-    /// `Manager::refresh_partitions` called on process `index`: the leader
-    /// is told directly, any other process writes the `_refresh` key with
-    /// its own client; a failed write is tried again (the caller got an
+    /// `Manager::refresh_partitions` called on process `index`: it writes
+    /// the `_refresh` key with its own client and, if it leads, tells its
+    /// leader term too; a failed write is tried again (the caller got an
     /// error) from another process at the next step.
     pub(crate) fn refresh_partitions(&mut self, index: usize) {
         let p = &mut self.procs[index];
@@ -227,8 +227,6 @@ impl World<'_> {
         };
         if let Some(leader) = r.leader.as_mut() {
             leader.push(LeaderInput::Refresh);
-            self.refresh_pending = false;
-            return;
         }
         let written =
             p.io.stores

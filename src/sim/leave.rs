@@ -1,8 +1,8 @@
-//! Graceful leave: a simulated `Manager::stop()`. The shell's steps are the
-//! manager's (`Threads::stop` in `src/manager.rs`): an assigned worker sends
-//! [`HeartbeatInput::Leave`] and waits for the heartbeat node's `Drained`
-//! until the shutdown deadline less a reserve, then sends
-//! [`HeartbeatInput::Quit`]; once the node says `Exited`, the election is
+//! Graceful leave: a simulated `Manager::stop()`, stepping the manager's
+//! [`Departure`] (the order `Threads::stop` in `src/runtime/start.rs`
+//! follows too): an assigned worker sends [`HeartbeatInput::Leave`] and
+//! waits for the heartbeat node's `Drained` until the departure's drain
+//! deadline, then sends [`HeartbeatInput::Quit`]; once the node says `Exited`, the election is
 //! told [`ElectionInput::Release`] and stepped once more, the leader term
 //! stops, and the process exits when its queued callbacks have returned
 //! (the callback thread is joined) or the deadline passed. Every decision
@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::core::calculator::Phase;
+use crate::core::departure::Departure;
 use crate::core::election::ElectionInput;
 use crate::core::heartbeat::HeartbeatInput;
 
@@ -46,20 +47,13 @@ impl Running {
         if self.leaving.is_some() {
             return;
         }
-        let c = &env.config;
-        let deadline = now + c.shutdown_timeout;
-        // The manager's reserve for releasing locally, deleting the key and
-        // the lease.
-        let reserve = (c.operation_timeout * 3).min(c.shutdown_timeout / 2);
-        self.leaving = Some(if self.assigned && !self.degraded {
-            self.beat.push(HeartbeatInput::Leave);
-            Leaving::Draining {
-                until: deadline - reserve,
-                deadline,
-            }
-        } else {
-            self.beat.push(HeartbeatInput::Quit);
-            Leaving::Quitting { deadline }
+        let assigned = self.assigned && !self.degraded;
+        let (departure, first) = Departure::begin(&env.config, now, assigned);
+        self.beat.push(first);
+        let deadline = departure.deadline();
+        self.leaving = Some(match departure.drain_until() {
+            Some(until) => Leaving::Draining { until, deadline },
+            None => Leaving::Quitting { deadline },
         });
     }
 
