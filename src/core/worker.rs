@@ -80,6 +80,9 @@ pub(crate) struct WorkerCore {
     seq: u64,
     revision: Option<Revision>,
     applied: u64,
+    /// The highest version handed out with `Apply` (heartbeats report it:
+    /// a leader that finds the store forgot numbers on above it).
+    told: u64,
     current: Assignment,
     leaving: bool,
     host: String,
@@ -133,6 +136,7 @@ impl WorkerCore {
             seq: 0,
             revision: Some(revision),
             applied: 0,
+            told: 0,
             current: Assignment::default(),
             leaving: false,
             host: std::env::var("HOSTNAME").unwrap_or_default(),
@@ -164,6 +168,7 @@ impl WorkerCore {
             incarnation: self.incarnation,
             seq: self.seq,
             applied: self.applied,
+            told: self.told.max(self.applied),
             leaving: self.leaving,
             host: self.host.clone(),
             pid: self.pid,
@@ -278,6 +283,7 @@ impl WorkerCore {
         }
         self.fresh = fresh;
         self.installed = true;
+        self.told = self.told.max(assignment.version());
         Some(WorkerEvent::Apply(assignment))
     }
 
@@ -752,5 +758,25 @@ mod tests {
             Some(BeatAction::Update { record, .. }) => assert_eq!(record.applied, 5),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn heartbeats_report_the_version_installing_before_it_is_applied() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        assert!(matches!(
+            w.on_assignment(Some(&record(5, 1, 0, &["p1"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
+        let (applied, told) = {
+            let r = w.record();
+            (r.applied, r.told)
+        };
+        assert_eq!((applied, told), (0, 5), "told of v5, its callback running");
+        w.applied(t0, 5);
+        // A later record with a lower version under a newer epoch (a store
+        // that forgot) does not lower what is reported as told.
+        assert!(w.on_assignment(Some(&record(3, 9, 0, &["p2"]))).is_some());
+        assert_eq!(w.record().told, 5);
     }
 }
