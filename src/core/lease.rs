@@ -184,7 +184,11 @@ impl LeaseCore {
                         held.revision = revision;
                     }
                 }
-                let unchanged = matches!(&self.observed, Observed::Present { revision: r, .. } if *r == revision);
+                // The record too, not only the revision: a store that went
+                // back issues revisions again, and a new holder's write at a
+                // revision seen before must not count as unchanged since
+                // then (it was taken over while its holder renewed).
+                let unchanged = matches!(&self.observed, Observed::Present { revision: r, record: seen, .. } if *r == revision && *seen == record);
                 if !unchanged {
                     events.push(LeaseEvent::Epoch(record.effective_epoch(revision)));
                     self.observed = Observed::Present {
@@ -558,5 +562,23 @@ mod tests {
             l.on_result(t1 + ms * 3, t1 + ms * 2, &renew, WriteOutcome::Conflict),
             vec![LeaseEvent::Lost]
         );
+    }
+
+    #[test]
+    fn a_revision_issued_again_to_another_record_restarts_the_wait() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-b", "b", TTL);
+        l.observe(t0, 3, Some(rec("a", 3)));
+        // The store went back; the holder's new record got revision 3 again.
+        let t1 = t0 + TTL - Duration::from_millis(100);
+        assert_eq!(
+            l.observe(t1, 3, Some(rec("a", 1))),
+            vec![LeaseEvent::Epoch(1)]
+        );
+        assert_eq!(l.poll(t0 + TTL), None, "not unchanged for a TTL");
+        assert!(matches!(
+            l.poll(t1 + TTL),
+            Some(LeaseAction::Takeover { revision: 3, .. })
+        ));
     }
 }
