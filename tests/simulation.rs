@@ -184,6 +184,8 @@ fn regression_seeds() {
 /// `mixed`) twice, and checks both runs are identical.
 #[test]
 fn replay() {
+    // `RUST_LOG=info` shows the nodes' own account of the run.
+    let _ = env_logger::builder().is_test(true).try_init();
     let seed = std::env::var("PARTI_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
