@@ -267,8 +267,7 @@ impl WorkerCore {
         // leader — not news. That leader counts this worker as holding
         // anything until it applies a version of its own.
         let version = assignment.version();
-        if version < self.current.version() || (version == self.current.version() && !unchanged)
-        {
+        if version < self.current.version() || (version == self.current.version() && !unchanged) {
             return None;
         }
         let fresh: Vec<Partition> = record

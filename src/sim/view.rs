@@ -128,8 +128,7 @@ impl ViewObserver {
         let Some(mine) = self.records.get(key) else {
             return Ok(());
         };
-        let ignored =
-            |k: &str, s: &Shown| s.stale && harmless(k, s.instance.as_str(), s.version);
+        let ignored = |k: &str, s: &Shown| s.stale && harmless(k, s.instance.as_str(), s.version);
         if ignored(key, mine) {
             return Ok(());
         }
@@ -145,7 +144,11 @@ impl ViewObserver {
                     mine.version,
                     theirs.epoch,
                     theirs.version,
-                    if theirs.stale { ", from before the store forgot" } else { "" }
+                    if theirs.stale {
+                        ", from before the store forgot"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
