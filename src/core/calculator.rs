@@ -23,7 +23,6 @@ use crate::{Config, Error, Partition, Placement, RebalanceKind};
 mod membership;
 mod operator;
 mod publication;
-mod quiesce;
 mod schedule;
 mod sli;
 mod takeover;
@@ -120,8 +119,6 @@ pub(crate) struct Calculator {
     /// A new leader has not seen the adopted workers yet: no planned
     /// rebalance before it knows who is really alive.
     settle_until: Option<Instant>,
-    /// The store forgot: no new grant before this instant (`quiesce`).
-    quiet_until: Option<Instant>,
     emergency_due: bool,
     emergency_active: bool,
     last_rebalance: Option<Instant>,
@@ -189,7 +186,6 @@ impl Calculator {
             restart_until: None,
             adopted: false,
             settle_until: None,
-            quiet_until: None,
             emergency_due: false,
             emergency_active: false,
             last_rebalance: None,
@@ -252,7 +248,6 @@ impl Calculator {
         self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);
-        self.end_quiet(now);
         if let Some(kind) = self.due(now).filter(|_| !self.strategy_retry.waiting(now)) {
             self.rebalance(now, kind, &mut out);
         }

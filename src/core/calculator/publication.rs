@@ -148,13 +148,6 @@ impl Calculator {
             .map(|(w, m)| (w.clone(), m.addressee.clone()))
             .collect();
         let version = self.version + 1;
-        let held;
-        let target = if self.quiet(now) {
-            held = self.without_grants(target);
-            &held
-        } else {
-            target
-        };
         let mut writes = self.ledger.step(target, &addressees, version);
         // Future owners learn what is coming while the previous owners still
         // hold it (never in an emergency); a worker whose key is not written

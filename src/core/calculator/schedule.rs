@@ -124,15 +124,10 @@ impl Calculator {
             .map(|t| self.strategy_retry.retry_at().map_or(t, |r| t.max(r)));
         let handoff =
             (self.removal_times.values().next()).map(|t| *t + self.config.handoff_timeout);
-        [
-            self.next_verdict(),
-            rebalance,
-            handoff,
-            self.quiet_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.next_verdict(), rebalance, handoff]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub(super) fn compute_phase(&mut self) -> Phase {
