@@ -25,6 +25,13 @@ pub struct WorkerRecord {
     /// The assignment version this (instance, incarnation) has applied: its
     /// `on_assignment_changed` for that version has returned.
     pub applied: u64,
+    /// The highest assignment version this process was handed to install,
+    /// its callback returned or not (at least `applied`). A leader that finds
+    /// the store forgot numbers on above it, so no token it hands out is
+    /// below one a callback may already have passed downstream. Absent in
+    /// records of older versions: 0 (then `applied` is all there is).
+    #[serde(default)]
+    pub told: u64,
     /// Set when the worker is stopping gracefully.
     #[serde(default)]
     pub leaving: bool,
@@ -54,6 +61,7 @@ impl WorkerRecord {
             incarnation: 0,
             seq: 0,
             applied: 0,
+            told: 0,
             leaving: false,
             host,
             pid,
@@ -252,7 +260,9 @@ fn counter(name: &str, value: u64) -> Option<String> {
 
 impl Record for WorkerRecord {
     fn implausible(&self) -> Option<String> {
-        counter("seq", self.seq).or_else(|| counter("applied", self.applied))
+        counter("seq", self.seq)
+            .or_else(|| counter("applied", self.applied))
+            .or_else(|| counter("told", self.told))
     }
 }
 
@@ -384,6 +394,7 @@ mod tests {
         let r: WorkerRecord = decode("b", "k", old).unwrap();
         assert!(r.labels.is_empty());
         assert_eq!(r.capacity, 1);
+        assert_eq!(r.told, 0, "older versions report only what they applied");
         let labels = BTreeMap::from([("zone".to_string(), "a".to_string())]);
         let described = r.clone().described(&labels, 3);
         let back: WorkerRecord = decode("b", "k", &encode(&described)).unwrap();

@@ -84,6 +84,8 @@ pub(crate) enum Output {
 struct Member {
     addressee: Addressee,
     applied: u64,
+    /// The highest version it reports having been handed (`WorkerRecord::told`).
+    told: u64,
     leaving: bool,
     /// Heartbeats seen by this leader; false for a worker known only from
     /// the assignment keys it adopted.

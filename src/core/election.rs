@@ -212,7 +212,7 @@ impl Node for ElectionNode {
     fn handle_watch_end(&mut self, now: Instant, store_forgot: bool) {
         self.now = now;
         if store_forgot {
-            let events = self.core.store_reset();
+            let events = self.core.store_reset(now);
             self.absorb(events);
             self.effects.push_back(ElectionEffect::EpochReset);
         }
@@ -237,7 +237,7 @@ impl Node for ElectionNode {
                         // stale, the lease would stay unknown and be read
                         // again at once, for ever.
                         if self.core.went_back(entry.revision) {
-                            let events = self.core.store_reset();
+                            let events = self.core.store_reset(now);
                             self.absorb(events);
                             self.effects.push_back(ElectionEffect::EpochReset);
                         }

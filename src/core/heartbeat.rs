@@ -167,6 +167,12 @@ impl HeartbeatNode {
         self.core.applied_version()
     }
 
+    /// The version of the assignment in force (installed, maybe still
+    /// being applied): no record of a lower version is ever applied.
+    pub(crate) fn current_version(&self) -> u64 {
+        self.core.current().version()
+    }
+
     /// Our writes are sequential, so their revisions rise while the store
     /// remembers. One at or below an earlier one: the store went back, and
     /// the lease epochs seen before (kept as the minimum a leader's record

@@ -221,14 +221,15 @@ impl LeaderNode {
         self.check_outranked();
     }
 
-    /// The lease was valid when the epoch was found: no newer leader can
-    /// have written it, it is from a lease history the store forgot. Lead
+    /// A renewal sent after the epoch was found was confirmed: no newer
+    /// leader can have written it, it is from a lease history the store forgot. Lead
     /// on above it.
     fn check_outranked(&mut self) {
         let Some(o) = self.outranked else {
             return;
         };
-        if !o.disproved_by(self.lease_valid_until) {
+        let step_down = crate::config::ratios::step_down_after(self.p.config.election_ttl);
+        if !o.disproved_by(self.lease_valid_until, step_down) {
             return;
         }
         let epoch = o.epoch.saturating_add(1);

@@ -31,6 +31,10 @@ struct Held {
     epoch: u64,
     confirmed: Instant,
     next_renew: Instant,
+    /// The store forgot the lease at this instant: until a renewal sent
+    /// later is confirmed, the lease is kept but not acted on (another
+    /// worker may have taken the forgotten key at once).
+    unproven_since: Option<Instant>,
 }
 
 /// A KV operation the election thread should perform.
@@ -126,9 +130,10 @@ impl LeaseCore {
 
     /// Until when the held lease may be acted on (`None`: not leader).
     pub(crate) fn valid_until(&self) -> Option<Instant> {
-        self.held
-            .as_ref()
-            .map(|h| h.confirmed + self.step_down_after)
+        self.held.as_ref().map(|h| {
+            let until = h.confirmed + self.step_down_after;
+            h.unproven_since.map_or(until, |t| until.min(t))
+        })
     }
 
     /// The revision of the held lease (for a conditional release).
@@ -179,7 +184,11 @@ impl LeaseCore {
                         held.revision = revision;
                     }
                 }
-                let unchanged = matches!(&self.observed, Observed::Present { revision: r, .. } if *r == revision);
+                // The record too, not only the revision: a store that went
+                // back issues revisions again, and a new holder's write at a
+                // revision seen before must not count as unchanged since
+                // then (it was taken over while its holder renewed).
+                let unchanged = matches!(&self.observed, Observed::Present { revision: r, record: seen, .. } if *r == revision && *seen == record);
                 if !unchanged {
                     events.push(LeaseEvent::Epoch(record.effective_epoch(revision)));
                     self.observed = Observed::Present {
@@ -200,16 +209,26 @@ impl LeaseCore {
 
     /// The store forgot the lease key: revisions start again, so the
     /// highest one seen no longer marks older observations as stale.
-    pub(crate) fn store_reset(&mut self) -> Vec<LeaseEvent> {
+    pub(crate) fn store_reset(&mut self, now: Instant) -> Vec<LeaseEvent> {
         self.max_seen = 0;
-        if self.held.is_none() {
-            self.observed = Observed::Unknown;
+        match &mut self.held {
+            None => self.observed = Observed::Unknown,
+            // A held lease is kept: its next renewal (a compare-and-set on
+            // the revision it knows), sent at once, fails if the store lost
+            // it, and the holder steps down then. Giving it up at once made
+            // a rolled-back leader take office twice in a row, and the
+            // second takeover could leave the group without work
+            // (tests/store_rollback.rs, 1 run in ~10). Until that renewal
+            // is confirmed it is not acted on (release first): the store
+            // may show the key absent or expired, and another worker may
+            // have taken it at once, under the same epoch (the simulator's
+            // `store` preset: two leaders wrote, and partitions got two
+            // owners).
+            Some(h) => {
+                h.unproven_since = Some(h.unproven_since.unwrap_or(now));
+                h.next_renew = h.next_renew.min(now);
+            }
         }
-        // A held lease is kept: its next renewal (a compare-and-set on the
-        // revision it knows) fails if the store lost it, and the holder
-        // steps down then. Giving it up at once made a rolled-back leader
-        // take office twice in a row, and the second takeover could leave
-        // the group without work (tests/store_rollback.rs, 1 run in ~10).
         Vec::new()
     }
 
@@ -276,7 +295,15 @@ impl LeaseCore {
                 if let Some(h) = &mut self.held {
                     h.revision = revision;
                     h.confirmed = h.confirmed.max(sent);
-                    h.next_renew = sent + self.renew_every;
+                    if h.unproven_since.is_some_and(|t| sent >= t) {
+                        h.unproven_since = None;
+                    }
+                    // Sent before the store forgot, it proves nothing:
+                    // renew again at once.
+                    h.next_renew = match h.unproven_since {
+                        Some(_) => now,
+                        None => sent + self.renew_every,
+                    };
                 }
             }
             (LeaseAction::Renew { .. }, WriteOutcome::Conflict) => {
@@ -300,6 +327,7 @@ impl LeaseCore {
                     epoch: revision,
                     confirmed: sent,
                     next_renew: sent + self.renew_every,
+                    unproven_since: None,
                 });
                 events.push(LeaseEvent::Acquired { epoch: revision });
             }
@@ -504,5 +532,53 @@ mod tests {
             l.on_result(t0 + TTL, t0 + TTL, &r, WriteOutcome::Conflict),
             vec![LeaseEvent::Lost]
         );
+    }
+
+    #[test]
+    fn a_lease_the_store_forgot_is_kept_but_not_acted_on_until_renewed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut l = LeaseCore::new("w-a", "a", TTL);
+        l.observe(t0, 0, None);
+        let a = l.poll(t0).unwrap();
+        l.on_result(t0, t0, &a, WriteOutcome::Written(1));
+        let t1 = t0 + ms * 100;
+        assert!(l.valid_until().is_some_and(|t| t > t1));
+        assert!(l.store_reset(t1).is_empty(), "kept, not lost");
+        assert!(l.is_leader());
+        assert_eq!(l.valid_until(), Some(t1), "not acted on from the reset");
+        // Renewed at once; a renewal sent before the reset proves nothing.
+        let renew = l.poll(t1).unwrap();
+        assert!(matches!(renew, LeaseAction::Renew { revision: 1, .. }));
+        l.on_result(t1, t0 + ms * 50, &renew, WriteOutcome::Written(2));
+        assert_eq!(l.valid_until(), Some(t1));
+        let renew = l.poll(t1).unwrap();
+        l.on_result(t1 + ms, t1, &renew, WriteOutcome::Written(3));
+        assert_eq!(l.valid_until(), Some(t1 + ratios::step_down_after(TTL)));
+        // Had the store lost it, that renewal would have failed instead.
+        l.store_reset(t1 + ms * 2);
+        let renew = l.poll(t1 + ms * 2).unwrap();
+        assert_eq!(
+            l.on_result(t1 + ms * 3, t1 + ms * 2, &renew, WriteOutcome::Conflict),
+            vec![LeaseEvent::Lost]
+        );
+    }
+
+    #[test]
+    fn a_revision_issued_again_to_another_record_restarts_the_wait() {
+        let t0 = Instant::now();
+        let mut l = LeaseCore::new("w-b", "b", TTL);
+        l.observe(t0, 3, Some(rec("a", 3)));
+        // The store went back; the holder's new record got revision 3 again.
+        let t1 = t0 + TTL - Duration::from_millis(100);
+        assert_eq!(
+            l.observe(t1, 3, Some(rec("a", 1))),
+            vec![LeaseEvent::Epoch(1)]
+        );
+        assert_eq!(l.poll(t0 + TTL), None, "not unchanged for a TTL");
+        assert!(matches!(
+            l.poll(t1 + TTL),
+            Some(LeaseAction::Takeover { revision: 3, .. })
+        ));
     }
 }

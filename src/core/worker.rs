@@ -80,6 +80,9 @@ pub(crate) struct WorkerCore {
     seq: u64,
     revision: Option<Revision>,
     applied: u64,
+    /// The highest version handed out with `Apply` (heartbeats report it:
+    /// a leader that finds the store forgot numbers on above it).
+    told: u64,
     current: Assignment,
     leaving: bool,
     host: String,
@@ -133,6 +136,7 @@ impl WorkerCore {
             seq: 0,
             revision: Some(revision),
             applied: 0,
+            told: 0,
             current: Assignment::default(),
             leaving: false,
             host: std::env::var("HOSTNAME").unwrap_or_default(),
@@ -164,6 +168,7 @@ impl WorkerCore {
             incarnation: self.incarnation,
             seq: self.seq,
             applied: self.applied,
+            told: self.told.max(self.applied),
             leaving: self.leaving,
             host: self.host.clone(),
             pid: self.pid,
@@ -255,6 +260,16 @@ impl WorkerCore {
         // `core::fence`): same version, same partitions, nothing to apply.
         let unchanged = assignment.iter().eq(self.current.iter());
         let restamped = unchanged && assignment.version() == self.current.version();
+        // Versions never go back, whatever the epoch: a leader numbers on
+        // above every version workers report being told, so a lower one (or
+        // the same one with other partitions) under a newer epoch is a
+        // record the store kept from before it forgot, re-stamped by a new
+        // leader — not news. That leader counts this worker as holding
+        // anything until it applies a version of its own.
+        let version = assignment.version();
+        if version < self.current.version() || (version == self.current.version() && !unchanged) {
+            return None;
+        }
         let fresh: Vec<Partition> = record
             .incoming
             .iter()
@@ -278,6 +293,7 @@ impl WorkerCore {
         }
         self.fresh = fresh;
         self.installed = true;
+        self.told = self.told.max(assignment.version());
         Some(WorkerEvent::Apply(assignment))
     }
 
@@ -573,12 +589,22 @@ mod tests {
         let mut other = record(3, 1, 0, &["b"]);
         other.instance = "someone-else".into();
         assert_eq!(w.on_assignment(Some(&other)), None, "other process");
+        assert_eq!(
+            w.on_assignment(Some(&record(1, 2, 0, &["c"]))),
+            None,
+            "a lower version under a newer epoch: kept from before the store forgot"
+        );
+        assert_eq!(
+            w.on_assignment(Some(&record(2, 2, 0, &["c"]))),
+            None,
+            "the same version with other partitions under a newer epoch"
+        );
         assert!(
             matches!(
-                w.on_assignment(Some(&record(1, 2, 0, &["c"]))),
+                w.on_assignment(Some(&record(4, 2, 0, &["c"]))),
                 Some(WorkerEvent::Apply(_))
             ),
-            "newer epoch wins"
+            "newer epoch and version"
         );
         assert!(w.current().contains("c"));
     }
@@ -641,8 +667,13 @@ mod tests {
             None,
             "the old leader's epoch is behind now"
         );
-        assert!(matches!(
+        assert_eq!(
             w.on_assignment(Some(&record(4, 3, 0, &["a"]))),
+            None,
+            "the same version with other partitions is not news"
+        );
+        assert!(matches!(
+            w.on_assignment(Some(&record(5, 3, 0, &["a"]))),
             Some(WorkerEvent::Apply(_))
         ));
     }
@@ -752,5 +783,40 @@ mod tests {
             Some(BeatAction::Update { record, .. }) => assert_eq!(record.applied, 5),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn heartbeats_report_the_version_installing_before_it_is_applied() {
+        let t0 = Instant::now();
+        let mut w = core(t0);
+        assert!(matches!(
+            w.on_assignment(Some(&record(5, 1, 0, &["p1"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
+        let (applied, told) = {
+            let r = w.record();
+            (r.applied, r.told)
+        };
+        assert_eq!((applied, told), (0, 5), "told of v5, its callback running");
+        w.applied(t0, 5);
+        assert_eq!((w.record().applied, w.record().told), (5, 5));
+    }
+
+    #[test]
+    fn a_restamped_older_version_is_not_applied_over_a_newer_one() {
+        let mut w = core(Instant::now());
+        assert!(w.on_assignment(Some(&record(5, 1, 0, &["p0"]))).is_some());
+        // The store went back to this worker's v4; a new leader re-stamped it.
+        assert_eq!(w.on_assignment(Some(&record(4, 9, 0, &[]))), None);
+        assert_eq!(w.on_assignment(Some(&record(5, 9, 0, &["p1"]))), None);
+        assert_eq!(w.current().version(), 5);
+        // The same version re-stamped unchanged is taken silently.
+        assert_eq!(w.on_assignment(Some(&record(5, 9, 0, &["p0"]))), None);
+        assert_eq!(w.current().epoch(), 9);
+        // That leader's own version is applied.
+        assert!(matches!(
+            w.on_assignment(Some(&record(6, 9, 0, &["p1"]))),
+            Some(WorkerEvent::Apply(_))
+        ));
     }
 }

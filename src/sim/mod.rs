@@ -46,7 +46,9 @@
 //! 4. once faults stop, every partition has exactly one owner among the
 //!    live processes within [`SimConfig::bound`] of virtual time;
 //! 5. the `assignments` bucket, as a reader watching it sees it, never
-//!    lists a partition in two workers' records at once;
+//!    lists a partition in two workers' records at once, except through a
+//!    record the store went back to that nobody will act on (its process
+//!    holds a later version, or no longer runs; see `view`);
 //! 6. fencing tokens, as a downstream store fencing by them sees them: no
 //!    install carries a token below the highest one seen for its partition,
 //!    and a new owner's token is strictly higher than the previous owner's;

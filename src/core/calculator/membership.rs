@@ -36,6 +36,7 @@ impl Calculator {
             .or_insert_with(|| Member {
                 addressee: addressee.clone(),
                 applied: 0,
+                told: 0,
                 leaving: false,
                 heard: true,
                 last_seen: now,
@@ -51,19 +52,22 @@ impl Calculator {
         }
         member.addressee = addressee.clone();
         member.applied = record.applied;
+        member.told = record.told.max(record.applied);
         member.leaving = record.leaving;
         member.info = record.info(worker);
         member.heard = true;
         member.last_seen = now;
         self.clear_if_void(worker, &addressee);
         if self.adopted {
-            self.check_applied(worker, &addressee, record.applied);
+            // What it was told, not only what it applied: a callback still
+            // running may have passed that version's tokens downstream.
+            self.check_applied(worker, &addressee, record.told.max(record.applied));
         }
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
 
-    /// `worker` applied `applied`: when the store has no record of that
-    /// version for it, the store lost writes (a rolled-back or emptied
+    /// `worker` applied (or was handed) `applied`: when the store has no
+    /// record of that version for it, the store lost writes (a rolled-back or emptied
     /// server). Until the worker applies one of this leader's versions it
     /// may hold anything; and versions, so fencing tokens, go on from above
     /// what it applied, or it would ignore this leader's records as old.

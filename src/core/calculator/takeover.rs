@@ -35,6 +35,7 @@ impl Calculator {
                         incarnation: record.incarnation,
                     },
                     applied: 0,
+                    told: 0,
                     leaving: false,
                     heard: false,
                     last_seen: now,
@@ -57,7 +58,7 @@ impl Calculator {
             .members
             .iter()
             .filter(|(_, m)| m.heard)
-            .map(|(w, m)| (w.clone(), m.addressee.clone(), m.applied))
+            .map(|(w, m)| (w.clone(), m.addressee.clone(), m.told.max(m.applied)))
             .collect();
         for (worker, addressee, applied) in heard {
             self.check_applied(&worker, &addressee, applied);

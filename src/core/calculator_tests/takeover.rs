@@ -210,3 +210,30 @@ fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
         .collect();
     assert!(to_w0.iter().all(|n| *n == 0), "work sent to w0: {to_w0:?}");
 }
+
+#[test]
+fn a_new_leader_numbers_on_above_a_version_a_worker_was_told_but_the_store_lost() {
+    let mut w = World::started(10, &["w0", "w1", "w2"]);
+    let records = w.records();
+    let last = w.calc.version();
+    // A leader the store forgot told w1 about version last + 5, and w1's
+    // callback for it is still running: it applied only `last`.
+    let told = WorkerRecord {
+        told: last + 5,
+        ..beat_record("i-w1", last, false)
+    };
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(10));
+    next.observe_worker(w.now, "w1", &told);
+    next.adopt(w.now, &records, last);
+    w.calc = next;
+    let before = w.published.len();
+    w.join("w3");
+    w.run(MS * 2500);
+    assert!(w.published.len() > before, "the join is published");
+    assert!(
+        w.published[before].version > last + 5,
+        "v{} is not above the v{} w1 was told of",
+        w.published[before].version,
+        last + 5
+    );
+}

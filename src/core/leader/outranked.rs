@@ -9,16 +9,21 @@
 //! whole TTL, and by a compare-and-set that makes every later renewal of
 //! this term fail; this term acts on its lease only until
 //! `step_down_after(ttl)` (3/4 of it) after sending its last confirmed
-//! renewal. So if the lease was valid when the record was found — known
-//! then, or shown by a renewal confirmed later — no newer leader can have
-//! written it: the higher epoch is from a history the store forgot (or was
-//! written by hand). The term then leads on with that epoch + 1, so that
+//! renewal. So if a renewal sent after the record was found is confirmed
+//! (a compare-and-set on the revision this term knows), no newer leader can
+//! have written it: the higher epoch is from a history the store forgot (or
+//! was written by hand). A lease merely still valid when the record was
+//! found proves nothing: the store that forgot the records may have
+//! forgotten the lease too, and a newer leader may have taken it at once
+//! while this term's last renewal still looked good (the simulator's
+//! `store` preset: both leaders led on above each other's epoch, and a
+//! write stamped with the old one landed over the newer leader's). The term then leads on with that epoch + 1, so that
 //! epochs in the records keep rising across the loss (workers accept
 //! records at or above the lease epoch they saw). A term that really was
 //! deposed never gets that proof: its renewals fail and the election ends
 //! it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// An epoch found above this term's, waiting for the lease's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,27 +51,39 @@ impl Outranked {
     }
 
     /// Whether the lease, as the election last reported it (valid until
-    /// `valid_until`), was valid when the epoch was found.
-    pub(crate) fn disproved_by(&self, valid_until: Option<Instant>) -> bool {
-        valid_until.is_some_and(|until| until > self.found_at)
+    /// `valid_until`, `step_down_after` after the send of its last confirmed
+    /// renewal), was renewed by a write sent after the epoch was found.
+    pub(crate) fn disproved_by(
+        &self,
+        valid_until: Option<Instant>,
+        step_down_after: Duration,
+    ) -> bool {
+        valid_until
+            .and_then(|until| until.checked_sub(step_down_after))
+            .is_some_and(|renewed| renewed > self.found_at)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn a_lease_valid_at_the_finding_disproves_a_newer_leader() {
+    fn only_a_renewal_sent_after_the_finding_disproves_a_newer_leader() {
         let t0 = Instant::now();
+        let step_down = Duration::from_secs(3);
+        let ms = Duration::from_millis(1);
         let o = Outranked::note(None, 9, t0);
-        // Valid when found (or shown so by a renewal confirmed later).
-        assert!(o.disproved_by(Some(t0 + Duration::from_millis(1))));
+        // Renewed by a write sent after the finding, and confirmed.
+        assert!(o.disproved_by(Some(t0 + step_down + ms), step_down));
+        // Still valid when found, from a renewal sent before: the store may
+        // have forgotten the lease too, and a newer leader taken it.
+        assert!(!o.disproved_by(Some(t0 + step_down - ms), step_down));
+        assert!(!o.disproved_by(Some(t0 + ms), step_down));
         // Expired by then, or unknown: a newer leader may have taken it.
-        assert!(!o.disproved_by(Some(t0)));
-        assert!(!o.disproved_by(Some(t0 - Duration::from_secs(1))));
-        assert!(!o.disproved_by(None));
+        assert!(!o.disproved_by(Some(t0), step_down));
+        assert!(!o.disproved_by(Some(t0 - Duration::from_secs(1)), step_down));
+        assert!(!o.disproved_by(None, step_down));
         // A later finding keeps the first instant and the highest epoch.
         let o2 = Outranked::note(Some(o), 12, t0 + Duration::from_secs(1));
         assert_eq!(o2.epoch, 12);
