@@ -23,6 +23,7 @@ use crate::{Config, Error, Partition, Placement, RebalanceKind};
 mod membership;
 mod operator;
 mod publication;
+mod retell;
 mod schedule;
 mod sli;
 mod takeover;
@@ -133,6 +134,11 @@ pub(crate) struct Calculator {
     pending_reason: Option<RebalanceKind>,
     last_reason: RebalanceKind,
     removal_times: BTreeMap<u64, Instant>,
+    /// Workers whose acknowledgement is awaited, since when (see
+    /// `retell.rs`).
+    ack_waits: BTreeMap<String, Instant>,
+    /// Workers whose key is to be written again in the next publication.
+    retell: BTreeSet<String>,
     unconfirmed: Option<u64>,
     /// Something changed that a publication step could act on; without it
     /// the step (linear in partitions) is skipped: a stable group's leader
@@ -194,6 +200,8 @@ impl Calculator {
             pending_reason: None,
             last_reason: RebalanceKind::ColdStart,
             removal_times: BTreeMap::new(),
+            ack_waits: BTreeMap::new(),
+            retell: BTreeSet::new(),
             unconfirmed: None,
             dirty: true,
             settled: false,
@@ -251,6 +259,7 @@ impl Calculator {
         if let Some(kind) = self.due(now).filter(|_| !self.strategy_retry.waiting(now)) {
             self.rebalance(now, kind, &mut out);
         }
+        self.update_awaited_acks(now);
         if self.dirty {
             self.dirty = false;
             self.publish_step(now, &mut out);

@@ -221,6 +221,19 @@ impl Ledger {
             .collect()
     }
 
+    /// Workers whose acknowledgement is awaited before what they may hold
+    /// can be given to others: removals not acknowledged, or a record
+    /// adopted and not acknowledged.
+    pub(crate) fn awaiting_ack(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .iter()
+            .filter(|(_, k)| match &k.unreleased {
+                Unreleased::Known(ids) => !ids.is_empty(),
+                Unreleased::Unknown => true,
+            })
+            .map(|(w, _)| w.as_str())
+    }
+
     /// Workers with removals not acknowledged since before `version`
     /// (for handoff-timeout reports).
     pub(crate) fn unreleased_since(&self, version: u64) -> Vec<String> {

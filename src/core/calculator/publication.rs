@@ -149,6 +149,12 @@ impl Calculator {
             .collect();
         let version = self.version + 1;
         let mut writes = self.ledger.step(target, &addressees, version);
+        // Keys whose acknowledgement is overdue are written again.
+        for w in std::mem::take(&mut self.retell) {
+            if !writes.iter().any(|k| k.worker == w) {
+                writes.extend(self.ledger.rewrite(&w, version));
+            }
+        }
         // Future owners learn what is coming while the previous owners still
         // hold it (never in an emergency); a worker whose key is not written
         // this round is rewritten only when something new is on its way.

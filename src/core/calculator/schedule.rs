@@ -110,7 +110,7 @@ impl Calculator {
     /// When `tick` should run next, at the latest; `None` when only an
     /// input can change anything. Exact: a deadline is reported only for
     /// what a tick at that instant does (a death verdict, a rebalance or
-    /// the strategy's retry, a handoff timeout), so once a tick has run no
+    /// the strategy's retry, a handoff timeout, a key written again), so once a tick has run no
     /// deadline reported is due already. What an input leaves to do (a key
     /// to clear, a grant an acknowledgement allows) is done by the tick the
     /// caller runs after each input.
@@ -124,7 +124,7 @@ impl Calculator {
             .map(|t| self.strategy_retry.retry_at().map_or(t, |r| t.max(r)));
         let handoff =
             (self.removal_times.values().next()).map(|t| *t + self.config.handoff_timeout);
-        [self.next_verdict(), rebalance, handoff]
+        [self.next_verdict(), rebalance, handoff, self.next_retell()]
             .into_iter()
             .flatten()
             .min()

@@ -237,3 +237,43 @@ fn a_new_leader_numbers_on_above_a_version_a_worker_was_told_but_the_store_lost(
         last + 5
     );
 }
+
+#[test]
+fn an_adopted_record_its_worker_never_sees_is_written_again_after_the_handoff_timeout() {
+    let mut w = World::started(6, &["w0", "w1", "w2", "w3"]);
+    let records = w.records();
+    // The victim holds its whole share after w0's death (2 of 6 over 3),
+    // so no rebalance writes its key for a reason of its own.
+    let victim = ["w1", "w2", "w3"]
+        .into_iter()
+        .find(|n| records[*n].partitions.len() == 2)
+        .expect("a worker holding two partitions")
+        .to_string();
+    let v = records[&victim].version;
+    // A third party overwrote the victim's key after the old leader wrote
+    // it: it has nothing readable, and its heartbeats never acknowledge `v`.
+    w.workers.insert(victim.clone(), (v - 1, None));
+    w.stalled.insert(victim.clone());
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w3", 9, w.now, parts(6));
+    next.adopt(w.now, &records, v);
+    w.calc = next;
+    let before = w.published.len();
+    // w0 dies: its partitions must move, but the victim may hold anything
+    // until it acknowledges a version this leader wrote.
+    w.workers.remove("w0");
+    w.run(MS * 1500);
+    assert!(
+        w.owners().len() < 6,
+        "nothing can be granted while {victim} has not acknowledged: {:?}",
+        w.owners()
+    );
+    // Its key written again, it sees and acknowledges a version.
+    w.stalled.remove(&victim);
+    w.run(config().handoff_timeout);
+    let retold = w.published[before..]
+        .iter()
+        .any(|p| p.version > v && p.records.iter().any(|(n, _)| *n == victim));
+    assert!(retold, "{victim}'s key was written again");
+    w.run(MS * 1500);
+    w.assert_each_owned_once(6);
+}

@@ -1,0 +1,44 @@
+//! A worker whose acknowledgement is awaited (a removal, or a record a new
+//! leader adopted) but never comes, although the worker heartbeats, may
+//! never have seen its record: a third party overwrote the key, or the
+//! store lost the write (a rollback). Until it acknowledges, what it may
+//! hold is given to nobody else, so the group would wait for ever. After
+//! `handoff_timeout` its key is written again, at a new version: the
+//! fenced write finds the key changed, reads it, reports what it found and
+//! replaces it, and the worker applies the new version.
+
+use std::time::Instant;
+
+use super::Calculator;
+
+impl Calculator {
+    /// Brings the awaited acknowledgements up to date at `now`: a worker
+    /// newly awaited is timed from now, one no longer awaited is dropped,
+    /// and one awaited for `handoff_timeout` is due to be told again (its
+    /// wait starts over).
+    pub(super) fn update_awaited_acks(&mut self, now: Instant) {
+        let awaited: Vec<String> = self.ledger.awaiting_ack().map(str::to_string).collect();
+        self.ack_waits.retain(|w, _| awaited.contains(w));
+        for w in awaited {
+            let since = *self.ack_waits.entry(w.clone()).or_insert(now);
+            if now.saturating_duration_since(since) >= self.config.handoff_timeout {
+                log::info!(
+                    "[{}] {w} has not acknowledged its record for {:?}: writing it again",
+                    self.leader,
+                    self.config.handoff_timeout
+                );
+                self.ack_waits.insert(w.clone(), now);
+                self.retell.insert(w);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// When an awaited acknowledgement is next due to be asked for again.
+    pub(super) fn next_retell(&self) -> Option<Instant> {
+        self.ack_waits
+            .values()
+            .min()
+            .map(|t| *t + self.config.handoff_timeout)
+    }
+}
