@@ -324,6 +324,31 @@ mod tests {
     use super::*;
     use crate::store::Entry;
 
+    /// A node that created the free lease at revision 4, its effects taken.
+    fn elected(ttl: Duration, t0: Instant) -> ElectionNode {
+        let mut n = ElectionNode::new("w", "me", ttl, "leader", t0);
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Entry(Ok(None)));
+        n.poll_op(t0);
+        n.handle_reply(t0, Reply::Written(Ok(4)));
+        drain(&mut n);
+        n
+    }
+
+    /// `op` deletes the lease held at revision 4.
+    fn assert_deletes_lease(op: Option<Op>) {
+        assert!(
+            matches!(
+                op,
+                Some(Op::Delete {
+                    expected: Some(4),
+                    ..
+                })
+            ),
+            "{op:?}"
+        );
+    }
+
     fn drain(n: &mut ElectionNode) -> Vec<ElectionEffect> {
         std::iter::from_fn(|| n.poll_effect()).collect()
     }
@@ -414,27 +439,12 @@ mod tests {
     fn resigning_deletes_the_lease_and_sits_out_longer_each_time() {
         let ttl = Duration::from_secs(3);
         let t0 = Instant::now();
-        let mut n = ElectionNode::new("w", "me", ttl, "leader", t0);
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Entry(Ok(None)));
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Written(Ok(4)));
-        drain(&mut n);
+        let mut n = elected(ttl, t0);
         n.resign(t0);
         assert!(drain(&mut n)
             .iter()
             .any(|e| matches!(e, ElectionEffect::Lost)));
-        let release = n.poll_op(t0);
-        assert!(
-            matches!(
-                release,
-                Some(Op::Delete {
-                    expected: Some(4),
-                    ..
-                })
-            ),
-            "{release:?}"
-        );
+        assert_deletes_lease(n.poll_op(t0));
         n.handle_reply(t0, Reply::Deleted(Ok(())));
         assert_eq!(sit_out(ttl, 0), ttl * 2);
         assert_eq!(sit_out(ttl, 1), ttl * 4);
@@ -445,24 +455,9 @@ mod tests {
     fn a_released_lease_is_not_taken_back() {
         let ttl = Duration::from_secs(3);
         let t0 = Instant::now();
-        let mut n = ElectionNode::new("w", "me", ttl, "leader", t0);
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Entry(Ok(None)));
-        n.poll_op(t0);
-        n.handle_reply(t0, Reply::Written(Ok(4)));
-        drain(&mut n);
+        let mut n = elected(ttl, t0);
         n.handle_input(t0, ElectionInput::Release);
-        let release = n.poll_op(t0);
-        assert!(
-            matches!(
-                release,
-                Some(Op::Delete {
-                    expected: Some(4),
-                    ..
-                })
-            ),
-            "{release:?}"
-        );
+        assert_deletes_lease(n.poll_op(t0));
         n.handle_reply(t0, Reply::Deleted(Ok(())));
         // What the shell's last step does next: nothing, not a takeover of
         // the lease just deleted, nor a read to campaign again.

@@ -54,6 +54,13 @@ impl WorkerKey {
         }
     }
 
+    fn awaits_ack(&self) -> bool {
+        match &self.unreleased {
+            Unreleased::Known(ids) => !ids.is_empty(),
+            Unreleased::Unknown => true,
+        }
+    }
+
     #[cfg(test)]
     fn may_hold(&self, id: &str) -> bool {
         self.partitions.contains_key(id)
@@ -227,11 +234,13 @@ impl Ledger {
     pub(crate) fn awaiting_ack(&self) -> impl Iterator<Item = &str> {
         self.keys
             .iter()
-            .filter(|(_, k)| match &k.unreleased {
-                Unreleased::Known(ids) => !ids.is_empty(),
-                Unreleased::Unknown => true,
-            })
+            .filter(|(_, k)| k.awaits_ack())
             .map(|(w, _)| w.as_str())
+    }
+
+    /// Whether `worker`'s acknowledgement is awaited (see `awaiting_ack`).
+    pub(crate) fn awaits_ack(&self, worker: &str) -> bool {
+        self.keys.get(worker).is_some_and(WorkerKey::awaits_ack)
     }
 
     /// Workers with removals not acknowledged since before `version`

@@ -17,20 +17,28 @@ impl Calculator {
     /// and one awaited for `handoff_timeout` is due to be told again (its
     /// wait starts over).
     pub(super) fn update_awaited_acks(&mut self, now: Instant) {
-        let awaited: Vec<String> = self.ledger.awaiting_ack().map(str::to_string).collect();
-        self.ack_waits.retain(|w, _| awaited.contains(w));
-        for w in awaited {
-            let since = *self.ack_waits.entry(w.clone()).or_insert(now);
-            if now.saturating_duration_since(since) >= self.config.handoff_timeout {
-                log::info!(
-                    "[{}] {w} has not acknowledged its record for {:?}: writing it again",
-                    self.leader,
-                    self.config.handoff_timeout
-                );
-                self.ack_waits.insert(w.clone(), now);
-                self.retell.insert(w);
-                self.dirty = true;
+        let ledger = &self.ledger;
+        self.ack_waits.retain(|w, _| ledger.awaits_ack(w));
+        for w in ledger.awaiting_ack() {
+            if !self.ack_waits.contains_key(w) {
+                self.ack_waits.insert(w.to_string(), now);
             }
+        }
+        let due: Vec<String> = (self.ack_waits.iter())
+            .filter(|(_, since)| {
+                now.saturating_duration_since(**since) >= self.config.handoff_timeout
+            })
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in due {
+            log::info!(
+                "[{}] {w} has not acknowledged its record for {:?}: writing it again",
+                self.leader,
+                self.config.handoff_timeout
+            );
+            self.ack_waits.insert(w.clone(), now);
+            self.retell.insert(w);
+            self.dirty = true;
         }
     }
 

@@ -14,16 +14,9 @@ use crate::{Config, Error, Partition};
 use super::{LeaderEffect, LeaderInput, LeaderNode, LeaderParams};
 use crate::core::node::Node;
 
-/// A lone worker is given more partitions than one NATS message holds: the
-/// record is reported and never sent (a server would close the leader's
-/// connection).
-#[test]
-fn a_record_too_large_for_nats_is_reported_and_not_sent() {
-    let config = Config {
-        cold_start_window: Duration::from_millis(100),
-        ..Config::default()
-    };
-    let t0 = Instant::now();
+/// A leader node of epoch 1 holding a lease for an hour from `t0`, and the
+/// memory store its operations go to.
+fn in_office(config: &Config, t0: Instant) -> (LeaderNode, crate::store::memory::MemoryStore) {
     let params = LeaderParams {
         id: "worker-0".into(),
         config: config.clone(),
@@ -36,6 +29,20 @@ fn a_record_too_large_for_nats_is_reported_and_not_sent() {
         .expect("memory store");
     let mut node = LeaderNode::new(params, 1, t0);
     node.handle_input(t0, LeaderInput::Lease(Some(t0 + Duration::from_secs(3600))));
+    (node, store)
+}
+
+/// A lone worker is given more partitions than one NATS message holds: the
+/// record is reported and never sent (a server would close the leader's
+/// connection).
+#[test]
+fn a_record_too_large_for_nats_is_reported_and_not_sent() {
+    let config = Config {
+        cold_start_window: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let (mut node, store) = in_office(&config, t0);
     // 40,000 partitions of 20-byte ids: over 1 MiB in one record.
     let partitions = (0..40_000).map(|i| Partition::new(format!("partition-{i:010}")));
     node.handle_source(t0, Ok(partitions.collect()));
@@ -92,18 +99,7 @@ fn a_corrupt_record_found_before_writing_is_reported_and_replaced() {
         ..Config::default()
     };
     let t0 = Instant::now();
-    let params = LeaderParams {
-        id: "worker-0".into(),
-        config,
-        strategy: Arc::new(BoundedLoad::default()),
-        refresh_every: None,
-        buckets: ("workers".into(), "assignments".into()),
-    };
-    let store = MemoryBackend::new(Arc::new(SystemClock))
-        .open_store(&BucketConfig::new("assignments", None))
-        .expect("memory store");
-    let mut node = LeaderNode::new(params, 1, t0);
-    node.handle_input(t0, LeaderInput::Lease(Some(t0 + Duration::from_secs(3600))));
+    let (mut node, store) = in_office(&config, t0);
     let list = |n: usize| (0..n).map(|i| Partition::new(format!("p{i}"))).collect();
     node.handle_source(t0, Ok(list(2)));
     let mut beat = WorkerRecord::starting("i0", String::new(), 1);
