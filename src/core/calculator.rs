@@ -23,6 +23,7 @@ use crate::{Config, Error, Partition, Placement, RebalanceKind};
 mod membership;
 mod operator;
 mod publication;
+mod quiesce;
 mod retell;
 mod schedule;
 mod sli;
@@ -120,6 +121,8 @@ pub(crate) struct Calculator {
     /// A new leader has not seen the adopted workers yet: no planned
     /// rebalance before it knows who is really alive.
     settle_until: Option<Instant>,
+    /// The store forgot: no new grant before this instant (`quiesce`).
+    quiet_until: Option<Instant>,
     emergency_due: bool,
     emergency_active: bool,
     last_rebalance: Option<Instant>,
@@ -192,6 +195,7 @@ impl Calculator {
             restart_until: None,
             adopted: false,
             settle_until: None,
+            quiet_until: None,
             emergency_due: false,
             emergency_active: false,
             last_rebalance: None,
@@ -256,6 +260,7 @@ impl Calculator {
         self.strategy_retry.expire(now);
         let mut out: Vec<Output> = self.clears.drain(..).map(Output::Clear).collect();
         self.detect_deaths(now, &mut out);
+        self.end_quiet(now);
         if let Some(kind) = self.due(now).filter(|_| !self.strategy_retry.waiting(now)) {
             self.rebalance(now, kind, &mut out);
         }

@@ -362,6 +362,7 @@ impl LeaderNode {
                 "[{}] own heartbeat missing or older in the replay: the store went back; replayed workers count as seen now",
                 self.p.id
             );
+            calc.quiesce(self.now);
             return;
         };
         for (key, by) in dated {

@@ -16,6 +16,10 @@ use crate::store::WatchEvent;
 pub(crate) enum Flow {
     Go,
     End,
+    /// Go on, with the node's watch opened again at once: the store went
+    /// back, and a watch resumed past the revisions it issues again would
+    /// deliver nothing until the store passes them (or the watch stalls).
+    Rewatch,
 }
 
 /// What every driver does between two waits: hand the node's effects to
@@ -28,18 +32,21 @@ pub(crate) fn pump<N: Node>(
     mut perform: impl FnMut(Op) -> Option<Reply>,
     sink: &mut impl FnMut(&mut N, N::Effect) -> Flow,
 ) -> Flow {
+    let mut go = Flow::Go;
     loop {
         while let Some(effect) = node.poll_effect() {
-            if sink(node, effect) == Flow::End {
-                return Flow::End;
+            match sink(node, effect) {
+                Flow::End => return Flow::End,
+                Flow::Rewatch => go = Flow::Rewatch,
+                Flow::Go => {}
             }
         }
         let Some(op) = node.poll_op(now()) else {
-            return Flow::Go;
+            return go;
         };
         match perform(op) {
             Some(reply) => node.handle_reply(now(), reply),
-            None => return Flow::Go,
+            None => return go,
         }
     }
 }

@@ -64,6 +64,12 @@ impl Watched {
         )
     }
 
+    /// Opens the watch again now (a replay of what the store holds).
+    fn restart(&mut self) {
+        self.watch = self.shared.watch(self.store.as_ref(), self.key.as_deref());
+        self.retry_at = Instant::now() + self.every;
+    }
+
     /// The watch ended: it is reopened after a pause. Whether it ended
     /// because the store forgot ([`Watch::store_forgot`]), which is
     /// reported ([`Shared::store_forgot`]).
@@ -136,11 +142,11 @@ impl<N: Node> Driver<N> {
     /// Steps and waits until the sink, the stop channel or the end of the
     /// inputs ends it (or nothing is left that could wake the node).
     pub fn run(&mut self, sink: &mut impl FnMut(&mut N, N::Effect) -> Flow) {
-        while self.step(sink) == Flow::Go && self.wait() == Flow::Go {}
+        while self.step(sink) != Flow::End && self.wait() == Flow::Go {}
     }
 
     /// Performs the node's operations and hands out its effects, until it
-    /// has nothing more to do now.
+    /// has nothing more to do now; reopens the watch when the sink asks.
     pub fn step(&mut self, sink: &mut impl FnMut(&mut N, N::Effect) -> Flow) -> Flow {
         let perform = &mut self.perform;
         let perform = |op: Op| {
@@ -150,7 +156,13 @@ impl<N: Node> Driver<N> {
             }
             Some(reply)
         };
-        pump(&mut self.node, Instant::now, perform, sink)
+        let flow = pump(&mut self.node, Instant::now, perform, sink);
+        if flow == Flow::Rewatch {
+            if let Some(w) = &mut self.watch {
+                w.restart();
+            }
+        }
+        flow
     }
 
     /// Waits for one thing, stop first, and hands it to the node.

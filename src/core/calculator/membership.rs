@@ -61,7 +61,7 @@ impl Calculator {
         if self.adopted {
             // What it was told, not only what it applied: a callback still
             // running may have passed that version's tokens downstream.
-            self.check_applied(worker, &addressee, record.told.max(record.applied));
+            self.check_applied(now, worker, &addressee, record.told.max(record.applied));
         }
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
@@ -71,7 +71,13 @@ impl Calculator {
     /// server). Until the worker applies one of this leader's versions it
     /// may hold anything; and versions, so fencing tokens, go on from above
     /// what it applied, or it would ignore this leader's records as old.
-    pub(super) fn check_applied(&mut self, worker: &str, addressee: &Addressee, applied: u64) {
+    pub(super) fn check_applied(
+        &mut self,
+        now: Instant,
+        worker: &str,
+        addressee: &Addressee,
+        applied: u64,
+    ) {
         if applied == 0 || !self.ledger.suspect(worker, addressee, applied) {
             return;
         }
@@ -80,7 +86,8 @@ impl Calculator {
             self.leader,
         );
         self.version = self.version.max(applied);
-        self.dirty = true;
+        // Others the store forgot may not have heartbeated yet.
+        self.quiesce(now);
     }
 
     /// `worker`'s last heartbeat is known to have been written by `by`

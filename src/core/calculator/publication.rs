@@ -148,6 +148,13 @@ impl Calculator {
             .map(|(w, m)| (w.clone(), m.addressee.clone()))
             .collect();
         let version = self.version + 1;
+        let held;
+        let target = if self.quiet(now) {
+            held = self.without_grants(target);
+            &held
+        } else {
+            target
+        };
         let mut writes = self.ledger.step(target, &addressees, version);
         // Keys whose acknowledgement is overdue are written again.
         for w in std::mem::take(&mut self.retell) {

@@ -124,10 +124,16 @@ impl Calculator {
             .map(|t| self.strategy_retry.retry_at().map_or(t, |r| t.max(r)));
         let handoff =
             (self.removal_times.values().next()).map(|t| *t + self.config.handoff_timeout);
-        [self.next_verdict(), rebalance, handoff, self.next_retell()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_verdict(),
+            rebalance,
+            handoff,
+            self.next_retell(),
+            self.quiet_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(super) fn compute_phase(&mut self) -> Phase {

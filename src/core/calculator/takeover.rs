@@ -61,7 +61,7 @@ impl Calculator {
             .map(|(w, m)| (w.clone(), m.addressee.clone(), m.told.max(m.applied)))
             .collect();
         for (worker, addressee, applied) in heard {
-            self.check_applied(&worker, &addressee, applied);
+            self.check_applied(now, &worker, &addressee, applied);
         }
         if !records.is_empty() {
             // Half an interval past the death verdict, so that deaths are

@@ -81,15 +81,24 @@ fn a_worker_restarted_under_its_id_after_a_leader_change_gets_a_key() {
     let mut t = t0;
     let mut w1_written = false;
     let mut w1_busy = false;
+    // What each worker was sent, so what it applies (a worker never
+    // reports a version it was not sent: that would mean the store lost it).
+    let mut sent: BTreeMap<String, u64> = ["w0", "w2", "w3"]
+        .iter()
+        .map(|w| (w.to_string(), 5))
+        .collect();
     for _ in 0..80 {
         t += MS * 50;
-        let v = c.version();
+        let applied = |w: &str| sent.get(w).copied().unwrap_or(0);
         for w in ["w0", "w2", "w3"] {
-            c.observe_worker(t, w, &rec(&format!("old-{w}"), v));
+            c.observe_worker(t, w, &rec(&format!("old-{w}"), applied(w)));
         }
-        c.observe_worker(t, "w1", &rec("new-w1", v));
+        c.observe_worker(t, "w1", &rec("new-w1", applied("w1")));
         for out in c.tick(t) {
             if let Output::Publish(p) = out {
+                for (w, _) in &p.records {
+                    sent.insert(w.clone(), p.version);
+                }
                 w1_written |= p
                     .records
                     .iter()
@@ -190,10 +199,13 @@ fn a_new_leader_forgets_a_drained_worker_it_never_heard_from() {
     assert!(older.partitions.len() < 4, "the grant is what goes missing");
     records.insert("w3".into(), older.clone());
     records.insert("w0".into(), drained);
+    // w3 applied only what it was sent (the store lost nothing).
+    let w3_applied = older.version;
     w.workers.get_mut("w3").unwrap().1 = Some(older);
     let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(12));
     for n in ["w1", "w2", "w3"] {
-        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), top, false));
+        let applied = if n == "w3" { w3_applied } else { top };
+        next.observe_worker(w.now, n, &beat_record(&format!("i-{n}"), applied, false));
     }
     next.adopt(w.now, &records, top);
     next.forget_unheard();
@@ -276,4 +288,43 @@ fn an_adopted_record_its_worker_never_sees_is_written_again_after_the_handoff_ti
     assert!(retold, "{victim}'s key was written again");
     w.run(MS * 1500);
     w.assert_each_owned_once(6);
+}
+
+#[test]
+fn a_new_leader_that_finds_the_store_forgot_grants_nothing_for_a_heartbeat_ttl() {
+    let mut w = World::started(9, &["w0", "w1", "w2"]);
+    let mut records = w.records();
+    // The store lost w2's heartbeat and record: w2 is alive, holding these,
+    // and will heartbeat again within a TTL (or fence itself).
+    let lost: BTreeSet<String> = records
+        .remove("w2")
+        .map(|r| r.partitions.into_iter().map(|p| p.id).collect())
+        .unwrap_or_default();
+    assert!(!lost.is_empty());
+    let last = w.calc.version();
+    w.workers.remove("w2");
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(9));
+    // w0 reports a version the store has no record of: the store forgot.
+    let told = WorkerRecord {
+        told: last + 3,
+        ..beat_record("i-w0", last, false)
+    };
+    next.observe_worker(w.now, "w0", &told);
+    next.adopt(w.now, &records, last);
+    w.calc = next;
+    let before = w.published.len();
+    let granted_lost = |w: &World, from: usize| {
+        w.published[from..]
+            .iter()
+            .flat_map(|p| p.records.iter())
+            .flat_map(|(_, r)| r.partitions.iter())
+            .any(|p| lost.contains(&p.id))
+    };
+    // Just short of the TTL (300 ms): nothing w2 held is granted.
+    w.run(MS * 250);
+    assert!(!granted_lost(&w, before), "granted before a TTL passed");
+    // Then w2 stays silent (it fenced itself): its partitions move.
+    w.run(MS * 1500);
+    assert!(granted_lost(&w, before));
+    w.assert_each_owned_once(9);
 }
