@@ -238,6 +238,14 @@ impl Ledger {
             .map(|(w, _)| w.as_str())
     }
 
+    /// The version of `worker`'s key as last written or adopted (`None`:
+    /// no key, or one whose worker may hold anything, see `suspect`).
+    pub(crate) fn key_version(&self, worker: &str) -> Option<u64> {
+        (self.keys.get(worker))
+            .map(|k| k.version)
+            .filter(|v| *v > 0 && *v != u64::MAX)
+    }
+
     /// Whether `worker`'s acknowledgement is awaited (see `awaiting_ack`).
     pub(crate) fn awaits_ack(&self, worker: &str) -> bool {
         self.keys.get(worker).is_some_and(WorkerKey::awaits_ack)

@@ -163,3 +163,32 @@ fn a_planned_move_is_announced_to_its_future_owner_with_the_revoke_and_an_emerge
     }
     w.assert_each_owned_once(12);
 }
+
+#[test]
+fn a_grant_its_worker_never_sees_is_written_again_after_the_handoff_timeout() {
+    let mut w = World::started(6, &["w0", "w1"]);
+    // w2 joins and heartbeats, but never sees its record (the store lost
+    // the write, or dropped the bucket after it): it reports no version.
+    w.join("w2");
+    w.stalled.insert("w2".into());
+    w.run(MS * 1500);
+    let granted = w.last_record("w2", u64::MAX).expect("w2 was written");
+    assert!(!granted.partitions.is_empty(), "w2 was granted work");
+    // Nothing else changes for w2 now; its wait started at its first
+    // record, under a handoff timeout ago.
+    let before = w.published.len();
+    w.run(config().handoff_timeout);
+    let again: Vec<u64> = (w.published[before..].iter())
+        .filter(|p| p.records.iter().any(|(n, _)| n == "w2"))
+        .map(|p| p.version)
+        .collect();
+    assert!(
+        again.iter().any(|v| *v > granted.version),
+        "w2's key is written again: {again:?}"
+    );
+    // Once it sees its record, every partition has its one owner.
+    w.stalled.remove("w2");
+    w.run(MS * 500);
+    w.assert_each_owned_once(6);
+    assert!(!w.held("w2").is_empty());
+}
