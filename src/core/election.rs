@@ -85,6 +85,8 @@ pub(crate) struct ElectionNode {
     valid: Option<Instant>,
     /// Terms in a row that ended because the leader's plug-in code panicked.
     resignations: u32,
+    /// The highest lease epoch told since the store last forgot the lease.
+    top_epoch: u64,
     /// [`ElectionInput::Release`]: the worker stops; it must not campaign
     /// again (its shell's last step would take the lease straight back and
     /// leave it held by a stopped process until it expires).
@@ -105,6 +107,7 @@ impl ElectionNode {
             settled: false,
             valid: None,
             resignations: 0,
+            top_epoch: 0,
             released: false,
         }
     }
@@ -114,11 +117,38 @@ impl ElectionNode {
         self.core.valid_until()
     }
 
+    /// The lease's epoch never goes down while the store remembers: each
+    /// holder's is above the last. A lower one (in revision order: stale
+    /// reads are weeded out by revision) means the store forgot, e.g. a
+    /// revision issued again let a holder renew over another's record.
+    /// The workers are told, or they would ignore that holder's records
+    /// for good, as older than the epoch they remember.
+    fn check_epoch(&mut self, epoch: u64) {
+        if epoch < self.top_epoch {
+            log::warn!(
+                "[{}] lease epoch {epoch} after {}: the store went back; epochs start again",
+                self.core.worker(),
+                self.top_epoch
+            );
+            self.epoch_reset();
+        }
+        self.top_epoch = epoch;
+    }
+
+    /// The epochs seen before no longer count (the store forgot them).
+    fn epoch_reset(&mut self) {
+        self.top_epoch = 0;
+        self.effects.push_back(ElectionEffect::EpochReset);
+    }
+
     fn absorb(&mut self, events: Vec<LeaseEvent>) {
         for ev in events {
             if !self.settled {
                 self.settled = true;
                 self.effects.push_back(ElectionEffect::Settled);
+            }
+            if let LeaseEvent::Acquired { epoch } | LeaseEvent::Epoch(epoch) = ev {
+                self.check_epoch(epoch);
             }
             self.effects.push_back(match ev {
                 LeaseEvent::Acquired { epoch } => ElectionEffect::Acquired { epoch },
@@ -214,7 +244,7 @@ impl Node for ElectionNode {
         if store_forgot {
             let events = self.core.store_reset(now);
             self.absorb(events);
-            self.effects.push_back(ElectionEffect::EpochReset);
+            self.epoch_reset();
         }
     }
 
@@ -239,7 +269,7 @@ impl Node for ElectionNode {
                         if self.core.went_back(entry.revision) {
                             let events = self.core.store_reset(now);
                             self.absorb(events);
-                            self.effects.push_back(ElectionEffect::EpochReset);
+                            self.epoch_reset();
                         }
                         self.observe_entry(now, &entry)
                     }
@@ -470,5 +500,41 @@ mod tests {
         let mut follower = ElectionNode::new("v", "other", ttl, "leader", t0);
         follower.handle_input(t0, ElectionInput::Release);
         assert!(follower.poll_op(t0).is_none());
+    }
+
+    #[test]
+    fn a_lease_epoch_below_one_seen_resets_the_epochs_the_workers_keep() {
+        let t0 = Instant::now();
+        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
+        let lease = |instance: &str, epoch: u64, revision| Entry {
+            key: LEADER_KEY.into(),
+            value: format!(r#"{{"worker":"x","instance":"{instance}","epoch":{epoch}}}"#)
+                .into_bytes(),
+            revision,
+        };
+        n.handle_watch(t0, WatchEvent::Put(lease("a", 2, 2)));
+        let first = drain(&mut n);
+        assert!(!first
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::EpochReset)));
+        // The store went back and issued revision 2 again; a holder that
+        // renewed over that record carries its own, lower epoch.
+        n.handle_watch(t0, WatchEvent::Put(lease("b", 1, 3)));
+        let effects = drain(&mut n);
+        let reset = effects
+            .iter()
+            .position(|e| matches!(e, ElectionEffect::EpochReset));
+        let epoch = effects
+            .iter()
+            .position(|e| matches!(e, ElectionEffect::Epoch(1)));
+        assert!(
+            matches!((reset, epoch), (Some(r), Some(e)) if r < e),
+            "the reset, then the new epoch: {effects:?}"
+        );
+        // A rising epoch is no reset.
+        n.handle_watch(t0, WatchEvent::Put(lease("c", 4, 4)));
+        assert!(!drain(&mut n)
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::EpochReset)));
     }
 }

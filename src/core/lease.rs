@@ -202,6 +202,11 @@ impl LeaseCore {
         events
     }
 
+    /// The worker ID this lease core campaigns for.
+    pub(crate) fn worker(&self) -> &str {
+        &self.worker
+    }
+
     /// Whether `revision`, read from the store, is below one already seen.
     pub(crate) fn went_back(&self, revision: Revision) -> bool {
         revision != 0 && revision < self.max_seen
