@@ -78,6 +78,11 @@ impl Calculator {
         addressee: &Addressee,
         applied: u64,
     ) {
+        // Above whatever a worker was handed, even one already suspect that
+        // took another leader's version since: the same number with other
+        // partitions would not be news to it, and it would keep what that
+        // version gave it while this leader counted it as released.
+        self.version = self.version.max(applied);
         if applied == 0 || !self.ledger.suspect(worker, addressee, applied) {
             return;
         }
@@ -85,7 +90,6 @@ impl Calculator {
             "[{}] {worker} applied v{applied}, which the store has no record of: the store lost writes; its partitions count as held until it applies a new version",
             self.leader,
         );
-        self.version = self.version.max(applied);
         // Others the store forgot may not have heartbeated yet.
         self.quiesce(now);
     }

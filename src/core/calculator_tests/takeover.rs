@@ -328,3 +328,35 @@ fn a_new_leader_that_finds_the_store_forgot_grants_nothing_for_a_heartbeat_ttl()
     assert!(granted_lost(&w, before));
     w.assert_each_owned_once(9);
 }
+
+#[test]
+fn a_suspect_worker_handed_a_higher_version_since_is_numbered_above_it() {
+    let mut w = World::started(10, &["w0", "w1", "w2"]);
+    let records = w.records();
+    let last = w.calc.version();
+    // The store lost what w1 was told (last + 2): it is suspect ...
+    let suspect = WorkerRecord {
+        told: last + 2,
+        ..beat_record("i-w1", last, false)
+    };
+    let mut next = Calculator::new(config(), Arc::new(StickyDeal), "w1", 9, w.now, parts(10));
+    next.observe_worker(w.now, "w1", &suspect);
+    next.adopt(w.now, &records, last);
+    // ... and a deposed leader's late write hands it last + 7 afterwards.
+    let later = WorkerRecord {
+        told: last + 7,
+        ..beat_record("i-w1", last, false)
+    };
+    next.observe_worker(w.now, "w1", &later);
+    w.calc = next;
+    let before = w.published.len();
+    w.join("w3");
+    w.run(MS * 2500);
+    assert!(w.published.len() > before, "the join is published");
+    let first = w.published[before].version;
+    assert!(
+        first > last + 7,
+        "v{first} is not above the v{} w1 was handed",
+        last + 7
+    );
+}
