@@ -138,6 +138,8 @@ pub(crate) struct LeaderNode {
     source_retry: Option<Instant>,
     /// This worker's own heartbeats, to date the replayed ones.
     beats: BeatLog,
+    /// [`LeaderInput::WallClock`] (0 until told: no floor).
+    wall_ms: u64,
     /// The replay's worker entries (key, revision), dated when it ends.
     replay_dates: Vec<(String, crate::store::Revision)>,
     /// Backoff and report memory of a failing partition source.
@@ -164,6 +166,7 @@ impl LeaderNode {
             next_refresh: p.refresh_every.map(|d| now + d),
             source_backoff: crate::core::calculator::plugin_retry(&p.config),
             beats: BeatLog::default(),
+            wall_ms: 0,
             replay_dates: Vec::new(),
             p,
             epoch,
@@ -291,6 +294,7 @@ impl LeaderNode {
             now,
             partitions,
         );
+        calc.floor_versions(self.wall_ms);
         self.office = Office::Replay {
             until: now + self.p.config.operation_timeout * 2,
         };
@@ -415,6 +419,10 @@ pub(crate) enum LeaderInput {
     /// This worker's confirmed heartbeats (see [`BeatLog`]): the replay's
     /// heartbeats are dated by them instead of counting as just seen.
     Beats(BeatLog),
+    /// The wall clock at the term's start, in milliseconds since the Unix
+    /// epoch: the term numbers its versions (so tokens) from above it (see
+    /// `Calculator::floor_versions`).
+    WallClock(u64),
 }
 
 impl Node for LeaderNode {
@@ -429,6 +437,7 @@ impl Node for LeaderNode {
                 self.check_outranked();
             }
             LeaderInput::Refresh => self.source_wanted = true,
+            LeaderInput::WallClock(ms) => self.wall_ms = ms,
             LeaderInput::Source(result) => self.handle_source(now, result),
             LeaderInput::Beats(beats) => self.beats = beats,
         }

@@ -58,6 +58,7 @@ impl LeaderThread {
         let mut node = LeaderNode::new(self.ctx.params.clone(), self.epoch, now);
         node.handle_input(now, LeaderInput::Lease(self.valid_until));
         node.handle_input(now, LeaderInput::Beats(self.shared.beats()));
+        node.handle_input(now, LeaderInput::WallClock(unix_ms()));
         let ctx = self.ctx;
         let (workers, assignments) = (ctx.workers.clone(), ctx.assignments.clone());
         let mut driver = Driver::new(node, move |op| match op.bucket() {
@@ -96,4 +97,12 @@ impl LeaderThread {
             Flow::Go
         });
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 for a clock set
+/// before it: no floor, versions count on as before).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

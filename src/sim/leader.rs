@@ -23,6 +23,11 @@ pub(crate) struct Leader {
     pub in_office: Option<Instant>,
 }
 
+/// The simulated wall clock at the start of a run, in milliseconds since
+/// the Unix epoch (any fixed value does: it only has to run with the
+/// simulated time).
+const SIM_WALL_START_MS: u64 = 1_800_000_000_000;
+
 impl Leader {
     /// A term with `epoch` that starts taking office at `now`, with the
     /// lease valid until `valid_until`.
@@ -44,6 +49,10 @@ impl Leader {
         let mut node = LeaderNode::new(params, epoch, now);
         node.handle_input(now, LeaderInput::Lease(valid_until));
         node.handle_input(now, LeaderInput::Beats(beats));
+        // One wall clock for every process, read off the simulated time.
+        let since = now.saturating_duration_since(env.started);
+        let ms = SIM_WALL_START_MS + since.as_millis() as u64;
+        node.handle_input(now, LeaderInput::WallClock(ms));
         let every = env.config.heartbeat_interval / 4;
         Leader {
             node,

@@ -94,12 +94,12 @@ mod watches;
 mod world;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use actions::{ALL_ACTIONS, CONTROL, CORRUPT, LEAVE};
 pub use rng::Rng;
 
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::strategy::{AssignmentStrategy, BoundedLoad};
 use crate::{Config, Partition};
 
@@ -461,10 +461,13 @@ pub(crate) struct Env {
     pub partitions: Vec<Partition>,
     pub strategy: Arc<dyn AssignmentStrategy>,
     pub apply_time: (Duration, Duration),
+    /// The simulated clock's start.
+    pub started: Instant,
 }
 
 /// Runs one simulation; the same seed and configuration give the same run.
 pub fn run(seed: u64, sim: &SimConfig) -> Result<SimReport, SimFailure> {
+    let clock = ManualClock::new();
     let env = Env {
         config: sim.config.clone(),
         partitions: (0..sim.partitions)
@@ -472,6 +475,7 @@ pub fn run(seed: u64, sim: &SimConfig) -> Result<SimReport, SimFailure> {
             .collect(),
         strategy: Arc::new(BoundedLoad::default()),
         apply_time: sim.apply_time,
+        started: clock.now(),
     };
-    world::World::new(seed, sim, env, ManualClock::new()).run()
+    world::World::new(seed, sim, env, clock).run()
 }

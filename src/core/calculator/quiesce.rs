@@ -17,6 +17,19 @@ use super::Calculator;
 use crate::Placement;
 
 impl Calculator {
+    /// Versions, and so fencing tokens, go on from above `floor` (the wall
+    /// clock in milliseconds at the term's start). A store that forgot
+    /// (emptied, rolled back) takes with it the records a new leader would
+    /// number on above; the live workers report what they were told, but a
+    /// worker that died meanwhile cannot, and a downstream may hold its
+    /// token. Numbering from the wall clock keeps every term's tokens above
+    /// those of the terms before it, whatever the store forgot, as long as
+    /// the leaders' clocks are apart by less than the time between their
+    /// terms (a term issues far fewer than one version per millisecond).
+    pub(crate) fn floor_versions(&mut self, floor: u64) {
+        self.version = self.version.max(floor.min(crate::wire::MAX_COUNTER / 2));
+    }
+
     /// The store forgot, as found at `now`: no new grant before a heartbeat
     /// TTL from now (an earlier quiet period is extended, never shortened).
     pub(crate) fn quiesce(&mut self, now: Instant) {

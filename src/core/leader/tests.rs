@@ -153,3 +153,55 @@ fn a_corrupt_record_found_before_writing_is_reported_and_replaced() {
         .expect("the corrupt value was replaced");
     assert_eq!(record.partitions.len(), 4);
 }
+
+/// A term told the wall clock numbers its versions, and so its tokens,
+/// from above it: a store that forgot every record (emptied) cannot make a
+/// new term hand out tokens below those of the terms before it.
+#[test]
+fn a_term_numbers_its_versions_from_above_the_wall_clock() {
+    let config = Config {
+        cold_start_window: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let (mut node, store) = in_office(&config, t0);
+    let wall = 1_800_000_000_000;
+    node.handle_input(t0, LeaderInput::WallClock(wall));
+    node.handle_source(
+        t0,
+        Ok((0..4).map(|i| Partition::new(format!("p{i}"))).collect()),
+    );
+    let beat = WorkerRecord::starting("i0", String::new(), 1);
+    node.handle_watch(
+        t0,
+        WatchEvent::Put(Entry {
+            key: "worker-0".into(),
+            value: wire::encode(&beat),
+            revision: 1,
+        }),
+    );
+    node.handle_watch(t0, WatchEvent::Synced);
+    let mut now = t0;
+    for _ in 0..20 {
+        now += Duration::from_millis(50);
+        node.handle_timeout(now);
+        while let Some(op) = node.poll_op(now) {
+            let reply = op.perform(&store as &dyn KvStore);
+            node.handle_reply(now, reply);
+        }
+        while node.poll_effect().is_some() {}
+    }
+    let entry = store
+        .get("worker-0")
+        .expect("get")
+        .expect("worker-0 written");
+    let record: wire::AssignmentRecord =
+        wire::decode("assignments", "worker-0", &entry.value).expect("a record");
+    assert!(
+        record.version > wall,
+        "v{} is not above {wall}",
+        record.version
+    );
+    assert!(!record.partitions.is_empty());
+    assert!(record.partitions.iter().all(|p| p.token > wall));
+}
