@@ -91,6 +91,19 @@ pub(crate) struct ElectionNode {
     /// again (its shell's last step would take the lease straight back and
     /// leave it held by a stopped process until it expires).
     released: bool,
+    /// The watch's replay of the key is under way (until `Synced`), and
+    /// what it showed so far.
+    replay: Option<Replay>,
+}
+
+/// What the replay of a watch (its events until `Synced`: the key as it
+/// stands when the watch opened) showed.
+#[derive(Debug, Default)]
+struct Replay {
+    /// An event of the key came.
+    shown: bool,
+    /// It came below a revision already seen.
+    behind: bool,
 }
 
 impl ElectionNode {
@@ -109,6 +122,7 @@ impl ElectionNode {
             resignations: 0,
             top_epoch: 0,
             released: false,
+            replay: Some(Replay::default()),
         }
     }
 
@@ -179,6 +193,14 @@ impl ElectionNode {
         self.absorb(events);
     }
 
+    /// An event of the watch at `revision`, noted while it replays.
+    fn replayed(&mut self, revision: crate::store::Revision) {
+        if let Some(r) = &mut self.replay {
+            r.shown = true;
+            r.behind |= self.core.went_back(revision);
+        }
+    }
+
     /// [`ElectionInput::Resign`].
     fn resign(&mut self, now: Instant) {
         self.now = now;
@@ -227,20 +249,33 @@ impl Node for ElectionNode {
     fn handle_watch(&mut self, now: Instant, ev: WatchEvent) {
         self.now = now;
         match ev {
-            WatchEvent::Put(entry) => self.observe_entry(now, &entry),
+            WatchEvent::Put(entry) => {
+                self.replayed(entry.revision);
+                self.observe_entry(now, &entry)
+            }
             WatchEvent::Delete { revision, .. } => {
+                self.replayed(revision);
                 let events = self.core.observe(now, revision, None);
                 self.absorb(events);
             }
-            WatchEvent::Synced => {}
+            WatchEvent::Synced => {
+                // A replay behind what was seen, or without the key: the
+                // store may have forgotten between two watches.
+                if self.replay.take().is_some_and(|r| r.behind || !r.shown) {
+                    self.core.recheck();
+                }
+            }
         }
     }
 
-    /// A watch of the lease key that ended because the store forgot the
-    /// bucket: revisions start again, so older ones than seen before are
-    /// news, not stale, and the epochs seen before no longer count.
+    /// A watch of the lease key that ended: the driver opens another,
+    /// whose replay is checked (see [`Replay`]: the store may forget while
+    /// no watch is open). Ended because the store forgot the bucket:
+    /// revisions start again, so older ones than seen before are news, not
+    /// stale, and the epochs seen before no longer count.
     fn handle_watch_end(&mut self, now: Instant, store_forgot: bool) {
         self.now = now;
+        self.replay = Some(Replay::default());
         if store_forgot {
             let events = self.core.store_reset(now);
             self.absorb(events);
@@ -290,6 +325,20 @@ impl Node for ElectionNode {
                     Reply::Written(Err(e)) if e.is_conflict() => WriteOutcome::Conflict,
                     _ => WriteOutcome::Unknown,
                 };
+                // A write of ours stored below a revision already seen:
+                // the store went back (the heartbeat's own check, for the
+                // lease). Seen while no watch was open, it is the only
+                // sign: the epochs seen before must not count (kept, a
+                // worker ignored the records of the new leader — its
+                // epoch led on above the records', below the lease's
+                // forgotten ones — for good).
+                if let WriteOutcome::Written(rev) = outcome {
+                    if self.core.went_back(rev) {
+                        let events = self.core.store_reset(now);
+                        self.absorb(events);
+                        self.epoch_reset();
+                    }
+                }
                 self.core.on_result(now, sent, &action, outcome)
             }
         };
@@ -318,7 +367,6 @@ impl Node for ElectionNode {
         let events = self.core.tick(now);
         self.absorb(events);
         let action = self.core.poll(now)?;
-        log::trace!("lease action {action:?}");
         let bucket = Bucket::Leader;
         let key = LEADER_KEY.to_string();
         let op = match &action {
@@ -538,3 +586,7 @@ mod tests {
             .any(|e| matches!(e, ElectionEffect::EpochReset)));
     }
 }
+
+#[cfg(test)]
+#[path = "election_tests.rs"]
+mod store_tests;

@@ -224,6 +224,25 @@ impl LeaderNode {
         self.check_outranked();
     }
 
+    /// The summary names another leader under this term's epoch (see
+    /// [`outranked::twin`]): as for a higher epoch, nothing is written
+    /// until the lease says which term holds it (reported once).
+    fn twin_found(&mut self, leader: &str) {
+        if self.outranked.is_none() {
+            log::warn!(
+                "[{}] the summary names leader {leader} under this term's epoch {}: writing nothing until a lease renewal shows which term holds the lease",
+                self.p.id,
+                self.epoch
+            );
+        }
+        self.outranked = Some(outranked::Outranked::note(
+            self.outranked,
+            self.epoch,
+            self.now,
+        ));
+        self.check_outranked();
+    }
+
     /// A renewal sent after the epoch was found was confirmed: no newer
     /// leader can have written it, it is from a lease history the store forgot. Lead
     /// on above it.

@@ -237,6 +237,25 @@ impl LeaseCore {
         Vec::new()
     }
 
+    /// A watch opened again showed the key below a revision already seen,
+    /// or not at all: the store may have forgotten while nobody watched
+    /// (a bucket dropped or rolled back between the end of one watch and
+    /// the opening of the next; only the ended watch would have said so).
+    /// A follower reads the key again instead of keeping what it observed:
+    /// the read tells whether the store went back (see
+    /// [`went_back`](Self::went_back)), and the wait for a takeover starts
+    /// again then. Kept, the observation let a follower count a new
+    /// holder's renewals — below the revision it had seen, so ignored as
+    /// stale — as a lease unchanged for a TTL, and take it over once the
+    /// holder's renewals reached that revision again with the same record
+    /// (the simulator's `store` preset: two processes acting on an
+    /// unexpired lease).
+    pub(crate) fn recheck(&mut self) {
+        if self.held.is_none() && matches!(self.observed, Observed::Present { .. }) {
+            self.observed = Observed::Unknown;
+        }
+    }
+
     /// Steps down when the lease can no longer be trusted.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<LeaseEvent> {
         match &self.held {

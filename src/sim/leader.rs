@@ -21,6 +21,8 @@ pub(crate) struct Leader {
     stepper: Stepper<LeaderNode>,
     /// When the term took office.
     pub in_office: Option<Instant>,
+    /// `Office::lease_forgot` when the lease was acquired.
+    lease_forgot: u64,
 }
 
 /// The simulated wall clock at the start of a run, in milliseconds since
@@ -30,11 +32,12 @@ const SIM_WALL_START_MS: u64 = 1_800_000_000_000;
 
 impl Leader {
     /// A term with `epoch` that starts taking office at `now`, with the
-    /// lease valid until `valid_until`.
+    /// lease valid until `valid_until`, acquired when the lease bucket had
+    /// forgotten `lease_forgot` times.
     pub fn new(
         env: &Env,
         id: &str,
-        epoch: u64,
+        (epoch, lease_forgot): (u64, u64),
         now: Instant,
         beats: BeatLog,
         valid_until: Option<Instant>,
@@ -59,6 +62,7 @@ impl Leader {
             epoch,
             stepper: Stepper::new(Thread::Leader, Some((Bucket::Workers, None)), every, now),
             in_office: None,
+            lease_forgot,
         }
     }
 
@@ -71,6 +75,10 @@ impl Leader {
     /// One step of the thread.
     pub fn step(&mut self, env: &Env, io: &mut Io, now: Instant, notes: &mut Notes) {
         let (office, epoch) = (io.stores.office.clone(), self.epoch);
+        // A lease acquired before the lease bucket last forgot (its holder
+        // acts on it until it learns, see `core::lease`): its epoch is from
+        // the numbering the store forgot, not newer than the terms since.
+        let current = office.lease_forgot.load(Ordering::SeqCst) == self.lease_forgot;
         let in_office = &mut self.in_office;
         self.stepper
             .step(&mut self.node, io, now, &mut |node, effect| match effect {
@@ -79,7 +87,9 @@ impl Leader {
                     node.handle_input(now, LeaderInput::Source(Ok(partitions)))
                 }
                 LeaderEffect::InOffice => {
-                    office.epoch.fetch_max(epoch, Ordering::SeqCst);
+                    if current {
+                        office.epoch.fetch_max(epoch, Ordering::SeqCst);
+                    }
                     *in_office = Some(now);
                 }
                 LeaderEffect::Report(e) => notes.reports.push(e.to_string()),

@@ -74,7 +74,10 @@
 //! reached the store after their leader's lease could no longer be trusted
 //! (sent in time, delayed in flight); they are compare-and-set writes, and
 //! [`SimReport::late_overwrites`] counts those that landed although a newer
-//! leader had already re-stamped the keys: the fence allows none.
+//! leader had already re-stamped the keys: the fence allows none. (Newer: a
+//! term whose lease was acquired since the lease bucket last forgot. A
+//! holder whose lease the store forgot, exempt from invariant 1 until that
+//! lease runs out, carries an epoch of the numbering the store forgot.)
 
 mod actions;
 mod control;

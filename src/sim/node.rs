@@ -130,8 +130,13 @@ impl Running {
             let mut effects = Vec::new();
             self.election
                 .step(&mut self.lease, io, now, &mut |_, e| effects.push(e));
+            let forgot = io
+                .stores
+                .office
+                .lease_forgot
+                .load(std::sync::atomic::Ordering::SeqCst);
             for effect in effects {
-                self.on_lease_effect(env, effect, now, notes);
+                self.on_lease_effect(env, effect, (now, forgot), notes);
             }
             self.after_election_step(now, notes);
         }
@@ -243,7 +248,7 @@ impl Running {
         &mut self,
         env: &Env,
         effect: ElectionEffect,
-        now: Instant,
+        (now, lease_forgot): (Instant, u64),
         notes: &mut Notes,
     ) {
         match effect {
@@ -254,7 +259,8 @@ impl Running {
                     .push(format!("{} leads, epoch {epoch}", self.id));
                 let valid_until = self.lease.valid_until();
                 let beats = self.beats.clone();
-                self.leader = Some(Leader::new(env, &self.id, epoch, now, beats, valid_until));
+                let term = (epoch, lease_forgot);
+                self.leader = Some(Leader::new(env, &self.id, term, now, beats, valid_until));
             }
             ElectionEffect::Lost => {
                 notes.trace.push(format!("{} lost the lease", self.id));

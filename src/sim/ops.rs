@@ -28,8 +28,14 @@ pub(crate) struct Stores {
 /// compare-and-set may land.
 #[derive(Default)]
 pub(crate) struct Office {
-    /// The newest epoch that has taken office.
+    /// The newest epoch that has taken office since the lease bucket last
+    /// forgot.
     pub epoch: AtomicU64,
+    /// How many times the lease bucket forgot: epochs (its revisions) are
+    /// issued again from below each time, so a term whose lease was
+    /// acquired before that counts in another numbering (see
+    /// `sim::leader`).
+    pub lease_forgot: AtomicU64,
     /// Assignment updates that landed carrying an older epoch than that.
     pub overwritten: AtomicU64,
 }

@@ -58,10 +58,14 @@ impl World<'_> {
                 .filter_map(|p| Some((p.label.clone(), p.running()?.lease.valid_until()?)))
                 .filter(|(_, until)| *until > now)
                 .collect();
-            // Epochs start again: the fence check counts from the next term.
+            // Epochs start again: the fence check counts from the next term
+            // acquired from now on.
             self.office
                 .epoch
                 .store(0, std::sync::atomic::Ordering::SeqCst);
+            self.office
+                .lease_forgot
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         if matches!(kind, 0 | 3 | 6) {
             self.workers_forgot_at = Some(now);

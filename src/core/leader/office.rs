@@ -27,6 +27,19 @@ impl LeaderNode {
             return Some(Op::Get { bucket, key });
         }
         if let Some(key) = read.to_stamp.front().cloned() {
+            let twin = (read.meta.as_ref())
+                .filter(|(m, _)| {
+                    key == META_KEY && super::outranked::twin(m, self.epoch, &self.p.id)
+                })
+                .map(|(m, _)| m.leader.clone());
+            if let Some(leader) = twin {
+                // Another term under this epoch: read again after a pause,
+                // until the lease tells which term holds it.
+                self.twin_found(&leader);
+                self.fence = crate::core::fence::Fence::new(self.epoch);
+                self.office = Office::Retry(self.now + self.retry_every());
+                return None;
+            }
             let stamped = if key == META_KEY {
                 read.meta.as_ref().map(|(m, rev)| {
                     (

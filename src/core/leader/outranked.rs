@@ -25,6 +25,24 @@
 
 use std::time::{Duration, Instant};
 
+use crate::wire::MetaRecord;
+
+/// Whether the summary `meta` was written by another leader under the
+/// same `epoch` as this term's (this term being worker `id`'s). Epochs are
+/// lease revisions, and a lease bucket that forgot issues them again: two
+/// terms, one of them on a lease the store forgot (its holder acts on it
+/// until a renewal fails), can then both hold epoch 1, and the fence —
+/// which stops writes only below a newer epoch — lets both write (the
+/// simulator's `store` preset: the published view listed partitions under
+/// two workers, and the world counted the stale term's writes as landing
+/// over the newer one's). The summary names its leader; records of
+/// workers do not, so the summary is where a term finds its twin. Treated
+/// like a higher epoch: the term writes nothing until a renewal sent after
+/// the finding is confirmed, then leads on above it.
+pub(crate) fn twin(meta: &MetaRecord, epoch: u64, id: &str) -> bool {
+    meta.epoch == epoch && meta.leader != id
+}
+
 /// An epoch found above this term's, waiting for the lease's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Outranked {
@@ -67,6 +85,29 @@ impl Outranked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_of_another_leader_under_this_terms_epoch_is_a_twin() {
+        let meta = |epoch, leader: &str| MetaRecord {
+            version: 3,
+            epoch,
+            reason: crate::RebalanceKind::ColdStart,
+            leader: leader.into(),
+            workers: Default::default(),
+            partitions: 0,
+            unassigned: 0,
+            departed: Default::default(),
+            moving: Default::default(),
+            parked: Vec::new(),
+        };
+        assert!(twin(&meta(1, "worker-6"), 1, "worker-7"));
+        assert!(!twin(&meta(1, "worker-7"), 1, "worker-7"), "its own");
+        assert!(!twin(&meta(0, "worker-6"), 1, "worker-7"), "an older term");
+        assert!(
+            !twin(&meta(2, "worker-6"), 1, "worker-7"),
+            "newer: outranked"
+        );
+    }
 
     #[test]
     fn only_a_renewal_sent_after_the_finding_disproves_a_newer_leader() {

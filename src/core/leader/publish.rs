@@ -11,7 +11,7 @@ use crate::core::calculator::{Output, Publication};
 use crate::core::fence::{Step, Verdict};
 use crate::core::ops::{Bucket, Op, Reply};
 use crate::names::META_KEY;
-use crate::wire::{self, AssignmentRecord};
+use crate::wire::{self, AssignmentRecord, MetaRecord};
 
 use super::{InFlight, LeaderEffect, LeaderNode, Office};
 
@@ -281,6 +281,20 @@ impl LeaderNode {
                         // then replaced by the write that follows.
                         Some(Err(e)) => self.effects.push_back(LeaderEffect::Report(e)),
                     }
+                }
+                let twin = found
+                    .as_ref()
+                    .filter(|_| key == META_KEY)
+                    .and_then(|e| {
+                        wire::decode::<MetaRecord>(&self.p.buckets.1, &key, &e.value).ok()
+                    })
+                    .filter(|m| super::outranked::twin(m, self.epoch, &self.p.id));
+                if let Some(meta) = twin {
+                    // Another term writes under this epoch: stop, as for a
+                    // newer one, until the lease decides.
+                    self.deposed = Some(self.epoch);
+                    self.twin_found(&meta.leader);
+                    return;
                 }
                 let found = found.as_ref().map(|e| (e.value.as_slice(), e.revision));
                 match self.fence.read(&key, found, value) {

@@ -205,3 +205,64 @@ fn a_term_numbers_its_versions_from_above_the_wall_clock() {
     assert!(!record.partitions.is_empty());
     assert!(record.partitions.iter().all(|p| p.token > wall));
 }
+
+/// The store gave epoch 1 to two terms (the lease bucket forgot, and the
+/// other term's holder acts on its lease until a renewal fails): a new
+/// leader that finds the summary naming another leader under its own epoch
+/// writes nothing — a re-stamp under an equal epoch fences nobody — until
+/// a renewal sent after the finding is confirmed, then leads on above it.
+#[test]
+fn a_summary_of_another_leader_under_this_epoch_holds_writes_until_a_renewal() {
+    let config = Config {
+        cold_start_window: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let t0 = Instant::now();
+    let (mut node, store) = in_office(&config, t0);
+    let meta = r#"{"version":3,"epoch":1,"reason":"cold_start","leader":"worker-9","workers":{"worker-0":1},"partitions":1,"unassigned":0}"#;
+    store
+        .put(crate::names::META_KEY, meta.as_bytes())
+        .expect("put");
+    let record = r#"{"version":3,"epoch":1,"reason":"cold_start","instance":"i0","incarnation":0,"partitions":[{"id":"p0","token":3}]}"#;
+    store.put("worker-0", record.as_bytes()).expect("put");
+    // The lease was last renewed before the finding.
+    let step_down = crate::config::ratios::step_down_after(config.election_ttl);
+    let renewed_before = t0 + step_down - Duration::from_millis(1);
+    node.handle_input(t0, LeaderInput::Lease(Some(renewed_before)));
+    node.handle_source(t0, Ok(vec![Partition::new("p0")]));
+    let mut beat = WorkerRecord::starting("i0", String::new(), 1);
+    beat.applied = 3;
+    let put = |revision| {
+        WatchEvent::Put(Entry {
+            key: "worker-0".into(),
+            value: wire::encode(&beat),
+            revision,
+        })
+    };
+    node.handle_watch(t0, put(1));
+    node.handle_watch(t0, WatchEvent::Synced);
+    let run = |node: &mut LeaderNode, from: Instant, to: Instant| {
+        let mut writes = 0;
+        let mut now = from;
+        while now < to {
+            now += Duration::from_millis(50);
+            node.handle_timeout(now);
+            while let Some(op) = node.poll_op(now) {
+                writes += usize::from(matches!(op, Op::Update { .. } | Op::Create { .. }));
+                let reply = op.perform(&store as &dyn KvStore);
+                node.handle_reply(now, reply);
+            }
+            while node.poll_effect().is_some() {}
+        }
+        writes
+    };
+    let found = t0 + Duration::from_millis(500);
+    assert_eq!(run(&mut node, t0, found), 0, "wrote under a twin's epoch");
+    // A renewal sent after the finding is confirmed.
+    node.handle_input(found, LeaderInput::Lease(Some(found + step_down)));
+    assert!(run(&mut node, found, found + Duration::from_millis(500)) > 0);
+    let stamped = store.get("worker-0").expect("get").expect("record");
+    let stamped =
+        wire::decode::<wire::AssignmentRecord>("a", "worker-0", &stamped.value).expect("a record");
+    assert_eq!(stamped.epoch, 2, "led on above the twin's epoch");
+}
