@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::strategy::Constraints;
+
 /// A unit of work that exactly one worker owns at a time.
 ///
 /// Partitions are identified by their `id`; the `weight` (default 1) tells
@@ -39,46 +41,6 @@ pub struct Partition {
     /// `None` for the common label-free partition: one pointer, and cloning
     /// a constrained partition only bumps a reference count.
     labels: Option<Arc<Constraints>>,
-}
-
-/// Label constraints of a partition; one value per key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Constraints {
-    required: BTreeMap<String, String>,
-    preferred: BTreeMap<String, String>,
-    /// Both maps encoded as length-prefixed bytes (required ones first, up to
-    /// `split`): strategies compare a million partitions' constraints, and
-    /// one contiguous slice compares far faster than two maps of strings.
-    key: Box<[u8]>,
-    split: usize,
-}
-
-impl Constraints {
-    fn new(required: BTreeMap<String, String>, preferred: BTreeMap<String, String>) -> Self {
-        let mut c = Constraints {
-            required,
-            preferred,
-            ..Default::default()
-        };
-        c.encode();
-        c
-    }
-
-    fn encode(&mut self) {
-        let mut key = Vec::new();
-        let put = |map: &BTreeMap<String, String>, key: &mut Vec<u8>| {
-            for (k, v) in map {
-                for s in [k, v] {
-                    key.extend_from_slice(&(s.len() as u64).to_le_bytes());
-                    key.extend_from_slice(s.as_bytes());
-                }
-            }
-        };
-        put(&self.required, &mut key);
-        self.split = key.len();
-        put(&self.preferred, &mut key);
-        self.key = key.into_boxed_slice();
-    }
 }
 
 /// The serialized form. Label maps default to empty, so records written
@@ -212,7 +174,7 @@ impl Partition {
     /// (equal exactly when the maps are equal; empty when there are none).
     pub(crate) fn label_keys(&self) -> (&[u8], &[u8]) {
         match &self.labels {
-            Some(c) => c.key.split_at(c.split),
+            Some(c) => c.keys(),
             None => (&[], &[]),
         }
     }

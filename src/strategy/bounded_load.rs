@@ -2,9 +2,11 @@
 //! placement: the library's default strategy.
 
 use super::budget::within_budget;
-use super::common::{build_placement, keyed_partitions, sorted_workers, Keyed};
+use super::common::{
+    build_placement, keyed_partitions, keyed_partitions_with, sorted_workers, Keyed,
+};
 use super::fill::WhenAllFull;
-use super::fleet::{sorted_infos, Fleet};
+use super::fleet::{sorted_infos, Classifier, Fleet};
 use super::plan::Plan;
 use super::shares::{caps, floors};
 use super::{AssignmentStrategy, WorkerInfo};
@@ -155,9 +157,12 @@ impl AssignmentStrategy for BoundedLoad {
         previous: &Placement,
     ) -> Result<Placement, Error> {
         let infos = sorted_infos(workers)?;
-        let parts = keyed_partitions(partitions)?;
+        // Classified in the hashing pass: one walk over the partitions'
+        // memory instead of two.
+        let mut classify = Classifier::new(&infos, partitions);
+        let parts = keyed_partitions_with(partitions, |j, p| classify.see(j, p))?;
+        let fleet = classify.finish(&parts);
         let ids: Vec<&str> = infos.iter().map(|w| w.id()).collect();
-        let fleet = Fleet::new(&infos, partitions, &parts);
         let Some(budget) = self.max_moves else {
             return Ok(self.place(&ids, &fleet, partitions, parts, previous));
         };

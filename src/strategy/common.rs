@@ -60,8 +60,18 @@ pub(crate) fn sorted_workers(workers: &[String]) -> Result<Vec<&str>, Error> {
 /// that is much cheaper to reach than sorting by id (integer compares first)
 /// and that makes duplicate ids adjacent.
 pub(crate) fn keyed_partitions(partitions: &[Partition]) -> Result<Vec<Keyed>, Error> {
+    keyed_partitions_with(partitions, |_, _| {})
+}
+
+/// [`keyed_partitions`], calling `each(j, &partitions[j])` in the caller's
+/// order from the same pass, while the partition's memory is in cache.
+pub(crate) fn keyed_partitions_with<'a>(
+    partitions: &'a [Partition],
+    mut each: impl FnMut(usize, &'a Partition),
+) -> Result<Vec<Keyed>, Error> {
     let mut keyed = Vec::with_capacity(partitions.len());
     for (index, part) in partitions.iter().enumerate() {
+        each(index, part);
         if part.id().is_empty() {
             return Err(Error::InvalidPartition {
                 id: String::new(),

@@ -62,72 +62,6 @@ impl Fleet {
         }
     }
 
-    /// Classifies `parts` (built from `input`) for `workers` (sorted by id,
-    /// deduplicated).
-    pub(crate) fn new(workers: &[&WorkerInfo], input: &[Partition], parts: &[Keyed]) -> Fleet {
-        let mut fleet = Fleet::uniform(workers.len());
-        fleet.capacity = workers
-            .iter()
-            .map(|w| u64::from(w.capacity_value().max(1)))
-            .collect();
-        let uneven = fleet.capacity.windows(2).any(|c| c[0] != c[1]);
-        // Distinct constraint sets seen so far, searched linearly: there are
-        // few, and partitions built alike usually come in runs.
-        let mut required: Vec<(&[u8], u32)> = Vec::new();
-        let mut preferred: Vec<(u32, &[u8], u32)> = Vec::new();
-        let labelled = input.iter().any(has_labels);
-        if !labelled {
-            fleet.constrained = uneven;
-            return fleet;
-        }
-        // Classify in the caller's order (memory order: far fewer cache
-        // misses than the hash order of `parts`), then permute.
-        let mut kind_in = vec![(FREE, NO_PREF); input.len()];
-        // The constraints and kind of the last labelled partition: partitions
-        // built alike come in runs, and one comparison with the last saves
-        // the searches.
-        let mut last: Option<(LabelKeys, (u32, u32))> = None;
-        for (j, part) in input.iter().enumerate() {
-            let keys = part.label_keys();
-            if keys == (&[], &[]) {
-                continue;
-            }
-            if let Some((k, kind)) = last {
-                if k == keys {
-                    kind_in[j] = kind;
-                    continue;
-                }
-            }
-            let (req, pref) = keys;
-            let class = if req.is_empty() {
-                FREE
-            } else if let Some(&(_, c)) = required.iter().find(|(r, _)| *r == req) {
-                c
-            } else {
-                let c = fleet.add_class(workers, part.required_labels());
-                required.push((req, c));
-                c
-            };
-            kind_in[j].0 = class;
-            if class != PARKED && !pref.is_empty() {
-                let known = preferred.iter().find(|(c, p, _)| *c == class && *p == pref);
-                kind_in[j].1 = match known {
-                    Some(&(_, _, g)) => g,
-                    None => {
-                        let g = fleet.add_pref(workers, class, part.preferred_labels());
-                        preferred.push((class, pref, g));
-                        g
-                    }
-                };
-            }
-            last = Some((keys, kind_in[j]));
-        }
-        // One gather for both: half the random reads of two.
-        (fleet.class_of, fleet.pref_of) = parts.iter().map(|k| kind_in[k.index as usize]).unzip();
-        fleet.constrained = uneven || labelled;
-        fleet
-    }
-
     fn add_class(&mut self, workers: &[&WorkerInfo], req: &BTreeMap<String, String>) -> u32 {
         let eligible: Vec<bool> = workers.iter().map(|w| w.matches(req)).collect();
         if !eligible.contains(&true) {
@@ -184,6 +118,112 @@ impl Fleet {
             NO_PREF => false,
             g => self.prefs[g as usize].preferred[w],
         }
+    }
+}
+
+/// Builds a [`Fleet`] one input partition at a time, in the caller's
+/// order, so that the hashing pass can classify each partition while its
+/// memory is at hand: with labels, a partition's id and constraints are
+/// separate allocations on the same page, and one pass over a million of
+/// them pays the cache and TLB misses once instead of twice.
+pub(crate) struct Classifier<'a> {
+    workers: &'a [&'a WorkerInfo],
+    fleet: Fleet,
+    /// Whether any partition has labels; when not, `see` does nothing.
+    labelled: bool,
+    /// Distinct constraint sets seen so far, searched linearly: there are
+    /// few, and partitions built alike usually come in runs.
+    required: Vec<(&'a [u8], u32)>,
+    preferred: Vec<(u32, &'a [u8], u32)>,
+    /// The constraints and kind of the last labelled partition: partitions
+    /// built alike come in runs, and one comparison with the last saves the
+    /// searches.
+    last: Option<(LabelKeys<'a>, (u32, u32))>,
+    /// (class, preference group) by input position.
+    kind_in: Vec<(u32, u32)>,
+}
+
+impl<'a> Classifier<'a> {
+    pub(crate) fn new(workers: &'a [&'a WorkerInfo], input: &[Partition]) -> Self {
+        let mut fleet = Fleet::uniform(workers.len());
+        fleet.capacity = workers
+            .iter()
+            .map(|w| u64::from(w.capacity_value().max(1)))
+            .collect();
+        let labelled = input.iter().any(has_labels);
+        Classifier {
+            workers,
+            fleet,
+            labelled,
+            required: Vec::new(),
+            preferred: Vec::new(),
+            last: None,
+            kind_in: if labelled {
+                vec![(FREE, NO_PREF); input.len()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Classifies `part`, the input partition at position `j`.
+    pub(crate) fn see(&mut self, j: usize, part: &'a Partition) {
+        if !self.labelled {
+            return;
+        }
+        let keys = part.label_keys();
+        if keys == (&[], &[]) {
+            return;
+        }
+        if let Some((k, kind)) = self.last {
+            if k == keys {
+                self.kind_in[j] = kind;
+                return;
+            }
+        }
+        let (req, pref) = keys;
+        let workers = self.workers;
+        let fleet = &mut self.fleet;
+        let class = if req.is_empty() {
+            FREE
+        } else if let Some(&(_, c)) = self.required.iter().find(|(r, _)| *r == req) {
+            c
+        } else {
+            let c = fleet.add_class(workers, part.required_labels());
+            self.required.push((req, c));
+            c
+        };
+        self.kind_in[j].0 = class;
+        if class != PARKED && !pref.is_empty() {
+            let known = self
+                .preferred
+                .iter()
+                .find(|(c, p, _)| *c == class && *p == pref);
+            self.kind_in[j].1 = match known {
+                Some(&(_, _, g)) => g,
+                None => {
+                    let g = fleet.add_pref(workers, class, part.preferred_labels());
+                    self.preferred.push((class, pref, g));
+                    g
+                }
+            };
+        }
+        self.last = Some((keys, self.kind_in[j]));
+    }
+
+    /// The fleet, once every input partition was seen; `parts` is the
+    /// canonical order.
+    pub(crate) fn finish(self, parts: &[Keyed]) -> Fleet {
+        let mut fleet = self.fleet;
+        let uneven = fleet.capacity.windows(2).any(|c| c[0] != c[1]);
+        if self.labelled {
+            // One gather for both: half the random reads of two.
+            let kind_in = &self.kind_in;
+            (fleet.class_of, fleet.pref_of) =
+                parts.iter().map(|k| kind_in[k.index as usize]).unzip();
+        }
+        fleet.constrained = uneven || self.labelled;
+        fleet
     }
 }
 

@@ -12,6 +12,7 @@ mod bounded_load;
 mod budget;
 mod common;
 mod consistent_hash;
+mod constraints;
 mod default_fleet;
 mod fill;
 mod fleet;
@@ -29,6 +30,7 @@ mod worker;
 
 pub use bounded_load::BoundedLoad;
 pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
+pub(crate) use constraints::Constraints;
 pub use metrics::{minimum_moves, moved};
 pub use round_robin::RoundRobin;
 pub(crate) use worker::check_descriptor;
