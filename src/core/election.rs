@@ -549,42 +549,6 @@ mod tests {
         follower.handle_input(t0, ElectionInput::Release);
         assert!(follower.poll_op(t0).is_none());
     }
-
-    #[test]
-    fn a_lease_epoch_below_one_seen_resets_the_epochs_the_workers_keep() {
-        let t0 = Instant::now();
-        let mut n = ElectionNode::new("w", "me", Duration::from_secs(3), "leader", t0);
-        let lease = |instance: &str, epoch: u64, revision| Entry {
-            key: LEADER_KEY.into(),
-            value: format!(r#"{{"worker":"x","instance":"{instance}","epoch":{epoch}}}"#)
-                .into_bytes(),
-            revision,
-        };
-        n.handle_watch(t0, WatchEvent::Put(lease("a", 2, 2)));
-        let first = drain(&mut n);
-        assert!(!first
-            .iter()
-            .any(|e| matches!(e, ElectionEffect::EpochReset)));
-        // The store went back and issued revision 2 again; a holder that
-        // renewed over that record carries its own, lower epoch.
-        n.handle_watch(t0, WatchEvent::Put(lease("b", 1, 3)));
-        let effects = drain(&mut n);
-        let reset = effects
-            .iter()
-            .position(|e| matches!(e, ElectionEffect::EpochReset));
-        let epoch = effects
-            .iter()
-            .position(|e| matches!(e, ElectionEffect::Epoch(1)));
-        assert!(
-            matches!((reset, epoch), (Some(r), Some(e)) if r < e),
-            "the reset, then the new epoch: {effects:?}"
-        );
-        // A rising epoch is no reset.
-        n.handle_watch(t0, WatchEvent::Put(lease("c", 4, 4)));
-        assert!(!drain(&mut n)
-            .iter()
-            .any(|e| matches!(e, ElectionEffect::EpochReset)));
-    }
 }
 
 #[cfg(test)]

@@ -99,3 +99,35 @@ fn a_write_of_ours_stored_below_a_revision_seen_means_the_store_went_back() {
         "another holder's lease at revision 2 was ignored as stale"
     );
 }
+
+/// The lease's epoch went down although its revision did not: the store
+/// went back and issued that revision again, and a holder renewed over
+/// another's record with its own, lower epoch. The workers are told to
+/// reset the epochs they keep before they hear the new one.
+#[test]
+fn a_lease_epoch_below_one_seen_resets_the_epochs_the_workers_keep() {
+    let t0 = Instant::now();
+    let mut n = ElectionNode::new("w-me", "me", TTL, "leader", t0);
+    n.handle_watch(t0, lease("a", 2, 2));
+    let first = drain(&mut n);
+    assert!(!first
+        .iter()
+        .any(|e| matches!(e, ElectionEffect::EpochReset)));
+    n.handle_watch(t0, lease("b", 1, 3));
+    let effects = drain(&mut n);
+    let reset = effects
+        .iter()
+        .position(|e| matches!(e, ElectionEffect::EpochReset));
+    let epoch = effects
+        .iter()
+        .position(|e| matches!(e, ElectionEffect::Epoch(1)));
+    assert!(
+        matches!((reset, epoch), (Some(r), Some(e)) if r < e),
+        "the reset, then the new epoch: {effects:?}"
+    );
+    // A rising epoch is no reset.
+    n.handle_watch(t0, lease("c", 4, 4));
+    assert!(!drain(&mut n)
+        .iter()
+        .any(|e| matches!(e, ElectionEffect::EpochReset)));
+}

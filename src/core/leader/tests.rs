@@ -32,6 +32,40 @@ fn in_office(config: &Config, t0: Instant) -> (LeaderNode, crate::store::memory:
     (node, store)
 }
 
+/// worker-0's heartbeat `beat`, seen in the workers bucket at `revision`.
+fn heartbeat(beat: &WorkerRecord, revision: u64) -> WatchEvent {
+    WatchEvent::Put(Entry {
+        key: "worker-0".into(),
+        value: wire::encode(beat),
+        revision,
+    })
+}
+
+/// Runs `node` in steps of 50 ms for `rounds` steps from `now`: each of
+/// its operations goes to `store` (and is shown to `on_op` first), each
+/// effect to `on_effect`.
+fn step(
+    node: &mut LeaderNode,
+    store: &dyn KvStore,
+    now: &mut Instant,
+    rounds: usize,
+    mut on_op: impl FnMut(&Op),
+    mut on_effect: impl FnMut(LeaderEffect),
+) {
+    for _ in 0..rounds {
+        *now += Duration::from_millis(50);
+        node.handle_timeout(*now);
+        while let Some(op) = node.poll_op(*now) {
+            on_op(&op);
+            let reply = op.perform(store);
+            node.handle_reply(*now, reply);
+        }
+        while let Some(effect) = node.poll_effect() {
+            on_effect(effect);
+        }
+    }
+}
+
 /// A lone worker is given more partitions than one NATS message holds: the
 /// record is reported and never sent (a server would close the leader's
 /// connection).
@@ -47,40 +81,28 @@ fn a_record_too_large_for_nats_is_reported_and_not_sent() {
     let partitions = (0..40_000).map(|i| Partition::new(format!("partition-{i:010}")));
     node.handle_source(t0, Ok(partitions.collect()));
     let beat = WorkerRecord::starting("i0", String::new(), 1);
-    node.handle_watch(
-        t0,
-        WatchEvent::Put(Entry {
-            key: "worker-0".into(),
-            value: wire::encode(&beat),
-            revision: 1,
-        }),
-    );
+    node.handle_watch(t0, heartbeat(&beat, 1));
     node.handle_watch(t0, WatchEvent::Synced);
     let mut reported = false;
     let mut now = t0;
-    for _ in 0..20 {
-        now += Duration::from_millis(50);
-        node.handle_timeout(now);
-        while let Some(op) = node.poll_op(now) {
-            if let Op::Create { key, value, .. } | Op::Update { key, value, .. } = &op {
-                assert!(
-                    value.len() <= wire::MAX_RECORD_BYTES,
-                    "{key}: {} bytes sent",
-                    value.len()
-                );
-            }
-            assert_eq!(op.bucket(), Bucket::Assignments);
-            let reply = op.perform(&store as &dyn KvStore);
-            node.handle_reply(now, reply);
+    let on_op = |op: &Op| {
+        if let Op::Create { key, value, .. } | Op::Update { key, value, .. } = op {
+            assert!(
+                value.len() <= wire::MAX_RECORD_BYTES,
+                "{key}: {} bytes sent",
+                value.len()
+            );
         }
-        while let Some(effect) = node.poll_effect() {
-            if let LeaderEffect::Report(Error::RecordTooLarge { key, bytes, .. }) = effect {
-                assert_eq!(key, "worker-0");
-                assert!(bytes > wire::MAX_RECORD_BYTES);
-                reported = true;
-            }
+        assert_eq!(op.bucket(), Bucket::Assignments);
+    };
+    let on_effect = |effect| {
+        if let LeaderEffect::Report(Error::RecordTooLarge { key, bytes, .. }) = effect {
+            assert_eq!(key, "worker-0");
+            assert!(bytes > wire::MAX_RECORD_BYTES);
+            reported = true;
         }
-    }
+    };
+    step(&mut node, &store, &mut now, 20, on_op, on_effect);
     assert!(reported, "the oversized record was not reported");
     assert!(
         store.get("worker-0").expect("get").is_none(),
@@ -104,45 +126,37 @@ fn a_corrupt_record_found_before_writing_is_reported_and_replaced() {
     node.handle_source(t0, Ok(list(2)));
     let mut beat = WorkerRecord::starting("i0", String::new(), 1);
     let mut revision = 1;
-    let mut heartbeat = |node: &mut LeaderNode, now, applied| {
+    let mut beat_again = |node: &mut LeaderNode, now, applied| {
         beat.applied = applied;
         revision += 1;
-        node.handle_watch(
-            now,
-            WatchEvent::Put(Entry {
-                key: "worker-0".into(),
-                value: wire::encode(&beat),
-                revision,
-            }),
-        );
+        node.handle_watch(now, heartbeat(&beat, revision));
     };
-    heartbeat(&mut node, t0, 0);
+    beat_again(&mut node, t0, 0);
     node.handle_watch(t0, WatchEvent::Synced);
     let mut now = t0;
     let mut corrupt_reported = false;
     let run = |node: &mut LeaderNode, now: &mut Instant, reported: &mut bool| {
         // Past the retry of a failed write (a quarter heartbeat interval).
-        for _ in 0..40 {
-            *now += Duration::from_millis(50);
-            node.handle_timeout(*now);
-            while let Some(op) = node.poll_op(*now) {
-                let reply = op.perform(&store as &dyn KvStore);
-                node.handle_reply(*now, reply);
-            }
-            while let Some(effect) = node.poll_effect() {
+        step(
+            node,
+            &store,
+            now,
+            40,
+            |_| {},
+            |effect| {
                 if let LeaderEffect::Report(Error::Corrupt { key, .. }) = effect {
                     assert_eq!(key, "worker-0");
                     *reported = true;
                 }
-            }
-        }
+            },
+        );
     };
     run(&mut node, &mut now, &mut corrupt_reported);
     let first = store.get("worker-0").expect("get").expect("published");
     let version = wire::decode::<wire::AssignmentRecord>("a", "worker-0", &first.value)
         .expect("a record")
         .version;
-    heartbeat(&mut node, now, version);
+    beat_again(&mut node, now, version);
     store.put("worker-0", b"not json at all").expect("put");
     // More work for the lone worker: its record must be written again.
     node.handle_source(now, Ok(list(4)));
@@ -172,25 +186,10 @@ fn a_term_numbers_its_versions_from_above_the_wall_clock() {
         Ok((0..4).map(|i| Partition::new(format!("p{i}"))).collect()),
     );
     let beat = WorkerRecord::starting("i0", String::new(), 1);
-    node.handle_watch(
-        t0,
-        WatchEvent::Put(Entry {
-            key: "worker-0".into(),
-            value: wire::encode(&beat),
-            revision: 1,
-        }),
-    );
+    node.handle_watch(t0, heartbeat(&beat, 1));
     node.handle_watch(t0, WatchEvent::Synced);
     let mut now = t0;
-    for _ in 0..20 {
-        now += Duration::from_millis(50);
-        node.handle_timeout(now);
-        while let Some(op) = node.poll_op(now) {
-            let reply = op.perform(&store as &dyn KvStore);
-            node.handle_reply(now, reply);
-        }
-        while node.poll_effect().is_some() {}
-    }
+    step(&mut node, &store, &mut now, 20, |_| {}, |_| {});
     let entry = store
         .get("worker-0")
         .expect("get")
@@ -232,28 +231,15 @@ fn a_summary_of_another_leader_under_this_epoch_holds_writes_until_a_renewal() {
     node.handle_source(t0, Ok(vec![Partition::new("p0")]));
     let mut beat = WorkerRecord::starting("i0", String::new(), 1);
     beat.applied = 3;
-    let put = |revision| {
-        WatchEvent::Put(Entry {
-            key: "worker-0".into(),
-            value: wire::encode(&beat),
-            revision,
-        })
-    };
-    node.handle_watch(t0, put(1));
+    node.handle_watch(t0, heartbeat(&beat, 1));
     node.handle_watch(t0, WatchEvent::Synced);
     let run = |node: &mut LeaderNode, from: Instant, to: Instant| {
         let mut writes = 0;
         let mut now = from;
-        while now < to {
-            now += Duration::from_millis(50);
-            node.handle_timeout(now);
-            while let Some(op) = node.poll_op(now) {
-                writes += usize::from(matches!(op, Op::Update { .. } | Op::Create { .. }));
-                let reply = op.perform(&store as &dyn KvStore);
-                node.handle_reply(now, reply);
-            }
-            while node.poll_effect().is_some() {}
-        }
+        let rounds = (to - from).as_millis() as usize / 50;
+        let count =
+            |op: &Op| writes += usize::from(matches!(op, Op::Update { .. } | Op::Create { .. }));
+        step(node, &store, &mut now, rounds, count, |_| {});
         writes
     };
     let found = t0 + Duration::from_millis(500);
