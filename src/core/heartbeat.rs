@@ -118,6 +118,8 @@ pub(crate) struct HeartbeatNode {
     follow_up: bool,
     /// The highest revision a write of ours was stored at.
     highest_written: Revision,
+    /// The store went back: the assignments watch is to be opened again.
+    rewatch: bool,
 }
 
 impl HeartbeatNode {
@@ -154,6 +156,7 @@ impl HeartbeatNode {
             done: false,
             follow_up: false,
             highest_written: revision,
+            rewatch: false,
         }
     }
 
@@ -185,6 +188,10 @@ impl HeartbeatNode {
                 self.highest_written
             );
             self.effects.push_back(HeartbeatEffect::StoreWentBack);
+            // The assignments bucket most likely went back with it: the
+            // records written at the revisions issued again (a new
+            // leader's) come only through a new watch.
+            self.rewatch = true;
             if let Some(event) = self.core.reset_lease_epoch(0) {
                 self.on_event(event);
             }
@@ -508,6 +515,10 @@ impl Node for HeartbeatNode {
 
     fn poll_effect(&mut self) -> Option<HeartbeatEffect> {
         self.effects.pop_front()
+    }
+
+    fn poll_rewatch(&mut self) -> bool {
+        std::mem::take(&mut self.rewatch)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -49,6 +49,24 @@ fn a_heartbeat_stored_at_an_old_revision_means_the_store_went_back() {
         .any(|e| matches!(e, HeartbeatEffect::StoreWentBack)));
 }
 
+/// A heartbeat that finds the store went back asks, once, for its
+/// assignments watch to be opened again (the driver and the simulator's
+/// stepper both obey): the records a new leader writes at the revisions
+/// issued again would not reach a watch resumed past them.
+#[test]
+fn a_store_that_went_back_asks_for_a_new_assignments_watch_once() {
+    let t0 = Instant::now();
+    let mut n = node(t0);
+    let step = Config::fast().heartbeat_interval + Duration::from_millis(1);
+    beat(&mut n, t0 + step, 20);
+    assert!(!n.poll_rewatch(), "nothing went back yet");
+    beat(&mut n, t0 + step * 2, 12);
+    assert!(n.poll_rewatch(), "the store went back");
+    assert!(!n.poll_rewatch(), "asked once");
+    beat(&mut n, t0 + step * 3, 13);
+    assert!(!n.poll_rewatch());
+}
+
 /// The record of `version` granting `ids`, as the leader publishes it.
 fn record(version: u64, ids: &[&str]) -> WatchEvent {
     let record = AssignmentRecord {

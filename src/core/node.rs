@@ -16,9 +16,8 @@ use crate::store::WatchEvent;
 pub(crate) enum Flow {
     Go,
     End,
-    /// Go on, with the node's watch opened again at once: the store went
-    /// back, and a watch resumed past the revisions it issues again would
-    /// deliver nothing until the store passes them (or the watch stalls).
+    /// Go on, with the node's watch opened again at once (the node asked,
+    /// see [`Node::poll_rewatch`]).
     Rewatch,
 }
 
@@ -40,6 +39,9 @@ pub(crate) fn pump<N: Node>(
                 Flow::Rewatch => go = Flow::Rewatch,
                 Flow::Go => {}
             }
+        }
+        if node.poll_rewatch() {
+            go = Flow::Rewatch;
         }
         let Some(op) = node.poll_op(now()) else {
             return go;
@@ -81,6 +83,14 @@ pub(crate) trait Node {
 
     /// What the shell must do next.
     fn poll_effect(&mut self) -> Option<Self::Effect>;
+
+    /// Whether the node's watch must be opened again now, its replay
+    /// re-announcing every key: the store went back, and a watch resumed
+    /// past the revisions it issues again would deliver nothing until the
+    /// store passes them (or the watch stalls). Asked once per answer.
+    fn poll_rewatch(&mut self) -> bool {
+        false
+    }
 
     /// When to call `handle_timeout` at the latest (`None`: only an input
     /// can change anything).

@@ -86,12 +86,8 @@ fn on_effect(shared: &Shared, stop: &Sender<()>, workers: &str, effect: Heartbea
         HeartbeatEffect::Report(e) => shared.report(e),
         // The node has forgotten the lease epochs it saw (the lease's
         // epochs are issued again too); the election pushes the new ones.
-        // The assignments bucket most likely went back with it: its watch
-        // is opened again, or it would miss the records written at the
-        // revisions issued again (a new leader's) for a stall's length.
         HeartbeatEffect::StoreWentBack => {
-            shared.store_forgot(KvError::Forgot(workers.into()), workers);
-            return Flow::Rewatch;
+            shared.store_forgot(KvError::Forgot(workers.into()), workers)
         }
         HeartbeatEffect::IdLost => {
             shared.set_shutdown();

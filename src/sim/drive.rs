@@ -70,7 +70,11 @@ impl<N: Node> Stepper<N> {
                 sink(n, e);
                 Flow::Go
             };
-            pump(node, || now, |op| io.issue(thread, op, now), sink);
+            if pump(node, || now, |op| io.issue(thread, op, now), sink) == Flow::Rewatch {
+                // As the runtime driver does: a new watch at once.
+                self.watch = None;
+                self.reopen_at = now;
+            }
         }
         drain(node, sink);
     }
