@@ -66,6 +66,19 @@ impl Calculator {
         self.dirty |= self.ledger.observe(worker, &addressee, record.applied);
     }
 
+    /// Versions, and so fencing tokens, go on from above `floor` (the wall
+    /// clock in milliseconds at the term's start). A store that forgot
+    /// (emptied, rolled back) takes with it the records a new leader would
+    /// number on above; the live workers report what they were told, but a
+    /// worker that died meanwhile cannot, and a downstream may hold its
+    /// token. Numbering from the wall clock keeps every term's tokens above
+    /// those of the terms before it, whatever the store forgot, as long as
+    /// the leaders' clocks are apart by less than the time between their
+    /// terms (a term issues far fewer than one version per millisecond).
+    pub(crate) fn floor_versions(&mut self, floor: u64) {
+        self.version = self.version.max(floor.min(crate::wire::MAX_COUNTER / 2));
+    }
+
     /// `worker` applied (or was handed) `applied`: when the store has no
     /// record of that version for it, the store lost writes (a rolled-back or emptied
     /// server). Until the worker applies one of this leader's versions it

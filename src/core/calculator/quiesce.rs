@@ -11,25 +11,13 @@
 //! forgot, it revokes as before but grants nothing new until a TTL has
 //! passed. A group whose store never forgot pays nothing.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::Calculator;
-use crate::Placement;
+use crate::{Partition, Placement};
 
 impl Calculator {
-    /// Versions, and so fencing tokens, go on from above `floor` (the wall
-    /// clock in milliseconds at the term's start). A store that forgot
-    /// (emptied, rolled back) takes with it the records a new leader would
-    /// number on above; the live workers report what they were told, but a
-    /// worker that died meanwhile cannot, and a downstream may hold its
-    /// token. Numbering from the wall clock keeps every term's tokens above
-    /// those of the terms before it, whatever the store forgot, as long as
-    /// the leaders' clocks are apart by less than the time between their
-    /// terms (a term issues far fewer than one version per millisecond).
-    pub(crate) fn floor_versions(&mut self, floor: u64) {
-        self.version = self.version.max(floor.min(crate::wire::MAX_COUNTER / 2));
-    }
-
     /// The store forgot, as found at `now`: no new grant before a heartbeat
     /// TTL from now (an earlier quiet period is extended, never shortened).
     pub(crate) fn quiesce(&mut self, now: Instant) {
@@ -72,12 +60,8 @@ impl Calculator {
         target
             .iter()
             .map(|(w, ps)| {
-                let held = published.get(w);
-                let kept = ps
-                    .iter()
-                    .filter(|p| held.is_some_and(|h| h.contains(p)))
-                    .cloned()
-                    .collect();
+                let held: BTreeSet<&Partition> = published.get(w).into_iter().flatten().collect();
+                let kept = (ps.iter()).filter(|p| held.contains(p)).cloned().collect();
                 (w.clone(), kept)
             })
             .collect()
