@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::Constraints;
+use crate::strategy::{shared, Constraints};
 
 /// A unit of work that exactly one worker owns at a time.
 ///
@@ -59,7 +59,7 @@ struct PartitionWire {
 impl From<PartitionWire> for Partition {
     fn from(w: PartitionWire) -> Self {
         let labels = (!w.require.is_empty() || !w.prefer.is_empty())
-            .then(|| Arc::new(Constraints::new(w.require, w.prefer)));
+            .then(|| shared(Arc::new(Constraints::new(w.require, w.prefer))));
         Partition {
             id: w.id.into(),
             weight: w.weight,
@@ -130,6 +130,7 @@ impl Partition {
         let c = self.constraints_mut();
         c.required.insert(key.into(), value.into());
         c.encode();
+        self.share_constraints();
         self
     }
 
@@ -147,6 +148,7 @@ impl Partition {
         let c = self.constraints_mut();
         c.preferred.insert(key.into(), value.into());
         c.encode();
+        self.share_constraints();
         self
     }
 
@@ -177,6 +179,10 @@ impl Partition {
             Some(c) => c.keys(),
             None => (&[], &[]),
         }
+    }
+
+    fn share_constraints(&mut self) {
+        self.labels = self.labels.take().map(shared);
     }
 
     fn constraints_mut(&mut self) -> &mut Constraints {
@@ -485,5 +491,36 @@ mod tests {
         let back: Partition = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
         assert_ne!(p, Partition::new("p"));
+    }
+
+    #[test]
+    fn partitions_with_the_same_labels_share_them_however_built() {
+        let built: Vec<Partition> = (0..4)
+            .map(|i| {
+                Partition::new(format!("p{i}"))
+                    .require_label("pool", "vip")
+                    .prefer_label("zone", "a")
+            })
+            .collect();
+        let read: Vec<Partition> = serde_json::from_str(
+            r#"[{"id":"q0","require":{"pool":"vip"},"prefer":{"zone":"a"}},
+                {"id":"q1","require":{"pool":"vip"},"prefer":{"zone":"a"}}]"#,
+        )
+        .unwrap();
+        let first = built[0].labels.as_ref().unwrap();
+        for p in built.iter().chain(&read) {
+            assert!(Arc::ptr_eq(p.labels.as_ref().unwrap(), first), "{p}");
+        }
+        // Changing a shared value changes only the partition changed.
+        let moved = built[1].clone().prefer_label("zone", "b");
+        assert_eq!(
+            built[2].preferred_labels().get("zone").map(String::as_str),
+            Some("a")
+        );
+        assert_eq!(
+            moved.preferred_labels().get("zone").map(String::as_str),
+            Some("b")
+        );
+        assert_eq!(moved.required_labels(), built[2].required_labels());
     }
 }
