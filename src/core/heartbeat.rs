@@ -170,6 +170,11 @@ impl HeartbeatNode {
         self.core.applied_version()
     }
 
+    /// The incarnation records must be addressed to (see `WorkerCore`).
+    pub(crate) fn incarnation(&self) -> u32 {
+        self.core.incarnation()
+    }
+
     /// The version of the assignment in force (installed, maybe still
     /// being applied): no record of a lower version is ever applied.
     pub(crate) fn current_version(&self) -> u64 {

@@ -35,6 +35,12 @@ struct Held {
     /// later is confirmed, the lease is kept but not acted on (another
     /// worker may have taken the forgotten key at once).
     unproven_since: Option<Instant>,
+    /// Since the store last forgot, the key was read (or watched) and found
+    /// ours. Until then no renewal is sent: a store that issues revisions
+    /// again can give another holder's record the revision this lease
+    /// knows, and a compare-and-set on it would land over that record
+    /// unseen, proving a lease someone else holds.
+    seen_since_reset: bool,
 }
 
 /// A KV operation the election thread should perform.
@@ -177,6 +183,11 @@ impl LeaseCore {
                     if !mine {
                         self.held = None;
                         events.push(LeaseEvent::Lost);
+                    } else if held.unproven_since.is_some() {
+                        // Ours as the store shows it now (see
+                        // `seen_since_reset`): renew on this revision.
+                        held.revision = revision;
+                        held.seen_since_reset = true;
                     } else if revision > held.revision {
                         // Our own write whose answer we missed: adopt its
                         // revision, but not as a confirmation (send time
@@ -218,9 +229,9 @@ impl LeaseCore {
         self.max_seen = 0;
         match &mut self.held {
             None => self.observed = Observed::Unknown,
-            // A held lease is kept: its next renewal (a compare-and-set on
-            // the revision it knows), sent at once, fails if the store lost
-            // it, and the holder steps down then. Giving it up at once made
+            // A held lease is kept: the key is read at once, and the holder
+            // steps down unless it still shows its record; then a renewal
+            // (a compare-and-set on the revision read) proves it. Giving it up at once made
             // a rolled-back leader take office twice in a row, and the
             // second takeover could leave the group without work
             // (tests/store_rollback.rs, 1 run in ~10). Until that renewal
@@ -231,6 +242,7 @@ impl LeaseCore {
             // owners).
             Some(h) => {
                 h.unproven_since = Some(h.unproven_since.unwrap_or(now));
+                h.seen_since_reset = false;
                 h.next_renew = h.next_renew.min(now);
             }
         }
@@ -274,9 +286,15 @@ impl LeaseCore {
             return None;
         }
         let action = if let Some(h) = &self.held {
-            (now >= h.next_renew).then(|| LeaseAction::Renew {
-                revision: h.revision,
-                record: self.record(h.epoch),
+            (now >= h.next_renew).then(|| {
+                if h.unproven_since.is_some() && !h.seen_since_reset {
+                    LeaseAction::Read
+                } else {
+                    LeaseAction::Renew {
+                        revision: h.revision,
+                        record: self.record(h.epoch),
+                    }
+                }
             })
         } else {
             let sitting_out = self.sit_out_until.is_some_and(|t| now < t);
@@ -352,6 +370,7 @@ impl LeaseCore {
                     confirmed: sent,
                     next_renew: sent + self.renew_every,
                     unproven_since: None,
+                    seen_since_reset: true,
                 });
                 events.push(LeaseEvent::Acquired { epoch: revision });
             }

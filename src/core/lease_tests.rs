@@ -168,21 +168,52 @@ fn a_lease_the_store_forgot_is_kept_but_not_acted_on_until_renewed() {
     assert!(l.store_reset(t1).is_empty(), "kept, not lost");
     assert!(l.is_leader());
     assert_eq!(l.valid_until(), Some(t1), "not acted on from the reset");
-    // Renewed at once; a renewal sent before the reset proves nothing.
+    // Read at once, not renewed on the revision it knew; found ours.
+    assert_eq!(l.poll(t1), Some(LeaseAction::Read));
+    l.on_result(t1, t1, &LeaseAction::Read, WriteOutcome::Unknown);
+    let seen = l.observe(t1, 1, Some(rec("a", 1)));
+    assert!(!seen.contains(&LeaseEvent::Lost), "{seen:?}");
+    assert_eq!(l.valid_until(), Some(t1), "a read proves nothing");
+    // A renewal sent before the reset proves nothing either.
     let renew = l.poll(t1).unwrap();
     assert!(matches!(renew, LeaseAction::Renew { revision: 1, .. }));
     l.on_result(t1, t0 + ms * 50, &renew, WriteOutcome::Written(2));
     assert_eq!(l.valid_until(), Some(t1));
     let renew = l.poll(t1).unwrap();
+    assert!(matches!(renew, LeaseAction::Renew { revision: 2, .. }));
     l.on_result(t1 + ms, t1, &renew, WriteOutcome::Written(3));
     assert_eq!(l.valid_until(), Some(t1 + ratios::step_down_after(TTL)));
-    // Had the store lost it, that renewal would have failed instead.
+    // Had the store lost it, the read would have found it gone.
     l.store_reset(t1 + ms * 2);
-    let renew = l.poll(t1 + ms * 2).unwrap();
-    assert_eq!(
-        l.on_result(t1 + ms * 3, t1 + ms * 2, &renew, WriteOutcome::Conflict),
-        vec![LeaseEvent::Lost]
+    assert_eq!(l.poll(t1 + ms * 2), Some(LeaseAction::Read));
+    l.on_result(
+        t1 + ms * 3,
+        t1 + ms * 2,
+        &LeaseAction::Read,
+        WriteOutcome::Unknown,
     );
+    assert_eq!(l.observe(t1 + ms * 3, 0, None), vec![LeaseEvent::Lost]);
+}
+
+#[test]
+fn after_the_store_forgot_a_holder_never_renews_over_a_record_at_its_old_revision() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis(1);
+    let mut l = LeaseCore::new("w-a", "a", TTL);
+    l.observe(t0, 0, None);
+    let a = l.poll(t0).unwrap();
+    l.on_result(t0, t0, &a, WriteOutcome::Written(3));
+    let t1 = t0 + ms * 100;
+    l.store_reset(t1);
+    // The store started again, and another worker's record reached the
+    // revision this holder knows: a compare-and-set on it would land.
+    assert_eq!(l.poll(t1), Some(LeaseAction::Read));
+    l.on_result(t1, t1, &LeaseAction::Read, WriteOutcome::Unknown);
+    let seen = l.observe(t1 + ms, 3, Some(rec("b", 1)));
+    assert!(seen.contains(&LeaseEvent::Lost), "{seen:?}");
+    assert!(!l.is_leader());
+    assert_eq!(l.valid_until(), None);
+    assert!(!matches!(l.poll(t1 + ms), Some(LeaseAction::Renew { .. })));
 }
 
 #[test]

@@ -189,6 +189,11 @@ impl WorkerCore {
     }
 
     /// The last version whose callbacks returned.
+    /// Records addressed to another incarnation are never applied.
+    pub(crate) fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
     pub(crate) fn applied_version(&self) -> u64 {
         self.applied
     }

@@ -12,7 +12,9 @@
 //! partition that is now granted elsewhere — the leader rewrites a key only
 //! when it next changes it. Such a record is harmless only if nobody will
 //! ever act on it: its version is below the one its process holds (workers
-//! never apply a lower version), or the process it is addressed to is not
+//! never apply a lower version), it is addressed to an earlier incarnation
+//! of its process (one that fenced itself since: workers apply only records
+//! of their current incarnation), or the process it is addressed to is not
 //! running. Exactly that is exempt; any other double listing fails.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,14 +31,15 @@ struct Shown {
     epoch: u64,
     version: u64,
     instance: String,
+    incarnation: u32,
     ids: BTreeSet<String>,
     /// Replayed after the store forgot, not rewritten since.
     stale: bool,
 }
 
-/// Whether a record (worker key, process instance, version) will never be
-/// acted on: the world answers from its processes.
-pub(crate) type Harmless<'a> = &'a dyn Fn(&str, &str, u64) -> bool;
+/// Whether a record (worker key, process instance, incarnation, version)
+/// will never be acted on: the world answers from its processes.
+pub(crate) type Harmless<'a> = &'a dyn Fn(&str, &str, u32, u64) -> bool;
 
 /// A reader of the assignments bucket.
 pub(crate) struct ViewObserver {
@@ -96,6 +99,7 @@ impl ViewObserver {
                                 epoch: r.epoch,
                                 version: r.version,
                                 instance: r.instance,
+                                incarnation: r.incarnation,
                                 ids,
                                 stale: self.replaying || restamp,
                             };
@@ -128,7 +132,9 @@ impl ViewObserver {
         let Some(mine) = self.records.get(key) else {
             return Ok(());
         };
-        let ignored = |k: &str, s: &Shown| s.stale && harmless(k, s.instance.as_str(), s.version);
+        let ignored = |k: &str, s: &Shown| {
+            s.stale && harmless(k, s.instance.as_str(), s.incarnation, s.version)
+        };
         if ignored(key, mine) {
             return Ok(());
         }

@@ -400,12 +400,16 @@ impl<'a> World<'a> {
     fn check(&mut self, now: Instant) -> Result<(), SimFailure> {
         let procs = &self.procs;
         // A stale record nobody will act on (see `view`): its process holds
-        // a later version, or is not running.
-        let harmless = |worker: &str, instance: &str, version: u64| {
+        // a later version, has fenced itself since (a new incarnation), or
+        // is not running.
+        let harmless = |worker: &str, instance: &str, incarnation: u32, version: u64| {
             !procs.iter().any(|p| {
                 p.instance == instance
-                    && p.running()
-                        .is_some_and(|r| r.id == worker && r.worker.current_version() <= version)
+                    && p.running().is_some_and(|r| {
+                        r.id == worker
+                            && r.worker.incarnation() == incarnation
+                            && r.worker.current_version() <= version
+                    })
             })
         };
         let view = match &mut self.observer {
