@@ -24,7 +24,8 @@ pub(crate) enum Flow {
 /// What every driver does between two waits: hand the node's effects to
 /// `sink`, perform its operations with `perform`, and hand it the answers,
 /// until it has nothing to do now, an answer comes only later (`None`), or
-/// the sink ends the driver.
+/// the sink ends the driver (it returns `Go` or `End`; only the node asks
+/// for `Rewatch`).
 pub(crate) fn pump<N: Node>(
     node: &mut N,
     now: impl Fn() -> Instant,
@@ -34,10 +35,8 @@ pub(crate) fn pump<N: Node>(
     let mut go = Flow::Go;
     loop {
         while let Some(effect) = node.poll_effect() {
-            match sink(node, effect) {
-                Flow::End => return Flow::End,
-                Flow::Rewatch => go = Flow::Rewatch,
-                Flow::Go => {}
+            if sink(node, effect) == Flow::End {
+                return Flow::End;
             }
         }
         if node.poll_rewatch() {
