@@ -44,6 +44,24 @@ fn drive_with(
     panic!("the claim never ended");
 }
 
+fn assert_claimed(e: &ClaimEffect, want: &str) {
+    assert!(
+        matches!(e, ClaimEffect::Claimed { id, .. } if id == want),
+        "{e:?}"
+    );
+}
+
+/// `drive_with` from a node of `config` for a process `instance`.
+fn claim_in(
+    config: &Config,
+    instance: &str,
+    workers: &dyn KvStore,
+    assignments: &dyn KvStore,
+) -> ClaimEffect {
+    let mut node = ClaimNode::new(config, None, &record(instance), None);
+    drive_with(&mut node, workers, assignments, Instant::now()).0
+}
+
 #[test]
 fn the_lowest_free_id_is_taken() {
     let s = store();
@@ -51,10 +69,7 @@ fn the_lowest_free_id_is_taken() {
     let c = Config::default();
     let mut node = ClaimNode::new(&c, None, &record("a"), None);
     let (e, _) = drive(&mut node, s.as_ref(), Instant::now());
-    assert!(
-        matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-1"),
-        "{e:?}"
-    );
+    assert_claimed(&e, "worker-1");
 }
 
 #[test]
@@ -65,34 +80,14 @@ fn a_free_id_with_a_published_assignment_is_taken_last() {
     let assignments = store();
     assignments.create("worker-0", b"{}").unwrap();
     assignments.create("_meta", b"{}").unwrap();
-    let c = Config::default();
-    let mut node = ClaimNode::new(&c, None, &record("a"), None);
-    let (e, _) = drive_with(
-        &mut node,
-        workers.as_ref(),
-        assignments.as_ref(),
-        Instant::now(),
-    );
-    assert!(
-        matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-1"),
-        "{e:?}"
-    );
+    let (w, a) = (workers.as_ref(), assignments.as_ref());
+    assert_claimed(&claim_in(&Config::default(), "a", w, a), "worker-1");
     // With every other ID taken, it is still used.
     let c = Config {
         max_workers: 2,
         ..Config::default()
     };
-    let mut node = ClaimNode::new(&c, None, &record("b"), None);
-    let (e, _) = drive_with(
-        &mut node,
-        workers.as_ref(),
-        assignments.as_ref(),
-        Instant::now(),
-    );
-    assert!(
-        matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-0"),
-        "{e:?}"
-    );
+    assert_claimed(&claim_in(&c, "b", w, a), "worker-0");
 }
 
 #[test]
@@ -132,10 +127,7 @@ fn a_preferred_id_whose_takeover_would_outlast_the_deadline_is_given_up() {
         Some(t0 + c.heartbeat_ttl / 2),
     );
     let (e, at) = drive(&mut node, s.as_ref(), t0);
-    assert!(
-        matches!(e, ClaimEffect::Claimed { ref id, .. } if id == "worker-0"),
-        "{e:?}"
-    );
+    assert_claimed(&e, "worker-0");
     assert_eq!(at, t0, "without waiting");
 }
 
