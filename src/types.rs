@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::{shared, Constraints};
+use crate::strategy::{shared, shared_value, Constraints};
 
 /// A unit of work that exactly one worker owns at a time.
 ///
@@ -59,7 +59,7 @@ struct PartitionWire {
 impl From<PartitionWire> for Partition {
     fn from(w: PartitionWire) -> Self {
         let labels = (!w.require.is_empty() || !w.prefer.is_empty())
-            .then(|| shared(Arc::new(Constraints::new(w.require, w.prefer))));
+            .then(|| shared_value(Constraints::new(w.require, w.prefer)));
         Partition {
             id: w.id.into(),
             weight: w.weight,

@@ -149,6 +149,15 @@ impl ElectionNode {
         self.top_epoch = epoch;
     }
 
+    /// The store forgot the lease (its watch said so, or a revision came
+    /// below one seen): the lease core starts its revisions again and the
+    /// epochs seen before no longer count.
+    fn store_forgot(&mut self, now: Instant) {
+        let events = self.core.store_reset(now);
+        self.absorb(events);
+        self.epoch_reset();
+    }
+
     /// The epochs seen before no longer count (the store forgot them).
     fn epoch_reset(&mut self) {
         self.top_epoch = 0;
@@ -277,9 +286,7 @@ impl Node for ElectionNode {
         self.now = now;
         self.replay = Some(Replay::default());
         if store_forgot {
-            let events = self.core.store_reset(now);
-            self.absorb(events);
-            self.epoch_reset();
+            self.store_forgot(now);
         }
     }
 
@@ -302,9 +309,7 @@ impl Node for ElectionNode {
                         // stale, the lease would stay unknown and be read
                         // again at once, for ever.
                         if self.core.went_back(entry.revision) {
-                            let events = self.core.store_reset(now);
-                            self.absorb(events);
-                            self.epoch_reset();
+                            self.store_forgot(now);
                         }
                         self.observe_entry(now, &entry)
                     }
@@ -334,9 +339,7 @@ impl Node for ElectionNode {
                 // forgotten ones — for good).
                 if let WriteOutcome::Written(rev) = outcome {
                     if self.core.went_back(rev) {
-                        let events = self.core.store_reset(now);
-                        self.absorb(events);
-                        self.epoch_reset();
+                        self.store_forgot(now);
                     }
                 }
                 self.core.on_result(now, sent, &action, outcome)

@@ -231,9 +231,9 @@ impl LeaseCore {
             None => self.observed = Observed::Unknown,
             // A held lease is kept: the key is read at once, and the holder
             // steps down unless it still shows its record; then a renewal
-            // (a compare-and-set on the revision read) proves it. Giving it up at once made
-            // a rolled-back leader take office twice in a row, and the
-            // second takeover could leave the group without work
+            // (a compare-and-set on the revision read) proves it. Giving it
+            // up at once made a rolled-back leader take office twice in a
+            // row, and the second takeover could leave the group without work
             // (tests/store_rollback.rs, 1 run in ~10). Until that renewal
             // is confirmed it is not acted on (release first): the store
             // may show the key absent or expired, and another worker may

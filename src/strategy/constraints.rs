@@ -134,20 +134,37 @@ thread_local! {
 /// invisible otherwise: equality is by value, and changing a shared value
 /// copies it first (`Arc::make_mut`).
 pub(crate) fn shared(c: Arc<Constraints>) -> Arc<Constraints> {
-    // `try_with`: a partition built while the thread is being torn down
-    // keeps its own allocation.
-    let known = RECENTLY_BUILT.try_with(|recent| {
+    recall(&c).unwrap_or_else(|| remember(c))
+}
+
+/// [`shared`] for a value not allocated yet (one read from the store): it
+/// is allocated only when no equal one was built shortly before.
+pub(crate) fn shared_value(c: Constraints) -> Arc<Constraints> {
+    recall(&c).unwrap_or_else(|| remember(Arc::new(c)))
+}
+
+/// An `Arc` equal to `c` built shortly before on this thread. `try_with`:
+/// a partition built while the thread is being torn down keeps its own.
+fn recall(c: &Constraints) -> Option<Arc<Constraints>> {
+    RECENTLY_BUILT
+        .try_with(|recent| {
+            let recent = recent.borrow();
+            recent.iter().rev().find(|k| k.keys() == c.keys()).cloned()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Notes `c` as the newest built on this thread, forgetting the oldest.
+fn remember(c: Arc<Constraints>) -> Arc<Constraints> {
+    let _ = RECENTLY_BUILT.try_with(|recent| {
         let mut recent = recent.borrow_mut();
-        if let Some(known) = recent.iter().rev().find(|k| k.keys() == c.keys()) {
-            return Some(Arc::clone(known));
-        }
         if recent.len() == RECENT {
             recent.remove(0);
         }
         recent.push(Arc::clone(&c));
-        None
     });
-    known.ok().flatten().unwrap_or(c)
+    c
 }
 
 impl PartialEq for Constraints {
@@ -190,12 +207,7 @@ impl fmt::Debug for Constraints {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::strategy::worker::labels as map;
 
     #[test]
     fn equal_constraints_built_in_turn_share_one_allocation() {

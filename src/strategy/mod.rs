@@ -30,7 +30,7 @@ mod worker;
 
 pub use bounded_load::BoundedLoad;
 pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
-pub(crate) use constraints::{shared, Constraints};
+pub(crate) use constraints::{shared, shared_value, Constraints};
 pub use metrics::{minimum_moves, moved};
 pub use round_robin::RoundRobin;
 pub(crate) use worker::check_descriptor;
