@@ -507,13 +507,7 @@ mod tests {
             }
         }
         assert!(reads > 0, "the lease was never read");
-        let effects = drain(&mut n);
-        assert!(
-            effects
-                .iter()
-                .any(|e| matches!(e, ElectionEffect::EpochReset)),
-            "{effects:?}"
-        );
+        super::store_tests::assert_epoch_reset(&mut n);
     }
 
     #[test]

@@ -11,6 +11,17 @@ use crate::store::{Entry, WatchEvent};
 
 const TTL: Duration = Duration::from_secs(3);
 
+/// The node's pending effects include `EpochReset`.
+pub(super) fn assert_epoch_reset(n: &mut ElectionNode) {
+    let effects = drain(n);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, ElectionEffect::EpochReset)),
+        "{effects:?}"
+    );
+}
+
 /// The lease of `instance`, carrying `epoch`, at `revision`.
 fn lease(instance: &str, epoch: u64, revision: u64) -> WatchEvent {
     WatchEvent::Put(entry(instance, epoch, revision))
@@ -84,13 +95,7 @@ fn a_write_of_ours_stored_below_a_revision_seen_means_the_store_went_back() {
     drain(&mut n);
     assert!(matches!(n.poll_op(t0), Some(Op::Create { .. })));
     n.handle_reply(t0, Reply::Written(Ok(1)));
-    let effects = drain(&mut n);
-    assert!(
-        effects
-            .iter()
-            .any(|e| matches!(e, ElectionEffect::EpochReset)),
-        "{effects:?}"
-    );
+    assert_epoch_reset(&mut n);
     n.handle_watch(t0, lease("y", 0, 2));
     assert!(
         drain(&mut n)
