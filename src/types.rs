@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::{shared, shared_value, Constraints};
+use crate::strategy::{in_slot, store, Constraints, Stored};
 
 /// A unit of work that exactly one worker owns at a time.
 ///
@@ -31,16 +31,20 @@ use crate::strategy::{shared, shared_value, Constraints};
 /// [`require_label`]: Partition::require_label
 /// [`prefer_label`]: Partition::prefer_label
 /// [`AssignmentStrategy::assign_workers`]: crate::strategy::AssignmentStrategy::assign_workers
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(from = "PartitionWire")]
 pub struct Partition {
     /// Shared, so that cloning a partition (a strategy clones every one into
     /// the placement it returns) copies a pointer instead of the id.
     id: Arc<str>,
     weight: u32,
-    /// `None` for the common label-free partition: one pointer, and cloning
-    /// a constrained partition only bumps a reference count.
-    labels: Option<Arc<Constraints>>,
+    /// The slot of its label constraints in the process-wide table
+    /// (`strategy/interned.rs`), or 0: copied, not counted, when a strategy
+    /// clones the partition. Fits beside `weight` in the struct's 32 bytes.
+    slot: u32,
+    /// Its constraints when they have no slot (the table is full); `None`
+    /// for the common label-free partition.
+    counted: Option<Arc<Constraints>>,
 }
 
 /// The serialized form. Label maps default to empty, so records written
@@ -58,13 +62,11 @@ struct PartitionWire {
 
 impl From<PartitionWire> for Partition {
     fn from(w: PartitionWire) -> Self {
-        let labels = (!w.require.is_empty() || !w.prefer.is_empty())
-            .then(|| shared_value(Constraints::new(w.require, w.prefer)));
-        Partition {
-            id: w.id.into(),
-            weight: w.weight,
-            labels,
+        let mut p = Partition::with_weight(w.id, w.weight);
+        if !w.require.is_empty() || !w.prefer.is_empty() {
+            p.set_constraints(Constraints::new(w.require, w.prefer));
         }
+        p
     }
 }
 
@@ -111,7 +113,8 @@ impl Partition {
         Partition {
             id: Arc::from(id.into()),
             weight,
-            labels: None,
+            slot: 0,
+            counted: None,
         }
     }
 
@@ -127,10 +130,10 @@ impl Partition {
     /// assert!(p.preferred_labels().is_empty());
     /// ```
     pub fn require_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let c = self.constraints_mut();
+        let mut c = self.take_constraints();
         c.required.insert(key.into(), value.into());
         c.encode();
-        self.share_constraints();
+        self.set_constraints(c);
         self
     }
 
@@ -145,10 +148,10 @@ impl Partition {
     /// assert_eq!(p.preferred_labels().get("zone").map(String::as_str), Some("a"));
     /// ```
     pub fn prefer_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let c = self.constraints_mut();
+        let mut c = self.take_constraints();
         c.preferred.insert(key.into(), value.into());
         c.encode();
-        self.share_constraints();
+        self.set_constraints(c);
         self
     }
 
@@ -164,29 +167,88 @@ impl Partition {
 
     /// Labels a worker must carry to own this partition (empty: any worker).
     pub fn required_labels(&self) -> &BTreeMap<String, String> {
-        self.labels.as_ref().map_or(&NO_LABELS, |c| &c.required)
+        self.constraints().map_or(&NO_LABELS, |c| &c.required)
     }
 
     /// Labels of the workers this partition should preferably run on.
     pub fn preferred_labels(&self) -> &BTreeMap<String, String> {
-        self.labels.as_ref().map_or(&NO_LABELS, |c| &c.preferred)
+        self.constraints().map_or(&NO_LABELS, |c| &c.preferred)
     }
 
     /// The required and the preferred labels as comparable byte strings
     /// (equal exactly when the maps are equal; empty when there are none).
     pub(crate) fn label_keys(&self) -> (&[u8], &[u8]) {
-        match &self.labels {
+        match self.constraints() {
             Some(c) => c.keys(),
             None => (&[], &[]),
         }
     }
 
-    fn share_constraints(&mut self) {
-        self.labels = self.labels.take().map(shared);
+    fn constraints(&self) -> Option<&Constraints> {
+        match self.slot {
+            0 => self.counted.as_deref(),
+            s => in_slot(s),
+        }
     }
 
-    fn constraints_mut(&mut self) -> &mut Constraints {
-        Arc::make_mut(self.labels.get_or_insert_with(Default::default))
+    /// Its constraints as a value to change (empty when it has none); the
+    /// partition holds none until [`set_constraints`](Self::set_constraints).
+    fn take_constraints(&mut self) -> Constraints {
+        let c = match self.counted.take() {
+            Some(c) => Arc::unwrap_or_clone(c),
+            None => self.constraints().cloned().unwrap_or_default(),
+        };
+        self.slot = 0;
+        c
+    }
+
+    fn set_constraints(&mut self, c: Constraints) {
+        (self.slot, self.counted) = match store(c) {
+            Stored::Slot(s) => (s, None),
+            Stored::Counted(c) => (0, Some(c)),
+        };
+    }
+
+    /// What equality, order and hash compare: where the constraints are
+    /// stored is invisible.
+    fn compared(&self) -> (&str, u32, Option<&Constraints>) {
+        (&self.id, self.weight, self.constraints())
+    }
+}
+
+impl PartialEq for Partition {
+    fn eq(&self, other: &Self) -> bool {
+        self.compared() == other.compared()
+    }
+}
+
+impl Eq for Partition {}
+
+impl PartialOrd for Partition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Partition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.compared().cmp(&other.compared())
+    }
+}
+
+impl std::hash::Hash for Partition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.compared().hash(state);
+    }
+}
+
+impl fmt::Debug for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Partition")
+            .field("id", &&*self.id)
+            .field("weight", &self.weight)
+            .field("labels", &self.constraints())
+            .finish()
     }
 }
 
@@ -507,10 +569,30 @@ mod tests {
                 {"id":"q1","require":{"pool":"vip"},"prefer":{"zone":"a"}}]"#,
         )
         .unwrap();
-        let first = built[0].labels.as_ref().unwrap();
+        // One slot, or (when other tests of this process filled the table)
+        // one counted allocation.
+        let first = &built[0];
         for p in built.iter().chain(&read) {
-            assert!(Arc::ptr_eq(p.labels.as_ref().unwrap(), first), "{p}");
+            assert_eq!(p.slot, first.slot, "{p}");
+            match (&p.counted, &first.counted) {
+                (None, None) => assert_ne!(p.slot, 0, "{p}"),
+                (Some(a), Some(b)) => assert!(Arc::ptr_eq(a, b), "{p}"),
+                _ => panic!("{p} is stored unlike {first}"),
+            }
         }
+        assert_eq!(std::mem::size_of::<Partition>(), 32);
+        // The same labels held as a counted value (a full table) are equal,
+        // ordered and hashed alike.
+        let mut counted = built[0].clone();
+        let c = counted.take_constraints();
+        counted.counted = Some(Arc::new(c));
+        assert_eq!(counted, built[0]);
+        assert_eq!(counted.cmp(&built[0]), std::cmp::Ordering::Equal);
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&counted), state.hash_one(&built[0]));
+        assert_eq!(format!("{counted:?}"), format!("{:?}", built[0]));
+        assert_ne!(counted, Partition::new("p0").require_label("pool", "vip"));
         // Changing a shared value changes only the partition changed.
         let moved = built[1].clone().prefer_label("zone", "b");
         assert_eq!(

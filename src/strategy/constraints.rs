@@ -1,16 +1,14 @@
 //! A partition's label constraints, laid out for the placement passes: the
-//! encoded key that strategies compare sits inline, right after the
-//! reference counts of its `Arc`, so comparing two partitions' constraints
-//! reads their `Arc` allocations and nothing else (a separately allocated
-//! key was one more cache miss per partition: at a million partitions,
-//! most of the classification's time).
+//! encoded key that strategies compare sits inline at the start of the
+//! value, so comparing two partitions' constraints reads one place and
+//! nothing else (a separately allocated key was one more cache miss per
+//! partition: at a million partitions, most of the classification's time).
+//! Where partitions keep these values: `interned.rs`.
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 /// Longest encoded key stored inline: one or two short labels (a pool and a
 /// zone take 44 bytes). Chosen so that [`LabelKey`] is 48 bytes.
@@ -35,8 +33,8 @@ enum LabelKey {
 /// Label constraints of a partition; one value per key. Equality, order and
 /// hash are those of the two maps (the key is a function of them).
 #[derive(Clone, Default)]
-// `key` first: the passes read only it, and it then shares the first cache
-// line (or the next) with the reference counts that cloning touches anyway.
+// `key` first: the passes read only it, and it then starts the value (or,
+// counted, follows the reference counts on the first cache line).
 #[repr(C)]
 pub(crate) struct Constraints {
     key: LabelKey,
@@ -115,58 +113,6 @@ impl Constraints {
     }
 }
 
-/// How many distinct constraints [`shared`] remembers per thread: a fleet's
-/// partitions carry a handful of label sets (zones times pools), built one
-/// after another.
-const RECENT: usize = 16;
-
-thread_local! {
-    /// The constraints most recently built on this thread, newest last.
-    static RECENTLY_BUILT: RefCell<Vec<Arc<Constraints>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `c`, or an equal `Arc` built shortly before on this thread. Partitions
-/// with the same labels then share one allocation: a million partitions in
-/// three zones hold six constraints instead of 600,000, and a strategy
-/// cloning them into its placement bumps a reference count that stays in
-/// the cache instead of missing it once per partition (at 1,000,000
-/// partitions that was about a quarter of the labelled call). Sharing is
-/// invisible otherwise: equality is by value, and changing a shared value
-/// copies it first (`Arc::make_mut`).
-pub(crate) fn shared(c: Arc<Constraints>) -> Arc<Constraints> {
-    recall(&c).unwrap_or_else(|| remember(c))
-}
-
-/// [`shared`] for a value not allocated yet (one read from the store): it
-/// is allocated only when no equal one was built shortly before.
-pub(crate) fn shared_value(c: Constraints) -> Arc<Constraints> {
-    recall(&c).unwrap_or_else(|| remember(Arc::new(c)))
-}
-
-/// An `Arc` equal to `c` built shortly before on this thread. `try_with`:
-/// a partition built while the thread is being torn down keeps its own.
-fn recall(c: &Constraints) -> Option<Arc<Constraints>> {
-    RECENTLY_BUILT
-        .try_with(|recent| {
-            let recent = recent.borrow();
-            recent.iter().rev().find(|k| k.keys() == c.keys()).cloned()
-        })
-        .ok()
-        .flatten()
-}
-
-/// Notes `c` as the newest built on this thread, forgetting the oldest.
-fn remember(c: Arc<Constraints>) -> Arc<Constraints> {
-    let _ = RECENTLY_BUILT.try_with(|recent| {
-        let mut recent = recent.borrow_mut();
-        if recent.len() == RECENT {
-            recent.remove(0);
-        }
-        recent.push(Arc::clone(&c));
-    });
-    c
-}
-
 impl PartialEq for Constraints {
     fn eq(&self, other: &Self) -> bool {
         self.required == other.required && self.preferred == other.preferred
@@ -208,40 +154,6 @@ mod tests {
     use super::*;
 
     use crate::strategy::worker::labels as map;
-
-    #[test]
-    fn equal_constraints_built_in_turn_share_one_allocation() {
-        let zones = ["a", "b", "c"];
-        let built: Vec<Arc<Constraints>> = (0..60)
-            .map(|i| {
-                let c = Constraints::new(map(&[]), map(&[("zone", zones[i % 3])]));
-                shared(Arc::new(c))
-            })
-            .collect();
-        for (i, c) in built.iter().enumerate() {
-            assert_eq!(c.preferred, map(&[("zone", zones[i % 3])]));
-            assert!(Arc::ptr_eq(c, &built[i % 3]), "{i}");
-            assert!(!Arc::ptr_eq(c, &built[(i + 1) % 3]), "{i}");
-        }
-        // More distinct values than remembered: each still gets its own
-        // value, and sharing resumes for the recent ones.
-        let many: Vec<Arc<Constraints>> = (0..2 * RECENT)
-            .map(|i| {
-                shared(Arc::new(Constraints::new(
-                    map(&[]),
-                    map(&[("k", &i.to_string())]),
-                )))
-            })
-            .collect();
-        for (i, c) in many.iter().enumerate() {
-            assert_eq!(c.preferred, map(&[("k", &i.to_string())]));
-        }
-        let again = shared(Arc::new(Constraints::new(
-            map(&[]),
-            map(&[("k", &(2 * RECENT - 1).to_string())]),
-        )));
-        assert!(Arc::ptr_eq(&again, &many[2 * RECENT - 1]));
-    }
 
     #[test]
     fn keys_are_equal_exactly_when_the_maps_are_inline_or_not() {

@@ -176,7 +176,7 @@ impl<'a> Classifier<'a> {
             return;
         }
         if let Some((k, kind)) = self.last {
-            if k == keys {
+            if same_keys(k, keys) {
                 self.kind_in[j] = kind;
                 return;
             }
@@ -229,6 +229,13 @@ impl<'a> Classifier<'a> {
 
 /// A partition's required and preferred labels as comparable bytes.
 type LabelKeys<'a> = (&'a [u8], &'a [u8]);
+
+/// `a == b`, without reading the bytes when both are the same memory (two
+/// partitions whose constraints have one slot).
+fn same_keys(a: LabelKeys<'_>, b: LabelKeys<'_>) -> bool {
+    let at = |s: &[u8]| (s.as_ptr(), s.len());
+    (at(a.0) == at(b.0) && at(a.1) == at(b.1)) || a == b
+}
 
 fn has_labels(p: &Partition) -> bool {
     p.label_keys() != (&[], &[])

@@ -16,6 +16,7 @@ mod constraints;
 mod default_fleet;
 mod fill;
 mod fleet;
+mod interned;
 mod metrics;
 mod place;
 mod plan;
@@ -30,7 +31,8 @@ mod worker;
 
 pub use bounded_load::BoundedLoad;
 pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES};
-pub(crate) use constraints::{shared, shared_value, Constraints};
+pub(crate) use constraints::Constraints;
+pub(crate) use interned::{in_slot, store, Stored};
 pub use metrics::{minimum_moves, moved};
 pub use round_robin::RoundRobin;
 pub(crate) use worker::check_descriptor;

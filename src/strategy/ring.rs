@@ -53,14 +53,22 @@ impl SubRing {
     /// Makes this the points of `ring` owned by the workers `keep` selects,
     /// reusing its memory.
     pub(crate) fn keep(&mut self, ring: &Ring, keep: impl Fn(usize) -> bool) {
-        self.points.clear();
-        self.owners.clear();
+        // Every point is written and the cursor advances only past the kept
+        // ones: a pass keeps a third or a tenth of the points in no pattern,
+        // and a branch per point mispredicted often enough to be most of
+        // the labelled fill's time.
+        let n = ring.points.len();
+        self.points.resize(n, 0);
+        self.owners.resize(n, 0);
+        let mut kept = 0;
         for (&p, &w) in ring.points.iter().zip(&ring.owners) {
-            if keep(w as usize) {
-                self.points.push(p);
-                self.owners.push(w);
-            }
+            // In bounds: `kept` never passes the point being read.
+            self.points[kept] = p;
+            self.owners[kept] = w;
+            kept += usize::from(keep(w as usize));
         }
+        self.points.truncate(kept);
+        self.owners.truncate(kept);
     }
 }
 
