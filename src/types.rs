@@ -28,6 +28,10 @@ use crate::strategy::{in_slot, store, Constraints, Stored};
 /// assert_eq!(vip.preferred_labels().get("zone").map(String::as_str), Some("a"));
 /// ```
 ///
+/// The first 1,024 distinct label sets a process builds are kept for its
+/// lifetime, so that copies of a labelled partition share them without a
+/// reference count; later sets are reference counted.
+///
 /// [`require_label`]: Partition::require_label
 /// [`prefer_label`]: Partition::prefer_label
 /// [`AssignmentStrategy::assign_workers`]: crate::strategy::AssignmentStrategy::assign_workers
