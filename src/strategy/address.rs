@@ -154,23 +154,46 @@ impl AddressIndex {
 
     /// Canonical position of the input partition whose id is at `a`.
     pub(crate) fn find(&self, a: u64) -> Option<u32> {
-        match self {
-            AddressIndex::Direct { lo, slots } => {
-                let slot = a.checked_sub(*lo)? >> SLOT_BITS;
-                let &(low, c) = slots.get(usize::try_from(slot).ok()?)?;
-                (c != 0 && low == a as u32).then(|| c - 1)
-            }
+        self.locate(a).and_then(|at| self.find_at(at, a as u32))
+    }
+
+    /// Where in the index the id at `a` would be: its slot or bucket, below
+    /// [`locations`](Self::locations); `None` when `a` is outside the
+    /// indexed range. Nearby locations are nearby in memory, which is what
+    /// batched lookups group by.
+    pub(crate) fn locate(&self, a: u64) -> Option<u32> {
+        let (lo, bits, len) = match self {
+            AddressIndex::Direct { lo, slots } => (*lo, SLOT_BITS, slots.len()),
             AddressIndex::Bucketed {
-                lo,
-                bits,
-                start,
-                entries,
-            } => {
-                let b = usize::try_from(a.checked_sub(*lo)? >> bits).ok()?;
-                let (&from, &to) = (start.get(b)?, start.get(b + 1)?);
+                lo, bits, start, ..
+            } => (*lo, *bits, start.len() - 1),
+        };
+        let at = u32::try_from(a.checked_sub(lo)? >> bits).ok()?;
+        ((at as usize) < len).then_some(at)
+    }
+
+    /// How many locations there are.
+    pub(crate) fn locations(&self) -> usize {
+        match self {
+            AddressIndex::Direct { slots, .. } => slots.len(),
+            AddressIndex::Bucketed { start, .. } => start.len() - 1,
+        }
+    }
+
+    /// [`find`](Self::find) for an address at location `at` with low 32
+    /// bits `low` (which, with the location, fix the address).
+    pub(crate) fn find_at(&self, at: u32, low: u32) -> Option<u32> {
+        let at = at as usize;
+        match self {
+            AddressIndex::Direct { slots, .. } => {
+                let &(low_here, c) = slots.get(at)?;
+                (c != 0 && low_here == low).then(|| c - 1)
+            }
+            AddressIndex::Bucketed { start, entries, .. } => {
+                let (&from, &to) = (start.get(at)?, start.get(at + 1)?);
                 entries[from as usize..to as usize]
                     .iter()
-                    .find(|e| e.0 == a as u32)
+                    .find(|e| e.0 == low)
                     .map(|e| e.1)
             }
         }

@@ -6,8 +6,10 @@
 //! id, which needs neither a read of the id nor a hash of it: an index by
 //! address (`address.rs`) when the ids lie close together (allocated in a
 //! row from one allocator arena, possibly among other allocations), a join
-//! of both sides sorted by address otherwise. The rest (a placement read
-//! back from the store, ids built anew) are matched by hash and id.
+//! of both sides sorted by address otherwise; with hundreds of thousands of
+//! entries the index is read in batches, so that its lookups stay in the
+//! cache. The rest (a placement read back from the store, ids built anew)
+//! are matched by hash and id.
 
 use super::address::{address, AddressIndex, Kind};
 use super::common::{key_hash, Keyed, NO_OWNER};
@@ -23,17 +25,18 @@ pub(crate) fn previous_owners(
     parts: &[Keyed],
     previous: &Placement,
 ) -> Vec<u32> {
-    owners_by(workers, input, parts, previous, Some(Kind::Any))
+    owners_by(workers, input, parts, previous, Some(Kind::Any), BATCH_FROM)
 }
 
-/// [`previous_owners`] with the given index; without one, by the sorted
-/// join.
+/// [`previous_owners`] with the given index (looked up in batches from
+/// `batch_from` entries on); without one, by the sorted join.
 fn owners_by(
     workers: &[&str],
     input: &[Partition],
     parts: &[Keyed],
     previous: &Placement,
     index: Option<Kind>,
+    batch_from: usize,
 ) -> Vec<u32> {
     let mut owner = vec![NO_OWNER; parts.len()];
     let mut lists: Vec<(u32, &[Partition])> = Vec::new();
@@ -54,18 +57,10 @@ fn owners_by(
     let unmatched = match index.and_then(|kind| AddressIndex::new(input, &at, kind)) {
         Some(index) => {
             drop(at);
-            let mut unmatched = Vec::new();
-            let mut seq = 0u32;
-            for &(w, list) in &lists {
-                for p in list.iter().filter(|p| !p.id().is_empty()) {
-                    match index.find(address(p)) {
-                        Some(c) => claim(&mut owner[c as usize], w),
-                        None => unmatched.push(seq),
-                    }
-                    seq += 1;
-                }
-            }
-            unmatched
+            let batched = (total >= batch_from)
+                .then(|| in_batches(&index, &lists, total, &mut owner))
+                .flatten();
+            batched.unwrap_or_else(|| one_by_one(&index, &lists, &mut owner))
         }
         None => by_sorted_address(&lists, input, at, total, &mut owner),
     };
@@ -73,6 +68,79 @@ fn owners_by(
         by_id(&lists, input, parts, unmatched, &mut owner);
     }
     owner
+}
+
+/// Looks every live entry up in `index`, in list order; returns the
+/// positions (among the live entries) of those it does not hold.
+fn one_by_one(index: &AddressIndex, lists: &[(u32, &[Partition])], owner: &mut [u32]) -> Vec<u32> {
+    let mut unmatched = Vec::new();
+    let mut seq = 0u32;
+    for &(w, list) in lists {
+        for p in list.iter().filter(|p| !p.id().is_empty()) {
+            match index.find(address(p)) {
+                Some(c) => claim(&mut owner[c as usize], w),
+                None => unmatched.push(seq),
+            }
+            seq += 1;
+        }
+    }
+    unmatched
+}
+
+/// From this many previous entries on, [`in_batches`] looks them up: below
+/// it the index and the owners stay in the cache anyway.
+const BATCH_FROM: usize = 1 << 18;
+/// log2 of the index locations, and of the owners, one batch covers: 2^14
+/// locations of 4 to 8 bytes stay in the second-level cache and the TLB's
+/// reach.
+const BATCH_BITS: u32 = 14;
+
+/// [`one_by_one`] in two rounds of batches: the entries grouped by the part
+/// of the index they read, then the matches grouped by the part of `owner`
+/// they write. With a million entries the index (about 12 MB) and the owners
+/// (4 MB) are far larger than the second-level cache, and looking entries
+/// up in list order pays two cache and TLB misses each; grouped, the same
+/// work streams through memory.
+///
+/// `None`, with `owner` untouched, when an entry inside the indexed range is
+/// not in the index (a placement read back from the store, its ids
+/// allocated anew among the input's): the caller then goes one by one,
+/// which notes each such entry for the match by id.
+fn in_batches(
+    index: &AddressIndex,
+    lists: &[(u32, &[Partition])],
+    total: usize,
+    owner: &mut [u32],
+) -> Option<Vec<u32>> {
+    // Batches sized for evenly spread entries, a quarter more for slack.
+    fn batches<T>(len: usize, total: usize) -> Vec<Vec<T>> {
+        let n = (len >> BATCH_BITS) + 1;
+        let room = total / n * 5 / 4 + 16;
+        (0..n).map(|_| Vec::with_capacity(room)).collect()
+    }
+    let mut unmatched = Vec::new();
+    // (location, low address bits, worker): 12 bytes an entry.
+    let mut by_location: Vec<Vec<(u32, u32, u32)>> = batches(index.locations(), total);
+    let mut seq = 0u32;
+    for &(w, list) in lists {
+        for p in list.iter().filter(|p| !p.id().is_empty()) {
+            let a = address(p);
+            match index.locate(a) {
+                Some(at) => by_location[(at >> BATCH_BITS) as usize].push((at, a as u32, w)),
+                // Outside the indexed range: an id the index left out.
+                None => unmatched.push(seq),
+            }
+            seq += 1;
+        }
+    }
+    let mut found = Vec::with_capacity(total);
+    for (at, low, w) in by_location.into_iter().flatten() {
+        found.push((index.find_at(at, low)?, w));
+    }
+    for (c, w) in found {
+        claim(&mut owner[c as usize], w);
+    }
+    Some(unmatched)
 }
 
 /// The same match as [`AddressIndex`] by sorting both sides by address and
@@ -207,7 +275,10 @@ mod tests {
 
     #[test]
     fn every_way_of_matching_finds_the_first_live_owner() {
-        let input: Vec<Partition> = (0..6000).map(|i| Partition::new(format!("p{i}"))).collect();
+        // Enough ids for several batches of index locations and owners.
+        let input: Vec<Partition> = (0..40_000)
+            .map(|i| Partition::new(format!("p{i}")))
+            .collect();
         let parts = keyed_partitions(&input).unwrap();
         let workers = ["a", "b", "c"];
         let anew = |p: &Partition| Partition::new(p.id().to_string());
@@ -233,7 +304,10 @@ mod tests {
         assert_eq!(want.iter().filter(|&&o| o == 1).count(), 2000);
         assert_eq!(want.iter().filter(|&&o| o == 2).count(), 1);
         for index in [Some(Kind::Any), Some(Kind::Bucketed), None] {
-            assert_eq!(owners_by(&workers, &input, &parts, &prev, index), want);
+            for batch_from in [BATCH_FROM, 0] {
+                let got = owners_by(&workers, &input, &parts, &prev, index, batch_from);
+                assert_eq!(got, want, "{index:?}, batches from {batch_from}");
+            }
         }
         // Only ids built anew: everything goes through the match by id.
         let fresh: Placement = prev
@@ -241,7 +315,66 @@ mod tests {
             .map(|(w, l)| (w.clone(), l.iter().map(anew).collect()))
             .collect();
         for index in [Some(Kind::Any), Some(Kind::Bucketed), None] {
-            assert_eq!(owners_by(&workers, &input, &parts, &fresh, index), want);
+            for batch_from in [BATCH_FROM, 0] {
+                let got = owners_by(&workers, &input, &parts, &fresh, index, batch_from);
+                assert_eq!(got, want, "{index:?}, batches from {batch_from}");
+            }
         }
+    }
+
+    #[test]
+    fn batched_lookups_agree_with_one_by_one() {
+        let workers = ["a", "b", "c"];
+        let mut checked = 0;
+        // Ids allocated among other tests' allocations may be too spread
+        // for an index (then `new` rightly declines): a few tries, kept so
+        // that the next cannot reuse the same holes.
+        let mut kept = Vec::new();
+        for _ in 0..5 {
+            let input: Vec<Partition> = (0..40_000)
+                .map(|i| Partition::new(format!("p{i}")))
+                .collect();
+            let parts = keyed_partitions(&input).unwrap();
+            let mut at = vec![0u32; input.len()];
+            for (c, k) in parts.iter().enumerate() {
+                at[k.index as usize] = c as u32;
+            }
+            // Clones only (a partition under two workers included), so every
+            // entry is in the index and the batches run to the end.
+            let prev = Placement::from([
+                ("a".to_string(), input[..2000].to_vec()),
+                ("b".to_string(), input[1000..30_000].to_vec()),
+                ("c".to_string(), input[30_000..].to_vec()),
+            ]);
+            let lists: Vec<(u32, &[Partition])> = prev
+                .values()
+                .enumerate()
+                .map(|(w, l)| (w as u32, l.as_slice()))
+                .collect();
+            let want = reference(&workers, &parts, &input, &prev);
+            for kind in [Kind::Any, Kind::Bucketed] {
+                let Some(index) = AddressIndex::new(&input, &at, kind) else {
+                    continue;
+                };
+                assert!(index.locations() >> BATCH_BITS >= 2, "one batch only");
+                let mut one = vec![NO_OWNER; parts.len()];
+                let left_one = one_by_one(&index, &lists, &mut one);
+                let mut batched = vec![NO_OWNER; parts.len()];
+                let total = lists.iter().map(|(_, l)| l.len()).sum();
+                let mut left = in_batches(&index, &lists, total, &mut batched)
+                    .expect("every entry shares an input id");
+                left.sort_unstable();
+                assert_eq!((&batched, &left), (&one, &left_one), "{kind:?}");
+                if left_one.is_empty() {
+                    assert_eq!(one, want, "{kind:?}");
+                }
+                checked += 1;
+            }
+            if checked > 0 {
+                break;
+            }
+            kept.push(input);
+        }
+        assert!(checked > 0, "no index in five allocations");
     }
 }
