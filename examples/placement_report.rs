@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example placement_report
 //! cargo run --release --example placement_report -- --fleet   # zones and capacities
+//! cargo run --release --example placement_report -- --growth  # 10K → 1M, page faults
 //! ```
 //!
 //! `benches/strategies.rs` reuses the adapters below, so both measure the
@@ -16,6 +17,9 @@ use parti::strategy::{
     minimum_moves, moved, AssignmentStrategy, BoundedLoad, ConsistentHash, RoundRobin, WorkerInfo,
 };
 use parti::{Error, Partition, Placement};
+
+#[path = "support/growth.rs"]
+mod growth;
 
 /// Groups `(worker, partition)` pairs into a [`Placement`] with every worker
 /// present and each list sorted by id, as parti's strategies return it.
@@ -286,6 +290,9 @@ fn fleet_report() -> Result<(), Error> {
 fn main() -> Result<(), Error> {
     if std::env::args().any(|a| a == "--fleet") {
         return fleet_report();
+    }
+    if std::env::args().any(|a| a == "--growth") {
+        return growth::report(partitions, workers);
     }
     const N: usize = 10_000;
     const W: usize = 200;

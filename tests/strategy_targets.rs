@@ -1,5 +1,5 @@
 //! The issue-4 targets for BoundedLoad at full size: 10,000 equal-weight
-//! partitions on 200 workers. Run in release: `cargo test --release --test strategy_targets`.
+//! partitions on 200 workers (and one sticky join and leave at 300,000). Run in release: `cargo test --release --test strategy_targets`.
 
 use std::collections::BTreeSet;
 
