@@ -74,17 +74,30 @@ fn owners_by(
 /// positions (among the live entries) of those it does not hold.
 fn one_by_one(index: &AddressIndex, lists: &[(u32, &[Partition])], owner: &mut [u32]) -> Vec<u32> {
     let mut unmatched = Vec::new();
-    let mut seq = 0u32;
-    for &(w, list) in lists {
-        for p in list.iter().filter(|p| !p.id().is_empty()) {
-            match index.find(address(p)) {
-                Some(c) => claim(&mut owner[c as usize], w),
-                None => unmatched.push(seq),
-            }
-            seq += 1;
+    for (w, seq, p) in live_entries(lists) {
+        match index.find(address(p)) {
+            Some(c) => claim(&mut owner[c as usize], w),
+            None => unmatched.push(seq),
         }
     }
     unmatched
+}
+
+/// The entries of `lists` that have an id, in order, each with its worker
+/// and its position among them (by which the matches name the entries they
+/// leave for the match by id).
+fn live_entries<'a>(
+    lists: &'a [(u32, &'a [Partition])],
+) -> impl Iterator<Item = (u32, u32, &'a Partition)> + 'a {
+    lists
+        .iter()
+        .flat_map(|&(w, list)| {
+            list.iter()
+                .filter(|p| !p.id().is_empty())
+                .map(move |p| (w, p))
+        })
+        .zip(0u32..)
+        .map(|((w, p), seq)| (w, seq, p))
 }
 
 /// From this many previous entries on, [`in_batches`] looks them up: below
@@ -113,25 +126,19 @@ fn in_batches(
     total: usize,
     owner: &mut [u32],
 ) -> Option<Vec<u32>> {
-    // Batches sized for evenly spread entries, a quarter more for slack.
-    fn batches<T>(len: usize, total: usize) -> Vec<Vec<T>> {
-        let n = (len >> BATCH_BITS) + 1;
-        let room = total / n * 5 / 4 + 16;
-        (0..n).map(|_| Vec::with_capacity(room)).collect()
-    }
+    // (location, low address bits, worker), 12 bytes an entry, in batches
+    // sized for evenly spread entries with a quarter more for slack.
+    let batches = (index.locations() >> BATCH_BITS) + 1;
+    let room = total / batches * 5 / 4 + 16;
+    let mut by_location: Vec<Vec<(u32, u32, u32)>> =
+        (0..batches).map(|_| Vec::with_capacity(room)).collect();
     let mut unmatched = Vec::new();
-    // (location, low address bits, worker): 12 bytes an entry.
-    let mut by_location: Vec<Vec<(u32, u32, u32)>> = batches(index.locations(), total);
-    let mut seq = 0u32;
-    for &(w, list) in lists {
-        for p in list.iter().filter(|p| !p.id().is_empty()) {
-            let a = address(p);
-            match index.locate(a) {
-                Some(at) => by_location[(at >> BATCH_BITS) as usize].push((at, a as u32, w)),
-                // Outside the indexed range: an id the index left out.
-                None => unmatched.push(seq),
-            }
-            seq += 1;
+    for (w, seq, p) in live_entries(lists) {
+        let a = address(p);
+        match index.locate(a) {
+            Some(at) => by_location[(at >> BATCH_BITS) as usize].push((at, a as u32, w)),
+            // Outside the indexed range: an id the index left out.
+            None => unmatched.push(seq),
         }
     }
     let mut found = Vec::with_capacity(total);
@@ -157,11 +164,7 @@ fn by_sorted_address(
     // (address, worker, position among the live entries); workers come in
     // id order.
     let mut held: Vec<(u64, u32, u32)> = Vec::with_capacity(total);
-    for &(w, list) in lists {
-        for p in list.iter().filter(|p| !p.id().is_empty()) {
-            held.push((address(p), w, held.len() as u32));
-        }
-    }
+    held.extend(live_entries(lists).map(|(w, seq, p)| (address(p), w, seq)));
     let mut mine: Vec<(u64, u32, u32)> = input
         .iter()
         .zip(&at)
@@ -213,16 +216,10 @@ fn by_id(
 ) {
     unmatched.sort_unstable();
     let mut wanted = unmatched.into_iter().peekable();
-    let mut seq = 0u32;
-    let mut entries: Vec<(u64, u32, &str)> = Vec::new();
-    for &(w, list) in lists {
-        for p in list.iter().filter(|p| !p.id().is_empty()) {
-            if wanted.next_if_eq(&seq).is_some() {
-                entries.push((key_hash(p.id()), w, p.id()));
-            }
-            seq += 1;
-        }
-    }
+    let mut entries: Vec<(u64, u32, &str)> = live_entries(lists)
+        .filter(|&(_, seq, _)| wanted.next_if_eq(&seq).is_some())
+        .map(|(w, _, p)| (key_hash(p.id()), w, p.id()))
+        .collect();
     sort_by_u64(&mut entries, |e| e.0);
     let mut j = 0;
     for &(hash, w, id) in &entries {
